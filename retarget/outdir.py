@@ -1,0 +1,43 @@
+"""Write an output folder atomically: build it in a temporary sibling, rename it into place on success."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from retarget.errors import RetargetError
+
+
+def check_writable(out: Path) -> None:
+    """Fail early (before any work) if OUT cannot be created: its parent must be a writable folder."""
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise RetargetError("parent folder does not exist", source=str(out), field="--out")
+    if not os.access(parent, os.W_OK):
+        raise RetargetError("parent folder is not writable", source=str(out), field="--out")
+    if out.exists() and not out.is_dir():
+        raise RetargetError("exists and is not a folder", source=str(out), field="--out")
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to OUT; on success replace OUT with it, on failure remove it."""
+    out = Path(out)
+    check_writable(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
