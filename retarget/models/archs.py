@@ -1,0 +1,438 @@
+"""HF `config.json` -> ModelSpec, one small registered class per architecture family.
+
+Each class inherits from its closest relative and overrides only what differs: a key map (renamed config
+keys), defaults, and the per-layer `attention` / `mlp` / `ssm` rules. `spec_from_hf_config` builds one
+block per layer and run-length encodes them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+from retarget.errors import RetargetError
+from retarget.models.spec import AttentionSpec, BlockGroup, MlpSpec, ModelSpec, SsmSpec
+
+_ARCHS: dict[str, type[DecoderArch]] = {}
+
+
+def register_arch(*model_types: str):
+    """Class decorator: handle HF configs whose `model_type` is one of MODEL_TYPES."""
+
+    def wrap(cls: type[DecoderArch]) -> type[DecoderArch]:
+        for t in model_types:
+            _ARCHS[t] = cls
+        return cls
+
+    return wrap
+
+
+def supported_model_types() -> list[str]:
+    return sorted(_ARCHS)
+
+
+class Config:
+    """Read access to a config dict through a key map; missing or bad fields raise RetargetError."""
+
+    def __init__(self, raw: dict[str, Any], key_map: dict[str, str], source: str | None) -> None:
+        self.raw, self.key_map, self.source = raw, key_map, source
+
+    def _key(self, key: str) -> str:
+        return self.key_map.get(key, key)
+
+    def has(self, key: str) -> bool:
+        return self.raw.get(self._key(key)) is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.raw.get(self._key(key))
+        return default if value is None else value
+
+    def int(self, key: str, default: int | None = None, layer: int | None = None) -> int:
+        """A positive-or-zero integer; a per-layer list is indexed by LAYER."""
+        value = self.get(key, default)
+        if isinstance(value, list) and layer is not None and len(value) > layer:
+            value = value[layer]
+        if value is None:
+            raise RetargetError("missing required field", source=self.source, field=self._key(key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
+            raise RetargetError(f"expected a non-negative integer, got {value!r}", source=self.source,
+                                field=self._key(key))
+        return int(value)
+
+
+class DecoderArch:
+    """Llama-style decoder: GQA/MHA/MQA attention, dense SwiGLU MLP in every layer."""
+
+    KEY_MAP: ClassVar[dict[str, str]] = {}
+    TIED_DEFAULT: ClassVar[bool] = False
+    QK_NORM: ClassVar[bool] = False
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    # -- dims ----------------------------------------------------------------------------------------------
+    def num_layers(self) -> int:
+        return self.cfg.int("num_hidden_layers")
+
+    def heads(self) -> int:
+        return self.cfg.int("num_attention_heads")
+
+    def kv_heads(self) -> int:
+        return self.cfg.int("num_key_value_heads", self.heads())
+
+    def head_dim(self) -> int:
+        if self.cfg.has("head_dim"):
+            return self.cfg.int("head_dim")
+        hidden, heads = self.cfg.int("hidden_size"), self.heads()
+        if heads == 0 or hidden % heads:
+            raise RetargetError(f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}",
+                                source=self.cfg.source, field=self.cfg._key("num_attention_heads"))
+        return hidden // heads
+
+    def window(self, layer: int) -> int | None:
+        """Sliding window of LAYER in tokens, or None for full attention."""
+        return None
+
+    # -- per-layer parts -------------------------------------------------------------------------------------
+    def attention(self, layer: int) -> AttentionSpec | None:
+        heads, kv = self.heads(), self.kv_heads()
+        window = self.window(layer)
+        layout = "mha" if kv == heads else "mqa" if kv == 1 else "gqa"
+        kind = "sliding" if window else self.sinks_kind() or layout
+        return AttentionSpec(kind=kind, heads=heads, kv_heads=kv, head_dim=self.head_dim(), window=window,
+                             sinks=self.sinks_kind() is not None, chunked=self.chunked(layer),
+                             qk_norm=bool(self.cfg.get("use_qk_norm", self.QK_NORM)))
+
+    def sinks_kind(self) -> str | None:
+        return None
+
+    def chunked(self, layer: int) -> bool:
+        return False
+
+    def mlp(self, layer: int) -> MlpSpec | None:
+        return MlpSpec(kind="dense", intermediate=self.cfg.int("intermediate_size"))
+
+    def ssm(self, layer: int) -> SsmSpec | None:
+        return None
+
+    def layer_blocks(self) -> list[BlockGroup]:
+        """One BlockGroup(count=1) per layer."""
+        return [BlockGroup(count=1, attention=self.attention(i), ssm=self.ssm(i), mlp=self.mlp(i))
+                for i in range(self.num_layers())]
+
+    def tied(self) -> bool:
+        return bool(self.cfg.get("tie_word_embeddings", self.TIED_DEFAULT))
+
+
+def _run_length(layers: list[BlockGroup]) -> list[BlockGroup]:
+    groups: list[BlockGroup] = []
+    for block in layers:
+        if groups and groups[-1].model_copy(update={"count": 1}) == block:
+            groups[-1] = groups[-1].model_copy(update={"count": groups[-1].count + 1})
+        else:
+            groups.append(block)
+    return groups
+
+
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Multimodal configs (Gemma 3, Llama 4) nest the language model under `text_config`."""
+    text = config.get("text_config")
+    if isinstance(text, dict):
+        return {**{k: v for k, v in config.items() if k != "text_config"}, **text,
+                "model_type": config.get("model_type")}
+    return config
+
+
+def spec_from_hf_config(config: dict[str, Any], name: str | None = None, *, source: str | None = None,
+                        native_format: dict[str, str] | None = None) -> ModelSpec:
+    """Build a ModelSpec from an HF config dict. Unknown model types and bad fields raise RetargetError."""
+    if not isinstance(config, dict):
+        raise RetargetError("config must be a JSON object", source=source)
+    raw = _text_config(config)
+    model_type = raw.get("model_type")
+    if model_type not in _ARCHS:
+        supported = ", ".join(supported_model_types())
+        raise RetargetError(f"unsupported model_type {model_type!r}; supported: {supported}",
+                            source=source, field="model_type")
+    arch = _ARCHS[model_type](Config(raw, _ARCHS[model_type].KEY_MAP, source))
+    cfg = arch.cfg
+    try:
+        blocks = _run_length(arch.layer_blocks())
+        return ModelSpec(
+            name=name or str(raw.get("_name_or_path") or model_type), model_type=model_type,
+            hidden_size=cfg.int("hidden_size"), vocab_size=cfg.int("vocab_size"),
+            tie_word_embeddings=arch.tied(),
+            max_position_embeddings=cfg.get("max_position_embeddings"), blocks=blocks,
+            native_format=native_format or _native_format(raw), source=source)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise RetargetError(first["msg"], source=source, field=field) from None
+
+
+def _native_format(raw: dict[str, Any]) -> dict[str, str]:
+    """Checkpoint format per tensor group from `quantization_config` / `torch_dtype` (bf16 if neither)."""
+    q = raw.get("quantization_config") or {}
+    method = str(q.get("quant_method", "")).lower()
+    if method == "fp8":
+        block = q.get("weight_block_size")
+        fmt = f"fp8-e4m3-block{block[0]}" if block else "fp8-e4m3"
+        return {"linear": fmt, "other": "bf16"}
+    if method == "mxfp4":
+        return {"experts": "mxfp4", "other": "bf16"}
+    dtypes = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+    return {"all": dtypes.get(str(raw.get("torch_dtype")), "bf16")}
+
+
+# ---- architectures -------------------------------------------------------------------------------------
+
+@register_arch("llama", "mistral", "olmo2")
+class LlamaArch(DecoderArch):
+    def window(self, layer: int) -> int | None:
+        return self.cfg.get("sliding_window")
+
+
+@register_arch("qwen2", "qwen3")
+class Qwen2Arch(LlamaArch):
+    QK_NORM = False
+
+    def window(self, layer: int) -> int | None:
+        if not self.cfg.get("use_sliding_window", False):
+            return None
+        return self.cfg.get("sliding_window") if layer >= self.cfg.int("max_window_layers", 0) else None
+
+
+class MoeMixin(DecoderArch):
+    """Routed experts; `is_moe_layer` decides which layers, `dense_width` what the others use."""
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return layer >= self.cfg.int("first_k_dense_replace", 0)
+
+    def shared(self, layer: int) -> tuple[int, int]:
+        """(number of shared experts, width of each)."""
+        return self.cfg.int("n_shared_experts", 0), self.cfg.int("moe_intermediate_size")
+
+    def mlp(self, layer: int) -> MlpSpec | None:
+        if not self.is_moe_layer(layer):
+            return super().mlp(layer)
+        n_shared, shared_width = self.shared(layer)
+        return MlpSpec(kind="moe", experts=self.cfg.int("n_routed_experts", layer=layer),
+                       top_k=self.cfg.int("num_experts_per_tok", layer=layer),
+                       expert_intermediate=self.cfg.int("moe_intermediate_size", layer=layer),
+                       shared_experts=n_shared, shared_intermediate=shared_width if n_shared else 0,
+                       zero_experts=self.cfg.int("zero_expert_num", 0))
+
+
+@register_arch("qwen3_moe", "qwen2_moe")
+class Qwen3MoeArch(MoeMixin, Qwen2Arch):
+    KEY_MAP = {"n_routed_experts": "num_experts"}
+
+    def is_moe_layer(self, layer: int) -> bool:
+        step = self.cfg.int("decoder_sparse_step", 1)
+        return layer not in self.cfg.get("mlp_only_layers", []) and (layer + 1) % step == 0
+
+    def shared(self, layer: int) -> tuple[int, int]:
+        width = self.cfg.int("shared_expert_intermediate_size", 0)
+        return (1, width) if width else (0, 0)
+
+
+@register_arch("mixtral", "minimax_m2")
+class MixtralArch(MoeMixin, LlamaArch):
+    """Experts in every layer; `intermediate_size` is the expert width."""
+
+    KEY_MAP = {"n_routed_experts": "num_local_experts", "moe_intermediate_size": "intermediate_size"}
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return True
+
+
+@register_arch("glm4_moe")
+class Glm4MoeArch(MoeMixin, LlamaArch):
+    pass
+
+
+@register_arch("hunyuan", "hunyuan_v1_moe")
+class HunyuanArch(MoeMixin, LlamaArch):
+    """Hunyuan-A13B: per-layer lists allowed for experts/top-k/widths; one shared expert by default."""
+
+    KEY_MAP = {"n_routed_experts": "num_experts", "num_experts_per_tok": "moe_topk",
+               "first_k_dense_replace": "moe_layer_num_skipped", "head_dim": "attention_head_dim"}
+    QK_NORM = True
+
+    def head_dim(self) -> int:
+        return self.cfg.int("head_dim") if self.cfg.has("head_dim") else (
+            self.cfg.int("hidden_size") // self.heads())
+
+    def shared(self, layer: int) -> tuple[int, int]:
+        mixed = self.cfg.get("use_mixed_mlp_moe", True)
+        n = self.cfg.int("num_shared_expert", 1, layer=layer) if mixed else 0
+        return n, self.cfg.int("moe_intermediate_size", layer=layer)
+
+
+@register_arch("deepseek_v3", "deepseek_v2", "kimi_k2")
+class DeepseekV3Arch(MoeMixin, LlamaArch):
+    """MLA attention; leading dense layers (`first_k_dense_replace`), shared experts."""
+
+    def attention(self, layer: int) -> AttentionSpec | None:
+        c = self.cfg
+        return AttentionSpec(kind="mla", heads=self.heads(), kv_heads=1,
+                             head_dim=c.int("qk_nope_head_dim") + c.int("qk_rope_head_dim"),
+                             q_lora_rank=c.get("q_lora_rank") or None, kv_lora_rank=c.int("kv_lora_rank"),
+                             qk_nope_head_dim=c.int("qk_nope_head_dim"),
+                             qk_rope_head_dim=c.int("qk_rope_head_dim"),
+                             v_head_dim=c.int("v_head_dim"))
+
+    def is_moe_layer(self, layer: int) -> bool:
+        dense_first = self.cfg.int("first_k_dense_replace", 0)
+        return layer >= dense_first and layer % self.cfg.int("moe_layer_freq", 1) == 0
+
+
+@register_arch("longcat_flash")
+class LongcatArch(DeepseekV3Arch):
+    """LongCat-Flash: each of `num_layers` layers holds 2 MLA sublayers, 2 dense FFNs and one MoE (with
+    zero experts) in parallel. Modelled as 2*num_layers blocks; the MoE rides on the even ones."""
+
+    KEY_MAP = {"num_experts_per_tok": "moe_topk", "moe_intermediate_size": "expert_ffn_hidden_size",
+               "intermediate_size": "ffn_hidden_size"}
+
+    def num_layers(self) -> int:
+        return 2 * self.cfg.int("num_layers")
+
+    def mlp(self, layer: int) -> MlpSpec | None:
+        dense = self.cfg.int("intermediate_size")
+        if layer % 2:
+            return MlpSpec(kind="dense", intermediate=dense)
+        return MlpSpec(kind="moe", intermediate=dense, experts=self.cfg.int("n_routed_experts"),
+                       top_k=self.cfg.int("num_experts_per_tok"),
+                       expert_intermediate=self.cfg.int("moe_intermediate_size"),
+                       zero_experts=self.cfg.int("zero_expert_num", 0))
+
+
+@register_arch("gemma3", "gemma3_text", "gemma2")
+class Gemma3Arch(LlamaArch):
+    """Local sliding-window layers with a global layer every `sliding_window_pattern` (or `layer_types`)."""
+
+    TIED_DEFAULT = True
+    QK_NORM = True
+
+    def window(self, layer: int) -> int | None:
+        types = self.cfg.get("layer_types")
+        if types:
+            return self.cfg.int("sliding_window") if types[layer] == "sliding_attention" else None
+        pattern = self.cfg.int("sliding_window_pattern", 6)
+        return None if (layer + 1) % pattern == 0 else self.cfg.int("sliding_window")
+
+
+@register_arch("gpt_oss")
+class GptOssArch(MixtralArch):
+    """Alternating 128-token banded / full attention, learned sinks on every layer, MXFP4 experts."""
+
+    def sinks_kind(self) -> str | None:
+        return "sinks"
+
+    def window(self, layer: int) -> int | None:
+        types = self.cfg.get("layer_types") or ["sliding_attention" if i % 2 == 0 else "full_attention"
+                                                for i in range(self.num_layers())]
+        return self.cfg.int("sliding_window") if types[layer] == "sliding_attention" else None
+
+
+@register_arch("llama4", "llama4_text")
+class Llama4Arch(MoeMixin, LlamaArch):
+    """Top-1 routed + 1 shared expert; MoE every `interleave_moe_layer_step`; dense layers are
+    `intermediate_size_mlp` wide; chunked local attention on RoPE layers, global NoPE every 4th."""
+
+    KEY_MAP = {"n_routed_experts": "num_local_experts", "moe_intermediate_size": "intermediate_size",
+               "intermediate_size": "intermediate_size_mlp"}
+    QK_NORM = False
+
+    def is_moe_layer(self, layer: int) -> bool:
+        layers = self.cfg.get("moe_layers")
+        if layers is not None:
+            return layer in layers
+        step = self.cfg.int("interleave_moe_layer_step", 1)
+        return (layer + 1) % step == 0
+
+    def shared(self, layer: int) -> tuple[int, int]:
+        return 1, self.cfg.int("moe_intermediate_size")
+
+    def _is_rope_layer(self, layer: int) -> bool:
+        flags = self.cfg.get("no_rope_layers")
+        if flags:
+            return bool(flags[layer])
+        return (layer + 1) % self.cfg.int("no_rope_layer_interval", 4) != 0
+
+    def window(self, layer: int) -> int | None:
+        chunk = self.cfg.get("attention_chunk_size")
+        return chunk if chunk and self._is_rope_layer(layer) else None
+
+    def chunked(self, layer: int) -> bool:
+        return self.window(layer) is not None
+
+
+@register_arch("minimax", "minimax_m1")
+class MiniMaxM1Arch(MixtralArch):
+    """Lightning (linear) attention with a softmax GQA layer every 8th
+    (`attn_type_list`: 0 linear, 1 softmax; or transformers' `layer_types`)."""
+
+    def _is_linear(self, layer: int) -> bool:
+        types = self.cfg.get("attn_type_list")
+        if types is not None:
+            return types[layer] == 0
+        layer_types = self.cfg.get("layer_types")
+        return bool(layer_types) and layer_types[layer] == "linear_attention"
+
+    def attention(self, layer: int) -> AttentionSpec | None:
+        spec = super().attention(layer)
+        if self._is_linear(layer) and spec is not None:
+            return spec.model_copy(update={"kind": "linear", "kv_heads": spec.heads})
+        return spec
+
+
+class MambaLayers(DecoderArch):
+    """Mixin for configs with `mamba_*` fields."""
+
+    def d_inner(self) -> int:
+        return self.cfg.int("mamba_expand", 2) * self.cfg.int("hidden_size")
+
+
+@register_arch("falcon_h1")
+class FalconH1Arch(MambaLayers, LlamaArch):
+    """Parallel hybrid: every layer has GQA attention *and* a Mamba-2 mixer side by side, then an MLP."""
+
+    def ssm(self, layer: int) -> SsmSpec | None:
+        c = self.cfg
+        n_heads = c.int("mamba_n_heads")
+        d_ssm = c.int("mamba_d_ssm") if c.has("mamba_d_ssm") else self.d_inner()
+        head = c.get("mamba_d_head", "auto")
+        head_dim = d_ssm // n_heads if head == "auto" else c.int("mamba_d_head")
+        return SsmSpec(kind="mamba2", d_inner=n_heads * head_dim, d_state=c.int("mamba_d_state"),
+                       d_conv=c.int("mamba_d_conv", 4), n_heads=n_heads, head_dim=head_dim,
+                       n_groups=c.int("mamba_n_groups", 1), chunk_size=c.get("mamba_chunk_size"))
+
+
+@register_arch("jamba")
+class JambaArch(MambaLayers, MoeMixin, LlamaArch):
+    """Attention where i % attn_layer_period == attn_layer_offset, Mamba-1 elsewhere; MoE where
+    i % expert_layer_period == expert_layer_offset; `intermediate_size` is both dense and expert width."""
+
+    KEY_MAP = {"n_routed_experts": "num_experts", "moe_intermediate_size": "intermediate_size"}
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return layer % self.cfg.int("expert_layer_period", 2) == self.cfg.int("expert_layer_offset", 1)
+
+    def _is_attention(self, layer: int) -> bool:
+        return layer % self.cfg.int("attn_layer_period", 8) == self.cfg.int("attn_layer_offset", 4)
+
+    def attention(self, layer: int) -> AttentionSpec | None:
+        return super().attention(layer) if self._is_attention(layer) else None
+
+    def ssm(self, layer: int) -> SsmSpec | None:
+        if self._is_attention(layer):
+            return None
+        c = self.cfg
+        auto = c.get("mamba_dt_rank", "auto") == "auto"
+        dt_rank = math.ceil(c.int("hidden_size") / 16) if auto else c.int("mamba_dt_rank")
+        return SsmSpec(kind="mamba1", d_inner=self.d_inner(), d_state=c.int("mamba_d_state", 16),
+                       d_conv=c.int("mamba_d_conv", 4), dt_rank=dt_rank)

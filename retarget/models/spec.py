@@ -1,0 +1,333 @@
+"""ModelSpec: a weights-free description of a decoder LLM, enough for planning, perf and lock-in.
+
+A spec is a list of `BlockGroup`s (run-length groups of identical layers). Each layer has a token mixer
+(attention and/or an SSM) and an MLP. Parameter counts and KV-cache bytes are computed from the dims here,
+never copied from a publisher. Counting conventions (documented once, used everywhere):
+
+* matrices only, plus norms and small vectors (sinks, SSM A/D/dt); biases are ignored (< 0.1% everywhere);
+* MLPs are gated (SwiGLU/GeGLU: gate, up, down = 3 matrices), which holds for every registry model;
+* `params_active` counts what one token touches when every top-k slot hits a real expert, *including* the
+  embedding table and lm_head (DeepSeek's convention); `params_active_nonembedding_input` drops the input
+  embedding table (a gather reads one row), which is OpenAI's convention for gpt-oss.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from retarget.errors import RetargetError
+
+SPEC_VERSION = 1
+
+AttentionKind = Literal["mha", "gqa", "mqa", "mla", "sliding", "sinks", "linear"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AttentionSpec(_Frozen):
+    """One attention (token-mixing) sublayer.
+
+    `kind` is the hardware-relevant label: linear > mla > sliding (window set) > sinks > mqa/mha/gqa.
+    `window` is the sliding or chunked local window in tokens (the KV cache of this layer is bounded by it).
+    """
+
+    kind: AttentionKind
+    heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    window: int | None = Field(default=None, gt=0)
+    chunked: bool = False  # Llama 4: non-overlapping chunks instead of a sliding band
+    sinks: bool = False  # gpt-oss: learned per-head sink logits
+    qk_norm: bool = False
+    # MLA (DeepSeek-V3 style): low-rank Q, a shared compressed KV latent plus a decoupled RoPE key
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_nope_head_dim: int | None = None
+    qk_rope_head_dim: int | None = None
+    v_head_dim: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> AttentionSpec:
+        if self.kind == "mla" and None in (self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim,
+                                           self.v_head_dim):
+            raise ValueError("mla needs kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads {self.heads} not divisible by kv_heads {self.kv_heads}")
+        return self
+
+    def params(self, hidden: int) -> int:
+        """Weights of this sublayer (projections, norms, sinks)."""
+        if self.kind == "mla":
+            qk = self.qk_nope_head_dim + self.qk_rope_head_dim  # type: ignore[operator]
+            if self.q_lora_rank:
+                q = hidden * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * self.heads * qk
+            else:
+                q = hidden * self.heads * qk
+            kv_a = hidden * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank  # type: ignore
+            kv_b = self.kv_lora_rank * self.heads * (self.qk_nope_head_dim + self.v_head_dim)  # type: ignore
+            return q + kv_a + kv_b + self.heads * self.v_head_dim * hidden  # type: ignore[operator]
+        q_dim, kv_dim = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        if self.kind == "linear":  # MiniMax lightning: qkv, output gate, out proj, output norm
+            return hidden * 3 * q_dim + hidden * q_dim + q_dim * hidden + q_dim
+        extra = (self.heads if self.sinks else 0) + (2 * self.head_dim if self.qk_norm else 0)
+        return hidden * q_dim + 2 * hidden * kv_dim + q_dim * hidden + extra
+
+    def kv_bytes_per_token(self, bytes_per_elem: float) -> float:
+        """Cache bytes one token adds to this layer (0 for linear attention: its state is fixed-size)."""
+        if self.kind == "linear":
+            return 0.0
+        if self.kind == "mla":  # latent + decoupled RoPE key, shared by all heads
+            return (self.kv_lora_rank + self.qk_rope_head_dim) * bytes_per_elem  # type: ignore[operator]
+        return 2 * self.kv_heads * self.head_dim * bytes_per_elem
+
+    def state_bytes(self, bytes_per_elem: float) -> float:
+        """Fixed per-sequence state (linear attention keeps a head_dim x head_dim matrix per head)."""
+        return self.heads * self.head_dim * self.head_dim * bytes_per_elem if self.kind == "linear" else 0.0
+
+
+class MlpSpec(_Frozen):
+    """The feed-forward part of a layer: dense (`intermediate`) or MoE, or both in parallel (LongCat)."""
+
+    kind: Literal["dense", "moe"]
+    intermediate: int = Field(default=0, ge=0)  # dense FFN width (0: none)
+    experts: int = Field(default=0, ge=0)  # routed experts
+    top_k: int = Field(default=0, ge=0)
+    expert_intermediate: int = Field(default=0, ge=0)
+    shared_experts: int = Field(default=0, ge=0)
+    shared_intermediate: int = Field(default=0, ge=0)  # width of each shared expert
+    zero_experts: int = Field(default=0, ge=0)  # LongCat identity experts (routable, no weights)
+
+    @model_validator(mode="after")
+    def _check(self) -> MlpSpec:
+        if self.kind == "dense" and not self.intermediate:
+            raise ValueError("dense mlp needs intermediate > 0")
+        if self.kind == "moe" and not (self.experts and self.top_k and self.expert_intermediate):
+            raise ValueError("moe mlp needs experts, top_k and expert_intermediate > 0")
+        if self.top_k > self.experts + self.zero_experts:
+            raise ValueError(f"top_k {self.top_k} exceeds experts {self.experts}")
+        return self
+
+    def params(self, hidden: int, active: bool = False) -> int:
+        """Weights of this MLP; with `active`, only those one token touches (top-k real experts)."""
+        n = 3 * hidden * (self.intermediate + self.shared_experts * self.shared_intermediate)
+        if self.kind == "moe":
+            routed = min(self.top_k, self.experts) if active else self.experts
+            n += hidden * (self.experts + self.zero_experts) + routed * 3 * hidden * self.expert_intermediate
+        return n
+
+
+class SsmSpec(_Frozen):
+    """A Mamba mixer (mamba1: Jamba; mamba2: Falcon-H1). `d_inner` is the SSM width (expand * hidden)."""
+
+    kind: Literal["mamba1", "mamba2"]
+    d_inner: int = Field(gt=0)
+    d_state: int = Field(gt=0)
+    d_conv: int = Field(gt=0)
+    n_heads: int = Field(default=0, ge=0)  # mamba2
+    head_dim: int = Field(default=0, ge=0)  # mamba2
+    n_groups: int = Field(default=1, gt=0)  # mamba2
+    dt_rank: int = Field(default=0, ge=0)  # mamba1
+    chunk_size: int | None = None
+
+    def params(self, hidden: int) -> int:
+        """in_proj, conv1d, dt/A/D, norm, out_proj (following the transformers Mamba/Mamba2 mixers)."""
+        d, n = self.d_inner, self.d_state
+        if self.kind == "mamba1":
+            return (hidden * 2 * d + d * self.d_conv + d * (self.dt_rank + 2 * n) + self.dt_rank * d + d
+                    + d * n + d + d * hidden)
+        conv_dim = d + 2 * self.n_groups * n
+        in_proj = hidden * (d + conv_dim + self.n_heads)
+        return in_proj + conv_dim * self.d_conv + 3 * self.n_heads + d + d * hidden
+
+    def state_bytes(self, bytes_per_elem: float) -> float:
+        """Fixed per-sequence state: SSM state plus the conv window."""
+        bc = 2 * self.n_groups * self.d_state if self.kind == "mamba2" else 0
+        conv = (self.d_inner + bc) * self.d_conv
+        return (self.d_inner * self.d_state + conv) * bytes_per_elem
+
+
+class BlockGroup(_Frozen):
+    """`count` consecutive identical layers. A layer may have attention, an SSM, or both (parallel hybrid)."""
+
+    count: int = Field(gt=0)
+    attention: AttentionSpec | None = None
+    ssm: SsmSpec | None = None
+    mlp: MlpSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BlockGroup:
+        if self.attention is None and self.ssm is None:
+            raise ValueError("a block needs attention or an ssm mixer")
+        return self
+
+    def params(self, hidden: int, active: bool = False) -> int:
+        """Weights of ONE layer of this group, including its two RMSNorms."""
+        n = 2 * hidden
+        n += self.attention.params(hidden) if self.attention else 0
+        n += self.ssm.params(hidden) if self.ssm else 0
+        n += self.mlp.params(hidden, active) if self.mlp else 0
+        return n
+
+
+class ModelSpec(_Frozen):
+    """Architecture of one model, weights-free. Build with `from_hf_config` or `retarget.models.registry`."""
+
+    version: int = SPEC_VERSION
+    name: str
+    model_type: str
+    hidden_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int | None = None
+    blocks: list[BlockGroup] = Field(min_length=1)
+    native_format: dict[str, str] = Field(default_factory=lambda: {"all": "bf16"})
+    source: str | None = None  # where the config came from (URL or file)
+
+    @model_validator(mode="after")
+    def _check_version(self) -> ModelSpec:
+        if self.version != SPEC_VERSION:
+            raise ValueError(f"unsupported ModelSpec version {self.version} (this code reads {SPEC_VERSION})")
+        return self
+
+    # ---- construction / serialisation -------------------------------------------------------------------
+    @classmethod
+    def from_hf_config(cls, config: dict[str, Any], name: str | None = None, **overrides: Any) -> ModelSpec:
+        """Build a spec from an HF `config.json` dict (see `retarget.models.archs` for supported types)."""
+        from retarget.models.archs import spec_from_hf_config
+
+        return spec_from_hf_config(config, name, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (round-trips through `from_dict`)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> ModelSpec:
+        """Inverse of `to_dict`; a bad dict raises RetargetError naming the field."""
+        from pydantic import ValidationError
+
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            raise RetargetError(first["msg"], source=source, field=field) from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, source: str | None = None) -> ModelSpec:
+        return cls.from_dict(json.loads(text), source=source)
+
+    # ---- structure --------------------------------------------------------------------------------------
+    def layers(self) -> Iterator[BlockGroup]:
+        """One BlockGroup (count ignored) per layer, in order."""
+        for group in self.blocks:
+            for _ in range(group.count):
+                yield group
+
+    @property
+    def num_layers(self) -> int:
+        return sum(g.count for g in self.blocks)
+
+    @property
+    def attention_kind(self) -> str:
+        """The attention kind held by most layers ('none' for a pure SSM model)."""
+        kinds = Counter[str]()
+        for g in self.blocks:
+            kinds[g.attention.kind if g.attention else "none"] += g.count
+        return kinds.most_common(1)[0][0]
+
+    @property
+    def is_moe(self) -> bool:
+        return any(g.mlp is not None and g.mlp.kind == "moe" for g in self.blocks)
+
+    @property
+    def ssm_layers(self) -> int:
+        return sum(g.count for g in self.blocks if g.ssm is not None)
+
+    @property
+    def attention_layers(self) -> int:
+        return sum(g.count for g in self.blocks if g.attention is not None)
+
+    # ---- parameters -------------------------------------------------------------------------------------
+    @property
+    def params_embedding(self) -> int:
+        """Input embedding table (vocab x hidden)."""
+        return self.vocab_size * self.hidden_size
+
+    @property
+    def params_lm_head(self) -> int:
+        """Output projection weights stored separately (0 when tied to the embedding)."""
+        return 0 if self.tie_word_embeddings else self.vocab_size * self.hidden_size
+
+    def _params(self, active: bool) -> int:
+        blocks = sum(g.count * g.params(self.hidden_size, active) for g in self.blocks)
+        return blocks + self.hidden_size + self.params_embedding + self.params_lm_head
+
+    @property
+    def params_total(self) -> int:
+        """All weights of the main model (no MTP/draft heads, no vision tower)."""
+        return self._params(active=False)
+
+    @property
+    def params_active(self) -> int:
+        """Weights one token touches (top-k real experts), embedding and lm_head included."""
+        return self._params(active=True)
+
+    @property
+    def params_active_nonembedding_input(self) -> int:
+        """`params_active` without the input embedding table; a tied lm_head is still counted once."""
+        return self.params_active - (0 if self.tie_word_embeddings else self.params_embedding)
+
+    @property
+    def expert_params(self) -> int:
+        """Weights inside routed experts (the tensor group MoE formats such as MXFP4 apply to)."""
+        return sum(g.count * 3 * self.hidden_size * g.mlp.experts * g.mlp.expert_intermediate
+                   for g in self.blocks if g.mlp is not None and g.mlp.kind == "moe")
+
+    def weight_bytes(self, bits: float | dict[str, float], scale_overhead_bits: float = 0.0) -> float:
+        """Bytes of all weights at `bits` per weight, or a dict {"experts": 4.25, "other": 16}."""
+        if isinstance(bits, dict):
+            experts = self.expert_params
+            b_exp = bits.get("experts", bits.get("other", 16.0))
+            b_other = bits.get("other", 16.0)
+            return (experts * b_exp + (self.params_total - experts) * b_other) / 8
+        return self.params_total * (bits + scale_overhead_bits) / 8
+
+    # ---- caches -------------------------------------------------------------------------------------------
+    def kv_cache_bytes_per_token(self, bytes_per_elem: float = 2, context: int | None = None) -> float:
+        """KV-cache bytes one token adds, summed over layers (MLA: latent + RoPE key).
+
+        With `context`, sliding/chunked layers count only min(window, context)/context of a token, i.e. the
+        result is the average bytes per token of a `context`-long sequence. Without it, windows are ignored
+        (the per-token growth rate before any window fills)."""
+        total = 0.0
+        for g in self.blocks:
+            if g.attention is None:
+                continue
+            per = g.attention.kv_bytes_per_token(bytes_per_elem)
+            if context and g.attention.window and g.attention.window < context:
+                per *= g.attention.window / context
+            total += g.count * per
+        return total
+
+    def kv_cache_bytes(self, context: int, bytes_per_elem: float = 2) -> float:
+        """KV-cache bytes of one sequence of `context` tokens (windows respected), excluding fixed state."""
+        return self.kv_cache_bytes_per_token(bytes_per_elem, context=context) * context
+
+    def state_bytes_per_sequence(self, bytes_per_elem: float = 2) -> float:
+        """Fixed recurrent state of one sequence (SSM state + conv window, linear-attention state)."""
+        total = 0.0
+        for g in self.blocks:
+            total += g.count * (g.ssm.state_bytes(bytes_per_elem) if g.ssm else 0.0)
+            total += g.count * (g.attention.state_bytes(bytes_per_elem) if g.attention else 0.0)
+        return total
