@@ -43,5 +43,30 @@ def compile_cmd(
     print_summary(report, console)
 
 
+profiles_app = typer.Typer(help="Hardware profiles: list them, or show one with its sources.")
+app.add_typer(profiles_app, name="profiles")
+
+
+@profiles_app.callback(invoke_without_command=True)
+def profiles_cmd(ctx: typer.Context) -> None:
+    """Table of every bundled hardware profile."""
+    if ctx.invoked_subcommand is None:
+        from retarget.hw_profiles.show import show_profiles
+
+        run_or_exit(show_profiles, console)
+
+
+@profiles_app.command("show")
+def profiles_show_cmd(
+    profile: Annotated[str, typer.Argument(help="profile id or path to a profile YAML")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override FIELD=VALUE (e.g. fp8=0)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the profile as JSON")] = False,
+) -> None:
+    """One profile: every number with its kind (published/derived/assumed) and source URL."""
+    from retarget.hw_profiles.show import show_profile
+
+    run_or_exit(show_profile, profile, set_ or [], as_json, console)
+
+
 if __name__ == "__main__":
     app()
