@@ -1,0 +1,13 @@
+"""Tile choices per vendor family, as data. Rows: (largest M the entry serves, config).
+BLOCK_K is 128 (or a divisor) so block-scaled steps never straddle a scale block."""
+
+from retarget.kernels._config import KernelConfig
+
+TILED = {
+    "nvidia": [(16, KernelConfig(16, 64, 128, num_warps=4, num_stages=4)),
+               (128, KernelConfig(64, 128, 128, num_warps=4, num_stages=4)),
+               (1 << 30, KernelConfig(128, 128, 128, num_warps=8, num_stages=3))],
+    "amd-cdna": [(16, KernelConfig(16, 64, 128, num_warps=4, num_stages=2)),
+                 (1 << 30, KernelConfig(128, 128, 128, num_warps=8, num_stages=2))],
+    "amd-rdna": [(1 << 30, KernelConfig(64, 64, 64, num_warps=4, num_stages=2))],
+}

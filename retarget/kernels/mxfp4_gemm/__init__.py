@@ -1,0 +1,18 @@
+"""MXFP4 weight GEMM (OCP 32-element blocks, E8M0 scales): tl.dot_scaled where native, dequant elsewhere.
+
+Public: `pack` / `MxWeight`, `mxfp4_gemm` (launch), `mxfp4_gemm_ref`, `quantize_mxfp4`, `quantize_mxfp8`,
+`dequantize` (torch reference), `flops` / `bytes`, `aot_cases`.
+"""
+
+from retarget.kernels.mxfp4_gemm.op import MxWeight, aot_cases, choose, mxfp4_gemm, pack
+from retarget.kernels.mxfp4_gemm.reference import (
+    bytes,
+    dequantize,
+    flops,
+    mxfp4_gemm_ref,
+    quantize_mxfp4,
+    quantize_mxfp8,
+)
+
+__all__ = ["MxWeight", "aot_cases", "bytes", "choose", "dequantize", "flops", "mxfp4_gemm", "mxfp4_gemm_ref",
+           "pack", "quantize_mxfp4", "quantize_mxfp8"]

@@ -1,0 +1,28 @@
+"""Tile choices per vendor family, as data. Rows: (largest M the entry serves, config).
+
+BLOCK_K is clamped to the group size at launch so a K tile never straddles two groups.
+"""
+
+from retarget.kernels._config import KernelConfig
+
+SPLITK_MAX_M = 16       # M up to this uses the split-K GEMV kernel, larger M the tiled kernel
+SPLITK_WAVES = 4        # split K until the grid holds this many programs per SM (memory-level parallelism)
+
+SPLITK = {
+    # BLOCK_M = 1: pure GEMV on the vector units; 16: the smallest tensor-core tile
+    "nvidia": [(1, KernelConfig(1, 128, 128, num_warps=4, num_stages=2)),
+               (16, KernelConfig(16, 64, 128, num_warps=4, num_stages=3))],
+    "amd-cdna": [(1, KernelConfig(1, 128, 128, num_warps=4, num_stages=2)),
+                 (16, KernelConfig(16, 64, 128, num_warps=4, num_stages=2))],
+    "amd-rdna": [(1, KernelConfig(1, 64, 128, num_warps=4, num_stages=2)),
+                 (16, KernelConfig(16, 64, 64, num_warps=4, num_stages=2))],
+}
+
+TILED = {
+    "nvidia": [(64, KernelConfig(64, 128, 64, num_warps=4, num_stages=3)),
+               (1 << 30, KernelConfig(128, 128, 64, num_warps=8, num_stages=3))],
+    # AMD: num_stages 2 for single-GEMM kernels (quoted in vllm-project/vllm#17744); gfx942 has 64 KB LDS
+    "amd-cdna": [(64, KernelConfig(64, 128, 64, num_warps=4, num_stages=2)),
+                 (1 << 30, KernelConfig(128, 128, 64, num_warps=8, num_stages=2))],
+    "amd-rdna": [(1 << 30, KernelConfig(64, 64, 64, num_warps=4, num_stages=2))],
+}
