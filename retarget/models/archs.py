@@ -194,9 +194,8 @@ class LlamaArch(DecoderArch):
         return self.cfg.get("sliding_window")
 
 
-@register_arch("qwen2", "qwen3")
+@register_arch("qwen2")
 class Qwen2Arch(LlamaArch):
-    QK_NORM = False
 
     def window(self, layer: int) -> int | None:
         if not self.cfg.get("use_sliding_window", False):
@@ -214,19 +213,27 @@ class MoeMixin(DecoderArch):
         """(number of shared experts, width of each)."""
         return self.cfg.int("n_shared_experts", 0), self.cfg.int("moe_intermediate_size")
 
+    def expert_width(self, layer: int) -> int:
+        return self.cfg.int("moe_intermediate_size", layer=layer)
+
     def mlp(self, layer: int) -> MlpSpec | None:
         if not self.is_moe_layer(layer):
             return super().mlp(layer)
         n_shared, shared_width = self.shared(layer)
         return MlpSpec(kind="moe", experts=self.cfg.int("n_routed_experts", layer=layer),
                        top_k=self.cfg.int("num_experts_per_tok", layer=layer),
-                       expert_intermediate=self.cfg.int("moe_intermediate_size", layer=layer),
+                       expert_intermediate=self.expert_width(layer),
                        shared_experts=n_shared, shared_intermediate=shared_width if n_shared else 0,
                        zero_experts=self.cfg.int("zero_expert_num", 0))
 
 
+@register_arch("qwen3")
+class Qwen3Arch(Qwen2Arch):
+    QK_NORM = True
+
+
 @register_arch("qwen3_moe", "qwen2_moe")
-class Qwen3MoeArch(MoeMixin, Qwen2Arch):
+class Qwen3MoeArch(MoeMixin, Qwen3Arch):
     KEY_MAP = {"n_routed_experts": "num_experts"}
 
     def is_moe_layer(self, layer: int) -> bool:
@@ -265,10 +272,14 @@ class HunyuanArch(MoeMixin, LlamaArch):
         return self.cfg.int("head_dim") if self.cfg.has("head_dim") else (
             self.cfg.int("hidden_size") // self.heads())
 
+    def expert_width(self, layer: int) -> int:
+        """The official config has `moe_intermediate_size`; transformers' port uses `intermediate_size`."""
+        key = "moe_intermediate_size" if self.cfg.has("moe_intermediate_size") else "intermediate_size"
+        return self.cfg.int(key, layer=layer)
+
     def shared(self, layer: int) -> tuple[int, int]:
         mixed = self.cfg.get("use_mixed_mlp_moe", True)
-        n = self.cfg.int("num_shared_expert", 1, layer=layer) if mixed else 0
-        return n, self.cfg.int("moe_intermediate_size", layer=layer)
+        return (self.cfg.int("num_shared_expert", 1, layer=layer) if mixed else 0), self.expert_width(layer)
 
 
 @register_arch("deepseek_v3", "deepseek_v2", "kimi_k2")

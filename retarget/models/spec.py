@@ -240,11 +240,12 @@ class ModelSpec(_Frozen):
 
     @property
     def attention_kind(self) -> str:
-        """The attention kind held by most layers ('none' for a pure SSM model)."""
+        """The attention kind held by most attention layers ('none' for a pure SSM model)."""
         kinds = Counter[str]()
         for g in self.blocks:
-            kinds[g.attention.kind if g.attention else "none"] += g.count
-        return kinds.most_common(1)[0][0]
+            if g.attention is not None:
+                kinds[g.attention.kind] += g.count
+        return kinds.most_common(1)[0][0] if kinds else "none"
 
     @property
     def is_moe(self) -> bool:
