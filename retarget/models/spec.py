@@ -295,14 +295,26 @@ class ModelSpec(_Frozen):
         return sum(g.count * 3 * self.hidden_size * g.mlp.experts * g.mlp.expert_intermediate
                    for g in self.blocks if g.mlp is not None and g.mlp.kind == "moe")
 
-    def weight_bytes(self, bits: float | dict[str, float], scale_overhead_bits: float = 0.0) -> float:
-        """Bytes of all weights at `bits` per weight, or a dict {"experts": 4.25, "other": 16}."""
-        if isinstance(bits, dict):
-            experts = self.expert_params
-            b_exp = bits.get("experts", bits.get("other", 16.0))
-            b_other = bits.get("other", 16.0)
-            return (experts * b_exp + (self.params_total - experts) * b_other) / 8
-        return self.params_total * (bits + scale_overhead_bits) / 8
+    def param_groups(self) -> dict[str, int]:
+        """Weights per tensor group: routed `experts`, `embeddings` (table + untied lm_head), and every
+        other `linear` weight (attention, dense/shared MLPs, SSM; norms are counted here too)."""
+        embeddings = self.params_embedding + self.params_lm_head
+        experts = self.expert_params
+        linear = self.params_total - experts - embeddings
+        return {"experts": experts, "embeddings": embeddings, "linear": linear}
+
+    def weight_bytes(self, bits: float | dict[str, float]) -> float:
+        """Bytes of all weights at `bits` per weight, or per group, e.g. {"experts": 4.25, "other": 16}.
+
+        Group lookup falls back experts -> linear -> other -> all -> 16, embeddings -> other -> all -> 16."""
+        if not isinstance(bits, dict):
+            return self.params_total * bits / 8
+        fallbacks = {"experts": ("experts", "linear"), "linear": ("linear",), "embeddings": ("embeddings",)}
+        total = 0.0
+        for group, n in self.param_groups().items():
+            keys = (*fallbacks[group], "other", "all")
+            total += n * next((bits[k] for k in keys if k in bits), 16.0) / 8
+        return total
 
     # ---- caches -------------------------------------------------------------------------------------------
     def kv_cache_bytes_per_token(self, bytes_per_elem: float = 2, context: int | None = None) -> float:

@@ -71,6 +71,11 @@ class RegistryEntry(BaseModel):
                                         native_format=self.native_format)
 
 
+def _display_path(path: Path) -> str:
+    """Path relative to the repository/package root, so reports do not leak this machine's folders."""
+    return str(path.relative_to(REGISTRY_DIR.parents[2]))
+
+
 @cache
 def registry_entries() -> dict[str, RegistryEntry]:
     """Every registry file, keyed by model name (including entries whose config is incomplete)."""
@@ -78,13 +83,13 @@ def registry_entries() -> dict[str, RegistryEntry]:
     for path in sorted(REGISTRY_DIR.glob("*.yaml")):
         try:
             data = yaml.safe_load(path.read_text())
-            entry = RegistryEntry.model_validate({**data, "path": str(path)})
+            entry = RegistryEntry.model_validate({**data, "path": _display_path(path)})
         except (yaml.YAMLError, TypeError) as err:
-            raise RetargetError(f"not a YAML mapping: {err}", source=str(path)) from None
+            raise RetargetError(f"not a YAML mapping: {err}", source=_display_path(path)) from None
         except ValidationError as err:
             first = err.errors()[0]
             field = ".".join(map(str, first["loc"]))
-            raise RetargetError(first["msg"], source=str(path), field=field) from None
+            raise RetargetError(first["msg"], source=_display_path(path), field=field) from None
         entries[entry.name] = entry
     return entries
 
