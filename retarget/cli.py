@@ -68,5 +68,17 @@ def profiles_show_cmd(
     run_or_exit(show_profile, profile, set_ or [], as_json, console)
 
 
+@app.command("inspect")
+def inspect_cmd(
+    model: Annotated[str | None, typer.Argument(help="registry name/HF id, HF folder or config.json")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    list_all: Annotated[bool, typer.Option("--list", help="list the registry models")] = False,
+) -> None:
+    """What matters for hardware: attention and KV bytes, MoE sparsity, SSM layers, formats, weight bytes."""
+    from retarget.models.inspect import show
+
+    run_or_exit(show, model, as_json, list_all, console)
+
+
 if __name__ == "__main__":
     app()
