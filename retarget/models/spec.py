@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -203,6 +203,15 @@ class ModelSpec(_Frozen):
         from retarget.models.archs import spec_from_hf_config
 
         return spec_from_hf_config(config, name, **overrides)
+
+    @classmethod
+    def from_gguf_metadata(cls, metadata: dict[str, Any], name: str | None = None,
+                           tensor_names: Iterable[str] | None = None, source: str | None = None) -> ModelSpec:
+        """Build a spec from GGUF metadata ({key: value}) of a llama-family file (see `from_gguf`)."""
+        from retarget.models.from_gguf import hf_config_from_gguf
+
+        config = hf_config_from_gguf(metadata, tensor_names, source=source)
+        return cls.from_hf_config(config, name or metadata.get("general.name"), source=source)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (round-trips through `from_dict`)."""

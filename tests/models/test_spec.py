@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from retarget.errors import RetargetError
@@ -142,3 +143,34 @@ def test_bad_spec_dict_and_version():
         ModelSpec.from_dict({**data, "version": 99}, source="spec.json")
     with pytest.raises(RetargetError, match="vocab_size"):
         ModelSpec.from_dict({**data, "vocab_size": 0}, source="spec.json")
+
+
+def test_gguf_metadata_gives_the_same_spec_as_the_hf_config(tmp_path):
+    """Write SmolLM2's hyper-parameters with gguf-py's writer, read them back, build the spec."""
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "smollm2.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("SmolLM2-135M")
+    writer.add_block_count(30)
+    writer.add_embedding_length(576)
+    writer.add_feed_forward_length(1536)
+    writer.add_head_count(9)
+    writer.add_head_count_kv(3)
+    writer.add_context_length(8192)
+    writer.add_vocab_size(49152)
+    writer.add_tensor("token_embd.weight", np.zeros((2, 2), dtype=np.float32))  # no output.weight: tied
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader = gguf.GGUFReader(str(path))
+    metadata = {key: field.contents() for key, field in reader.fields.items()}
+    spec = ModelSpec.from_gguf_metadata(metadata, tensor_names=[t.name for t in reader.tensors])
+    reference = ModelSpec.from_hf_config(SMOLLM2, "SmolLM2-135M")
+    assert spec.name == "SmolLM2-135M"
+    assert spec.blocks == reference.blocks and spec.params_total == reference.params_total
+    assert spec.tie_word_embeddings and spec.vocab_size == 49152
+    del metadata["llama.vocab_size"]  # without the key, the tokenizer's token list gives the size
+    assert ModelSpec.from_gguf_metadata({**metadata, "tokenizer.ggml.tokens": ["a"] * 500}).vocab_size == 500
+    with pytest.raises(RetargetError, match="general.architecture"):
+        ModelSpec.from_gguf_metadata({**metadata, "general.architecture": "rwkv6"})

@@ -67,8 +67,13 @@ class RegistryEntry(BaseModel):
 
     def spec(self) -> ModelSpec:
         """Build this model's ModelSpec (RetargetError if the recorded config lacks a needed field)."""
-        return ModelSpec.from_hf_config(self.config, self.name, source=self.path or self.name,
-                                        native_format=self.native_format)
+        try:
+            return ModelSpec.from_hf_config(self.config, self.name, source=self.path or self.name,
+                                            native_format=self.native_format)
+        except RetargetError as err:
+            if self.note is None:
+                raise
+            raise RetargetError(f"{err.args[0]} ({self.note})") from None
 
 
 def _display_path(path: Path) -> str:
