@@ -80,5 +80,40 @@ def inspect_cmd(
     run_or_exit(show, model, as_json, list_all, console)
 
 
+@app.command("predict")
+def predict_cmd(
+    model: Annotated[str, typer.Argument(help="registry name/HF id, HF folder or config.json")],
+    target: Annotated[str, typer.Option(help="hardware profile id or YAML path")] = "h100-sxm",
+    devices: Annotated[int, typer.Option(help="number of devices (tensor/expert parallel)")] = 1,
+    batch: Annotated[int, typer.Option(help="concurrent sequences")] = 1,
+    ctx: Annotated[int, typer.Option(help="cached tokens per sequence during decode")] = 4096,
+    prompt_len: Annotated[int, typer.Option(help="prompt tokens per sequence for prefill / TTFT")] = 4096,
+    weights: Annotated[str, typer.Option("--recipe", "--weights", help="weight format, e.g. bf16, fp8, "
+                                         "int4-g128-asym, mxfp4, nvfp4, q4_k_m")] = "bf16",
+    kv: Annotated[str, typer.Option(help="KV-cache format: bf16, fp8, int8")] = "bf16",
+    engine: Annotated[str, typer.Option(help="software stack factors: tuned or llama.cpp")] = "tuned",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a profile FIELD=VALUE")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
+) -> None:
+    """Predicted time to first token, tokens/s, memory fit and the bottleneck per op class."""
+    from retarget.perf.show import show_prediction
+
+    run_or_exit(show_prediction, model, target, set_ or [], as_json, console, devices=devices, batch=batch,
+                ctx=ctx, prompt_len=prompt_len, weight_format=weights, kv_format=kv, engine=engine)
+
+
+@app.command("validate")
+def validate_cmd(
+    measurements: Annotated[Path, typer.Argument(help="CSV with the columns of measured_benchmarks.csv")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report as JSON here")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="write the markdown table here")] = None,
+) -> None:
+    """Predict every row the model can express; per-row error and MAPE/MdAPE split by phase."""
+    from retarget.perf.validate import run
+    from retarget.perf.validate_report import print_report
+
+    print_report(run_or_exit(run, measurements, json_out, markdown), console)
+
+
 if __name__ == "__main__":
     app()

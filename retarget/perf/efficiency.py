@@ -1,0 +1,67 @@
+"""Efficiency factors per (device family, op class) and per engine, read from efficiency.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from retarget.errors import RetargetError
+
+EFFICIENCY_FILE = Path(__file__).parent / "efficiency.yaml"
+OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Achievable fractions of peak for one (family, engine), and fixed costs."""
+
+    gemm: float
+    moe: float
+    head: float
+    attention: float
+    ssm: float
+    memory: float
+    interconnect: float
+    collective_latency_us: float
+    overhead_us_per_layer: float
+
+    def compute(self, op_class: str) -> float:
+        return getattr(self, op_class)
+
+
+@cache
+def _table() -> dict[str, Any]:
+    return yaml.safe_load(EFFICIENCY_FILE.read_text())
+
+
+def engines() -> list[str]:
+    """Known engine names."""
+    return list(_table()["engines"])
+
+
+def efficiency(
+    family: str, engine: str = "tuned", engine_factors: dict[str, float] | None = None
+) -> Efficiency:
+    """Factors for a device FAMILY under ENGINE; ENGINE_FACTORS replaces the engine's entry (calibration)."""
+    table = _table()
+    if engine not in table["engines"] and engine_factors is None:
+        raise RetargetError(f"unknown engine; known: {', '.join(table['engines'])}", field="engine")
+    base = {**table["default"], **table["families"].get(family, {})}
+    eng = engine_factors if engine_factors is not None else table["engines"][engine]
+    scaled = {k: base[k] * eng.get("compute", 1.0) for k in OP_CLASSES}
+    return Efficiency(
+        **scaled,
+        memory=base["memory"] * eng.get("memory", 1.0),
+        interconnect=base["interconnect"],
+        collective_latency_us=base["collective_latency_us"],
+        overhead_us_per_layer=eng.get("overhead_us_per_layer", 0.0),
+    )
+
+
+def with_memory_cap(eff: Efficiency) -> Efficiency:
+    """Fractions above 1 are clipped (a fitted scale cannot beat the datasheet)."""
+    return replace(eff, **{k: min(getattr(eff, k), 1.0) for k in (*OP_CLASSES, "memory", "interconnect")})

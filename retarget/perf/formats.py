@@ -1,0 +1,93 @@
+"""Number formats as the perf model sees them: storage bits per element (scales included) and the dense
+peak rate the matmuls run at on a device (the first format in `compute` the device has a peak for).
+
+Bits per element follow each format's block layout:
+* q4_0: 32 x 4-bit + one fp16 scale = 18 bytes / 32 weights = 4.5 bits (ggml `block_q4_0`,
+  https://github.com/ggml-org/llama.cpp/blob/master/ggml/src/ggml-common.h); q8_0 likewise 34 / 32 -> 8.5.
+* q4_k_m: mixed Q4_K/Q6_K file; 4.90 bits is the measured file size (4.58 GiB for 8.03B params, XiongjieDai
+  README, https://github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference) divided by the parameter count.
+* mxfp4: 32 x e2m1 + one e8m0 scale = 4.25 bits (OCP MX spec v1.0,
+  https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf);
+  nvfp4: 16 x e2m1 + one fp8 scale = 4.5 bits (NVIDIA, https://developer.nvidia.com/blog/introducing-nvfp4-for-efficient-and-accurate-low-precision-inference/).
+* int4-gG: 4 bits + an fp16 scale and fp16 zero per G weights (asymmetric group quantisation).
+Weight-only formats (int4, GGUF k-quants) dequantise to bf16 and run at the bf16 rate. FP8/INT8/FP4 formats
+keep the LM head in bf16 (`head_bits`), as ModelOpt/vLLM checkpoints do; GGUF files quantise it too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from retarget.errors import RetargetError
+
+_BF16_CHAIN = ("bf16", "fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """A storage format: bits per element and the peak-rate formats its matmuls can use, best first."""
+
+    name: str
+    bits: float
+    compute: tuple[str, ...] = _BF16_CHAIN
+    head_bits: float | None = None  # LM head / embedding bits; None = same as `bits`
+
+    @property
+    def bytes(self) -> float:
+        return self.bits / 8
+
+
+FORMATS: dict[str, NumberFormat] = {
+    f.name: f
+    for f in (
+        NumberFormat("fp32", 32, ("fp32",)),
+        NumberFormat("bf16", 16),
+        NumberFormat("fp16", 16, ("fp16", "bf16", "fp32")),
+        NumberFormat("fp8", 8, ("fp8_e4m3", *_BF16_CHAIN), head_bits=16),
+        NumberFormat("int8", 8, ("int8", *_BF16_CHAIN), head_bits=16),
+        NumberFormat("nvfp4", 4.5, ("fp4", "fp8_e4m3", *_BF16_CHAIN), head_bits=16),
+        NumberFormat("mxfp4", 4.25, ("fp4", "fp8_e4m3", *_BF16_CHAIN), head_bits=16),
+        NumberFormat("q8_0", 8.5),
+        NumberFormat("q4_0", 4.5),
+        NumberFormat("q4_k_m", 4.9),
+    )
+}
+_ALIASES = {
+    "f16": "fp16",
+    "f32": "fp32",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+    "fp8_e4m3": "fp8",
+    "fp8-e4m3": "fp8",
+    "e4m3": "fp8",
+    "fp4": "nvfp4",
+    "w8a8": "int8",
+}
+
+
+def get_format(name: str) -> NumberFormat:
+    """The format NAME ('bf16', 'fp8-e4m3-block128', 'int4-g128-asym', 'q4_k_m', ...)."""
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key in FORMATS:
+        return FORMATS[key]
+    if m := re.fullmatch(r"int4-g(\d+)(-asym|-sym)?", key):
+        group = int(m.group(1))
+        zero = 16 if m.group(2) != "-sym" else 0
+        return NumberFormat(key, 4 + (16 + zero) / group, head_bits=16)
+    for prefix, base in (("fp8", "fp8"), ("int8", "int8"), ("mxfp4", "mxfp4"), ("nvfp4", "nvfp4")):
+        if key.startswith(prefix):
+            return FORMATS[base]
+    known = ", ".join([*FORMATS, "int4-g<group>[-asym|-sym]"])
+    raise RetargetError(f"unknown number format {name!r}; known: {known}", field="format")
+
+
+def compute_format(fmt: NumberFormat, peaks: dict[str, float]) -> tuple[str, float]:
+    """(peak format, TFLOP/s) the matmuls of FMT run at on a device with PEAKS; bf16 chain as last resort."""
+    for candidate in (*fmt.compute, *_BF16_CHAIN):
+        if peaks.get(candidate):
+            return candidate, peaks[candidate]
+    raise RetargetError(
+        "device has no sourced peak rate for bf16/fp16/fp32; set one with --set bf16=...", field="peak_tflops"
+    )

@@ -1,0 +1,228 @@
+"""`predict`: roofline time per op class for prefill and decode, memory fit, multi-device cost.
+
+Per op class: time = max(FLOPs / (eta_c * peak), bytes / (eta_m * BW)); a step is the sum over op classes,
+plus collectives (ring all-reduce for tensor parallelism, all-to-all for expert parallelism) and a fixed
+per-layer overhead (kernel launches, synchronisation) of the engine. Efficiency factors: efficiency.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from retarget.errors import RetargetError
+from retarget.hw_profiles.schema import HardwareProfile
+from retarget.models.spec import ModelSpec
+from retarget.perf.efficiency import Efficiency, efficiency, with_memory_cap
+from retarget.perf.formats import NumberFormat, compute_format, get_format
+from retarget.perf.ops import ACT_BYTES, OpCost, Step, step_costs
+from retarget.perf.prediction import MemoryBreakdown, OpTime, PhaseTime, Prediction
+
+USABLE_MEMORY = 0.90  # assumed: share of device memory left for weights, cache and activations
+PREFILL_CHUNK = 8192  # assumed: engines prefill in chunks of at most this many tokens per sequence...
+STEP_TOKENS = 8192  # ...and hold at most this many tokens' activations per forward (max_num_batched_tokens)
+
+Parallelism = Literal["tp", "pp"]
+
+
+def _op_time(op: OpCost, eff: Efficiency, profile: HardwareProfile, peak_tflops: float) -> OpTime:
+    t_compute = op.flops / (eff.compute(op.op_class) * peak_tflops * 1e12) if op.flops else 0.0
+    t_memory = op.bytes / (eff.memory * profile.mem_bw_gb_s * 1e9)  # type: ignore[operator]
+    bound = "compute" if t_compute >= t_memory else "memory"
+    return OpTime(op.op_class, op.flops, op.bytes, max(t_compute, t_memory), bound)
+
+
+def _comm_time(
+    spec: ModelSpec,
+    step: Step,
+    devices: int,
+    parallelism: Parallelism,
+    eff: Efficiency,
+    profile: HardwareProfile,
+) -> OpTime:
+    """Collectives of one step: tensor parallel = one ring all-reduce of the step's activations after each
+    mixer and after each MLP (routed experts are expert-parallel inside the TP group: each rank runs its
+    experts on the tokens it already holds, and the combine is that same all-reduce); pipeline = one
+    activation hop per stage boundary."""
+    if devices == 1:
+        return OpTime("comm", 0.0, 0.0, 0.0, "interconnect")
+    if not profile.interconnect_gb_s:
+        raise RetargetError(
+            f"{profile.id} has no device-to-device bandwidth; set --set interconnect_gb_s=...",
+            field="interconnect_gb_s",
+        )
+    link = profile.interconnect_gb_s / 2 * 1e9 * eff.interconnect  # one direction
+    latency = eff.collective_latency_us * 1e-6
+    msg = step.tokens * spec.hidden_size * ACT_BYTES
+    if parallelism == "pp":
+        return OpTime(
+            "comm", 0.0, msg * (devices - 1), (devices - 1) * (msg / link + latency), "interconnect"
+        )
+    calls = sum(g.count * (1 + (g.mlp is not None)) for g in spec.blocks)
+    moved = calls * 2 * (devices - 1) / devices * msg
+    return OpTime("comm", 0.0, moved, moved / link + calls * latency, "interconnect")
+
+
+def _phase(
+    spec: ModelSpec,
+    profile: HardwareProfile,
+    step: Step,
+    fmts: dict[str, NumberFormat],
+    eff: Efficiency,
+    devices: int,
+    parallelism: Parallelism,
+) -> PhaseTime:
+    costs = step_costs(
+        spec, step, fmts["weights"].bytes, fmts["experts"].bytes, fmts["head"].bytes, fmts["kv"].bytes
+    )
+
+    def peak(fmt: NumberFormat) -> float:
+        return compute_format(fmt, profile.peak_tflops)[1]
+
+    bf16 = peak(get_format("bf16"))
+    peaks = {
+        "gemm": peak(fmts["weights"]),
+        "moe": peak(fmts["experts"]),
+        "head": peak(fmts["head"]),
+        "attention": bf16,
+        "ssm": bf16,
+    }
+    ops = [_op_time(op, eff, profile, peaks[name]) for name, op in costs.items()]
+    ops.append(_comm_time(spec, step, devices, parallelism, eff, profile))
+    ops.append(OpTime("overhead", 0.0, 0.0, eff.overhead_us_per_layer * 1e-6 * spec.num_layers, "fixed"))
+    return PhaseTime(ops)
+
+
+def weight_bytes(spec: ModelSpec, fmts: dict[str, NumberFormat]) -> float:
+    """Bytes of all weights: embedding/LM head at the head format, routed experts at the expert format."""
+    emb = spec.params_embedding + spec.params_lm_head
+    experts = spec.expert_params
+    rest = spec.params_total - emb - experts
+    return emb * fmts["head"].bytes + experts * fmts["experts"].bytes + rest * fmts["weights"].bytes
+
+
+def activation_bytes(spec: ModelSpec, batch: int, prompt_len: int, devices: int) -> float:
+    """Peak activation workspace per device: residual stream, attention and MLP intermediates of one
+    forward of at most STEP_TOKENS tokens, plus fp32 logits of the last position of each sequence."""
+    widest = max((max(g.mlp.intermediate, g.mlp.expert_intermediate) if g.mlp else 0) for g in spec.blocks)
+    tokens = min(batch * prompt_len, STEP_TOKENS)
+    return tokens * (4 * spec.hidden_size + 2 * widest / devices) * ACT_BYTES + batch * spec.vocab_size * 4
+
+
+def _memory(
+    spec: ModelSpec,
+    profile: HardwareProfile,
+    fmts: dict[str, NumberFormat],
+    batch: int,
+    ctx: int,
+    prompt_len: int,
+    devices: int,
+) -> MemoryBreakdown:
+    weights = weight_bytes(spec, fmts)
+    seq = max(ctx, prompt_len)
+    kv = batch * (
+        spec.kv_cache_bytes(seq, fmts["kv"].bytes) + spec.state_bytes_per_sequence(fmts["kv"].bytes)
+    )
+    act = activation_bytes(spec, batch, prompt_len, devices)
+    per_device = (weights + kv) / devices + act
+    capacity = (profile.memory_gb or math.inf) * 1e9 * USABLE_MEMORY
+    needed = math.ceil((weights + kv) / max(capacity - act, 1.0)) if capacity > act else -1
+    return MemoryBreakdown(
+        weights / 1e9, kv / 1e9, act / 1e9, per_device / 1e9, capacity / 1e9, per_device <= capacity, needed
+    )
+
+
+def predict(
+    spec: ModelSpec,
+    profile: HardwareProfile,
+    *,
+    batch: int = 1,
+    ctx: int = 4096,
+    prompt_len: int = 4096,
+    devices: int = 1,
+    weight_format: str = "bf16",
+    kv_format: str = "bf16",
+    expert_format: str | None = None,
+    parallelism: Parallelism = "tp",
+    engine: str = "tuned",
+    mla_absorb: bool = True,
+    engine_factors: dict[str, float] | None = None,
+) -> Prediction:
+    """Predict prefill (TTFT for BATCH prompts of PROMPT_LEN) and decode (one step with CTX cached tokens
+    per sequence) of SPEC on DEVICES x PROFILE. `parallelism` 'tp' = tensor parallel attention/dense layers
+    with expert parallel MoE; 'pp' = layers split across devices (llama.cpp's multi-GPU mode)."""
+    if min(batch, ctx, prompt_len, devices) < 1:
+        raise RetargetError("batch, ctx, prompt_len and devices must be >= 1", field="workload")
+    if not profile.mem_bw_gb_s:
+        raise RetargetError(
+            f"{profile.id} has no memory bandwidth; set --set mem_bw_gb_s=...", field="mem_bw_gb_s"
+        )
+    wfmt = get_format(weight_format)
+    fmts = {
+        "weights": wfmt,
+        "experts": get_format(expert_format) if expert_format else wfmt,
+        "head": get_format("bf16") if wfmt.head_bits else wfmt,
+        "kv": get_format(kv_format),
+    }
+    eff = with_memory_cap(efficiency(profile.family, engine, engine_factors))
+    tp = devices if parallelism == "tp" else 1
+    prefill_step = Step(batch, min(prompt_len, PREFILL_CHUNK), 0, tp, mla_absorb)
+    chunks = math.ceil(prompt_len / PREFILL_CHUNK)
+    prefill = _phase(spec, profile, prefill_step, fmts, eff, devices, parallelism)
+    if chunks > 1:  # later chunks attend to earlier ones; cost them at the mean cached length
+        later = Step(
+            batch, PREFILL_CHUNK, (prompt_len - PREFILL_CHUNK) // 2 + PREFILL_CHUNK // 2, tp, mla_absorb
+        )
+        prefill = prefill.plus(_phase(spec, profile, later, fmts, eff, devices, parallelism), chunks - 1)
+    decode = _phase(spec, profile, Step(batch, 1, ctx, tp, mla_absorb), fmts, eff, devices, parallelism)
+    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices)
+    w_name, _ = compute_format(wfmt, profile.peak_tflops)
+    assumptions = [
+        f"weights {wfmt.name} ({wfmt.bits:g} bits) with matmuls at the device's {w_name} rate"
+        + ("" if w_name in wfmt.compute[:1] else f" (no {wfmt.compute[0]} peak on {profile.id})"),
+        f"KV cache {fmts['kv'].name}; LM head/embedding {fmts['head'].name}",
+        f"efficiency: family {profile.family}, engine {engine} "
+        f"(gemm {eff.gemm:.2f}, memory {eff.memory:.2f}, "
+        f"overhead {eff.overhead_us_per_layer:g} us/layer)",
+        f"{devices} device(s), {parallelism}"
+        + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else ""),
+        f"usable memory {USABLE_MEMORY:.0%} of capacity; prefill in chunks of <= {PREFILL_CHUNK} tokens",
+    ]
+    if spec.attention_kind == "mla":
+        assumptions.append(f"MLA decode {'with' if mla_absorb else 'without'} weight absorption")
+    return Prediction(
+        spec.name,
+        profile.id,
+        dict(
+            batch=batch,
+            ctx=ctx,
+            prompt_len=prompt_len,
+            devices=devices,
+            weight_format=wfmt.name,
+            kv_format=fmts["kv"].name,
+            expert_format=fmts["experts"].name,
+            parallelism=parallelism,
+            engine=engine,
+        ),
+        prefill,
+        decode,
+        memory,
+        assumptions,
+    )
+
+
+def generation_tokens_s(
+    spec: ModelSpec,
+    profile: HardwareProfile,
+    *,
+    batch: int,
+    input_len: int,
+    output_len: int,
+    **kwargs: object,
+) -> float:
+    """Output tokens/s of BATCH requests of INPUT_LEN prompt + OUTPUT_LEN generated tokens, end to end:
+    prefill (if any) plus OUTPUT_LEN decode steps costed at the mean cache length."""
+    mean_ctx = max(1, input_len + output_len // 2)
+    pred = predict(spec, profile, batch=batch, ctx=mean_ctx, prompt_len=max(input_len, 1), **kwargs)  # type: ignore[arg-type]
+    prefill = pred.ttft_s if input_len > 0 else 0.0
+    return batch * output_len / (prefill + output_len * pred.tpot_s)

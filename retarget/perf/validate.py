@@ -1,0 +1,310 @@
+"""`retarget validate MEASUREMENTS.csv`: predict every measured row the model can express, report the errors.
+
+Rows are read with the columns of the shared measured_benchmarks.csv. validation_map.yaml says which profile,
+spec, number format and engine each label means; a row that cannot be expressed is skipped with its reason.
+Errors are (predicted - measured) / measured; MAPE is the mean of their absolute values, MdAPE the median.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from retarget.errors import RetargetError
+from retarget.hw_profiles import HardwareProfile, load_profile
+from retarget.models.spec import ModelSpec
+from retarget.perf.formats import get_format
+from retarget.perf.model import USABLE_MEMORY, activation_bytes, generation_tokens_s, predict, weight_bytes
+
+HERE = Path(__file__).parent
+COLUMNS = (
+    "source_url",
+    "model",
+    "quant_format",
+    "hardware",
+    "num_devices",
+    "engine",
+    "phase",
+    "batch_size",
+    "input_len",
+    "output_len",
+    "metric",
+    "value",
+)
+PHASE_GROUPS = {"decode": "decode", "prefill": "prefill", "offline-throughput": "throughput"}
+
+
+@cache
+def _map() -> dict[str, Any]:
+    return yaml.safe_load((HERE / "validation_map.yaml").read_text())
+
+
+@cache
+def model_spec(name: str) -> ModelSpec:
+    """A registry spec, or one of validation_models.yaml (measured models outside the registry)."""
+    extra = yaml.safe_load((HERE / "validation_models.yaml").read_text())
+    if name in extra:
+        return ModelSpec.from_hf_config(extra[name]["config"], name, source=extra[name]["source_url"])
+    from retarget.models.registry import get_spec
+
+    return get_spec(name)
+
+
+@dataclass
+class RowPlan:
+    """How one measured row is predicted."""
+
+    spec: ModelSpec
+    profile: HardwareProfile
+    kind: str  # generate | step | tpot | prefill_tps | ttft | offline
+    batch: int
+    input_len: int
+    output_len: int
+    kwargs: dict[str, Any]
+    max_batch: int = 0
+
+
+@dataclass
+class RowResult:
+    """One row of the validation table."""
+
+    index: int
+    model: str
+    hardware: str
+    engine: str
+    quant: str
+    phase: str
+    metric: str
+    measured: float
+    workload: str
+    predicted: float | None = None
+    error_pct: float | None = None
+    split: str = ""
+    profile: str = ""
+    skipped: str = ""
+    outlier: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _int(text: str) -> int | None:
+    return int(text) if re.fullmatch(r"\d+", text.strip()) else None
+
+
+def _first(rules: list[dict[str, Any]], test: Any) -> dict[str, Any] | None:
+    return next((r for r in rules if test(r)), None)
+
+
+def plan_row(row: dict[str, str]) -> RowPlan | str:
+    """The prediction plan for ROW, or the reason it cannot be expressed."""
+    m = _map()
+    if row["hardware"] not in m["hardware"]:
+        return "no hardware profile for this device"
+    if row["model"] not in m["models"]:
+        return "model not in the registry"
+    fmt = _first(m["formats"], lambda r: re.search(r["pattern"], row["quant_format"], re.I))
+    if fmt is None:
+        return f"quant format {row['quant_format']!r} not mapped"
+    eng = _first(m["engines"], lambda r: row["engine"].startswith(r["prefix"]))
+    devices = _int(row["num_devices"])
+    if devices is None:
+        return "device count not a number"
+    kwargs = dict(
+        devices=devices,
+        weight_format=fmt["weights"],
+        kv_format=fmt["kv"],
+        expert_format=fmt.get("experts"),
+        engine=eng["engine"],
+        parallelism=eng["parallelism"],
+    )
+    spec, profile = model_spec(m["models"][row["model"]]), load_profile(m["hardware"][row["hardware"]])
+    phase, metric, batch = row["phase"], row["metric"], _int(row["batch_size"])
+    out = _int(row["output_len"]) if row["output_len"].strip() not in ("-", "") else 0
+    inp = _int(row["input_len"])
+    if phase == "decode" and (
+        step := re.fullmatch(r"(\d+)(?: context \+ (\d+))? \((\d+) tokens?/step\)", row["input_len"].strip())
+    ):
+        past, new, per_step = (
+            int(step.group(2) and step.group(1) or 0),
+            int(step.group(2) or step.group(1)),
+            int(step.group(3)),
+        )
+        return RowPlan(spec, profile, "step", per_step, past + new // 2, 0, kwargs)
+    if inp is None or out is None:
+        return "input/output length not a fixed number (variable dataset or production mix)"
+    if phase == "offline-throughput" and row["batch_size"] == "max" and metric == "output tokens/s":
+        return RowPlan(spec, profile, "offline", 0, inp, out, kwargs, max_batch=eng.get("max_batch", 256))
+    if batch is None:
+        return f"batch {row['batch_size']!r} not a number"
+    kinds = {
+        ("decode", "tokens/s"): "generate",
+        ("decode", "output tokens/s"): "generate",
+        ("decode", "TPOT ms"): "tpot",
+        ("decode", "ms per token"): "tpot",
+        ("prefill", "tokens/s"): "prefill_tps",
+        ("prefill", "TTFT ms"): "ttft",
+    }
+    if (phase, metric) not in kinds:
+        return f"{phase} / {metric} is load-dependent or per-node; the model predicts fixed batches only"
+    return RowPlan(spec, profile, kinds[(phase, metric)], batch, inp, out, kwargs)
+
+
+def max_batch(plan: RowPlan) -> int:
+    """Sequences that fit in memory at input+output tokens each, capped at the engine's batch limit."""
+    k = plan.kwargs
+    fmts = {"weights": get_format(k["weight_format"]), "kv": get_format(k["kv_format"])}
+    fmts["experts"] = get_format(k["expert_format"]) if k["expert_format"] else fmts["weights"]
+    fmts["head"] = get_format("bf16") if fmts["weights"].head_bits else fmts["weights"]
+    seq = plan.input_len + plan.output_len
+    per_seq = plan.spec.kv_cache_bytes(seq, fmts["kv"].bytes) + plan.spec.state_bytes_per_sequence(
+        fmts["kv"].bytes
+    )
+    devices = k["devices"]
+    free = devices * (
+        (plan.profile.memory_gb or 0) * 1e9 * USABLE_MEMORY
+        - activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
+    )
+    free -= weight_bytes(plan.spec, fmts)
+    return max(1, min(plan.max_batch, int(free // per_seq)))
+
+
+def predict_plan(
+    plan: RowPlan, engine_factors: dict[str, float] | None = None
+) -> tuple[float, dict[str, Any]]:
+    """Predicted value of the row's metric, and the workload it was computed at."""
+    k = {**plan.kwargs, "engine_factors": engine_factors}
+    if plan.kind in ("generate", "offline"):
+        batch = max_batch(plan) if plan.kind == "offline" else plan.batch
+        value = generation_tokens_s(
+            plan.spec, plan.profile, batch=batch, input_len=plan.input_len, output_len=plan.output_len, **k
+        )
+        return value, {"batch": batch, "input_len": plan.input_len, "output_len": plan.output_len}
+    if plan.kind == "step":  # llama.cpp ubatch rows: per_step tokens of one sequence per forward pass
+        pred = predict(
+            plan.spec, plan.profile, batch=plan.batch, ctx=max(plan.input_len, 1), prompt_len=1, **k
+        )
+        return plan.batch / pred.tpot_s, {"tokens_per_step": plan.batch, "mean_ctx": plan.input_len}
+    ctx = max(1, plan.input_len + plan.output_len // 2)
+    pred = predict(plan.spec, plan.profile, batch=plan.batch, ctx=ctx, prompt_len=max(plan.input_len, 1), **k)
+    value = {"tpot": pred.tpot_s * 1e3, "ttft": pred.ttft_s * 1e3, "prefill_tps": pred.prefill_tokens_s}
+    return value[plan.kind], {
+        "batch": plan.batch,
+        "ctx": ctx,
+        "prompt_len": plan.input_len,
+        "bottleneck": pred.decode.bottleneck if plan.kind == "tpot" else pred.prefill.bottleneck,
+    }
+
+
+def read_measurements(path: Path) -> list[dict[str, str]]:
+    """Rows of a measurements CSV; a missing column names the file and the column."""
+    try:
+        with Path(path).open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RetargetError("missing column", source=str(path), field=missing[0])
+            return list(reader)
+    except OSError as err:
+        raise RetargetError(f"cannot read: {err.strerror}", source=str(path)) from None
+
+
+def is_outlier(row: dict[str, str]) -> str:
+    for o in _map()["outliers"]:
+        if (
+            all(str(row[k]) == str(v) for k, v in o.items() if k not in ("reason", "value"))
+            and abs(float(row["value"]) - o["value"]) < 1e-6
+        ):
+            return o["reason"]
+    return ""
+
+
+def in_calibration_split(row: dict[str, str], profile: HardwareProfile) -> bool:
+    """The rule in validation_map.yaml `calibration`: one source, one vendor."""
+    rule = _map()["calibration"]
+    return rule["source_contains"] in row["source_url"] and profile.family.startswith(rule["family_prefix"])
+
+
+def validate_rows(
+    rows: list[dict[str, str]], engine_factors: dict[str, float] | None = None
+) -> list[RowResult]:
+    """Predict every row it can; ENGINE_FACTORS replaces the llama.cpp engine entry (calibration)."""
+    results = []
+    for i, row in enumerate(rows):
+        try:
+            measured = float(row["value"])
+        except ValueError:
+            measured = float("nan")
+        res = RowResult(
+            i,
+            row["model"],
+            row["hardware"],
+            row["engine"],
+            row["quant_format"],
+            row["phase"],
+            row["metric"],
+            measured,
+            f"b={row['batch_size']} in={row['input_len']} out={row['output_len']} x{row['num_devices']}",
+        )
+        plan = plan_row(row)
+        if isinstance(plan, str):
+            res.skipped = plan
+        else:
+            factors = engine_factors if plan.kwargs["engine"] == "llama.cpp" else None
+            res.predicted, res.details = predict_plan(plan, factors)
+            res.error_pct = (res.predicted - measured) / measured * 100
+            res.profile = plan.profile.id
+            res.split = "calibration" if in_calibration_split(row, plan.profile) else "evaluation"
+            res.outlier = is_outlier(row)
+        results.append(res)
+    return results
+
+
+def summarise(results: list[RowResult]) -> list[dict[str, Any]]:
+    """MAPE / MdAPE per (split, phase group) and overall, outliers excluded."""
+    scored = [r for r in results if r.error_pct is not None and not r.outlier]
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in scored:
+        phase = PHASE_GROUPS.get(r.phase, r.phase)
+        for split in (r.split, "all"):
+            for ph in (phase, "overall"):
+                groups.setdefault((split, ph), []).append(abs(r.error_pct))  # type: ignore[arg-type]
+    order = {"calibration": 0, "evaluation": 1, "all": 2}
+    return [
+        {
+            "split": s,
+            "phase": p,
+            "rows": len(v),
+            "mape_pct": statistics.fmean(v),
+            "mdape_pct": statistics.median(v),
+        }
+        for (s, p), v in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
+    ]
+
+
+def report_dict(path: Path, results: list[RowResult]) -> dict[str, Any]:
+    """JSON-able report: per-row results (measured with source URL, predicted) and the summary."""
+    return {
+        "measurements": str(path),
+        "rows": [asdict(r) for r in results],
+        "summary": summarise(results),
+        "efficiency_file": str(HERE / "efficiency.yaml"),
+    }
+
+
+def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = None) -> dict[str, Any]:
+    """Validate PATH; optionally write the JSON report and the markdown table. Returns the report."""
+    from retarget.perf.validate_report import to_markdown
+
+    report = report_dict(path, validate_rows(read_measurements(path)))
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=1, default=str))
+    if markdown_out:
+        Path(markdown_out).write_text(to_markdown(report))
+    return report

@@ -1,0 +1,121 @@
+"""`retarget validate` on the shared measurements: well-formed output, honest splits, CLI behaviour."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from retarget.cli import app
+from retarget.perf.calibrate import fit
+from retarget.perf.validate import model_spec, run
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "measured_benchmarks.csv"
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"shared data not found at {SHARED}")
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return run(SHARED)
+
+
+@needs_shared
+def test_every_row_is_predicted_or_explained(report: dict) -> None:
+    with SHARED.open() as f:
+        n = sum(1 for _ in csv.DictReader(f))
+    rows = report["rows"]
+    assert len(rows) == n
+    predicted = [r for r in rows if not r["skipped"]]
+    assert len(predicted) >= 35
+    for r in predicted:
+        assert r["predicted"] > 0 and r["split"] in ("calibration", "evaluation")
+        assert r["error_pct"] == pytest.approx((r["predicted"] - r["measured"]) / r["measured"] * 100)
+    assert all(r["skipped"] for r in rows if r["predicted"] is None)
+
+
+@needs_shared
+def test_summary_has_phases_and_splits(report: dict) -> None:
+    keys = {(s["split"], s["phase"]) for s in report["summary"]}
+    for split in ("calibration", "evaluation", "all"):
+        assert (split, "decode") in keys and (split, "overall") in keys
+    evaluation = [r for r in report["rows"] if r["split"] == "evaluation"]
+    assert {r["profile"] for r in evaluation} >= {
+        "m2-ultra",
+        "mi300x",
+        "h200-sxm",
+        "b200",
+    }  # held-out devices
+
+
+@needs_shared
+def test_known_outlier_is_flagged_not_counted(report: dict) -> None:
+    outliers = [r for r in report["rows"] if r["outlier"]]
+    assert len(outliers) == 1 and outliers[0]["measured"] == pytest.approx(681.47)
+    overall = next(s for s in report["summary"] if s["split"] == "all" and s["phase"] == "overall")
+    assert overall["rows"] == sum(
+        1 for r in report["rows"] if r["predicted"] is not None and not r["outlier"]
+    )
+
+
+@needs_shared
+def test_validation_only_specs_match_the_published_parameter_counts() -> None:
+    """Models outside the registry: parameter totals vs the `params` column of the measurements."""
+    published = {"llama-3.1-405b": 405e9, "llama-2-70b": 69e9, "qwen2.5-72b": 72.7e9}
+    for name, params in published.items():
+        assert model_spec(name).params_total == pytest.approx(params, rel=0.03)
+
+
+@needs_shared
+def test_efficiency_file_is_reproduced_by_calibration() -> None:
+    """The fitted llama.cpp factors in efficiency.yaml are what `calibrate.fit` gives on the shared file."""
+    text = (Path(__file__).resolve().parents[2] / "retarget/perf/efficiency.yaml").read_text()
+    recorded = yaml.safe_load(re.search(r"^  llama\.cpp: (.*?)  #", text, re.M).group(1))
+    fitted, _, rows = fit(SHARED)
+    assert rows >= 10
+    for key, value in recorded.items():
+        assert fitted[key] == pytest.approx(value, rel=0.02)
+
+
+@needs_shared
+def test_cli_writes_json_and_markdown(tmp_path: Path) -> None:
+    out_json, out_md = tmp_path / "v.json", tmp_path / "v.md"
+    result = CliRunner().invoke(
+        app,
+        ["validate", str(SHARED), "--json", str(out_json), "--markdown", str(out_md)],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "MAPE" in result.output and "Rows not predicted" in result.output
+    data = json.loads(out_json.read_text())
+    assert data["summary"] and len(data["rows"]) > 40
+    md = out_md.read_text()
+    assert "| split | phase | rows | MAPE % | MdAPE % |" in md and "evaluation" in md
+
+
+def test_cli_missing_column_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,hardware,value\nx,y,1\n")
+    result = CliRunner().invoke(app, ["validate", str(bad)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "bad.csv" in result.output and "source_url" in result.output
+
+
+def test_cli_predict_json() -> None:
+    result = CliRunner().invoke(
+        app, ["predict", "llama-3.1-8b", "--target", "rtx-4090", "--recipe", "q4_k_m", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["memory"]["fits"] is True and data["workload"]["weight_format"] == "q4_k_m"
+
+
+def test_cli_predict_bad_override_exits_2() -> None:
+    result = CliRunner().invoke(
+        app, ["predict", "llama-3.1-8b", "--set", "mem_bw_gb_s=-1"], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 2 and "mem_bw_gb_s" in result.output
