@@ -39,14 +39,15 @@ class Config:
     def __init__(self, raw: dict[str, Any], key_map: dict[str, str], source: str | None) -> None:
         self.raw, self.key_map, self.source = raw, key_map, source
 
-    def _key(self, key: str) -> str:
+    def key(self, key: str) -> str:
+        """The config's own name for canonical KEY."""
         return self.key_map.get(key, key)
 
     def has(self, key: str) -> bool:
-        return self.raw.get(self._key(key)) is not None
+        return self.raw.get(self.key(key)) is not None
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self.raw.get(self._key(key))
+        value = self.raw.get(self.key(key))
         return default if value is None else value
 
     def int(self, key: str, default: int | None = None, layer: int | None = None) -> int:
@@ -55,10 +56,10 @@ class Config:
         if isinstance(value, list) and layer is not None and len(value) > layer:
             value = value[layer]
         if value is None:
-            raise RetargetError("missing required field", source=self.source, field=self._key(key))
+            raise RetargetError("missing required field", source=self.source, field=self.key(key))
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
             raise RetargetError(f"expected a non-negative integer, got {value!r}", source=self.source,
-                                field=self._key(key))
+                                field=self.key(key))
         return int(value)
 
 
@@ -68,6 +69,7 @@ class DecoderArch:
     KEY_MAP: ClassVar[dict[str, str]] = {}
     TIED_DEFAULT: ClassVar[bool] = False
     QK_NORM: ClassVar[bool] = False
+    SINKS: ClassVar[bool] = False  # learned attention-sink logits on every layer
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -88,7 +90,7 @@ class DecoderArch:
         hidden, heads = self.cfg.int("hidden_size"), self.heads()
         if heads == 0 or hidden % heads:
             raise RetargetError(f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}",
-                                source=self.cfg.source, field=self.cfg._key("num_attention_heads"))
+                                source=self.cfg.source, field=self.cfg.key("num_attention_heads"))
         return hidden // heads
 
     def window(self, layer: int) -> int | None:
@@ -100,13 +102,10 @@ class DecoderArch:
         heads, kv = self.heads(), self.kv_heads()
         window = self.window(layer)
         layout = "mha" if kv == heads else "mqa" if kv == 1 else "gqa"
-        kind = "sliding" if window else self.sinks_kind() or layout
+        kind = "sliding" if window else "sinks" if self.SINKS else layout
         return AttentionSpec(kind=kind, heads=heads, kv_heads=kv, head_dim=self.head_dim(), window=window,
-                             sinks=self.sinks_kind() is not None, chunked=self.chunked(layer),
+                             sinks=self.SINKS, chunked=self.chunked(layer),
                              qk_norm=bool(self.cfg.get("use_qk_norm", self.QK_NORM)))
-
-    def sinks_kind(self) -> str | None:
-        return None
 
     def chunked(self, layer: int) -> bool:
         return False
@@ -340,8 +339,7 @@ class Gemma3Arch(LlamaArch):
 class GptOssArch(MixtralArch):
     """Alternating 128-token banded / full attention, learned sinks on every layer, MXFP4 experts."""
 
-    def sinks_kind(self) -> str | None:
-        return "sinks"
+    SINKS = True
 
     def window(self, layer: int) -> int | None:
         types = self.cfg.get("layer_types") or ["sliding_attention" if i % 2 == 0 else "full_attention"

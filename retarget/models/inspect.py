@@ -66,8 +66,12 @@ def _attention(spec: ModelSpec) -> dict[str, Any]:
     for g in spec.blocks:
         if g.attention is not None:
             a = g.attention
-            label = a.kind + (f" w{a.window}" + (" chunked" if a.chunked else "") if a.window else "")
-            kinds[label + (" +sinks" if a.sinks and a.kind != "sinks" else "")] += g.count
+            label = a.kind
+            if a.window:
+                label += f" {'chunk' if a.chunked else 'window'} {a.window}"
+            if a.sinks and a.kind != "sinks":
+                label += " +sinks"
+            kinds[label] += g.count
     first = next((g.attention for g in spec.blocks if g.attention is not None), None)
     out: dict[str, Any] = {"kind": spec.attention_kind, "layers_by_kind": dict(kinds),
                            "attention_layers": spec.attention_layers}
@@ -259,7 +263,13 @@ def show(model: str | None, as_json: bool, list_all: bool, console: Console) -> 
     """The `retarget inspect` command: one model's report, or the registry list, as tables or JSON."""
     if list_all or model is None:
         rows = list_models()
-        console.print_json(data=rows) if as_json else print_model_list(rows, console)
+        if as_json:
+            console.print_json(data=rows)
+        else:
+            print_model_list(rows, console)
         return
     report = inspect_model(model)
-    console.print_json(data=report) if as_json else print_report(report, console)
+    if as_json:
+        console.print_json(data=report)
+    else:
+        print_report(report, console)

@@ -40,8 +40,8 @@ class AttentionSpec(_Frozen):
 
     kind: AttentionKind
     heads: int = Field(gt=0)
-    kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)  # MLA: 1 (one shared latent)
+    head_dim: int = Field(gt=0)  # MLA: the q/k head dim, qk_nope_head_dim + qk_rope_head_dim
     window: int | None = Field(default=None, gt=0)
     chunked: bool = False  # Llama 4: non-overlapping chunks instead of a sliding band
     sinks: bool = False  # gpt-oss: learned per-head sink logits
@@ -198,11 +198,15 @@ class ModelSpec(_Frozen):
 
     # ---- construction / serialisation -------------------------------------------------------------------
     @classmethod
-    def from_hf_config(cls, config: dict[str, Any], name: str | None = None, **overrides: Any) -> ModelSpec:
-        """Build a spec from an HF `config.json` dict (see `retarget.models.archs` for supported types)."""
+    def from_hf_config(cls, config: dict[str, Any], name: str | None = None, *, source: str | None = None,
+                       native_format: dict[str, str] | None = None) -> ModelSpec:
+        """Build a spec from an HF `config.json` dict (see `retarget.models.archs` for supported types).
+
+        SOURCE names the file in error messages; NATIVE_FORMAT overrides what `quantization_config` /
+        `torch_dtype` say (the registry knows more than some configs)."""
         from retarget.models.archs import spec_from_hf_config
 
-        return spec_from_hf_config(config, name, **overrides)
+        return spec_from_hf_config(config, name, source=source, native_format=native_format)
 
     @classmethod
     def from_gguf_metadata(cls, metadata: dict[str, Any], name: str | None = None,

@@ -31,7 +31,7 @@ def test_inspect_json_for_a_folder(tmp_path):
 def test_inspect_registry_model_table():
     result = runner.invoke(app, ["inspect", "gpt-oss-20b"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
-    for text in ("openai/gpt-oss-20b", "sliding w128", "mxfp4", "top-4", "h100-sxm"):
+    for text in ("openai/gpt-oss-20b", "sliding window 128 +sinks", "mxfp4", "top-4", "h100-sxm"):
         assert text in result.output
 
 
