@@ -61,3 +61,11 @@ def write_factors(factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> No
         f"overhead_us_per_layer: {factors['overhead_us_per_layer']}}}  # fitted, see `calibration` below"
     )
     path.write_text(re.sub(r"^  llama\.cpp: .*$", line, text, count=1, flags=re.M))
+
+
+if __name__ == "__main__":  # python -m retarget.perf.calibrate ../shared/data/measured_benchmarks.csv
+    import sys
+
+    fitted, final_loss, n_rows = fit(Path(sys.argv[1]))
+    write_factors(fitted)
+    print(f"llama.cpp factors {fitted} on {n_rows} rows (loss {final_loss:.3f}) -> {EFFICIENCY_FILE}")

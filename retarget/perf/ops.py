@@ -148,13 +148,23 @@ def _ssm(group: BlockGroup, hidden: int, step: Step, w_bytes: float, state_bytes
     return [gemm, scan]
 
 
+def distinct_layers(spec: ModelSpec) -> list[tuple[BlockGroup, int]]:
+    """Each distinct layer kind once, with how many layers have it (interleaved patterns merged)."""
+    counts: dict[tuple[object, object, object], tuple[BlockGroup, int]] = {}
+    for g in spec.blocks:
+        key = (g.attention, g.ssm, g.mlp)
+        first, n = counts.get(key, (g, 0))
+        counts[key] = (first, n + g.count)
+    return list(counts.values())
+
+
 def step_costs(
     spec: ModelSpec, step: Step, w_bytes: float, expert_bytes: float, head_bytes: float, kv_bytes: float
 ) -> dict[str, OpCost]:
     """Per-device cost of one step, summed over layers, keyed by op class."""
     totals: dict[str, OpCost] = {}
     hidden = spec.hidden_size
-    for group in spec.blocks:
+    for group, count in distinct_layers(spec):
         ops: list[OpCost] = []
         if group.attention is not None:
             ops += _attention(group.attention, hidden, step, w_bytes, kv_bytes)
@@ -162,7 +172,7 @@ def step_costs(
         ops += _mlp(group, hidden, step, w_bytes, expert_bytes)
         for op in ops:
             totals.setdefault(op.op_class, OpCost(op.op_class))
-            totals[op.op_class].add(op, group.count)
+            totals[op.op_class].add(op, count)
     # LM head on the last position of each sequence (prefill) or every new token (decode); the input
     # embedding is a gather of one row per token.
     head_tokens = step.batch
