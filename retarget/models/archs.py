@@ -50,6 +50,14 @@ class Config:
         value = self.raw.get(self.key(key))
         return default if value is None else value
 
+    def per_layer(self, key: str, layers: int) -> list[Any] | None:
+        """A list with one entry per layer (e.g. `layer_types`), or None when absent."""
+        value = self.get(key)
+        if value is not None and (not isinstance(value, list) or len(value) != layers):
+            raise RetargetError(f"expected a list of {layers} entries (one per layer)", source=self.source,
+                                field=self.key(key))
+        return value
+
     def int(self, key: str, default: int | None = None, layer: int | None = None) -> int:
         """A positive-or-zero integer; a per-layer list is indexed by LAYER."""
         value = self.get(key, default)
@@ -328,7 +336,7 @@ class Gemma3Arch(LlamaArch):
     QK_NORM = True
 
     def window(self, layer: int) -> int | None:
-        types = self.cfg.get("layer_types")
+        types = self.cfg.per_layer("layer_types", self.num_layers())
         if types:
             return self.cfg.int("sliding_window") if types[layer] == "sliding_attention" else None
         pattern = self.cfg.int("sliding_window_pattern", 6)
@@ -342,9 +350,9 @@ class GptOssArch(MixtralArch):
     SINKS = True
 
     def window(self, layer: int) -> int | None:
-        types = self.cfg.get("layer_types") or ["sliding_attention" if i % 2 == 0 else "full_attention"
-                                                for i in range(self.num_layers())]
-        return self.cfg.int("sliding_window") if types[layer] == "sliding_attention" else None
+        types = self.cfg.per_layer("layer_types", self.num_layers())
+        sliding = types[layer] == "sliding_attention" if types else layer % 2 == 0  # even layers are banded
+        return self.cfg.int("sliding_window") if sliding else None
 
 
 @register_arch("llama4", "llama4_text")
@@ -367,7 +375,7 @@ class Llama4Arch(MoeMixin, LlamaArch):
         return 1, self.cfg.int("moe_intermediate_size")
 
     def _is_rope_layer(self, layer: int) -> bool:
-        flags = self.cfg.get("no_rope_layers")
+        flags = self.cfg.per_layer("no_rope_layers", self.num_layers())
         if flags:
             return bool(flags[layer])
         return (layer + 1) % self.cfg.int("no_rope_layer_interval", 4) != 0
@@ -386,10 +394,10 @@ class MiniMaxM1Arch(MixtralArch):
     (`attn_type_list`: 0 linear, 1 softmax; or transformers' `layer_types`)."""
 
     def _is_linear(self, layer: int) -> bool:
-        types = self.cfg.get("attn_type_list")
+        types = self.cfg.per_layer("attn_type_list", self.num_layers())
         if types is not None:
             return types[layer] == 0
-        layer_types = self.cfg.get("layer_types")
+        layer_types = self.cfg.per_layer("layer_types", self.num_layers())
         return bool(layer_types) and layer_types[layer] == "linear_attention"
 
     def attention(self, layer: int) -> AttentionSpec | None:

@@ -137,6 +137,13 @@ def test_bad_config_names_the_field(mutate, field):
         ModelSpec.from_hf_config(config, source="config.json")
 
 
+def test_per_layer_list_of_wrong_length_names_the_field():
+    config = {"model_type": "gemma3_text", **TINY_CONFIGS["gemma3_text"],
+              "layer_types": ["full_attention"] * 3}
+    with pytest.raises(RetargetError, match="layer_types"):
+        ModelSpec.from_hf_config(config)
+
+
 def test_bad_spec_dict_and_version():
     data = ModelSpec.from_hf_config(SMOLLM2).to_dict()
     with pytest.raises(RetargetError, match="version"):
