@@ -11,8 +11,10 @@ from retarget.kernels._tl import e8m0_to_float, tile_ids
 @triton.jit
 def _scale(ptr, offs, mask, E8M0: tl.constexpr):
     if E8M0:
-        return e8m0_to_float(tl.load(ptr + offs, mask=mask, other=127))
-    return tl.load(ptr + offs, mask=mask, other=0.0)
+        s = e8m0_to_float(tl.load(ptr + offs, mask=mask, other=127))
+    else:
+        s = tl.load(ptr + offs, mask=mask, other=0.0)
+    return s
 
 
 @triton.jit

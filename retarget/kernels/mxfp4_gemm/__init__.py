@@ -4,7 +4,8 @@ Public: `pack` / `MxWeight`, `mxfp4_gemm` (launch), `mxfp4_gemm_ref`, `quantize_
 `dequantize` (torch reference), `flops` / `bytes`, `aot_cases`.
 """
 
-from retarget.kernels.mxfp4_gemm.op import MxWeight, aot_cases, choose, mxfp4_gemm, pack
+from typing import Any
+
 from retarget.kernels.mxfp4_gemm.reference import (
     bytes,
     dequantize,
@@ -13,6 +14,18 @@ from retarget.kernels.mxfp4_gemm.reference import (
     quantize_mxfp4,
     quantize_mxfp8,
 )
+
+_LAUNCH = ("MxWeight", "aot_cases", "choose", "mxfp4_gemm", "pack")
+
+
+def __getattr__(name: str) -> Any:
+    """The launch side imports triton: load it on first use, so the torch reference stays light."""
+    if name in _LAUNCH:
+        from retarget.kernels.mxfp4_gemm import op
+
+        return getattr(op, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["MxWeight", "aot_cases", "bytes", "choose", "dequantize", "flops", "mxfp4_gemm", "mxfp4_gemm_ref",
            "pack", "quantize_mxfp4", "quantize_mxfp8"]

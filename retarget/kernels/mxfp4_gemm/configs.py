@@ -10,3 +10,6 @@ TILED = {
                  (1 << 30, KernelConfig(128, 128, 128, num_warps=8, num_stages=2))],
     "amd-rdna": [(1 << 30, KernelConfig(64, 64, 64, num_warps=4, num_stages=2))],
 }
+
+# the dequantizing path decodes a [BLOCK_K, BLOCK_N] fp32 tile in registers: halve K to avoid spills
+DEQUANT_BLOCK_K = 64

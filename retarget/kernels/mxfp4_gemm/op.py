@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -46,8 +47,9 @@ def pack(codes: torch.Tensor, scales: torch.Tensor) -> MxWeight:
     return MxWeight(qweight=(q[0::2] | (q[1::2] << 4)).contiguous(), scale=scales.contiguous(), k=k)
 
 
-def choose(m: int, family: str) -> KernelConfig:
-    return pick(configs.TILED[check_family(family)], m)
+def choose(m: int, family: str, dot_scaled: bool) -> KernelConfig:
+    cfg = pick(configs.TILED[check_family(family)], m)
+    return cfg if dot_scaled else dataclasses.replace(cfg, block_k=min(cfg.block_k, configs.DEQUANT_BLOCK_K))
 
 
 def mxfp4_gemm(x: torch.Tensor, w: MxWeight, bias: torch.Tensor | None = None,
@@ -69,7 +71,7 @@ def mxfp4_gemm(x: torch.Tensor, w: MxWeight, bias: torch.Tensor | None = None,
     out_dtype = out_dtype or (torch.bfloat16 if act == "e4m3" else x.dtype)
     if dot_scaled is None:
         dot_scaled = x.is_cuda and _device.native_mx_dot(x.device.index or 0)
-    cfg = config or choose(m, _device.family(x.device.index or 0) if x.is_cuda else "nvidia")
+    cfg = config or choose(m, _device.family(x.device.index or 0) if x.is_cuda else "nvidia", dot_scaled)
     x = x.contiguous()
     xs = x_scales.contiguous() if x_scales is not None else w.scale
     y = torch.empty(m, n, device=x.device, dtype=out_dtype)
@@ -88,7 +90,7 @@ def aot_cases(family: str) -> list[AotCase]:
     for variant, act, dot_scaled, mma in (("dequant-bf16", "bf16", False, "bf16"),
                                           ("dot_scaled-bf16", "bf16", True, "mxf4"),
                                           ("dot_scaled-mxfp8", "e4m3", True, "mxf4")):
-        cfg = choose(4096, family)
+        cfg = choose(4096, family, dot_scaled)
         x_type = pointer_type(torch.float8_e4m3fn) if act == "e4m3" else pointer_type(torch.bfloat16)
         types = {"x_ptr": x_type, "xs_ptr": "*u8", "w_ptr": "*u8", "ws_ptr": "*u8", "b_ptr": "*bf16",
                  "y_ptr": "*bf16", "M": "i32", "N": "i32", "K": "i32", "stride_xm": "i32",

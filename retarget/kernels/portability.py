@@ -1,0 +1,315 @@
+"""The kernel portability matrix: every kernel variant compiled ahead of time for every GPU target.
+
+No GPU is needed: `triton.compile(ASTSource(...), target=GPUTarget(...))` runs the full compiler to PTX +
+cubin (NVIDIA) or AMDGCN + HSACO (AMD) on the CPU. From the artifacts we read
+  * compiled, or the compiler's error;
+  * the tensor-core instruction family in the ISA (mma.sync / wgmma / tcgen05 / mfma / wmma) and its
+    operand format, which says whether the kernel's format runs natively or is upcast to a wider one;
+  * registers and spills (cuobjdump on the cubin; AMDGPU metadata in the assembly);
+  * shared memory / LDS (`metadata.shared`) against the target's per-block limit (targets.py).
+Method and caveats: kernels_anchors.md section 7; results depend on the Triton version, which every
+report records.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import datetime
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import tempfile
+import time
+import warnings
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from retarget.errors import RetargetError
+from retarget.kernels._aot import AotCase
+from retarget.kernels.targets import BY_NAME, TARGETS, Target
+
+OPS = ("w4a16_gemm", "w8a8_int8_gemm", "fp8_gemm", "mxfp4_gemm")
+# the default-test subset: a bf16 tiled GEMM and an fp8 GEMM on Hopper and MI300
+SMOKE_CASES = ("w4a16_gemm/w4a16-tiled-m512", "fp8_gemm/channel")
+SMOKE_TARGETS = ("sm_90", "gfx942")
+
+# MMA operand formats a wanted kernel format runs natively as ('f16/bf16': tcgen05 kind::f16, whose
+# operand types live in the runtime instruction descriptor; 'mx': block-scaled MMA)
+_NATIVE = {"f16": {"f16", "f16/bf16"}, "bf16": {"bf16", "f16/bf16"}, "e4m3": {"e4m3", "f8f6f4", "mx"},
+           "e4m3fnuz": {"e4m3fnuz"}, "i8": {"i8"}, "mxf4": {"mx"}}
+_PTX_MMA = re.compile(r"\b(tcgen05\.mma[\w.:]*|wgmma\.mma_async[\w.:]*|mma\.sync[\w.:]*)")
+_AMD_MMA = re.compile(r"\bv_(?:mfma|wmma)\w*")
+_PTX_OPERANDS = ("bf16", "f16", "tf32", "e4m3", "e5m2", "s8", "u8", "s4", "u4", "e2m1")
+# operand suffix of AMD MFMA / WMMA mnemonics, most specific first
+_AMD_SUFFIXES = (("f8f6f4", "f8f6f4"), ("fp8_fp8", "e4m3"), ("bf8_bf8", "e5m2"), ("iu8", "i8"), ("i8", "i8"),
+                 ("bf16", "bf16"), ("f16", "f16"), ("xf32", "tf32"), ("f32", "f32"))
+_TCGEN05_KINDS = {"f16": "f16/bf16", "tf32": "tf32", "f8f6f4": "f8f6f4", "i8": "i8"}
+
+
+@cache
+def cases_for(family: str) -> tuple[AotCase, ...]:
+    """Every kernel variant of every operator, configured for one vendor family."""
+    import importlib
+
+    return tuple(c for op in OPS for c in importlib.import_module(f"retarget.kernels.{op}").aot_cases(family))
+
+
+def case_names() -> list[str]:
+    return [c.name for c in cases_for("nvidia")]
+
+
+def mma_format(instr: str, target: Target) -> tuple[str, str]:
+    """(family, operand format) of one MMA mnemonic from PTX or AMDGCN."""
+    if instr.startswith("tcgen05"):
+        kind = re.search(r"kind::(\w+)", instr)
+        name = kind.group(1) if kind else "?"
+        scaled = "block_scale" in instr or name.startswith("mx")
+        return "tcgen05", "mx" if scaled else _TCGEN05_KINDS.get(name, name)
+    if instr.startswith(("wgmma", "mma.sync")):
+        ops = [t for t in instr.split(".") if t in _PTX_OPERANDS]
+        fmt = ops[0] if ops else "?"
+        return ("wgmma" if instr.startswith("wgmma") else "mma.sync"), {"s8": "i8", "u8": "i8"}.get(fmt, fmt)
+    fam = "mfma" if instr.startswith("v_mfma") else "wmma"
+    if instr.startswith("v_mfma_scale"):
+        return fam, "mx"
+    for suffix, fmt in _AMD_SUFFIXES:
+        if suffix in instr.split("_", 3)[-1]:
+            if fmt == "e4m3" and target.fp8 == "fnuz":
+                fmt = "e4m3fnuz"
+            return fam, fmt
+    return fam, "?"
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
+
+
+def _nvidia_resources(cubin: bytes) -> dict[str, Any]:
+    """Registers, stack and spill stores of a cubin, read with the cuobjdump bundled with Triton."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(cubin)
+    try:
+        usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", f.name], capture_output=True,
+                               text=True, check=False).stdout
+        sass = subprocess.run([_tool("cuobjdump"), "-sass", f.name], capture_output=True, text=True,
+                              check=False).stdout
+    finally:
+        os.unlink(f.name)
+    found = dict(re.findall(r"\b(REG|STACK|LOCAL):(\d+)", usage))
+    return {"registers": int(found["REG"]) if "REG" in found else None,
+            "stack_bytes": int(found.get("STACK", 0)),
+            "spills": len(re.findall(r"\bSTL\b", sass)), "spills_unit": "STL instructions"}
+
+
+def _amd_resources(amdgcn: str) -> dict[str, Any]:
+    """VGPR / AGPR / SGPR counts and spills from the AMDGPU metadata in the assembly."""
+    meta = {k: int(v) for k, v in re.findall(r"\.(\w+_count):\s+(\d+)", amdgcn)}
+    return {"registers": meta.get("vgpr_count"), "agprs": meta.get("agpr_count"),
+            "sgprs": meta.get("sgpr_count"),
+            "spills": meta.get("vgpr_spill_count", 0) + meta.get("sgpr_spill_count", 0),
+            "spills_unit": "VGPR + SGPR spills"}
+
+
+def _short_error(err: BaseException) -> str:
+    """The innermost cause's message, on one line (the compiler wraps it in a source listing)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    key = [ln for ln in lines if "error" in ln.lower() or "not supported" in ln.lower()]
+    text = (key or lines or [""])[-1]
+    return f"{type(err).__name__}: {text}"[:240]
+
+
+def compile_case(case: AotCase, target: Target) -> dict[str, Any]:
+    """Compile one case for one target and read the artifacts (see module docstring)."""
+    import triton
+    from triton.compiler import ASTSource
+
+    row: dict[str, Any] = {"kernel": case.name, "op": case.op, "variant": case.variant, "shape": case.shape,
+                           "target": target.name, "config": case.config.to_dict(), "wanted_mma": case.mma}
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            src = ASTSource(fn=case.fn, signature=case.signature(), constexprs=case.constexprs,
+                            attrs=case.attrs())
+            kernel = triton.compile(src, target=target.gpu_target(), options=case.config.options())
+    except Exception as err:  # noqa: BLE001 - the compiler's error is the result
+        return {**row, "compiled": False, "error": _short_error(err),
+                "compile_s": round(time.perf_counter() - start, 2)}
+    row["compile_s"] = round(time.perf_counter() - start, 2)
+    asm = kernel.asm.get("ptx") or kernel.asm.get("amdgcn") or ""
+    pattern = _PTX_MMA if target.backend == "cuda" else _AMD_MMA
+    counts = collections.Counter(pattern.findall(asm))
+    instrs = [mma_format(i, target) for i, _ in counts.most_common()]
+    row.update(compiled=True, error=None, mma_instructions=sorted(counts),
+               mma_family=instrs[0][0] if instrs else None, mma_format=instrs[0][1] if instrs else None)
+    if case.mma is None:
+        row["native"] = "n/a"
+    elif not instrs:
+        row["native"] = "no-mma"
+    else:
+        row["native"] = "native" if any(f in _NATIVE[case.mma] for _, f in instrs) else "upcast"
+    shared = int(kernel.metadata.shared)
+    row.update(shared_bytes=shared, shared_limit=target.shared_limit,
+               shared_fits=shared <= target.shared_limit)
+    row.update(_nvidia_resources(kernel.asm["cubin"]) if target.backend == "cuda"
+               else _amd_resources(kernel.asm["amdgcn"]))
+    return row
+
+
+def _job(kernel: str, target_name: str) -> dict[str, Any]:
+    target = BY_NAME[target_name]
+    case = next(c for c in cases_for(target.family) if c.name == kernel)
+    return compile_case(case, target)
+
+
+def parse_targets(spec: str | None, smoke: bool) -> list[Target]:
+    """Targets named in a comma-separated SPEC (default: all, or the smoke pair)."""
+    if not spec:
+        return [BY_NAME[t] for t in SMOKE_TARGETS] if smoke else list(TARGETS)
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise RetargetError(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(BY_NAME)}",
+                            field="--targets")
+    return [BY_NAME[n] for n in names]
+
+
+def build_matrix(targets: list[Target], kernels: list[str] | None = None, workers: int = 0,
+                 progress: Any = None) -> dict[str, Any]:
+    """Compile KERNELS (default: all) for TARGETS; WORKERS processes (0: one per CPU, 1: in this process)."""
+    import triton
+
+    from retarget.provenance import machine
+
+    kernels = kernels or case_names()
+    jobs = [(k, t.name) for t in targets for k in kernels]
+    workers = workers or os.cpu_count() or 1
+    task = progress.add_task("compiling", total=len(jobs)) if progress else None
+    start = time.perf_counter()
+    rows = []
+    if workers == 1:
+        for job in jobs:
+            rows.append(_job(*job))
+            if progress:
+                progress.advance(task)
+    else:
+        ctx = multiprocessing.get_context("fork")  # workers only compile; nothing runs torch or CUDA
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            for row in pool.map(_job, *zip(*jobs, strict=True)):
+                rows.append(row)
+                if progress:
+                    progress.advance(task)
+    return {
+        "provenance": "measured",
+        "method": "triton.compile(ASTSource, target=GPUTarget) on CPU; ISA, cuobjdump and AMDGPU "
+                  "metadata read back",
+        "triton_version": triton.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "targets": [{"name": t.name, "backend": t.backend, "arch": t.arch, "warp_size": t.warp_size,
+                     "family": t.family, "devices": t.devices, "fp8": t.fp8,
+                     "shared_limit": {"value": t.shared_limit, "unit": "B", "provenance": "published",
+                                      "url": t.source}} for t in targets],
+        "kernels": kernels,
+        "results": rows,
+    }
+
+
+def cell(row: dict[str, Any], markup: bool = False) -> str:
+    """One matrix cell: 'wgmma bf16 native, 154 regs, 64 KB' or 'error'."""
+    if not row["compiled"]:
+        return "[red]error[/]" if markup else "**error**"
+    mma = f"{row['mma_family']} {row['mma_format']}" if row["mma_family"] else "no MMA"
+    verdict = row["native"]
+    if markup:
+        colour = {"native": "green", "upcast": "yellow", "no-mma": "red"}.get(verdict, "white")
+        verdict = f"[{colour}]{verdict}[/]"
+    parts = [f"{mma} {verdict}" if row["native"] != "n/a" else mma, f"{row['registers']} regs"]
+    if row["spills"]:
+        parts.append(f"{row['spills']} spills")
+    kb = row["shared_bytes"] / 1024
+    parts.append(f"{kb:.0f} KB" + ("" if row["shared_fits"] else " > limit"))
+    return ", ".join(parts)
+
+
+def render_table(matrix: dict[str, Any]) -> Any:
+    """A rich Table: kernels down, targets across."""
+    from rich.table import Table
+
+    title = f"Kernel portability matrix (AOT, triton {matrix['triton_version']})"
+    table = Table(title=title, show_lines=True)
+    table.add_column("kernel", no_wrap=True)
+    names = [t["name"] for t in matrix["targets"]]
+    for name in names:
+        table.add_column(name)
+    by = {(r["kernel"], r["target"]): r for r in matrix["results"]}
+    for k in matrix["kernels"]:
+        table.add_row(k, *[cell(by[(k, n)], markup=True).replace(", ", "\n", 1) for n in names])
+    return table
+
+
+def to_markdown(matrix: dict[str, Any]) -> str:
+    """The matrix as a Markdown document (docs/kernels.md)."""
+    names = [t["name"] for t in matrix["targets"]]
+    by = {(r["kernel"], r["target"]): r for r in matrix["results"]}
+    shapes = {r["kernel"]: r["shape"] for r in matrix["results"]}
+    out = ["# Kernel portability matrix", "",
+           "Generated by `retarget kernels --markdown docs/kernels.md --json docs/kernels.json` with "
+           f"Triton {matrix['triton_version']} on {matrix['machine']['cpu']} ({matrix['date']}, "
+           f"{matrix['wall_s']} s). No GPU is involved: each kernel is compiled ahead of time for each "
+           "target and the ISA is read back.",
+           "",
+           "Cell: tensor-core instruction family and operand format found in the ISA; **native** when that "
+           "is the kernel's own format (fp8 on fp8 MMAs, int8 on int8, MXFP4 on block-scaled MMAs, "
+           "f16/bf16 for the weight-only kernels, which dequantize by design), **upcast** when the "
+           "compiler widened it; "
+           "registers per thread (VGPRs on AMD); spills (NVIDIA: STL instructions, AMD: VGPR + SGPR spills); "
+           "dynamic shared memory / LDS, flagged when above the target's per-block limit. GEMV rows use no "
+           "tensor cores by design.", "",
+           "| kernel | shape | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for k in matrix["kernels"]:
+        out.append(f"| `{k}` | {shapes[k]} | " + " | ".join(cell(by[(k, n)]) for n in names) + " |")
+    out += ["", "## Targets", "", "| target | devices | warp | fp8 flavour | shared memory limit | source |",
+            "|---|---|---|---|---|---|"]
+    for t in matrix["targets"]:
+        lim = t["shared_limit"]
+        out.append(f"| {t['name']} | {t['devices']} | {t['warp_size']} | {t['fp8']} | {lim['value']} B | "
+                   f"{lim['url']} |")
+    errors = [r for r in matrix["results"] if not r["compiled"]]
+    if errors:
+        out += ["", "## Compiler errors", ""]
+        out += [f"- `{r['kernel']}` on {r['target']}: {r['error']}" for r in errors]
+    return "\n".join(out) + "\n"
+
+
+def run(targets: str | None = None, smoke: bool = False, json_path: Path | None = None,
+        markdown_path: Path | None = None, workers: int = 0, console: Any = None) -> dict[str, Any]:
+    """`retarget kernels`: build the matrix, print it, optionally write JSON and Markdown."""
+    from rich.progress import Progress
+
+    chosen = parse_targets(targets, smoke)
+    kernels = list(SMOKE_CASES) if smoke else None
+    with Progress(console=console, transient=True) as progress:
+        matrix = build_matrix(chosen, kernels, workers=workers, progress=progress)
+    if console is not None:
+        console.print(render_table(matrix))
+        ok = sum(r["compiled"] for r in matrix["results"])
+        console.print(f"{ok}/{len(matrix['results'])} compiled in {matrix['wall_s']} s "
+                      f"(triton {matrix['triton_version']})")
+    for path, text in ((json_path, lambda: json.dumps(matrix, indent=1, default=str)),
+                       (markdown_path, lambda: to_markdown(matrix))):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text())
+            tmp.replace(path)
+    return matrix
