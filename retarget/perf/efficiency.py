@@ -62,6 +62,6 @@ def efficiency(
     )
 
 
-def with_memory_cap(eff: Efficiency) -> Efficiency:
+def capped(eff: Efficiency) -> Efficiency:
     """Fractions above 1 are clipped (a fitted scale cannot beat the datasheet)."""
     return replace(eff, **{k: min(getattr(eff, k), 1.0) for k in (*OP_CLASSES, "memory", "interconnect")})

@@ -10,7 +10,8 @@ Bits per element follow each format's block layout:
   https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf);
   nvfp4: 16 x e2m1 + one fp8 scale = 4.5 bits (NVIDIA, https://developer.nvidia.com/blog/introducing-nvfp4-for-efficient-and-accurate-low-precision-inference/).
 * int4-gG: 4 bits + an fp16 scale and fp16 zero per G weights (asymmetric group quantisation).
-Weight-only formats (int4, GGUF k-quants) dequantise to bf16 and run at the bf16 rate. FP8/INT8/FP4 formats
+Weight-only formats (int4, GGUF k-quants) dequantise to bf16 and run at the bf16 rate; so do FP4 formats on
+devices without FP4 units (W4A16 kernels). FP8/INT8/FP4 formats
 keep the LM head in bf16 (`head_bits`), as ModelOpt/vLLM checkpoints do; GGUF files quantise it too.
 """
 

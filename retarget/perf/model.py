@@ -13,7 +13,7 @@ from typing import Literal
 from retarget.errors import RetargetError
 from retarget.hw_profiles.schema import HardwareProfile
 from retarget.models.spec import ModelSpec
-from retarget.perf.efficiency import Efficiency, efficiency, with_memory_cap
+from retarget.perf.efficiency import Efficiency, capped, efficiency
 from retarget.perf.formats import NumberFormat, compute_format, get_format
 from retarget.perf.ops import ACT_BYTES, OpCost, Step, step_costs
 from retarget.perf.prediction import MemoryBreakdown, OpTime, PhaseTime, Prediction
@@ -164,7 +164,7 @@ def predict(
         "head": get_format("bf16") if wfmt.head_bits else wfmt,
         "kv": get_format(kv_format),
     }
-    eff = with_memory_cap(efficiency(profile.family, engine, engine_factors))
+    eff = capped(efficiency(profile.family, engine, engine_factors))
     tp = devices if parallelism == "tp" else 1
     prefill_step = Step(batch, min(prompt_len, PREFILL_CHUNK), 0, tp, mla_absorb)
     chunks = math.ceil(prompt_len / PREFILL_CHUNK)

@@ -119,7 +119,7 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     kwargs = dict(
         devices=devices,
         weight_format=fmt["weights"],
-        kv_format=fmt["kv"],
+        kv_format=eng.get("kv", fmt["kv"]),
         expert_format=fmt.get("experts"),
         engine=eng["engine"],
         parallelism=eng["parallelism"],

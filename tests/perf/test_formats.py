@@ -32,7 +32,8 @@ def test_unknown_format_lists_known() -> None:
 
 
 def test_compute_falls_back_along_the_chain() -> None:
-    assert compute_format(get_format("nvfp4"), {"fp8_e4m3": 2.0, "bf16": 1.0}) == ("fp8_e4m3", 2.0)
+    assert compute_format(get_format("nvfp4"), {"fp4": 4.0, "bf16": 1.0}) == ("fp4", 4.0)
+    assert compute_format(get_format("mxfp4"), {"fp8_e4m3": 2.0, "bf16": 1.0}) == ("bf16", 1.0)  # W4A16
     assert compute_format(get_format("fp8"), {"bf16": 1.0}) == ("bf16", 1.0)
     with pytest.raises(RetargetError):
         compute_format(get_format("bf16"), {"int8": 3.0})
