@@ -33,6 +33,11 @@ def supported_model_types() -> list[str]:
     return sorted(_ARCHS)
 
 
+def arch_class(model_type: str) -> type[DecoderArch] | None:
+    """The registered class that reads configs of MODEL_TYPE."""
+    return _ARCHS.get(model_type)
+
+
 class Config:
     """Read access to a config dict through a key map; missing or bad fields raise RetargetError."""
 
@@ -328,7 +333,7 @@ class LongcatArch(DeepseekV3Arch):
                        zero_experts=self.cfg.int("zero_expert_num", 0))
 
 
-@register_arch("gemma3", "gemma3_text", "gemma2")
+@register_arch("gemma3", "gemma3_text")
 class Gemma3Arch(LlamaArch):
     """Local sliding-window layers with a global layer every `sliding_window_pattern` (or `layer_types`)."""
 

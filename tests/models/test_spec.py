@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from retarget.errors import RetargetError
+from retarget.models.archs import arch_class, supported_model_types
 from retarget.models.spec import ModelSpec
 
 # SmolLM2-135M config.json (HuggingFaceTB/SmolLM2-135M; same numbers in mlc-llm's model_preset.py)
@@ -32,6 +33,7 @@ _TINY = dict(hidden_size=96, num_attention_heads=6, num_key_value_heads=2, vocab
 TINY_CONFIGS = {
     "llama": dict(_TINY, num_hidden_layers=3, intermediate_size=160),
     "olmo2": dict(_TINY, num_hidden_layers=3, num_key_value_heads=6, intermediate_size=160),
+    "qwen2": dict(_TINY, num_hidden_layers=3, intermediate_size=160),
     "qwen3": dict(_TINY, num_hidden_layers=3, head_dim=32, intermediate_size=160, tie_word_embeddings=True),
     "qwen3_moe": dict(_TINY, num_hidden_layers=3, head_dim=32, intermediate_size=160,
                       moe_intermediate_size=48, num_experts=6, num_experts_per_tok=2),
@@ -41,6 +43,10 @@ TINY_CONFIGS = {
                         moe_intermediate_size=48, n_routed_experts=6, num_experts_per_tok=2,
                         n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=40, kv_lora_rank=24,
                         qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_group=2, topk_group=1),
+    "deepseek_v2": dict(_TINY, num_hidden_layers=3, num_key_value_heads=6, intermediate_size=160,
+                        moe_intermediate_size=48, n_routed_experts=6, num_experts_per_tok=2,
+                        n_shared_experts=2, first_k_dense_replace=1, q_lora_rank=None, kv_lora_rank=24,
+                        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16),
     "glm4_moe": dict(_TINY, num_hidden_layers=3, head_dim=32, intermediate_size=160, moe_intermediate_size=48,
                      n_routed_experts=6, num_experts_per_tok=2, n_shared_experts=1, first_k_dense_replace=1),
     "gpt_oss": dict(_TINY, num_hidden_layers=2, head_dim=16, intermediate_size=48, num_local_experts=4,
@@ -77,6 +83,12 @@ def test_params_match_transformers_meta_model(model_type):
     reference = sum(p.numel() for p in model.parameters())
     spec = ModelSpec.from_hf_config({"model_type": model_type, **kwargs})
     assert spec.params_total == pytest.approx(reference, rel=0.012)
+
+
+def test_every_architecture_class_has_a_fixture():
+    """A new registered architecture cannot land without a transformers-checked tiny config."""
+    classes = {arch_class(t) for t in supported_model_types()}
+    assert classes == {arch_class(t) for t in TINY_CONFIGS}
 
 
 def test_layer_patterns():
