@@ -33,7 +33,7 @@ def compile_cmd(
     target: Annotated[str, typer.Option(help="hardware profile id or YAML path")] = "cpu-x86",
     recipe: Annotated[str, typer.Option(help="recipe name; 'auto' picks the fastest for the target")] = "auto",
     out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path("out/smollm2"),
-    eval_tokens: Annotated[int, typer.Option(help="tokens of the evaluation corpus to score")] = 0,
+    eval_tokens: Annotated[int, typer.Option(help="tokens of the evaluation corpus to score (default 4096)")] = 0,
 ) -> None:
     """Load, quantize, evaluate, export to ONNX, verify in ONNX Runtime and write the artifact."""
     from retarget.compile import compile_model, print_summary
@@ -113,6 +113,21 @@ def validate_cmd(
     from retarget.perf.validate_report import print_report
 
     print_report(run_or_exit(run, measurements, json_out, markdown), console)
+
+
+@app.command("kernels")
+def kernels_cmd(
+    targets: Annotated[str, typer.Option(help="comma-separated, e.g. sm_90,gfx942 (default: all)")] = "",
+    smoke: Annotated[bool, typer.Option(help="two kernels on sm_90 and gfx942 (the test subset)")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the matrix as JSON")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="write the matrix as Markdown")] = None,
+    workers: Annotated[int, typer.Option(help="compile processes (0: one per CPU)")] = 0,
+) -> None:
+    """Compile every Triton kernel ahead of time for each GPU target and print the portability matrix."""
+    from retarget.kernels.portability import run as run_kernels
+
+    run_or_exit(run_kernels, targets or None, smoke=smoke, json_path=json_out, markdown_path=markdown,
+                workers=workers, console=console)
 
 
 if __name__ == "__main__":
