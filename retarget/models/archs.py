@@ -70,7 +70,8 @@ class Config:
             value = value[layer]
         if value is None:
             raise RetargetError("missing required field", source=self.source, field=self.key(key))
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
+        numeric = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not numeric or value < 0 or value != int(value):
             raise RetargetError(f"expected a non-negative integer, got {value!r}", source=self.source,
                                 field=self.key(key))
         return int(value)
