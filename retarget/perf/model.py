@@ -132,6 +132,17 @@ def _memory(
     )
 
 
+def resolve_formats(weight_format: str, kv_format: str, expert_format: str | None) -> dict[str, NumberFormat]:
+    """Formats of the weights, routed experts, LM head/embedding and KV cache."""
+    weights = get_format(weight_format)
+    return {
+        "weights": weights,
+        "experts": get_format(expert_format) if expert_format else weights,
+        "head": get_format("bf16") if weights.head_bits else weights,
+        "kv": get_format(kv_format),
+    }
+
+
 def predict(
     spec: ModelSpec,
     profile: HardwareProfile,
@@ -157,13 +168,8 @@ def predict(
         raise RetargetError(
             f"{profile.id} has no memory bandwidth; set --set mem_bw_gb_s=...", field="mem_bw_gb_s"
         )
-    wfmt = get_format(weight_format)
-    fmts = {
-        "weights": wfmt,
-        "experts": get_format(expert_format) if expert_format else wfmt,
-        "head": get_format("bf16") if wfmt.head_bits else wfmt,
-        "kv": get_format(kv_format),
-    }
+    fmts = resolve_formats(weight_format, kv_format, expert_format)
+    wfmt = fmts["weights"]
     eff = capped(efficiency(profile.family, engine, engine_factors))
     tp = devices if parallelism == "tp" else 1
     prefill_step = Step(batch, min(prompt_len, PREFILL_CHUNK), 0, tp, mla_absorb)

@@ -21,8 +21,14 @@ import yaml
 from retarget.errors import RetargetError
 from retarget.hw_profiles import HardwareProfile, load_profile
 from retarget.models.spec import ModelSpec
-from retarget.perf.formats import get_format
-from retarget.perf.model import USABLE_MEMORY, activation_bytes, generation_tokens_s, predict, weight_bytes
+from retarget.perf.model import (
+    USABLE_MEMORY,
+    activation_bytes,
+    generation_tokens_s,
+    predict,
+    resolve_formats,
+    weight_bytes,
+)
 
 HERE = Path(__file__).parent
 COLUMNS = (
@@ -131,12 +137,9 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     if phase == "decode" and (
         step := re.fullmatch(r"(\d+)(?: context \+ (\d+))? \((\d+) tokens?/step\)", row["input_len"].strip())
     ):
-        past, new, per_step = (
-            int(step.group(2) and step.group(1) or 0),
-            int(step.group(2) or step.group(1)),
-            int(step.group(3)),
-        )
-        return RowPlan(spec, profile, "step", per_step, past + new // 2, 0, kwargs)
+        first, second, per_step = step.groups()
+        past, new = (int(first), int(second)) if second else (0, int(first))
+        return RowPlan(spec, profile, "step", int(per_step), past + new // 2, 0, kwargs)
     if inp is None or out is None:
         return "input/output length not a fixed number (variable dataset or production mix)"
     if phase == "offline-throughput" and row["batch_size"] == "max" and metric == "output tokens/s":
@@ -159,9 +162,7 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
 def max_batch(plan: RowPlan) -> int:
     """Sequences that fit in memory at input+output tokens each, capped at the engine's batch limit."""
     k = plan.kwargs
-    fmts = {"weights": get_format(k["weight_format"]), "kv": get_format(k["kv_format"])}
-    fmts["experts"] = get_format(k["expert_format"]) if k["expert_format"] else fmts["weights"]
-    fmts["head"] = get_format("bf16") if fmts["weights"].head_bits else fmts["weights"]
+    fmts = resolve_formats(k["weight_format"], k["kv_format"], k["expert_format"])
     seq = plan.input_len + plan.output_len
     per_seq = plan.spec.kv_cache_bytes(seq, fmts["kv"].bytes) + plan.spec.state_bytes_per_sequence(
         fmts["kv"].bytes
@@ -240,7 +241,7 @@ def validate_rows(
         try:
             measured = float(row["value"])
         except ValueError:
-            measured = float("nan")
+            measured = 0.0
         res = RowResult(
             i,
             row["model"],
@@ -252,7 +253,7 @@ def validate_rows(
             measured,
             f"b={row['batch_size']} in={row['input_len']} out={row['output_len']} x{row['num_devices']}",
         )
-        plan = plan_row(row)
+        plan = plan_row(row) if measured > 0 else "measured value is not a positive number"
         if isinstance(plan, str):
             res.skipped = plan
         else:

@@ -119,3 +119,20 @@ def test_cli_predict_bad_override_exits_2() -> None:
         app, ["predict", "llama-3.1-8b", "--set", "mem_bw_gb_s=-1"], env={"COLUMNS": "300"}
     )
     assert result.exit_code == 2 and "mem_bw_gb_s" in result.output
+
+
+def test_small_csv_predicts_skips_and_explains(tmp_path: Path) -> None:
+    """A hand-written CSV: one expressible row, one unknown device, one non-numeric value."""
+    header = ",".join(("source_url", "model", "params", "quant_format", "hardware", "num_devices", "engine",
+                       "phase", "batch_size", "input_len", "output_len", "metric", "value", "notes"))
+    rows = [
+        "https://example.org,Llama-3.1-8B,8B,BF16,NVIDIA H100 SXM 80GB,1,vLLM,decode,1,128,128,tokens/s,120,",
+        "https://example.org,Llama-3.1-8B,8B,BF16,Abacus 9000,1,vLLM,decode,1,128,128,tokens/s,120,",
+        "https://example.org,Llama-3.1-8B,8B,BF16,NVIDIA H100 SXM 80GB,1,vLLM,decode,1,128,128,tokens/s,n/a,",
+    ]
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    out = run(path)["rows"]
+    assert out[0]["predicted"] > 0 and out[0]["split"] == "evaluation" and out[0]["profile"] == "h100-sxm"
+    assert out[1]["skipped"] == "no hardware profile for this device"
+    assert "not a positive number" in out[2]["skipped"]
