@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from retarget.errors import RetargetError
 
@@ -211,7 +211,7 @@ class ModelSpec(_Frozen):
     @classmethod
     def from_gguf_metadata(cls, metadata: dict[str, Any], name: str | None = None,
                            tensor_names: Iterable[str] | None = None, source: str | None = None) -> ModelSpec:
-        """Build a spec from GGUF metadata ({key: value}) of a llama-family file (see `from_gguf`)."""
+        """Build a spec from GGUF metadata ({key: value}) of a llama-family file (`models/from_gguf.py`)."""
         from retarget.models.from_gguf import hf_config_from_gguf
 
         config = hf_config_from_gguf(metadata, tensor_names, source=source)
@@ -224,8 +224,6 @@ class ModelSpec(_Frozen):
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> ModelSpec:
         """Inverse of `to_dict`; a bad dict raises RetargetError naming the field."""
-        from pydantic import ValidationError
-
         try:
             return cls.model_validate(data)
         except ValidationError as err:
@@ -238,7 +236,11 @@ class ModelSpec(_Frozen):
 
     @classmethod
     def from_json(cls, text: str, source: str | None = None) -> ModelSpec:
-        return cls.from_dict(json.loads(text), source=source)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise RetargetError(f"not valid JSON: {err}", source=source) from None
+        return cls.from_dict(data, source=source)
 
     # ---- structure --------------------------------------------------------------------------------------
     def layers(self) -> Iterator[BlockGroup]:
