@@ -1,0 +1,60 @@
+"""The AOT portability matrix: mnemonic parsing, and a smoke compile for sm_90 and gfx942."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from retarget.errors import RetargetError
+from retarget.kernels.portability import mma_format, parse_targets
+from retarget.kernels.targets import BY_NAME, TARGETS
+
+
+@pytest.mark.parametrize("instr, target, expected", [
+    ("wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3", "sm_90", ("wgmma", "e4m3")),
+    ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "sm_80", ("mma.sync", "bf16")),
+    ("mma.sync.aligned.m16n8k32.row.col.satfinite.s32.s8.s8.s32", "sm_86", ("mma.sync", "i8")),
+    ("tcgen05.mma.cta_group::1.kind::f8f6f4", "sm_100", ("tcgen05", "f8f6f4")),
+    ("tcgen05.mma.cta_group::1.kind::mxf8f6f4.block_scale.block32", "sm_100", ("tcgen05", "mx")),
+    ("v_mfma_f32_32x32x16_fp8_fp8", "gfx942", ("mfma", "e4m3fnuz")),
+    ("v_mfma_f32_32x32x64_f8f6f4", "gfx950", ("mfma", "f8f6f4")),
+    ("v_mfma_scale_f32_32x32x64_f8f6f4", "gfx950", ("mfma", "mx")),
+    ("v_mfma_i32_32x32x16_i8", "gfx942", ("mfma", "i8")),
+    ("v_mfma_f32_32x32x8_bf16", "gfx942", ("mfma", "bf16")),
+    ("v_wmma_f32_16x16x16_f16", "gfx1100", ("wmma", "f16")),
+])
+def test_mma_format(instr, target, expected):
+    assert mma_format(instr, BY_NAME[target]) == expected
+
+
+def test_targets_are_the_required_set_with_sources():
+    assert [t.name for t in TARGETS] == ["sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120",
+                                         "gfx942", "gfx950", "gfx1100"]
+    assert all(t.source.startswith("https://") and t.shared_limit > 0 for t in TARGETS)
+
+
+def test_unknown_target_is_a_user_error():
+    with pytest.raises(RetargetError, match="sm_91"):
+        parse_targets("sm_90,sm_91", smoke=False)
+
+
+def test_smoke_matrix(tmp_path):
+    """Compile for real (not the interpreter) in a subprocess; compare with published facts: Hopper runs
+    bf16 and OCP e4m3 on wgmma, MI300 runs bf16 on MFMA but emulates OCP e4m3 (kernels_anchors.md 6.3,
+    triton-lang/triton#6542)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = tmp_path / "matrix.json"
+    proc = subprocess.run([sys.executable, "-m", "retarget.cli", "kernels", "--smoke", "--json", str(out),
+                           "--workers", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    matrix = json.loads(out.read_text())
+    rows = {(r["kernel"], r["target"]): r for r in matrix["results"]}
+    assert len(rows) == 4 and all(r["compiled"] and r["shared_fits"] for r in rows.values())
+    assert rows["w4a16_gemm/w4a16-tiled-m512", "sm_90"]["mma_family"] == "wgmma"
+    assert rows["w4a16_gemm/w4a16-tiled-m512", "gfx942"]["mma_family"] == "mfma"
+    assert rows["fp8_gemm/channel", "sm_90"]["mma_format"] == "e4m3"
+    assert rows["fp8_gemm/channel", "sm_90"]["native"] == "native"
+    assert rows["fp8_gemm/channel", "gfx942"]["native"] == "upcast"
+    assert matrix["triton_version"] and matrix["targets"][0]["shared_limit"]["url"].startswith("https://")
