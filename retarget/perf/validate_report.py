@@ -91,6 +91,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         "`evaluation` (other engines, Apple, AMD, later llama.cpp builds) and uses published or",
         "assumed priors only (retarget/perf/efficiency.yaml).",
         "",
+        "How a row is predicted: per op class (dense GEMMs, routed experts, attention, SSM scans, LM",
+        "head) the model counts FLOPs and bytes for one step, takes max(FLOPs / (eta_c x peak),",
+        "bytes / (eta_m x bandwidth)), adds tensor-parallel all-reduces over the device link and a",
+        "fixed per-layer overhead of the engine. Decode rows use the mean cache length of the run;",
+        "`b=max` throughput rows run as many sequences as fit in memory (capped at the engine's",
+        "default batch limit) and count prefill plus decode time.",
+        "",
         "| split | phase | rows | MAPE % | MdAPE % |",
         "|---|---|---:|---:|---:|",
     ]
