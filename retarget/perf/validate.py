@@ -305,7 +305,16 @@ def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = No
 
     report = report_dict(path, validate_rows(read_measurements(path)))
     if json_out:
-        Path(json_out).write_text(json.dumps(report, indent=1, default=str))
+        _write_atomic(Path(json_out), json.dumps(report, indent=1, default=str), "--json")
     if markdown_out:
-        Path(markdown_out).write_text(to_markdown(report))
+        _write_atomic(Path(markdown_out), to_markdown(report), "--markdown")
     return report
+
+
+def _write_atomic(path: Path, text: str, option: str) -> None:
+    """Write TEXT to a sibling temporary file, then rename it over PATH (never half written)."""
+    if not path.resolve().parent.is_dir():
+        raise RetargetError("parent folder does not exist", source=str(path), field=option)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

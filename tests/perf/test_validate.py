@@ -136,3 +136,12 @@ def test_small_csv_predicts_skips_and_explains(tmp_path: Path) -> None:
     assert out[0]["predicted"] > 0 and out[0]["split"] == "evaluation" and out[0]["profile"] == "h100-sxm"
     assert out[1]["skipped"] == "no hardware profile for this device"
     assert "not a positive number" in out[2]["skipped"]
+
+
+def test_cli_unwritable_output_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "m.csv"
+    bad.write_text(",".join(("source_url", "model", "quant_format", "hardware", "num_devices", "engine", "phase",
+                             "batch_size", "input_len", "output_len", "metric", "value")) + "\n")
+    result = CliRunner().invoke(app, ["validate", str(bad), "--json", str(tmp_path / "no" / "such" / "r.json")],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "--json" in result.output
