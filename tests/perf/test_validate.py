@@ -123,8 +123,24 @@ def test_cli_predict_bad_override_exits_2() -> None:
 
 def test_small_csv_predicts_skips_and_explains(tmp_path: Path) -> None:
     """A hand-written CSV: one expressible row, one unknown device, one non-numeric value."""
-    header = ",".join(("source_url", "model", "params", "quant_format", "hardware", "num_devices", "engine",
-                       "phase", "batch_size", "input_len", "output_len", "metric", "value", "notes"))
+    header = ",".join(
+        (
+            "source_url",
+            "model",
+            "params",
+            "quant_format",
+            "hardware",
+            "num_devices",
+            "engine",
+            "phase",
+            "batch_size",
+            "input_len",
+            "output_len",
+            "metric",
+            "value",
+            "notes",
+        )
+    )
     rows = [
         "https://example.org,Llama-3.1-8B,8B,BF16,NVIDIA H100 SXM 80GB,1,vLLM,decode,1,128,128,tokens/s,120,",
         "https://example.org,Llama-3.1-8B,8B,BF16,Abacus 9000,1,vLLM,decode,1,128,128,tokens/s,120,",
@@ -140,8 +156,28 @@ def test_small_csv_predicts_skips_and_explains(tmp_path: Path) -> None:
 
 def test_cli_unwritable_output_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "m.csv"
-    bad.write_text(",".join(("source_url", "model", "quant_format", "hardware", "num_devices", "engine", "phase",
-                             "batch_size", "input_len", "output_len", "metric", "value")) + "\n")
-    result = CliRunner().invoke(app, ["validate", str(bad), "--json", str(tmp_path / "no" / "such" / "r.json")],
-                                env={"COLUMNS": "300"})
+    bad.write_text(
+        ",".join(
+            (
+                "source_url",
+                "model",
+                "quant_format",
+                "hardware",
+                "num_devices",
+                "engine",
+                "phase",
+                "batch_size",
+                "input_len",
+                "output_len",
+                "metric",
+                "value",
+            )
+        )
+        + "\n"
+    )
+    result = CliRunner().invoke(
+        app,
+        ["validate", str(bad), "--json", str(tmp_path / "no" / "such" / "r.json")],
+        env={"COLUMNS": "300"},
+    )
     assert result.exit_code == 2 and "--json" in result.output
