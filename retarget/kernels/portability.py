@@ -50,6 +50,20 @@ _AMD_SUFFIXES = (("f8f6f4", "f8f6f4"), ("fp8_fp8", "e4m3"), ("bf8_bf8", "e5m2"),
 _TCGEN05_KINDS = {"f16": "f16/bf16", "tf32": "tf32", "f8f6f4": "f8f6f4", "i8": "i8"}
 
 
+# lock-in evidence: weight / activation format -> the kernel variants that run it, best first
+# (MXFP4 is native only through dot_scaled with MXFP8 activations; the dequant kernel is its fallback)
+FORMAT_KERNELS = {
+    "int4-g128": ("w4a16_gemm/w4a16-tiled-m512",),
+    "int8-g128": ("w4a16_gemm/w8a16-tiled-m512",),
+    "w8a8-int8": ("w8a8_int8_gemm/tiled-m4096",),
+    "fp8-e4m3": ("fp8_gemm/channel",),
+    "fp8-e4m3fnuz": ("fp8_gemm/channel-fnuz",),
+    "fp8-e4m3-block128": ("fp8_gemm/block128",),
+    "fp8-e4m3-block128-ue8m0": ("fp8_gemm/block128-ue8m0",),
+    "mxfp4": ("mxfp4_gemm/dot_scaled-mxfp8", "mxfp4_gemm/dequant-bf16"),
+}
+
+
 @cache
 def cases_for(family: str) -> tuple[AotCase, ...]:
     """Every kernel variant of every operator, configured for one vendor family."""
@@ -126,13 +140,17 @@ def _short_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:240]
 
 
+def _header(case: AotCase, target: Target) -> dict[str, Any]:
+    return {"kernel": case.name, "op": case.op, "variant": case.variant, "shape": case.shape,
+            "target": target.name, "config": case.config.to_dict(), "wanted_mma": case.mma}
+
+
 def compile_case(case: AotCase, target: Target) -> dict[str, Any]:
     """Compile one case for one target and read the artifacts (see module docstring)."""
     import triton
     from triton.compiler import ASTSource
 
-    row: dict[str, Any] = {"kernel": case.name, "op": case.op, "variant": case.variant, "shape": case.shape,
-                           "target": target.name, "config": case.config.to_dict(), "wanted_mma": case.mma}
+    row = _header(case, target)
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -170,6 +188,34 @@ def _job(kernel: str, target_name: str) -> dict[str, Any]:
     return compile_case(case, target)
 
 
+def _crashed(kernel: str, target_name: str) -> dict[str, Any]:
+    target = BY_NAME[target_name]
+    case = next(c for c in cases_for(target.family) if c.name == kernel)
+    return {**_header(case, target), "compiled": False, "error": "compiler process crashed",
+            "compile_s": None}
+
+
+def _run_isolated(jobs: list[tuple[str, str]], workers: int, advance: Any) -> list[dict[str, Any]]:
+    """Run JOBS in a process pool. A compiler crash (segfault) breaks the pool: the jobs it took down are
+    retried one per fresh process, and a job that crashes again is reported as such."""
+    ctx = multiprocessing.get_context("fork")  # workers only compile; nothing runs torch or CUDA
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_job, *job): job for job in jobs}
+        for fut in concurrent.futures.as_completed(futures):
+            if fut.exception() is None:
+                done[futures[fut]] = fut.result()
+                advance()
+    for job in (j for j in jobs if j not in done):
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            try:
+                done[job] = pool.submit(_job, *job).result()
+            except concurrent.futures.process.BrokenProcessPool:
+                done[job] = _crashed(*job)
+        advance()
+    return [done[j] for j in jobs]
+
+
 def parse_targets(spec: str | None, smoke: bool) -> list[Target]:
     """Targets named in a comma-separated SPEC (default: all, or the smoke pair)."""
     if not spec:
@@ -201,12 +247,7 @@ def build_matrix(targets: list[Target], kernels: list[str] | None = None, worker
             if progress:
                 progress.advance(task)
     else:
-        ctx = multiprocessing.get_context("fork")  # workers only compile; nothing runs torch or CUDA
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            for row in pool.map(_job, *zip(*jobs, strict=True)):
-                rows.append(row)
-                if progress:
-                    progress.advance(task)
+        rows = _run_isolated(jobs, workers, lambda: progress.advance(task) if progress else None)
     return {
         "provenance": "measured",
         "method": "triton.compile(ASTSource, target=GPUTarget) on CPU; ISA, cuobjdump and AMDGPU "
@@ -221,7 +262,32 @@ def build_matrix(targets: list[Target], kernels: list[str] | None = None, worker
                                       "url": t.source}} for t in targets],
         "kernels": kernels,
         "results": rows,
+        "evidence": evidence(rows),
     }
+
+
+def evidence(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """target -> format -> {verdict: native | upcast | error, kernel, spills, shared_fits}: how each format
+    runs on each target, from the best kernel that compiled for it (the lock-in model's evidence)."""
+    by = {(r["kernel"], r["target"]): r for r in results}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for target in dict.fromkeys(r["target"] for r in results):
+        out[target] = {}
+        for fmt, kernels in FORMAT_KERNELS.items():
+            rows = [by[(k, target)] for k in kernels if (k, target) in by]
+            if not rows:
+                continue
+            ok = [r for r in rows if r["compiled"]]
+            best = next((r for r in ok if r["native"] == "native"), ok[0] if ok else rows[0])
+            if not best["compiled"]:
+                verdict = "error"
+            elif best["native"] == "native" and best is rows[0]:
+                verdict = "native"
+            else:  # upcast by the compiler, or only the fallback (wider-format) kernel runs
+                verdict = "upcast"
+            out[target][fmt] = {"verdict": verdict, "kernel": best["kernel"], "spills": best.get("spills"),
+                                "shared_fits": best.get("shared_fits")}
+    return out
 
 
 def cell(row: dict[str, Any], markup: bool = False) -> str:
@@ -241,19 +307,27 @@ def cell(row: dict[str, Any], markup: bool = False) -> str:
     return ", ".join(parts)
 
 
-def render_table(matrix: dict[str, Any]) -> Any:
-    """A rich Table: kernels down, targets across."""
+def render_table(matrix: dict[str, Any], width: int = 200) -> Any:
+    """A rich Table: kernels down, targets across when WIDTH allows, else one row per (kernel, target)."""
     from rich.table import Table
 
     title = f"Kernel portability matrix (AOT, triton {matrix['triton_version']})"
-    table = Table(title=title, show_lines=True)
-    table.add_column("kernel", no_wrap=True)
     names = [t["name"] for t in matrix["targets"]]
-    for name in names:
-        table.add_column(name)
     by = {(r["kernel"], r["target"]): r for r in matrix["results"]}
+    wide = width >= 34 + 20 * len(names)
+    table = Table(title=title, show_lines=wide)
+    if wide:
+        table.add_column("kernel", no_wrap=True)
+        for name in names:
+            table.add_column(name)
+        for k in matrix["kernels"]:
+            table.add_row(k, *[cell(by[(k, n)], markup=True).replace(", ", "\n", 1) for n in names])
+        return table
+    for col in ("kernel", "target", "result"):
+        table.add_column(col, no_wrap=col != "result")
     for k in matrix["kernels"]:
-        table.add_row(k, *[cell(by[(k, n)], markup=True).replace(", ", "\n", 1) for n in names])
+        for n in names:
+            table.add_row(k, n, cell(by[(k, n)], markup=True))
     return table
 
 
@@ -284,6 +358,14 @@ def to_markdown(matrix: dict[str, Any]) -> str:
         lim = t["shared_limit"]
         out.append(f"| {t['name']} | {t['devices']} | {t['warp_size']} | {t['fp8']} | {lim['value']} B | "
                    f"{lim['url']} |")
+    formats = list(FORMAT_KERNELS)
+    out += ["", "## Formats per target", "",
+            "How each format runs on each target, from the best kernel above that compiles for it "
+            "(MXFP4: block-scaled `dot_scaled` with MXFP8 activations, else the dequantizing kernel).", "",
+            "| target | " + " | ".join(formats) + " |", "|---|" + "---|" * len(formats)]
+    for target, verdicts in matrix["evidence"].items():
+        out.append(f"| {target} | " + " | ".join(verdicts[f]["verdict"] if f in verdicts else "-"
+                                                   for f in formats) + " |")
     errors = [r for r in matrix["results"] if not r["compiled"]]
     if errors:
         out += ["", "## Compiler errors", ""]
@@ -301,7 +383,7 @@ def run(targets: str | None = None, smoke: bool = False, json_path: Path | None 
     with Progress(console=console, transient=True) as progress:
         matrix = build_matrix(chosen, kernels, workers=workers, progress=progress)
     if console is not None:
-        console.print(render_table(matrix))
+        console.print(render_table(matrix, console.width))
         ok = sum(r["compiled"] for r in matrix["results"])
         console.print(f"{ok}/{len(matrix['results'])} compiled in {matrix['wall_s']} s "
                       f"(triton {matrix['triton_version']})")
