@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from retarget.kernels._config import KernelConfig
 from retarget.kernels.fp8_gemm import fp8_gemm, fp8_gemm_ref, quantize
 
 
@@ -23,6 +24,17 @@ def test_kernel_matches_reference(blockwise, ue8m0, m):
     ref = fp8_gemm_ref(xq, sx, wq, sw, blockwise, out_dtype=torch.float16)
     torch.testing.assert_close(y.float(), ref.float(), rtol=2e-3, atol=2e-3 * ref.abs().max().item())
     assert sqnr_db(x @ w.T, y.float()) > 25          # e4m3 keeps 3 mantissa bits: ~30 dB on Gaussian data
+
+
+@pytest.mark.parametrize("blockwise", [False, True])
+def test_many_tiles(blockwise):
+    x, w = torch.randn(33, 300), torch.randn(150, 300)
+    xq, sx = quantize(x, (1, 128) if blockwise else None)
+    wq, sw = quantize(w, (128, 128) if blockwise else None)
+    cfg = KernelConfig(16, 32, 64, group_m=2)            # 3 x 5 tiles; BLOCK_K divides the scale block
+    y = fp8_gemm(xq, sx, wq, sw, blockwise, out_dtype=torch.float16, config=cfg)
+    ref = fp8_gemm_ref(xq, sx, wq, sw, blockwise, out_dtype=torch.float16)
+    torch.testing.assert_close(y.float(), ref.float(), rtol=2e-3, atol=2e-3 * ref.abs().max().item())
 
 
 def test_ue8m0_scales_are_powers_of_two_that_do_not_overflow():

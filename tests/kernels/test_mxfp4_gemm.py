@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from retarget.kernels._config import KernelConfig
 from retarget.kernels.mxfp4_gemm import (
     dequantize,
     mxfp4_gemm,
@@ -32,14 +33,15 @@ def test_quantization_error_is_bounded():
 
 @pytest.mark.parametrize("act", ["fp16", "mxfp8"])
 @pytest.mark.parametrize("dot_scaled", [False, True])
-@pytest.mark.parametrize("m", [1, 33])
-def test_kernel_matches_reference(act, dot_scaled, m):
+@pytest.mark.parametrize("m, config", [(1, None), (33, None), (33, KernelConfig(16, 32, 64))])
+def test_kernel_matches_reference(act, dot_scaled, m, config):
     gen = torch.Generator().manual_seed(m)
     n, k = 123, 576
     codes, scales = quantize_mxfp4(torch.randn(n, k, generator=gen))
     x = torch.randn(m, k, generator=gen)
     xq, xs = (x.half(), None) if act == "fp16" else quantize_mxfp8(x)
     bias = torch.randn(n, generator=gen).half()
-    y = mxfp4_gemm(xq, pack(codes, scales), bias, x_scales=xs, dot_scaled=dot_scaled, out_dtype=torch.float16)
+    y = mxfp4_gemm(xq, pack(codes, scales), bias, x_scales=xs, dot_scaled=dot_scaled, out_dtype=torch.float16,
+                   config=config)
     ref = mxfp4_gemm_ref(xq, codes, scales, bias, x_scales=xs, out_dtype=torch.float16)
     torch.testing.assert_close(y.float(), ref.float(), rtol=1e-2, atol=1e-2 * ref.abs().max().item())

@@ -58,3 +58,10 @@ def test_smoke_matrix(tmp_path):
     assert rows["fp8_gemm/channel", "sm_90"]["native"] == "native"
     assert rows["fp8_gemm/channel", "gfx942"]["native"] == "upcast"
     assert matrix["triton_version"] and matrix["targets"][0]["shared_limit"]["url"].startswith("https://")
+
+
+def test_kernel_package_imports_stay_light():
+    """`import retarget` and the torch references do not import triton (QuantLinear on CPU stays cheap)."""
+    code = ("import sys, retarget, retarget.kernels, retarget.kernels.w4a16_gemm.reference; "
+            "assert 'triton' not in sys.modules, 'triton imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from retarget.kernels import weight_only_linear
+from retarget.kernels._config import KernelConfig
 from retarget.kernels.w4a16_gemm import choose, dequantize, pack, w4a16_gemm, w4a16_gemm_ref
 
 
@@ -51,6 +52,18 @@ def test_odd_k_fp32_activations(m):
     y = w4a16_gemm(x, pack(q, s, z, 4, group, dtype=torch.float32))
     ref = w4a16_gemm_ref(x, q, s, z, group)
     torch.testing.assert_close(y, ref, rtol=1e-2, atol=1e-2 * ref.abs().max().item())
+
+
+@pytest.mark.parametrize("variant", ["tiled", "splitk_gemv"])
+def test_many_tiles(variant):
+    """Small tiles so the grid has many programs: exercises the grouped tile order and the split-K sums."""
+    n, k, group, m = 123, 576, 64, 33 if variant == "tiled" else 7
+    q, s, z = random_qweight(n, k, 4, group, symmetric=False)
+    x = torch.randn(m, k).half()
+    cfg = KernelConfig(16, 32, 32, group_m=2)
+    y = w4a16_gemm(x, pack(q, s, z, 4, group), config=(variant, cfg))
+    ref = w4a16_gemm_ref(x, q, s, z, group)
+    torch.testing.assert_close(y.float(), ref.float(), rtol=1e-2, atol=1e-2 * ref.abs().max().item())
 
 
 def test_variant_choice():
