@@ -63,9 +63,9 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
     """measure(kernel, shape, fmt, fn, baseline, baseline_name, flops, nbytes, peak_fmt) -> result row.
 
     Times FN and BASELINE, registers FN with pytest-benchmark, appends the row to the results file."""
-    import importlib.metadata
-
     import triton
+
+    import retarget
 
     name = torch.cuda.get_device_name()
     profile = _profile(name)
@@ -84,7 +84,7 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
             "share_of_peak_tflops": tflops / peak if peak else None, "peak_fmt": peak_fmt,
             "share_of_peak_bandwidth": gbps / bw if bw else None,
             "provenance": "measured", "device_name": name, "torch_version": torch.__version__,
-            "triton_version": triton.__version__, "retarget_version": importlib.metadata.version("retarget"),
+            "triton_version": triton.__version__, "retarget_version": retarget.__version__,
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         benchmark.extra_info.update({k: row[k] for k in ("tflops", "gbps", "speedup", "share_of_peak_tflops",

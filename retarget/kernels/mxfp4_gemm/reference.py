@@ -42,8 +42,8 @@ def quantize_mxfp4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n, k = w.shape
     code, padded = _block_scale(w, emax=2)
     scaled = padded / torch.exp2(code.float() - 127)[..., None]
-    table = torch.tensor(E2M1_VALUES)
-    mag = (scaled.abs()[..., None] - table).abs().argmin(dim=-1)       # nearest magnitude (clamps at 6)
+    grid = torch.tensor(E2M1_VALUES, device=w.device)
+    mag = torch.bucketize(scaled.abs(), (grid[1:] + grid[:-1]) / 2)    # nearest magnitude (clamps at 6)
     codes = (mag + 8 * (scaled < 0)).to(torch.uint8).view(n, -1)[:, :k]
     return codes.contiguous(), code
 
@@ -59,7 +59,7 @@ def quantize_mxfp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def dequantize(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """Float32 [R, C] from E2M1 codes (uint8 0..15) or E4M3 values, and E8M0 scales [R, ceil(C/32)]."""
     c = codes.shape[1]
-    base = _e2m1_table()[codes.long()] if codes.dtype == torch.uint8 else codes.float()
+    base = _e2m1_table().to(codes.device)[codes.long()] if codes.dtype == torch.uint8 else codes.float()
     return base * torch.exp2(scales.float() - 127).repeat_interleave(BLOCK, dim=1)[:, :c]
 
 
