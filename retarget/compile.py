@@ -1,0 +1,181 @@
+"""`retarget compile`: load -> quantize -> evaluate -> export to ONNX -> verify in ONNX Runtime -> write.
+
+Each step shows a progress bar; the output folder is built in a temporary sibling and renamed into
+place only when every step has passed, so a failure leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from retarget import provenance
+from retarget.errors import RetargetError
+from retarget.outdir import atomic_dir, check_writable
+
+DEFAULT_EVAL_TOKENS = 4096
+EVAL_WINDOW = 1024
+PARITY_TOKENS = 128
+# ORT's MatMulNBits (accuracy_level 0: fp32 activations) and torch's dequantize-then-matmul differ only in
+# summation order; over 30 layers that stays well below this, while one wrong block or nibble order breaks it.
+PARITY_ATOL = 1e-2
+CHAT_PROMPT = "What is the capital of France? Answer in one sentence."
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console or Console(stderr=True), transient=False)
+
+
+def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe: str = "auto",
+                  out: Path = Path("out/smollm2"), eval_tokens: int | None = None,
+                  console: Console | None = None) -> dict[str, Any]:
+    """Compile MODEL_REF for TARGET with RECIPE into OUT; returns the report (also written as report.json)."""
+    import torch
+
+    from retarget.eval.corpus import corpus_text, describe
+    from retarget.eval.metrics import Evaluator, torch_logits_fn
+    from retarget.export.onnx_export import export_quantized, write_accuracy_variant
+    from retarget.export.runtime import OrtCausalLM
+    from retarget.hw_profiles import load_profile
+    from retarget.models.load import check_model_ref, load_model
+    from retarget.models.spec import ModelSpec
+    from retarget.plan import plan_recipe
+    from retarget.quantize import QuantLinear, config_from_name, quantize_
+    from retarget.quantize.api import untie_lm_head
+    from retarget.report.compile_report import write_report
+
+    # fail fast on bad input, before any heavy work
+    out = Path(out)
+    check_writable(out)
+    check_model_ref(model_ref)
+    profile = load_profile(target)
+    if recipe != "auto":
+        config_from_name(recipe)
+    eval_tokens = eval_tokens or DEFAULT_EVAL_TOKENS
+    if eval_tokens < EVAL_WINDOW:
+        raise RetargetError(f"must be at least {EVAL_WINDOW}", field="--eval-tokens")
+    torch.manual_seed(0)
+    timings: dict[str, float] = {}
+
+    with _progress(console) as progress:
+        t0 = time.perf_counter()
+        task = progress.add_task("load model", total=1)
+        loaded = load_model(model_ref)
+        progress.advance(task)
+        timings["load_s"] = time.perf_counter() - t0
+        spec = ModelSpec.from_hf_config(loaded.model.config.to_dict(), name=loaded.name)
+        plan = plan_recipe(recipe, profile, has_source_blocks=bool(loaded.source_weights))
+
+        t0 = time.perf_counter()
+        reference = loaded.model
+        untie_lm_head(reference)
+        quantized = copy.deepcopy(reference)
+        replaced = quantize_(quantized, plan.weights, loaded.source_weights, progress)
+        qweights = {name: m.qweight for name, m in quantized.named_modules() if isinstance(m, QuantLinear)}
+        timings["quantize_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        tokens = loaded.tokenizer(corpus_text(), add_special_tokens=False)["input_ids"]
+        if len(tokens) < eval_tokens:
+            raise RetargetError(f"the corpus has only {len(tokens)} tokens", field="--eval-tokens")
+        evaluator = Evaluator(tokens[:eval_tokens], window=EVAL_WINDOW)
+        ref_score = evaluator.reference(torch_logits_fn(reference), "fp32 (torch)", progress)
+        torch_score = evaluator.score(torch_logits_fn(quantized), f"{plan.name} (torch)", progress)
+        timings["evaluate_s"] = time.perf_counter() - t0
+
+        with atomic_dir(out) as tmp:
+            t0 = time.perf_counter()
+            task = progress.add_task("export ONNX + lower MatMulNBits", total=1)
+            onnx_info = export_quantized(reference, qweights, tmp, plan.accuracy_level)
+            progress.advance(task)
+            timings["export_s"] = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            # parity of the lowering itself: the same graph with fp32 activations against the torch model
+            exact_path = write_accuracy_variant(tmp / "model.onnx", 0, tmp / "parity.onnx")
+            parity_ids = torch.tensor([tokens[:PARITY_TOKENS]])
+            with torch.inference_mode():
+                torch_logits = torch_logits_fn(quantized)(parity_ids)
+            max_diff = (OrtCausalLM(exact_path).logits(parity_ids) - torch_logits).abs().max().item()
+            exact_path.unlink()
+            if not max_diff <= PARITY_ATOL:
+                raise RuntimeError(f"ONNX Runtime disagrees with torch: max |logit diff| {max_diff:.3g}")
+            runtime = OrtCausalLM(tmp / "model.onnx")
+            ort_score = evaluator.score(runtime.logits, f"{plan.name} (ONNX Runtime)", progress)
+            task = progress.add_task("generate + measure speed", total=2)
+            chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": CHAT_PROMPT}],
+                                                        add_generation_prompt=True)
+            generated = runtime.generate(chat, 32, eos=loaded.tokenizer.eos_token_id)
+            progress.advance(task)
+            speed = runtime.speed()
+            progress.advance(task)
+            timings["verify_s"] = time.perf_counter() - t0
+
+            loaded.tokenizer.save_pretrained(tmp)
+            report = {
+                "retarget_version": provenance.machine()["versions"]["retarget"],
+                "model": {"ref": model_ref, "path": str(loaded.path), "source_format": loaded.source_format,
+                          "source_bytes": loaded.path.stat().st_size if loaded.path.is_file() else None,
+                          "spec": spec.to_dict(), "params_total": spec.params_total},
+                "target": profile.id,
+                "recipe": plan.to_dict(),
+                "quantized_linears": replaced,
+                "corpus": {**describe(), "tokens_scored": evaluator.predicted_tokens, "window": EVAL_WINDOW},
+                "torch": {
+                    "fp32": _measured_score(ref_score),
+                    "quantized": _measured_score(torch_score),
+                },
+                "onnx": {**onnx_info, "files": sorted(p.name for p in tmp.iterdir())},
+                "ort": {
+                    "parity_max_abs_logit_diff": provenance.measured(
+                        max_diff, "logit", tolerance=PARITY_ATOL, tokens=PARITY_TOKENS,
+                        note="MatMulNBits with fp32 activations (accuracy_level 0) vs the torch quantized model"),
+                    "accuracy_level": plan.accuracy_level,
+                    "quantized": _measured_score(ort_score),
+                    "generation": {"prompt": CHAT_PROMPT, "text": loaded.tokenizer.decode(generated),
+                                   "tokens": len(generated), "decoding": "greedy"},
+                    "prefill_tokens_per_s": provenance.measured(speed["prefill_tokens_per_s"], "tokens/s",
+                                                                prompt_len=speed["prompt_len"], batch=1),
+                    "decode_tokens_per_s": provenance.measured(speed["decode_tokens_per_s"], "tokens/s",
+                                                               decode_tokens=speed["decode_tokens"], batch=1),
+                },
+                "timings_s": timings,
+                "out": str(out),
+            }
+            write_report(report, tmp)
+    return report
+
+
+def _measured_score(score: Any) -> dict[str, Any]:
+    return {"perplexity": provenance.measured(score.perplexity, "ppl", tokens=score.tokens),
+            "kl_to_fp32": None if score.kl_to_reference is None
+            else provenance.measured(score.kl_to_reference, "nats/token", tokens=score.tokens)}
+
+
+def print_summary(report: dict[str, Any], console: Console) -> None:
+    """The one table a user reads after `retarget compile`."""
+    ort, torch_ = report["ort"], report["torch"]
+    table = Table(title=f"retarget compile: {report['model']['path']} -> {report['target']} "
+                        "(measured on this machine)")
+    for col in ("recipe", "MiB", "ppl fp32", "ppl torch", "ppl ORT", "KL ORT", "parity", "prefill t/s",
+                "decode t/s"):
+        table.add_column(col, justify="right")
+    kl = ort["quantized"]["kl_to_fp32"]["value"]
+    table.add_row(report["recipe"]["name"], f"{report['onnx']['bytes'] / 2**20:.1f}",
+                  f"{torch_['fp32']['perplexity']['value']:.3f}",
+                  f"{torch_['quantized']['perplexity']['value']:.3f}",
+                  f"{ort['quantized']['perplexity']['value']:.3f}", f"{kl:.4f}",
+                  f"{ort['parity_max_abs_logit_diff']['value']:.1e}",
+                  f"{ort['prefill_tokens_per_s']['value']:.0f}", f"{ort['decode_tokens_per_s']['value']:.1f}")
+    console.print(table)
+    console.print(f"KL: nats/token vs fp32; parity: max |logit diff| ORT vs torch (tolerance {PARITY_ATOL}); "
+                  f"perplexity on {report['corpus']['tokens_scored']} tokens of {report['corpus']['name']}; "
+                  f"written to {report['out']}", highlight=False)
+    console.print(f"generation: {ort['generation']['text']!r}", highlight=False)

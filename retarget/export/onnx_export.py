@@ -1,0 +1,60 @@
+"""Export a transformers causal LM to ONNX with KV cache (optimum-onnx), then lower our quantized weights.
+
+The float model is exported once; every MatMul whose module was quantized is then replaced by a
+MatMulNBits node built from our own codes (never ONNX Runtime's quantizer), and the graph is saved
+with its weights in one external-data file next to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnx
+from torch import nn
+
+from retarget.export.matmulnbits import lower_matmuls
+from retarget.quantize.weight import QuantizedWeight
+
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"
+
+
+def export_float(model: nn.Module, out_dir: Path) -> Path:
+    """optimum-onnx export, task text-generation-with-past; returns the path of the float graph."""
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        onnx_export_from_model(model, str(out_dir), task="text-generation-with-past", do_validation=False,
+                               no_post_process=True)
+    return out_dir / MODEL_FILE
+
+
+def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out_dir: Path,
+                     accuracy_level: int = 0) -> dict[str, int]:
+    """Write OUT_DIR/model.onnx (+ model.onnx.data): MODEL's graph with QWEIGHTS lowered to MatMulNBits."""
+    with tempfile.TemporaryDirectory(prefix="retarget-export-") as tmp:
+        proto = onnx.load(str(export_float(model, Path(tmp))))
+    lowered = lower_matmuls(proto, qweights, accuracy_level)
+    onnx.save_model(proto, str(out_dir / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=DATA_FILE, size_threshold=1024)
+    onnx.checker.check_model(str(out_dir / MODEL_FILE))
+    ops = [n.op_type for n in proto.graph.node]
+    return {"matmulnbits_nodes": ops.count("MatMulNBits"), "float_matmul_nodes": ops.count("MatMul"),
+            "lowered": lowered, "bytes": sum(f.stat().st_size for f in out_dir.glob("model.onnx*"))}
+
+
+def write_accuracy_variant(model_path: Path, accuracy_level: int, variant_path: Path) -> Path:
+    """Copy MODEL_PATH's graph (sharing its external data file) with every MatMulNBits at ACCURACY_LEVEL."""
+    proto = onnx.load(str(model_path), load_external_data=False)
+    for node in proto.graph.node:
+        if node.op_type == "MatMulNBits":
+            for attr in node.attribute:
+                if attr.name == "accuracy_level":
+                    attr.i = accuracy_level
+    onnx.save_model(proto, str(variant_path))
+    return variant_path

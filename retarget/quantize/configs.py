@@ -1,0 +1,109 @@
+"""Quantization configs: small frozen dataclasses, one per workflow, named by the recipe string they stand for.
+
+    quantize_(model, Int4WeightOnlyConfig(group_size=128, symmetric=False))   # "int4-g128-asym"
+    quantize_(model, Int8WeightOnlyConfig())                                  # "int8-channel-sym"
+    quantize_(model, KeepSourceConfig(), source_weights=loaded.source_weights) # "keep"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from retarget.errors import RetargetError
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Base of every quantization config: versioned, JSON round-trip, named."""
+
+    version: ClassVar[int] = 1
+    include_lm_head: bool = True
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "version": self.version, "name": self.name,
+                **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class IntWeightOnlyConfig(QuantConfig):
+    """Round-to-nearest weight-only integers, group-wise along in_features (group_size=None: per channel).
+
+    clip_search: pick each group's range by least squared error over a grid of shrink factors
+    (asymmetric only); False is plain min/max RTN, named with a '-minmax' suffix.
+    """
+
+    bits: int = 4
+    group_size: int | None = 128
+    symmetric: bool = False
+    clip_search: bool = True
+
+    def __post_init__(self) -> None:
+        if self.bits not in (2, 3, 4, 8):
+            raise ValueError(f"bits must be 2, 3, 4 or 8, got {self.bits}")
+        if self.group_size is not None and (self.group_size < 16 or self.group_size & (self.group_size - 1)):
+            raise ValueError(f"group_size must be a power of two >= 16, got {self.group_size}")
+
+    @property
+    def name(self) -> str:
+        group = "channel" if self.group_size is None else f"g{self.group_size}"
+        plain = "-minmax" if not self.clip_search and not self.symmetric else ""
+        return f"int{self.bits}-{group}-{'sym' if self.symmetric else 'asym'}{plain}"
+
+
+@dataclass(frozen=True)
+class Int4WeightOnlyConfig(IntWeightOnlyConfig):
+    bits: int = 4
+
+
+@dataclass(frozen=True)
+class Int8WeightOnlyConfig(IntWeightOnlyConfig):
+    bits: int = 8
+    group_size: int | None = None
+    symmetric: bool = True
+
+
+@dataclass(frozen=True)
+class KeepSourceConfig(QuantConfig):
+    """Carry the source checkpoint's own quantized blocks over unchanged (e.g. GGUF Q4_1 / Q8_0)."""
+
+    @property
+    def name(self) -> str:
+        return "keep"
+
+
+@dataclass(frozen=True)
+class FloatConfig(QuantConfig):
+    """No quantization: the float32 baseline."""
+
+    include_lm_head: bool = False
+
+    @property
+    def name(self) -> str:
+        return "fp32"
+
+
+_INT_NAME = re.compile(r"int(?P<bits>[2348])-(?:g(?P<group>\d+)|channel)-(?P<sym>sym|asym)(?P<minmax>-minmax)?")
+
+
+def config_from_name(name: str) -> QuantConfig:
+    """Parse a recipe string: 'int4-g128-asym', 'int8-channel-sym', 'keep', 'fp32'."""
+    if name == "keep":
+        return KeepSourceConfig()
+    if name == "fp32":
+        return FloatConfig()
+    m = _INT_NAME.fullmatch(name)
+    if m is None:
+        raise RetargetError(f"unknown recipe {name!r}; known forms: int4-g{{32,64,128}}-{{sym,asym[-minmax]}}, "
+                            "int8-channel-sym, int8-g128-asym, keep, fp32", field="--recipe")
+    try:
+        return IntWeightOnlyConfig(bits=int(m["bits"]), group_size=int(m["group"]) if m["group"] else None,
+                                   symmetric=m["sym"] == "sym", clip_search=not m["minmax"])
+    except ValueError as err:
+        raise RetargetError(str(err), field="--recipe") from err

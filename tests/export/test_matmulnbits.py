@@ -1,0 +1,72 @@
+"""MatMulNBits packing, checked by running one-node graphs in ONNX Runtime against a numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from retarget.errors import RetargetError
+from retarget.export.matmulnbits import lowered_nodes, pack_matmulnbits
+from retarget.quantize.weight import QuantizedWeight, quantize_rtn
+
+
+def run_single_node(qw: QuantizedWeight, a: np.ndarray, accuracy_level: int = 0) -> np.ndarray:
+    nodes, inits = lowered_nodes(qw, "A", "Y", "w", accuracy_level)
+    n, k = qw.shape
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, k])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n])], inits)
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"A": a})[0]
+
+
+def numpy_reference(qw: QuantizedWeight, a: np.ndarray) -> np.ndarray:
+    codes, scale, zero = qw.codes.numpy().astype(np.float64), qw.scale.numpy(), qw.zero.numpy()
+    k = codes.shape[1]
+    g = np.arange(k) // qw.group_size
+    w = (codes - zero[:, g]) * scale[:, g]
+    return a.astype(np.float64) @ w.T
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("group_size", [32, 64, 128, None])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("k", [576, 200])  # 576 % 128 != 0 and 200 is not a multiple of any block: short last group
+def test_rtn_weights_match_numpy(bits: int, group_size: int | None, symmetric: bool, k: int) -> None:
+    gen = torch.Generator().manual_seed(bits * 1000 + k)
+    w = torch.randn(123, k, generator=gen)
+    qw = quantize_rtn(w, bits, group_size or k, symmetric)
+    a = np.random.default_rng(0).standard_normal((5, k)).astype(np.float32)
+    np.testing.assert_allclose(run_single_node(qw, a), numpy_reference(qw, a), rtol=1e-4, atol=1e-3)
+
+
+def test_float_zero_points_match_numpy() -> None:
+    """llama.cpp Q4_1-style blocks: float scale and float zero point (-min / scale) per 32 weights."""
+    rng = np.random.default_rng(1)
+    n, k, g, bits = 64, 160, 32, 4
+    codes = torch.from_numpy(rng.integers(0, 2**bits, (n, k), dtype=np.uint8))
+    scale = torch.from_numpy(rng.uniform(0.001, 0.1, (n, k // g)).astype(np.float32))
+    zero = torch.from_numpy(rng.uniform(0, 2**bits - 1, (n, k // g)).astype(np.float32))
+    qw = QuantizedWeight(codes, scale, zero, bits, g)
+    a = rng.standard_normal((3, k)).astype(np.float32)
+    np.testing.assert_allclose(run_single_node(qw, a), numpy_reference(qw, a), rtol=1e-4, atol=1e-4)
+
+
+def test_int8_activation_level_stays_close() -> None:
+    """accuracy_level 4 quantizes A to int8 per block: small, bounded error against the exact product."""
+    qw = quantize_rtn(torch.randn(96, 256, generator=torch.Generator().manual_seed(3)), 4, 32, False)
+    a = np.random.default_rng(2).standard_normal((4, 256)).astype(np.float32)
+    exact = numpy_reference(qw, a)
+    approx = run_single_node(qw, a, accuracy_level=4)
+    rel = np.linalg.norm(approx - exact) / np.linalg.norm(exact)
+    assert 0 < rel < 0.02
+
+
+def test_8bit_float_zero_points_refused() -> None:
+    qw = QuantizedWeight(torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 1), torch.full((4, 1), 3.5), 8, 32)
+    with pytest.raises(RetargetError, match="integer zero points"):
+        pack_matmulnbits(qw)
