@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 # Vendor families that share tile heuristics: NVIDIA (warp 32, mma/wgmma/tcgen05), AMD CDNA
@@ -46,3 +48,46 @@ def check_family(family: str) -> str:
     if family not in FAMILIES:
         raise ValueError(f"unknown vendor family {family!r}; expected one of {FAMILIES}")
     return family
+
+
+_TUNED: dict[tuple[Any, ...], KernelConfig] = {}
+
+
+def autotune(key: tuple[Any, ...], candidates: Sequence[KernelConfig], launch: Callable[[KernelConfig], Any],
+             timer: Callable[[Callable[[], Any]], float] | None = None) -> KernelConfig:
+    """The fastest of CANDIDATES for KEY (op, variant, shape bucket, dtypes, device), timed once per process
+    (triton.testing.do_bench by default) and cached. Candidates that do not fit the device are skipped."""
+    if key in _TUNED:
+        return _TUNED[key]
+    from triton.runtime.errors import OutOfResources
+
+    if timer is None:
+        from triton.testing import do_bench
+
+        timer = partial(do_bench, warmup=5, rep=25)
+    times = {}
+    for cfg in candidates:
+        try:
+            times[cfg] = timer(partial(launch, cfg))
+        except OutOfResources:
+            continue
+    if not times:
+        raise RuntimeError(f"no candidate config fits the device for {key}")
+    _TUNED[key] = best = min(times, key=times.__getitem__)
+    return best
+
+
+def bucket(m: int) -> int:
+    """Rows rounded up to a power of two: one tuning result serves a range of batch sizes."""
+    return 1 << max(0, m - 1).bit_length()
+
+
+def space(axes: dict[str, Sequence[int]], max_block_m: int | None = None, **fixed: int) -> list[KernelConfig]:
+    """Every combination of AXES (KernelConfig field -> values) with FIXED fields, dropping row tiles
+    larger than MAX_BLOCK_M (no point tiling 16 rows by 128)."""
+    import itertools
+
+    names = list(axes)
+    configs = [KernelConfig(**{**dict(zip(names, values, strict=True)), **fixed})
+               for values in itertools.product(*(axes[n] for n in names))]
+    return [c for c in configs if max_block_m is None or c.block_m <= max_block_m]

@@ -9,7 +9,7 @@ import triton
 
 from retarget.kernels import _device
 from retarget.kernels._aot import AotCase, mma_name, pointer_type
-from retarget.kernels._config import KernelConfig, check_family, pick
+from retarget.kernels._config import KernelConfig, autotune, bucket, check_family, pick, space
 from retarget.kernels.fp8_gemm import configs
 from retarget.kernels.fp8_gemm._kernel import fp8_gemm_kernel
 from retarget.kernels.fp8_gemm.reference import BLOCK
@@ -23,8 +23,10 @@ def choose(m: int, family: str) -> KernelConfig:
 
 def fp8_gemm(x: torch.Tensor, sx: torch.Tensor, w: torch.Tensor, sw: torch.Tensor, blockwise: bool,
              bias: torch.Tensor | None = None, out_dtype: torch.dtype = torch.bfloat16,
-             config: KernelConfig | None = None) -> torch.Tensor:
-    """y [M, N] from fp8 x [M, K] and w [N, K] with scales as in reference.fp8_gemm_ref."""
+             config: KernelConfig | str | None = None) -> torch.Tensor:
+    """y [M, N] from fp8 x [M, K] and w [N, K] with scales as in reference.fp8_gemm_ref.
+
+    CONFIG: None (heuristic), "auto" (timed search on the device, cached per shape bucket) or explicit."""
     if x.dtype not in FP8 or w.dtype != x.dtype:
         raise ValueError(f"operands must share an fp8 dtype, got {x.dtype} and {w.dtype}")
     (m, k), n = x.shape, w.shape[0]
@@ -36,7 +38,13 @@ def fp8_gemm(x: torch.Tensor, sx: torch.Tensor, w: torch.Tensor, sw: torch.Tenso
     if sx.dtype != sw.dtype or sx.dtype not in (torch.float32, torch.uint8):
         raise ValueError(f"scales must both be float32 or uint8 (UE8M0), got {sx.dtype} and {sw.dtype}")
     x, w, sx, sw = x.contiguous(), w.contiguous(), sx.contiguous(), sw.contiguous()
-    cfg = config or choose(m, _device.family(x.device.index or 0) if x.is_cuda else "nvidia")
+    family = _device.family(x.device.index or 0) if x.is_cuda else "nvidia"
+    if config == "auto" and x.is_cuda:
+        key = ("fp8_gemm", _device.arch(x.device.index or 0), bucket(m), n, k, x.dtype, sx.dtype, blockwise,
+               out_dtype, bias is not None)
+        config = autotune(key, space(configs.SPACE[family], max_block_m=max(16, bucket(m))),
+                          lambda c: fp8_gemm(x, sx, w, sw, blockwise, bias, out_dtype, config=c))
+    cfg = config if isinstance(config, KernelConfig) else choose(m, family)
     if BLOCK % cfg.block_k:
         raise ValueError(f"BLOCK_K={cfg.block_k} must divide the scale block {BLOCK}")
     y = torch.empty(m, n, device=x.device, dtype=out_dtype)

@@ -13,3 +13,13 @@ TILED = {
 
 # the dequantizing path decodes a [BLOCK_K, BLOCK_N] fp32 tile in registers: halve K to avoid spills
 DEQUANT_BLOCK_K = 64
+
+# search space for config="auto" (timed on the device by _config.autotune)
+SPACE = {
+    "nvidia": {"block_m": (16, 32, 64, 128), "block_n": (64, 128, 256), "block_k": (64, 128), "num_warps": (4, 8),
+               "num_stages": (3, 4)},
+    "amd-cdna": {"block_m": (16, 32, 64, 128), "block_n": (64, 128, 256), "block_k": (64, 128),
+                 "num_warps": (4, 8), "num_stages": (1, 2)},
+    "amd-rdna": {"block_m": (16, 32, 64), "block_n": (32, 64, 128), "block_k": (64,), "num_warps": (2, 4),
+                 "num_stages": (1, 2)},
+}

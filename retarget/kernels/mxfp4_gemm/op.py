@@ -10,7 +10,7 @@ import triton
 
 from retarget.kernels import _device
 from retarget.kernels._aot import AotCase, pointer_type
-from retarget.kernels._config import KernelConfig, check_family, pick
+from retarget.kernels._config import KernelConfig, autotune, bucket, check_family, pick, space
 from retarget.kernels.mxfp4_gemm import configs
 from retarget.kernels.mxfp4_gemm._kernel import mxfp4_gemm_kernel
 from retarget.kernels.mxfp4_gemm.reference import BLOCK
@@ -55,10 +55,11 @@ def choose(m: int, family: str, dot_scaled: bool) -> KernelConfig:
 def mxfp4_gemm(x: torch.Tensor, w: MxWeight, bias: torch.Tensor | None = None,
                x_scales: torch.Tensor | None = None, dot_scaled: bool | None = None,
                out_dtype: torch.dtype | None = None,
-               config: KernelConfig | None = None) -> torch.Tensor:
+               config: KernelConfig | str | None = None) -> torch.Tensor:
     """y [M, N] = x @ W.T (+ bias). x is fp16/bf16, or E4M3 with E8M0 X_SCALES [M, ceil(K/32)] (MXFP8).
 
     DOT_SCALED None: tl.dot_scaled where the device has block-scaled MMAs (sm_100+, gfx950), else dequant.
+    CONFIG: None (heuristic), "auto" (timed search on the device, cached per shape bucket) or explicit.
     """
     if x.dtype not in _ACT_FORMATS:
         raise ValueError(f"activations must be fp16, bf16 or float8_e4m3fn, got {x.dtype}")
@@ -71,7 +72,13 @@ def mxfp4_gemm(x: torch.Tensor, w: MxWeight, bias: torch.Tensor | None = None,
     out_dtype = out_dtype or (torch.bfloat16 if act == "e4m3" else x.dtype)
     if dot_scaled is None:
         dot_scaled = x.is_cuda and _device.native_mx_dot(x.device.index or 0)
-    cfg = config or choose(m, _device.family(x.device.index or 0) if x.is_cuda else "nvidia", dot_scaled)
+    family = _device.family(x.device.index or 0) if x.is_cuda else "nvidia"
+    if config == "auto" and x.is_cuda:
+        key = ("mxfp4_gemm", _device.arch(x.device.index or 0), bucket(m), n, k, x.dtype, dot_scaled, out_dtype,
+               bias is not None)
+        config = autotune(key, space(configs.SPACE[family], max_block_m=max(16, bucket(m))),
+                          lambda c: mxfp4_gemm(x, w, bias, x_scales, dot_scaled, out_dtype, config=c))
+    cfg = config if isinstance(config, KernelConfig) else choose(m, family, dot_scaled)
     x = x.contiguous()
     xs = x_scales.contiguous() if x_scales is not None else w.scale
     y = torch.empty(m, n, device=x.device, dtype=out_dtype)

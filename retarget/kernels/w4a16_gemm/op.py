@@ -9,7 +9,7 @@ import triton
 
 from retarget.kernels import _device
 from retarget.kernels._aot import AotCase, mma_name, pointer_type
-from retarget.kernels._config import KernelConfig, check_family, pick
+from retarget.kernels._config import KernelConfig, autotune, bucket, check_family, pick, space
 from retarget.kernels.w4a16_gemm import configs
 from retarget.kernels.w4a16_gemm._splitk_gemv import splitk_gemv_kernel
 from retarget.kernels.w4a16_gemm._tiled import tiled_kernel
@@ -28,6 +28,15 @@ def _clamp_k(cfg: KernelConfig, group_size: int) -> KernelConfig:
     return dataclasses.replace(cfg, block_k=min(cfg.block_k, group_size))
 
 
+def candidates(variant: str, m: int, group_size: int, family: str) -> list[KernelConfig]:
+    """The config="auto" search space of VARIANT for M rows (configs.SPLITK_SPACE / TILED_SPACE)."""
+    if variant == "splitk_gemv":
+        cands = space(configs.SPLITK_SPACE[check_family(family)], block_m=1 if m == 1 else 16)
+    else:
+        cands = space(configs.TILED_SPACE[check_family(family)], max_block_m=max(32, bucket(m)))
+    return list(dict.fromkeys(_clamp_k(c, group_size) for c in cands))
+
+
 def split_k(n: int, k: int, cfg: KernelConfig, sms: int) -> int:
     """K splits that give about SPLITK_WAVES programs per SM without leaving a split empty."""
     if cfg.split_k:
@@ -38,8 +47,11 @@ def split_k(n: int, k: int, cfg: KernelConfig, sms: int) -> int:
 
 
 def w4a16_gemm(x: torch.Tensor, w: PackedWeight, bias: torch.Tensor | None = None,
-               config: tuple[str, KernelConfig] | None = None) -> torch.Tensor:
-    """y = x @ dequant(w).T + bias for x [..., K] in fp16/bf16; returns x's dtype and leading shape."""
+               config: tuple[str, KernelConfig] | str | None = None) -> torch.Tensor:
+    """y = x @ dequant(w).T + bias for x [..., K] in fp16/bf16; returns x's dtype and leading shape.
+
+    CONFIG: None (heuristic per vendor family), "auto" (time the search space on the device once per
+    shape bucket; the heuristic off-GPU) or an explicit (variant, KernelConfig)."""
     if x.shape[-1] != w.k:
         raise ValueError(f"x has K={x.shape[-1]}, weight has K={w.k}")
     if w.group_size & (w.group_size - 1) or w.group_size < 16:
@@ -48,7 +60,13 @@ def w4a16_gemm(x: torch.Tensor, w: PackedWeight, bias: torch.Tensor | None = Non
     m, n, k = x2.shape[0], w.n, w.k
     on_gpu = x.is_cuda
     family = _device.family(x.device.index or 0) if on_gpu else "nvidia"
-    variant, cfg = config or choose(m, w.group_size, family)
+    if config == "auto" and on_gpu:
+        variant = choose(m, w.group_size, family)[0]
+        key = ("w4a16_gemm", variant, _device.arch(x.device.index or 0), bucket(m), n, k, w.bits, w.group_size,
+               x.dtype)
+        config = (variant, autotune(key, candidates(variant, m, w.group_size, family),
+                                    lambda c: w4a16_gemm(x, w, bias, config=(variant, c))))
+    variant, cfg = config if isinstance(config, tuple) else choose(m, w.group_size, family)
     common = dict(BITS=w.bits, GROUP=w.group_size, **cfg.constexprs(), **cfg.options())
     if variant == "splitk_gemv":
         acc = torch.zeros(m, n, device=x.device, dtype=torch.float32)

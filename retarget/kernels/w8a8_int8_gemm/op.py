@@ -7,7 +7,7 @@ import triton
 
 from retarget.kernels import _device
 from retarget.kernels._aot import AotCase, pointer_type
-from retarget.kernels._config import KernelConfig, check_family, pick
+from retarget.kernels._config import KernelConfig, autotune, bucket, check_family, pick, space
 from retarget.kernels.w8a8_int8_gemm import configs
 from retarget.kernels.w8a8_int8_gemm._kernel import int8_gemm_kernel
 
@@ -18,8 +18,10 @@ def choose(m: int, family: str) -> KernelConfig:
 
 def int8_gemm(xq: torch.Tensor, sx: torch.Tensor, wq: torch.Tensor, sw: torch.Tensor,
               bias: torch.Tensor | None = None, out_dtype: torch.dtype = torch.float16,
-              config: KernelConfig | None = None) -> torch.Tensor:
-    """y [M, N] = (xq [M, K] * sx[:, None]) @ (wq [N, K] * sw[:, None]).T + bias, int8 operands."""
+              config: KernelConfig | str | None = None) -> torch.Tensor:
+    """y [M, N] = (xq [M, K] * sx[:, None]) @ (wq [N, K] * sw[:, None]).T + bias, int8 operands.
+
+    CONFIG: None (heuristic), "auto" (timed search on the device, cached per shape bucket) or explicit."""
     if xq.dtype != torch.int8 or wq.dtype != torch.int8:
         raise ValueError(f"operands must be int8, got {xq.dtype} and {wq.dtype}")
     (m, k), n = xq.shape, wq.shape[0]
@@ -27,7 +29,12 @@ def int8_gemm(xq: torch.Tensor, sx: torch.Tensor, wq: torch.Tensor, sw: torch.Te
         raise ValueError(f"shape mismatch: x {tuple(xq.shape)}, w {tuple(wq.shape)}, sx {tuple(sx.shape)}, "
                          f"sw {tuple(sw.shape)}")
     xq, wq = xq.contiguous(), wq.contiguous()
-    cfg = config or choose(m, _device.family(xq.device.index or 0) if xq.is_cuda else "nvidia")
+    family = _device.family(xq.device.index or 0) if xq.is_cuda else "nvidia"
+    if config == "auto" and xq.is_cuda:
+        key = ("int8_gemm", _device.arch(xq.device.index or 0), bucket(m), n, k, out_dtype, bias is not None)
+        config = autotune(key, space(configs.SPACE[family], max_block_m=max(16, bucket(m))),
+                          lambda c: int8_gemm(xq, sx, wq, sw, bias, out_dtype, config=c))
+    cfg = config if isinstance(config, KernelConfig) else choose(m, family)
     y = torch.empty(m, n, device=xq.device, dtype=out_dtype)
     grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n),)
     int8_gemm_kernel[grid](xq, wq, sx.float().contiguous(), sw.float().contiguous(),
