@@ -1,0 +1,122 @@
+"""The lock-in index LI(M, h) of ../../DESIGN.md ("Lock-in, defined").
+
+    LI(M, h) = [T(M, g) / T(M, h)] / [T(R(M), g) / T(R(M), h)]
+
+T = predicted tokens/s per device of the best recipe (recipe.py) for the workload; g = the home device:
+the registry's stated hardware, else the device M fits best on (fewest devices, then the highest
+T(M, h) / T(R(M), h)); R(M) = the portable reference (variants.reference). Throughput is per device so
+that a model needing more devices on h pays for them, as a deployment would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from retarget.hw_profiles.schema import HardwareProfile
+from retarget.lockin.recipe import CellRecipe, Workload, best_recipe
+from retarget.lockin.variants import features_of, neutralise, reference
+from retarget.models.spec import ModelSpec
+from retarget.perf.ops import distinct_layers
+
+MODEL_NAME = "retarget.lockin v1 (retarget.perf roofline v1)"
+
+
+class Evaluator:
+    """Best recipes for (model variant, device variant), computed once each."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self._cache: dict[tuple[Any, ...], CellRecipe] = {}
+        self._compact: dict[Any, ModelSpec] = {}
+        self._footprint: dict[Any, tuple[float, float]] = {}
+
+    def recipe(self, spec: ModelSpec, key: Any, profile: HardwareProfile, hw_key: Any = None) -> CellRecipe:
+        """Best recipe of SPEC (cache KEY) on PROFILE (cache HW_KEY, default its id)."""
+        k = (key, hw_key if hw_key is not None else profile.id)
+        if k not in self._cache:
+            if key not in self._compact:
+                self._compact[key] = compact(spec)
+            self._cache[k] = best_recipe(self._compact[key], profile, self.workload, self._footprint, key)
+        return self._cache[k]
+
+
+def compact(spec: ModelSpec) -> ModelSpec:
+    """SPEC with identical layer groups merged (interleaved patterns become one group per layer kind):
+    every prediction is a sum over layers, so it is unchanged, and predict walks far fewer groups."""
+    merged = [g.model_copy(update={"count": n}) for g, n in distinct_layers(spec)]
+    return spec if len(merged) == len(spec.blocks) else spec.model_copy(update={"blocks": merged})
+
+
+@dataclass
+class ModelVariants:
+    """A model, the features it has, and its variants with some features neutralised (built lazily)."""
+
+    spec: ModelSpec
+    features: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        self._variants: dict[frozenset[str], ModelSpec] = {}
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> ModelVariants:
+        return cls(spec, tuple(features_of(spec)))
+
+    def variant(self, features: frozenset[str]) -> ModelSpec:
+        """The model with FEATURES (a subset of self.features) neutralised; all of them = R(M)."""
+        features = features & frozenset(self.features)
+        if features not in self._variants:
+            full = features == frozenset(self.features)
+            self._variants[features] = reference(self.spec) if full else neutralise(self.spec, features)
+        return self._variants[features]
+
+    def key(self, features: frozenset[str]) -> tuple[str, frozenset[str]]:
+        return (self.spec.name, features & frozenset(self.features))
+
+    @property
+    def ref_features(self) -> frozenset[str]:
+        return frozenset(self.features)
+
+
+def per_device(recipe: CellRecipe) -> float:
+    return recipe.tokens_s_per_device
+
+
+def lock_in(t_m_g: float, t_m_h: float, t_r_g: float, t_r_h: float) -> float | None:
+    """LI from the four throughputs; None when M or R does not run on one of the devices."""
+    if min(t_m_g, t_m_h, t_r_g, t_r_h) <= 0:
+        return None
+    return (t_m_g / t_m_h) / (t_r_g / t_r_h)
+
+
+def choose_home(mv: ModelVariants, profiles: list[HardwareProfile], ev: Evaluator,
+                 stated: HardwareProfile | None) -> tuple[HardwareProfile, str]:
+    """(home device, why): the stated one, else the device where M fits best: the highest tokens/s per
+    device of its best recipe (a device it needs fewer of, or runs faster on, scores higher)."""
+    if stated is not None:
+        return stated, "stated in the model registry"
+    scores = {p.id: per_device(ev.recipe(mv.spec, mv.key(frozenset()), p)) for p in profiles}
+    home = max(profiles, key=lambda p: scores[p.id])
+    return home, "no stated hardware: the device with the highest predicted tokens/s per device"
+
+
+def cell_dict(recipe: CellRecipe, phase: str) -> dict[str, Any]:
+    """Recipe plus its predicted speed and memory (predicted provenance)."""
+    out = recipe.to_dict()
+    pred = recipe.prediction
+    out["tokens_s_per_device"] = recipe.tokens_s_per_device
+    out["tokens_s"] = recipe.tokens_s
+    out["describe"] = recipe.describe()
+    if pred is not None:
+        mem = pred.memory
+        out["memory"] = {"weights_gb": mem.weights_gb, "kv_cache_gb": mem.kv_cache_gb,
+                         "per_device_gb": mem.per_device_gb, "usable_per_device_gb": mem.usable_per_device_gb,
+                         "fits": mem.fits}
+        out["bottleneck"] = (pred.decode if phase == "decode" else pred.prefill).bottleneck
+        out["assumptions"] = pred.assumptions
+    return out
+
+
+def log_li(li: float | None) -> float | None:
+    return math.log(li) if li is not None else None

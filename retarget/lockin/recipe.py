@@ -1,0 +1,177 @@
+"""The best retargeting recipe of a model on a device: a format per tensor group that the device runs
+natively, or a real conversion of the native one, on the fewest devices the model fits on.
+
+Rules (the accuracy budget: never fewer bits than the checkpoint ships with, except MXFP4 -> int4 which
+requantises 4-bit blocks to 4-bit groups):
+* FP8 (per-tensor, per-channel or 128x128 blocks): FP8 where the device has an FP8 rate (FNUZ parts
+  re-encode e4m3fn -> e4m3fnuz); else INT8 per-channel W8A8 where the device has INT8 matmuls; else BF16.
+* MXFP4 / NVFP4: kept where the device has FP4 units and the format; on CUDA/ROCm devices without FP4
+  the 4-bit blocks stay and a W4A16 kernel dequantises them to BF16 (as Marlin / Triton do); elsewhere
+  they are requantised to int4 with a group of 32 (W4A16).
+* BF16 / FP16 / FP32: BF16 (FP16 where the device lists FP16 but not BF16). KV cache likewise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from retarget.errors import RetargetError
+from retarget.hw_profiles.schema import HardwareProfile
+from retarget.models.spec import ModelSpec
+from retarget.perf import Prediction, predict
+from retarget.perf.model import USABLE_MEMORY
+
+MAX_DEVICES = 256  # assumed: the largest tensor/expert-parallel group considered
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload of the lock-in index and the throughput it scores (per device)."""
+
+    name: str
+    batch: int
+    ctx: int
+    prompt_len: int
+    phase: str  # decode | prefill
+
+    def throughput(self, pred: Prediction) -> float:
+        """Tokens/s of the whole device group for this workload."""
+        return pred.decode_tokens_s if self.phase == "decode" else pred.prefill_tokens_s
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w for w in (
+        Workload("decode-b1", 1, 4096, 4096, "decode"),
+        Workload("decode-b64", 64, 4096, 4096, "decode"),
+        Workload("prefill-4k", 1, 4096, 4096, "prefill"),
+    )
+}
+
+
+def get_workload(name: str) -> Workload:
+    """Workload by name."""
+    if name not in WORKLOADS:
+        raise RetargetError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}", field="--workload")
+    return WORKLOADS[name]
+
+
+@dataclass(frozen=True)
+class CellRecipe:
+    """What a model runs as on one device: formats, device count, the conversions made, and the result."""
+
+    weight_format: str
+    expert_format: str
+    kv_format: str
+    devices: int
+    conversions: tuple[str, ...]
+    prediction: Prediction | None = field(default=None, compare=False)
+    tokens_s: float = 0.0  # whole group, this workload
+    why_not: str = ""  # set when the model cannot run (does not fit / no link)
+
+    @property
+    def runs(self) -> bool:
+        return self.prediction is not None
+
+    @property
+    def tokens_s_per_device(self) -> float:
+        return self.tokens_s / self.devices if self.runs else 0.0
+
+    def describe(self) -> str:
+        """One line, e.g. 'fp8-e4m3-block128 -> int8 W8A8 per-channel; 16 devices'."""
+        if not self.runs:
+            return self.why_not
+        conv = "; ".join(self.conversions) if self.conversions else "native formats"
+        return f"{conv}; {self.devices} device{'s' if self.devices > 1 else ''}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weight_format": self.weight_format, "expert_format": self.expert_format,
+                "kv_format": self.kv_format, "devices": self.devices, "conversions": list(self.conversions),
+                "runs": self.runs, "why_not": self.why_not}
+
+
+def _dense_format(profile: HardwareProfile) -> str:
+    return "fp16" if "bf16" not in profile.native_formats and "fp16" in profile.native_formats else "bf16"
+
+
+def convert(native: str, profile: HardwareProfile) -> tuple[str, str | None]:
+    """(perf format name, conversion note or None) for a tensor group stored as NATIVE on PROFILE."""
+    key = native.lower()
+    dense = _dense_format(profile)
+    if key.startswith("fp8"):
+        if profile.peak("fp8_e4m3"):
+            if profile.fp8_variant == "fnuz":
+                return "fp8", f"{native} -> e4m3fnuz (re-encoded, scales x2)"
+            return "fp8", None
+        if profile.peak("int8") or "int8" in profile.native_formats:
+            rate = "" if profile.peak("int8") else " (no sourced INT8 rate: matmuls costed at the BF16 rate)"
+            return "int8", f"{native} -> INT8 per-channel W8A8{rate}"
+        return dense, f"{native} -> {dense} (dequantised, 2x weight bytes)"
+    if key.startswith(("mxfp4", "nvfp4")):
+        base = "mxfp4" if key.startswith("mxfp4") else "nvfp4"
+        if profile.peak("fp4") and base in profile.native_formats:
+            return base, None
+        if profile.triton_backend == "official":
+            return base, f"{native} kept, W4A16 kernel dequantises to {dense} (no FP4 units)"
+        return "int4-g32-sym", f"{native} -> int4 g32 W4A16 (requantised; no FP4 units, no MXFP4 kernel)"
+    key = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(key, key)
+    if key in ("bf16", "fp16", "fp32"):
+        return dense, None if key == dense else f"{native} -> {dense}"
+    return key, None
+
+
+def _group_formats(spec: ModelSpec) -> tuple[str, str]:
+    """(linear, experts) native formats of SPEC from its `native_format` map."""
+    nf = spec.native_format
+    linear = nf.get("linear", nf.get("other", nf.get("all", "bf16")))
+    experts = nf.get("experts", nf.get("linear", linear))
+    return linear, experts
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _devices_to_try(fixed_gb: float, act_gb: float, profile: HardwareProfile) -> int:
+    """Fewest power-of-two devices whose usable memory holds FIXED_GB (weights + KV, split across devices)
+    plus ACT_GB of activations each, as retarget.perf counts memory (0: more than MAX_DEVICES)."""
+    usable = (profile.memory_gb or math.inf) * USABLE_MEMORY
+    if fixed_gb + act_gb <= usable:
+        return 1
+    return _next_pow2(max(2, math.ceil(fixed_gb / (usable - act_gb)))) if usable > act_gb else 2
+
+
+def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
+                footprint: dict[Any, tuple[float, float]] | None = None, key: Any = None) -> CellRecipe:
+    """The recipe SPEC runs best with on PROFILE for WORKLOAD, on the fewest (power-of-two) devices.
+
+    FOOTPRINT caches (weights + KV GB, one-device activations GB) per (KEY, formats), which do not depend
+    on the device, so the device count is found without a one-device trial prediction."""
+    lin_native, exp_native = _group_formats(spec)
+    weight, note_w = convert(lin_native, profile)
+    expert, note_e = convert(exp_native, profile) if spec.is_moe else (weight, None)
+    kv = _dense_format(profile)
+    notes = tuple(dict.fromkeys(n for n in (note_w, note_e) if n))
+    fkey = (key if key is not None else spec.name, weight, expert, kv)
+    footprint = {} if footprint is None else footprint
+
+    def run(devices: int) -> Prediction:
+        pred = predict(spec, profile, batch=workload.batch, ctx=workload.ctx, prompt_len=workload.prompt_len,
+                       devices=devices, weight_format=weight, kv_format=kv, expert_format=expert)
+        if devices == 1:
+            mem = pred.memory
+            footprint[fkey] = (mem.weights_gb + mem.kv_cache_gb, mem.activations_gb)
+        return pred
+
+    devices = _devices_to_try(*footprint[fkey], profile) if fkey in footprint else 1
+    if devices > 1 and not profile.interconnect_gb_s:
+        return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
+    while devices <= MAX_DEVICES:
+        pred = run(devices)
+        if pred.memory.fits:
+            return CellRecipe(weight, expert, kv, devices, notes, pred, workload.throughput(pred))
+        if not profile.interconnect_gb_s:
+            return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
+        devices = max(devices * 2, _devices_to_try(*footprint[fkey], profile)) if devices == 1 else devices * 2
+    return CellRecipe(weight, expert, kv, devices, notes, why_not=f"does not fit {MAX_DEVICES} devices")
