@@ -130,5 +130,25 @@ def kernels_cmd(
                 workers=workers, console=console)
 
 
+def _csv_list(values: list[str] | None) -> list[str] | None:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()] or None
+
+
+@app.command("lockin")
+def lockin_cmd(
+    models: Annotated[list[str] | None, typer.Option(help="registry models, comma-separated (default: all)")] = None,
+    targets: Annotated[list[str] | None, typer.Option(help="profile ids or YAML paths (default: all bundled)")] = None,
+    workload: Annotated[str, typer.Option(help="decode-b1 | decode-b64 | prefill-4k")] = "decode-b1",
+    set_: Annotated[list[str] | None,
+                    typer.Option("--set", help="what-if: [PROFILE.]FIELD=VALUE, e.g. h20.scale_compute=2")] = None,
+    out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path("out/lockin"),
+    kernels_json: Annotated[Path | None, typer.Option(help="kernel matrix JSON (default docs/kernels.json)")] = None,
+) -> None:
+    """Lock-in index of models x devices, its attribution to features, and the retargeting recipe per cell."""
+    from retarget.lockin.run import run as run_lockin
+
+    run_or_exit(run_lockin, _csv_list(models), _csv_list(targets), workload, set_ or [], out, kernels_json, console)
+
+
 if __name__ == "__main__":
     app()

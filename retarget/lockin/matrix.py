@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 from typing import Any
 
 from retarget.hw_profiles import load_profile
@@ -10,6 +12,7 @@ from retarget.hw_profiles.schema import HardwareProfile
 from retarget.lockin.attribution import shapley
 from retarget.lockin.index import MODEL_NAME, Evaluator, ModelVariants, cell_dict, choose_home, lock_in, per_device
 from retarget.lockin.recipe import MAX_DEVICES, Workload, get_workload
+from retarget.lockin.variants import features_of
 from retarget.models.registry import registry_entries
 from retarget.models.spec import ModelSpec
 from retarget.perf.model import PREFILL_CHUNK, USABLE_MEMORY
@@ -80,6 +83,7 @@ def model_row(spec: ModelSpec, profiles: list[HardwareProfile], ev: Evaluator,
     cells = {h.id: _li_cell(mv, g, h, ev, attribute) for h in profiles}
     return {
         "name": spec.name,
+        "source": entry.source_url if (entry := registry_entries().get(spec.name)) else spec.source,
         "home": g.id,
         "home_why": why,
         "home_recipe": cell_dict(ev.recipe(spec, mv.key(frozenset()), g), ev.workload.phase),
@@ -98,7 +102,7 @@ def profile_summary(p: HardwareProfile) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "vendor": p.vendor, "family": p.family, "memory_gb": p.memory_gb,
             "mem_bw_gb_s": p.mem_bw_gb_s, "interconnect_gb_s": p.interconnect_gb_s,
             "peak_tflops": dict(p.peak_tflops), "native_formats": list(p.native_formats),
-            "compiler_target": p.compiler_target, "overridden": sorted(
+            "compiler_target": p.compiler_target, "sources": list(p.sources), "overridden": sorted(
                 k for k, v in p.provenance.items() if v.kind == "override")}
 
 
@@ -110,15 +114,34 @@ def lockin_for_spec(spec: ModelSpec, profiles: list[HardwareProfile], workload: 
     return {"workload": vars(ev.workload), "row": model_row(spec, profiles, ev, home, attribute)}
 
 
-def lockin_matrix(specs: list[ModelSpec], profiles: list[HardwareProfile], workload: Workload,
-                  attribute: bool = True, progress: Any = None) -> dict[str, Any]:
-    """The whole matrix: one row per model over PROFILES."""
+def _rows(args: tuple[list[ModelSpec], list[HardwareProfile], Workload, bool]) -> list[dict[str, Any]]:
+    specs, profiles, workload, attribute = args
     ev = Evaluator(workload)
-    rows = []
-    for spec in specs:
-        rows.append(model_row(spec, profiles, ev, attribute=attribute))
-        if progress is not None:
-            progress()
+    return [model_row(spec, profiles, ev, attribute=attribute) for spec in specs]
+
+
+def _workers(n_models: int) -> int:
+    """Processes to use: one per CPU (at most 4) for a big matrix where fork exists, else 1."""
+    if n_models < 8 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def lockin_matrix(specs: list[ModelSpec], profiles: list[HardwareProfile], workload: Workload,
+                  attribute: bool = True) -> dict[str, Any]:
+    """The whole matrix: one row per model over PROFILES. Models are independent, so a big matrix is
+    split over forked worker processes (rows come back in order)."""
+    workers = _workers(len(specs))
+    if workers == 1:
+        rows = _rows((specs, profiles, workload, attribute))
+    else:
+        # interleave by cost: the models with the most features go to different workers
+        order = sorted(range(len(specs)), key=lambda i: -len(features_of(specs[i])))
+        parts = [[order[j] for j in range(w, len(order), workers)] for w in range(workers)]
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_rows, [([specs[i] for i in part], profiles, workload, attribute) for part in parts])
+        by_index = {i: row for part, res in zip(parts, results, strict=True) for i, row in zip(part, res, strict=True)}
+        rows = [by_index[i] for i in range(len(specs))]
     return {
         "model": MODEL_NAME,
         "definition": "LI(M, h) = [T(M, g) / T(M, h)] / [T(R(M), g) / T(R(M), h)]",

@@ -1,0 +1,187 @@
+"""Self-contained HTML lock-in report: plotly figures with plotly.js embedded (opens with no network)."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from retarget.report.lockin_tables import FEATURES, li_grid
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;line-height:1.45}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;
+text-align:left;vertical-align:top}th{background:#f2f2f2}td.n{text-align:right}details{margin:.3em 0}
+summary{cursor:pointer;font-weight:600}code{background:#f4f4f4;padding:0 3px}.muted{color:#777}"""
+_FEATURE_NAMES = {"format": "native format", "mla": "MLA", "moe": "MoE", "ssm": "SSM / linear attention",
+                  "window": "sliding window / sinks", "memory": "memory capacity", "interconnect": "interconnect"}
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(x: float | None, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _table(head: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
+    numeric = numeric or set()
+    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{c}</td>" for i, c in
+                                    enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _heatmap(matrix: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    models, devices, grid = li_grid(matrix)
+    z = [[math.log2(v) if v else None for v in row] for row in grid]
+    text = [[f"{v:.2f}" if v else "-" for v in row] for row in grid]
+    hover = []
+    for m in matrix["models"]:
+        line = []
+        for d in devices:
+            r = m["cells"][d]["recipe"]
+            mem = r.get("memory", {})
+            line.append(f"{m['name']} on {d} (home {m['home']})<br>{_e(r['describe'])}<br>"
+                        f"{r['tokens_s_per_device']:.1f} tok/s per device; "
+                        f"{_num(mem.get('per_device_gb'), '.1f')} GB per device")
+        hover.append(line)
+    lim = max([0.5] + [abs(v) for row in z for v in row if v is not None])
+    fig = go.Figure(go.Heatmap(z=z, x=devices, y=models, text=text, texttemplate="%{text}",
+                               textfont={"size": 9}, customdata=hover,
+                               hovertemplate="%{customdata}<br>LI %{text}<extra></extra>",
+                               colorscale="RdBu_r", zmid=0, zmin=-lim, zmax=lim,
+                               colorbar={"title": "log2 LI"}, hoverongaps=False))
+    fig.update_layout(height=260 + 22 * len(models), margin={"l": 140, "r": 20, "t": 30, "b": 120},
+                      yaxis={"autorange": "reversed"}, plot_bgcolor="#d9d9d9",
+                      title=f"LI(M, h), workload {matrix['workload']['name']} (grey: does not run)")
+    return fig
+
+
+def _attribution_bars(matrix: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    rows = [m for m in matrix["models"] if m["summary"]["mean_log_shares"]]
+    fig = go.Figure()
+    for f in FEATURES:
+        xs = [m["summary"]["mean_log_shares"].get(f, 0.0) for m in rows]
+        if any(abs(x) > 1e-9 for x in xs):
+            fig.add_trace(go.Bar(name=_FEATURE_NAMES[f], x=xs, y=[m["name"] for m in rows], orientation="h"))
+    fig.update_layout(barmode="relative", height=220 + 22 * len(rows), margin={"l": 140, "r": 20, "t": 30},
+                      yaxis={"autorange": "reversed"}, xaxis={"title": "mean share of log LI over devices"},
+                      title="Which features cause the lock-in (Shapley shares, averaged over devices)")
+    return fig
+
+
+def _memory_fit(matrix: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    models, devices, _ = li_grid(matrix)
+    counts = [[m["cells"][d]["recipe"]["devices"] if m["cells"][d]["recipe"]["runs"] else None for d in devices]
+              for m in matrix["models"]]
+    z = [[math.log2(c) if c else None for c in row] for row in counts]
+    text = [[str(c) if c else "no" for c in row] for row in counts]
+    fig = go.Figure(go.Heatmap(z=z, x=devices, y=models, text=text, texttemplate="%{text}", textfont={"size": 9},
+                               colorscale="YlOrRd", showscale=False, hoverongaps=False,
+                               hovertemplate="%{y} on %{x}: %{text} device(s)<extra></extra>"))
+    fig.update_layout(height=260 + 22 * len(models), margin={"l": 140, "r": 20, "t": 30, "b": 120},
+                      yaxis={"autorange": "reversed"}, plot_bgcolor="#d9d9d9",
+                      title="Devices each model needs to fit (best recipe; 'no': does not fit)")
+    return fig
+
+
+def _summary_table(matrix: dict[str, Any]) -> str:
+    rows = []
+    for m in matrix["models"]:
+        s = m["summary"]
+        cells = [(d, c["li"]["value"]) for d, c in m["cells"].items() if c["li"]["value"]]
+        worst = max(cells, key=lambda dc: dc[1]) if cells else ("-", None)
+        shares = s["mean_log_shares"]
+        top = max(shares, key=lambda f: abs(shares[f])) if shares else None
+        rows.append([_e(m["name"]), _e(m["home"]), _e(", ".join(m["features"]) or "none"),
+                     _num(s["geomean_li"]["value"]), f"{_num(worst[1])} ({_e(worst[0])})",
+                     f"{_e(_FEATURE_NAMES.get(top, '-'))} {_num(shares.get(top) if top else None, '+.3f')}"])
+    return _table(["model", "home device", "features", "geomean LI", "worst LI (device)",
+                   "largest mean share of log LI"], rows, {3, 4})
+
+
+def _recipes(matrix: dict[str, Any]) -> str:
+    parts = []
+    for m in matrix["models"]:
+        rows = []
+        for d, c in m["cells"].items():
+            r, ref, a = c["recipe"], c["reference_recipe"], c.get("attribution", {})
+            mem = r.get("memory", {})
+            shares = a.get("shares", {})
+            att = ", ".join(f"{_FEATURE_NAMES[f]} {v:+.3f}" for f, v in shares.items() if abs(v) >= 5e-4)
+            rows.append([_e(d), _num(c["li"]["value"]), _e(r["describe"]), _num(r["tokens_s_per_device"], ".1f"),
+                         _num(ref["tokens_s_per_device"], ".1f"),
+                         f"{_num(mem.get('per_device_gb'), '.1f')} / {_num(mem.get('usable_per_device_gb'), '.1f')}",
+                         _e(r.get("bottleneck", "-")), _e(att or a.get("error", ""))])
+        table = _table(["device", "LI", "recipe (conversions; devices)", "tok/s per device", "R(M) tok/s per device",
+                        "GB per device / usable", "bottleneck", "shares of log LI"], rows, {1, 3, 4})
+        parts.append(f"<details><summary>{_e(m['name'])}: home {_e(m['home'])} ({_e(m['home_why'])}); "
+                     f"home recipe: {_e(m['home_recipe']['describe'])}</summary>{table}</details>")
+    return "".join(parts)
+
+
+def _kernels(evidence: dict[str, Any] | None) -> str:
+    if not evidence:
+        return ("<p class=muted>No kernel portability matrix was available (run <code>retarget kernels --json "
+                "docs/kernels.json</code>); this section is empty.</p>")
+    fmts = evidence["formats"]
+    rows = [[_e(d), _e(v["target"] or "-")] + [_e(v["verdicts"].get(f, "-")) for f in fmts] + [_e(v.get("note", ""))]
+            for d, v in evidence["devices"].items()]
+    return (f"<p>From <code>{_e(evidence['source'])}</code> ({_e(evidence['provenance'])}: {_e(evidence['method'])};"
+            f" Triton {_e(evidence['triton_version'])}, {_e(evidence['date'])}). native = the kernel compiled to "
+            "the format's own tensor-core instructions; upcast = it compiled but computes in a wider format; "
+            "error = it did not compile.</p>" + _table(["device", "target", *fmts, "note"], rows))
+
+
+def _methodology(matrix: dict[str, Any]) -> str:
+    items = "".join(f"<li>{_e(a)}</li>" for a in matrix["assumptions"])
+    models = "".join(f"<li>{_e(m['name'])}: <a href='{_e(m['source'])}'>{_e(m['source'])}</a></li>"
+                     for m in matrix["models"] if m.get("source"))
+    devices = "".join(f"<li>{_e(p['id'])}: " + ", ".join(f"<a href='{_e(s)}'>{_e(s)}</a>" for s in p["sources"][:3])
+                      + "</li>" for p in matrix["profiles"])
+    overrides = matrix.get("overrides") or []
+    return f"""<p><b>Definition.</b> <code>{_e(matrix['definition'])}</code>, with T the predicted tokens/s per
+device of the best recipe, g the model's home device and R(M) the portable reference: a dense-BF16 GQA
+transformer with M's active parameters and context. LI = 1: M travels from g to h as well as a plain model;
+LI = 2: it loses twice as much. The raw hardware gap cancels; what is left is the architecture's fit.</p>
+<p><b>Attribution.</b> Each feature is neutralised in turn (native format to BF16, MLA to GQA of equal KV
+bytes, MoE to a dense MLP of equal active parameters, SSM/linear attention to softmax attention, windows
+and sinks to full attention; on the device side h gets the home device's memory capacity or interconnect
+bandwidth). Shares are exact Shapley values of log LI over those features, so they add up to log LI with
+no order chosen; exp(share) is the factor of LI a feature accounts for.</p>
+<p><b>Assumptions.</b></p><ul>{items}</ul>
+<p><b>What-if overrides in effect:</b> {_e(', '.join(overrides) or 'none')}.</p>
+<p><b>Limits.</b> Every number here is predicted by an analytic roofline model, not measured; its error
+against published measurements is in docs/validation.md. Devices without a sourced INT8 rate run INT8
+recipes at their BF16 rate.</p>
+<p><b>Sources: models.</b></p><ul>{models}</ul><p><b>Sources: devices.</b></p><ul>{devices}</ul>"""
+
+
+def write_html(matrix: dict[str, Any], evidence: dict[str, Any] | None, path: Path) -> None:
+    """The report page: summary, LI heatmap, attribution bars, memory fit, recipes, kernels, methodology."""
+    figs = [_heatmap(matrix), _attribution_bars(matrix), _memory_fit(matrix)]
+    divs = [f.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig{i}", config={"responsive": True})
+            for i, f in enumerate(figs)]
+    w = matrix["workload"]
+    page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>retarget lock-in report</title>
+<style>{_CSS}</style></head><body>
+<h1>Lock-in of open-weight models across {len(matrix['profiles'])} devices</h1>
+<p>Workload <code>{_e(w['name'])}</code> (batch {w['batch']}, context {w['ctx']}, {_e(w['phase'])}).
+All numbers are <b>predicted</b> by <code>{_e(matrix['model'])}</code>. Hover a cell for its recipe.</p>
+<h2>Summary</h2>{_summary_table(matrix)}
+<h2>Lock-in index</h2>{divs[0]}
+<h2>Attribution</h2>{divs[1]}
+<h2>Memory fit</h2>{divs[2]}
+<h2>Retargeting recipe for every cell</h2>{_recipes(matrix)}
+<h2>Kernel portability</h2>{_kernels(evidence)}
+<h2>Methodology</h2>{_methodology(matrix)}
+</body></html>"""
+    path.write_text(page)
