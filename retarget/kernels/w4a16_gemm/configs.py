@@ -24,7 +24,7 @@ TILED = {
     # AMD: num_stages 2 for single-GEMM kernels (quoted in vllm-project/vllm#17744); gfx942 has 64 KB LDS
     "amd-cdna": [(64, KernelConfig(64, 128, 64, num_warps=4, num_stages=2)),
                  (1 << 30, KernelConfig(128, 128, 64, num_warps=8, num_stages=2))],
-    "amd-rdna": [(1 << 30, KernelConfig(64, 64, 64, num_warps=4, num_stages=2))],
+    "amd-rdna": [(1 << 30, KernelConfig(64, 64, 32, num_warps=4, num_stages=2))],
 }
 
 # search spaces for config="auto" (timed on the device by _config.autotune); BLOCK_M of the split-K
