@@ -30,8 +30,10 @@ def register_handler(config_type: type[QuantConfig]) -> Callable[[Handler], Hand
 @register_handler(IntWeightOnlyConfig)
 def _rtn(name: str, linear: nn.Linear, config: QuantConfig, source: dict[str, QuantizedWeight]) -> QuantizedWeight:
     assert isinstance(config, IntWeightOnlyConfig)
+    if name == "lm_head" and config.lm_head_bits != config.bits:
+        return quantize_rtn(linear.weight, config.lm_head_bits, linear.in_features, symmetric=True)
     group = config.group_size or linear.in_features
-    return quantize_rtn(linear.weight, config.bits, group, config.symmetric, config.clip_search)
+    return quantize_rtn(linear.weight, config.bits, group, config.symmetric)
 
 
 @register_handler(KeepSourceConfig)

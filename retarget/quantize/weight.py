@@ -72,30 +72,13 @@ class QuantizedWeight:
         return code_bytes + n * groups * 4 + zero_bytes
 
 
-CLIP_GRID = torch.linspace(1.0, 0.70, 16)  # range shrink factors tried per group by the MSE search
-
-
-def _codes_and_error(g: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, qmax: int
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Asymmetric RTN of groups G [N, G, g] over [lo, hi]: codes, scale, zero and squared error per group."""
-    scale = (hi - lo) / qmax
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    zero = (-lo / scale).round().clamp(0, qmax)
-    codes = (g / scale[..., None] + zero[..., None]).round().clamp(0, qmax)
-    err = ((codes - zero[..., None]) * scale[..., None] - g).pow(2).sum(-1)
-    return codes, scale, zero, err
-
-
-def quantize_rtn(w: torch.Tensor, bits: int, group_size: int, symmetric: bool,
-                 clip_search: bool = False) -> QuantizedWeight:
+def quantize_rtn(w: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> QuantizedWeight:
     """Round-to-nearest group-wise quantization of W [N, K].
 
     Symmetric: scale = max|w| / (2**(bits-1) - 1), codes in [1, 2**bits - 1] around the zero point
     2**(bits-1) (the restricted range, so +max and -max are both exact).
     Asymmetric: scale = (max - min) / (2**bits - 1) over a range that includes 0, integer zero point
     round(-min / scale).
-    clip_search (asymmetric): per group, also try the range shrunk by each factor of CLIP_GRID and keep
-    the one with the least squared weight error (outliers clipped when that helps the rest of the group).
     """
     if w.dim() != 2:
         raise ValueError(f"expected a 2-D weight, got {tuple(w.shape)}")
@@ -113,15 +96,12 @@ def quantize_rtn(w: torch.Tensor, bits: int, group_size: int, symmetric: bool,
         scale = g.abs().amax(dim=2) / (half - 1)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         zero = torch.full_like(scale, float(half))
-        codes = (g / scale[..., None] + zero[..., None]).round().clamp(0, qmax)
     else:
         lo = g.amin(dim=2).clamp(max=0)
         hi = g.amax(dim=2).clamp(min=0)
-        codes, scale, zero, err = _codes_and_error(g, lo, hi, qmax)
-        for shrink in CLIP_GRID[1:] if clip_search else []:
-            c, s, z, e = _codes_and_error(g, lo * shrink, hi * shrink, qmax)
-            better = e < err
-            codes = torch.where(better[..., None], c, codes)
-            scale, zero, err = torch.where(better, s, scale), torch.where(better, z, zero), torch.minimum(e, err)
+        scale = (hi - lo) / qmax
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        zero = (-lo / scale).round().clamp(0, qmax)
+    codes = (g / scale[..., None] + zero[..., None]).round().clamp(0, qmax)
     codes = codes.view(n, groups * group_size)[:, :k].to(torch.uint8)
     return QuantizedWeight(codes=codes, scale=scale, zero=zero, bits=bits, group_size=group_size)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled SmolLM2-135M loaded once per test session."""
+"""Fixtures shared by tests/ and bench/: the bundled SmolLM2-135M, loaded once per session."""
 
 from __future__ import annotations
 
