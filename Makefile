@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: install run test test-slow bench lint clean
+.PHONY: install run test test-slow bench lint clean chromium
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -19,7 +19,11 @@ install: $(STAMP)
 run: $(STAMP)
 	.venv/bin/retarget compile
 
-test: $(STAMP)
+# headless Chromium for the lock-in HTML report test (Debian package; skipped by the test if unavailable)
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) || true
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -1,0 +1,85 @@
+"""`retarget lockin` end to end: files written atomically, CSV/JSON consistent, bad input exits 2, and the
+HTML report renders in a real headless Chromium with no network and no console errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from retarget.cli import app
+from retarget.errors import RetargetError
+from retarget.lockin.run import run
+
+MODELS = ["deepseek-v3", "gpt-oss-120b", "llama-3.1-8b"]
+TARGETS = ["h800-sxm", "h20", "ascend-910b", "mi300x"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lockin") / "report"
+    run(MODELS, TARGETS, "decode-b64", ["ascend-910b.scale_bandwidth=1"], out)
+    return out
+
+
+def test_files_agree(report: Path) -> None:
+    assert sorted(p.name for p in report.iterdir()) == ["lockin.csv", "lockin.html", "lockin.json", "lockin.png"]
+    matrix = json.loads((report / "lockin.json").read_text())
+    rows = list(csv.DictReader((report / "lockin.csv").open()))
+    assert len(rows) == len(MODELS) * len(TARGETS)
+    for row in rows:
+        cell = next(m for m in matrix["models"] if m["name"] == row["model"])["cells"][row["device"]]
+        assert float(row["li"]) == pytest.approx(cell["li"]["value"], rel=1e-3)
+        assert cell["li"]["provenance"] == "predicted"
+    assert matrix["overrides"] == ["ascend-910b.scale_bandwidth=1"]
+    assert (report / "lockin.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (report / "lockin.html").read_text()
+    assert "<script" in page and "cdn.plot.ly" not in page.split("</script>")[0][:2000]
+    assert "INT8 per-channel W8A8" in page  # DeepSeek-V3 on Ascend 910B: the recipe is in the report
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    result = CliRunner().invoke(app, ["lockin", "--models", "no-such-model", "--out", str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    result = CliRunner().invoke(app, ["lockin", "--targets", "h20", "--set", "h20.nonsense=1", "--out", str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    with pytest.raises(RetargetError):
+        run(["llama-3.1-8b"], ["h20"], "decode-b3", [], out)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--window-size=1400,1400"]
+
+
+def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium not found: `make test` installs Debian's chromium (apt-get install chromium)")
+    url = (report / "lockin.html").resolve().as_uri()
+    base = [browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    assert not console, console
+    assert dom.stdout.count('class="main-svg"') >= 3  # plotly drew the heatmap, bars and memory fit
+    assert "heatmap" in dom.stdout
+    shot = tmp_path / "shot.png"
+    subprocess.run([*base, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    coloured = ((abs(r - b) > 40) | (abs(r - g) > 40)).mean()  # heatmap cells are red or blue, text is grey
+    assert coloured > 0.02, f"only {coloured:.1%} of the screenshot is coloured"
