@@ -41,10 +41,12 @@ def weight_only_linear(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tens
     """y = x @ W.T + bias with W [N, K] = (qweight - zero) * scale group-wise along K (project layout).
 
     On CUDA/ROCm runs the W4A16/W8A16 Triton kernels (split-K GEMV for <= 16 rows, tiled above),
-    repacking the weight on first use (cached per tensor) unless PACKED is given; elsewhere runs the
-    torch reference. Returns x's dtype.
+    repacking the weight on first use (cached per tensor) unless PACKED is given; elsewhere, and for
+    group sizes that are not multiples of 16, runs the torch reference. Returns x's dtype.
     """
-    if not x.is_cuda:
+    from retarget.kernels.w4a16_gemm.layout import supported_group
+
+    if not x.is_cuda or not supported_group(group_size):
         from retarget.kernels.w4a16_gemm.reference import w4a16_gemm_ref
 
         return w4a16_gemm_ref(x, qweight, scale, zero, group_size, bias)

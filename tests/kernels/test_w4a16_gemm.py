@@ -66,11 +66,23 @@ def test_many_tiles(variant):
     torch.testing.assert_close(y.float(), ref.float(), rtol=1e-2, atol=1e-2 * ref.abs().max().item())
 
 
+@pytest.mark.parametrize("group", [48, 576])
+def test_group_sizes_that_are_not_powers_of_two(group):
+    """g = 48 (BLOCK_K 16) and per-channel g = K = 576 (BLOCK_K 64): tiles still never straddle groups."""
+    n, k, m = 37, 576, 17
+    q, s, z = random_qweight(n, k, 4, group, symmetric=False)
+    x = torch.randn(m, k).half()
+    y = w4a16_gemm(x, pack(q, s, z, 4, group))
+    ref = w4a16_gemm_ref(x, q, s, z, group)
+    torch.testing.assert_close(y.float(), ref.float(), rtol=1e-2, atol=1e-2 * ref.abs().max().item())
+
+
 def test_variant_choice():
     assert choose(1, 128, "nvidia")[0] == "splitk_gemv" and choose(1, 128, "nvidia")[1].block_m == 1
     assert choose(16, 128, "amd-cdna")[0] == "splitk_gemv"
     assert choose(17, 128, "nvidia")[0] == "tiled"
     assert choose(512, 32, "amd-rdna")[1].block_k == 32      # a K tile never spans two groups
+    assert choose(512, 96, "nvidia")[1].block_k == 32
 
 
 def test_weight_only_linear_cpu_is_the_reference():

@@ -32,6 +32,11 @@ class PackedWeight:
         return self.qweight.shape[1]
 
 
+def supported_group(group_size: int) -> bool:
+    """Group sizes the kernels take: multiples of 16 (the smallest MMA K step), per-channel (g = K) included."""
+    return group_size > 0 and group_size % 16 == 0
+
+
 def pack(qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, group_size: int,
          dtype: torch.dtype = torch.float16) -> PackedWeight:
     """Repack codes [N, K] and scale / zero [N, G] into the kernel layout on the same device."""

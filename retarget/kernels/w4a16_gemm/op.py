@@ -13,11 +13,11 @@ from retarget.kernels._config import KernelConfig, autotune, bucket, check_famil
 from retarget.kernels.w4a16_gemm import configs
 from retarget.kernels.w4a16_gemm._splitk_gemv import splitk_gemv_kernel
 from retarget.kernels.w4a16_gemm._tiled import tiled_kernel
-from retarget.kernels.w4a16_gemm.layout import PackedWeight
+from retarget.kernels.w4a16_gemm.layout import PackedWeight, supported_group
 
 
 def choose(m: int, group_size: int, family: str) -> tuple[str, KernelConfig]:
-    """(variant, config) for M rows on a vendor family; BLOCK_K clamped to the group size."""
+    """(variant, config) for M rows on a vendor family; BLOCK_K fitted to the group size."""
     check_family(family)
     if m <= configs.SPLITK_MAX_M:
         return "splitk_gemv", _clamp_k(pick(configs.SPLITK[family], m), group_size)
@@ -25,7 +25,8 @@ def choose(m: int, group_size: int, family: str) -> tuple[str, KernelConfig]:
 
 
 def _clamp_k(cfg: KernelConfig, group_size: int) -> KernelConfig:
-    return dataclasses.replace(cfg, block_k=min(cfg.block_k, group_size))
+    """BLOCK_K no larger than the largest power of two dividing the group size: no tile spans two groups."""
+    return dataclasses.replace(cfg, block_k=min(cfg.block_k, group_size & -group_size))
 
 
 def candidates(variant: str, m: int, group_size: int, family: str) -> list[KernelConfig]:
@@ -54,8 +55,8 @@ def w4a16_gemm(x: torch.Tensor, w: PackedWeight, bias: torch.Tensor | None = Non
     shape bucket; the heuristic off-GPU) or an explicit (variant, KernelConfig)."""
     if x.shape[-1] != w.k:
         raise ValueError(f"x has K={x.shape[-1]}, weight has K={w.k}")
-    if w.group_size & (w.group_size - 1) or w.group_size < 16:
-        raise ValueError(f"group size must be a power of two >= 16, got {w.group_size}")
+    if not supported_group(w.group_size):
+        raise ValueError(f"group size must be a multiple of 16 (the smallest MMA K step), got {w.group_size}")
     x2 = x.reshape(-1, w.k).contiguous()
     m, n, k = x2.shape[0], w.n, w.k
     on_gpu = x.is_cuda
