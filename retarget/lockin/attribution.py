@@ -57,7 +57,7 @@ def _log_li_with(mv: ModelVariants, g: HardwareProfile, h: HardwareProfile, ev: 
         spec, key = mv.variant(feats), mv.key(feats)
         on_h = ev.recipe(spec, key, hp, hkey)
         single = single and on_h.runs and on_h.devices == 1
-        ts += [per_device(ev.recipe(spec, key, g)), per_device(on_h)]
+        ts += [per_device(ev.home(spec, key, g)), per_device(on_h)]
     li = lock_in(ts[0], ts[1], ts[2], ts[3])
     return (math.log(li) if li is not None else None), single
 

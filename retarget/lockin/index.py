@@ -18,6 +18,7 @@ from retarget.hw_profiles.schema import HardwareProfile
 from retarget.lockin.recipe import CellRecipe, Workload, best_recipe
 from retarget.lockin.variants import features_of, neutralise, reference
 from retarget.models.spec import ModelSpec
+from retarget.perf import Prediction
 from retarget.perf.ops import distinct_layers
 
 MODEL_NAME = "retarget.lockin v1 (retarget.perf roofline v1)"
@@ -31,6 +32,7 @@ class Evaluator:
         self._cache: dict[tuple[Any, ...], CellRecipe] = {}
         self._compact: dict[Any, ModelSpec] = {}
         self._footprint: dict[Any, tuple[float, float]] = {}
+        self._timings: dict[Any, Prediction] = {}
 
     def recipe(self, spec: ModelSpec, key: Any, profile: HardwareProfile, hw_key: Any = None) -> CellRecipe:
         """Best recipe of SPEC (cache KEY) on PROFILE (cache HW_KEY, default its id)."""
@@ -38,8 +40,16 @@ class Evaluator:
         if k not in self._cache:
             if key not in self._compact:
                 self._compact[key] = compact(spec)
-            self._cache[k] = best_recipe(self._compact[key], profile, self.workload, self._footprint, key)
+            time_key = (profile.id, profile.interconnect_gb_s, isinstance(k[1], tuple) and k[1][0] == "home")
+            self._cache[k] = best_recipe(self._compact[key], profile, self.workload, self._footprint, key,
+                                         self._timings, time_key)
         return self._cache[k]
+
+
+    def home(self, spec: ModelSpec, key: Any, g: HardwareProfile) -> CellRecipe:
+        """Best recipe on the home device G, cached apart from the target columns: a home passed in may
+        carry other settings than the target with the same id."""
+        return self.recipe(spec, key, g, ("home", g.id))
 
 
 def compact(spec: ModelSpec) -> ModelSpec:

@@ -13,10 +13,13 @@ from retarget.lockin.attribution import shapley
 from retarget.lockin.index import MODEL_NAME, Evaluator, ModelVariants, cell_dict, choose_home, lock_in, per_device
 from retarget.lockin.recipe import MAX_DEVICES, Workload, get_workload
 from retarget.lockin.variants import features_of
+from retarget.lockin.whatif import apply_all
 from retarget.models.registry import registry_entries
 from retarget.models.spec import ModelSpec
 from retarget.perf.model import PREFILL_CHUNK, USABLE_MEMORY
 from retarget.provenance import predicted
+
+Overrides = dict[str | None, dict[str, str]] | None
 
 ASSUMPTIONS = [
     "T = tokens/s per device of the best recipe (recipe.py rules), predicted by retarget.perf (engine 'tuned')",
@@ -30,19 +33,23 @@ ASSUMPTIONS = [
 ]
 
 
-def _stated_home(spec: ModelSpec, by_id: dict[str, HardwareProfile]) -> HardwareProfile | None:
+def _stated_home(spec: ModelSpec, by_id: dict[str, HardwareProfile], overrides: Overrides) -> HardwareProfile | None:
+    """The registry's home device of SPEC: the target with that id, else the bundled profile with the same
+    what-if overrides the targets got."""
     entry = registry_entries().get(spec.name)
     if entry is None or not entry.home_hardware:
         return None
-    return by_id.get(entry.home_hardware) or load_profile(entry.home_hardware)
+    if entry.home_hardware in by_id:
+        return by_id[entry.home_hardware]
+    return apply_all([load_profile(entry.home_hardware)], overrides or {})[0]
 
 
 def _li_cell(mv: ModelVariants, g: HardwareProfile, h: HardwareProfile, ev: Evaluator,
              attribute: bool) -> dict[str, Any]:
     m, r = ev.recipe(mv.spec, mv.key(frozenset()), h), ev.recipe(mv.variant(mv.ref_features),
                                                                    mv.key(mv.ref_features), h)
-    m_g, r_g = ev.recipe(mv.spec, mv.key(frozenset()), g), ev.recipe(mv.variant(mv.ref_features),
-                                                                       mv.key(mv.ref_features), g)
+    m_g = ev.home(mv.spec, mv.key(frozenset()), g)
+    r_g = ev.home(mv.variant(mv.ref_features), mv.key(mv.ref_features), g)
     li = lock_in(per_device(m_g), per_device(m), per_device(r_g), per_device(r))
     phase = ev.workload.phase
     out: dict[str, Any] = {
@@ -74,11 +81,12 @@ def _summary(cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def model_row(spec: ModelSpec, profiles: list[HardwareProfile], ev: Evaluator,
-              home: HardwareProfile | None = None, attribute: bool = True) -> dict[str, Any]:
+              home: HardwareProfile | None = None, attribute: bool = True,
+              overrides: Overrides = None) -> dict[str, Any]:
     """One model's row: home device, features, reference, and a cell per profile."""
     mv = ModelVariants.of(spec)
     by_id = {p.id: p for p in profiles}
-    g, why = choose_home(mv, profiles, ev, home or _stated_home(spec, by_id))
+    g, why = choose_home(mv, profiles, ev, home or _stated_home(spec, by_id, overrides))
     ref = mv.variant(mv.ref_features)
     cells = {h.id: _li_cell(mv, g, h, ev, attribute) for h in profiles}
     return {
@@ -86,7 +94,7 @@ def model_row(spec: ModelSpec, profiles: list[HardwareProfile], ev: Evaluator,
         "source": entry.source_url if (entry := registry_entries().get(spec.name)) else spec.source,
         "home": g.id,
         "home_why": why,
-        "home_recipe": cell_dict(ev.recipe(spec, mv.key(frozenset()), g), ev.workload.phase),
+        "home_recipe": cell_dict(ev.home(spec, mv.key(frozenset()), g), ev.workload.phase),
         "features": list(mv.features),
         "native_format": dict(spec.native_format),
         "params_total_b": spec.params_total / 1e9,
@@ -114,10 +122,10 @@ def lockin_for_spec(spec: ModelSpec, profiles: list[HardwareProfile], workload: 
     return {"workload": vars(ev.workload), "row": model_row(spec, profiles, ev, home, attribute)}
 
 
-def _rows(args: tuple[list[ModelSpec], list[HardwareProfile], Workload, bool]) -> list[dict[str, Any]]:
-    specs, profiles, workload, attribute = args
+def _rows(args: tuple[list[ModelSpec], list[HardwareProfile], Workload, bool, Overrides]) -> list[dict[str, Any]]:
+    specs, profiles, workload, attribute, overrides = args
     ev = Evaluator(workload)
-    return [model_row(spec, profiles, ev, attribute=attribute) for spec in specs]
+    return [model_row(spec, profiles, ev, attribute=attribute, overrides=overrides) for spec in specs]
 
 
 def _workers(n_models: int) -> int:
@@ -128,18 +136,20 @@ def _workers(n_models: int) -> int:
 
 
 def lockin_matrix(specs: list[ModelSpec], profiles: list[HardwareProfile], workload: Workload,
-                  attribute: bool = True) -> dict[str, Any]:
-    """The whole matrix: one row per model over PROFILES. Models are independent, so a big matrix is
-    split over forked worker processes (rows come back in order)."""
+                  attribute: bool = True, overrides: Overrides = None) -> dict[str, Any]:
+    """The whole matrix: one row per model over PROFILES (already overridden; OVERRIDES, as from
+    whatif.split_overrides, are applied to home devices outside PROFILES). Models are independent, so a big
+    matrix is split over forked worker processes (rows come back in order)."""
     workers = _workers(len(specs))
     if workers == 1:
-        rows = _rows((specs, profiles, workload, attribute))
+        rows = _rows((specs, profiles, workload, attribute, overrides))
     else:
         # interleave by cost: the models with the most features go to different workers
         order = sorted(range(len(specs)), key=lambda i: -len(features_of(specs[i])))
         parts = [[order[j] for j in range(w, len(order), workers)] for w in range(workers)]
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_rows, [([specs[i] for i in part], profiles, workload, attribute) for part in parts])
+            results = pool.map(_rows, [([specs[i] for i in part], profiles, workload, attribute, overrides)
+                                       for part in parts])
         by_index = {i: row for part, res in zip(parts, results, strict=True) for i, row in zip(part, res, strict=True)}
         rows = [by_index[i] for i in range(len(specs))]
     return {

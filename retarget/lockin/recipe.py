@@ -14,7 +14,7 @@ requantises 4-bit blocks to 4-bit groups):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from retarget.errors import RetargetError
@@ -142,12 +142,28 @@ def _devices_to_try(fixed_gb: float, act_gb: float, profile: HardwareProfile) ->
     return _next_pow2(max(2, math.ceil(fixed_gb / (usable - act_gb)))) if usable > act_gb else 2
 
 
+def _with_capacity(pred: Prediction, profile: HardwareProfile) -> Prediction:
+    """PRED (made for a device differing from PROFILE only in memory capacity) with PROFILE's capacity:
+    times do not depend on capacity, only the fit does."""
+    mem = pred.memory
+    usable = (profile.memory_gb or math.inf) * USABLE_MEMORY
+    if usable == mem.usable_per_device_gb:
+        return pred
+    needed = math.ceil((mem.weights_gb + mem.kv_cache_gb) / (usable - mem.activations_gb)) \
+        if usable > mem.activations_gb else -1
+    return replace(pred, memory=replace(mem, usable_per_device_gb=usable, fits=mem.per_device_gb <= usable,
+                                        devices_needed=needed))
+
+
 def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
-                footprint: dict[Any, tuple[float, float]] | None = None, key: Any = None) -> CellRecipe:
+                footprint: dict[Any, tuple[float, float]] | None = None, key: Any = None,
+                timings: dict[Any, Prediction] | None = None, time_key: Any = None) -> CellRecipe:
     """The recipe SPEC runs best with on PROFILE for WORKLOAD, on the fewest (power-of-two) devices.
 
     FOOTPRINT caches (weights + KV GB, one-device activations GB) per (KEY, formats), which do not depend
-    on the device, so the device count is found without a one-device trial prediction."""
+    on the device, so the device count is found without a one-device trial prediction. TIMINGS caches
+    predictions per (KEY, formats, TIME_KEY, devices), TIME_KEY naming the device up to its memory
+    capacity (which changes only the fit)."""
     lin_native, exp_native = _group_formats(spec)
     weight, note_w = convert(lin_native, profile)
     expert, note_e = convert(exp_native, profile) if spec.is_moe else (weight, None)
@@ -157,8 +173,13 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
     footprint = {} if footprint is None else footprint
 
     def run(devices: int) -> Prediction:
+        tkey = (fkey, time_key, devices)
+        if timings is not None and time_key is not None and tkey in timings:
+            return _with_capacity(timings[tkey], profile)
         pred = predict(spec, profile, batch=workload.batch, ctx=workload.ctx, prompt_len=workload.prompt_len,
                        devices=devices, weight_format=weight, kv_format=kv, expert_format=expert)
+        if timings is not None and time_key is not None:
+            timings[tkey] = pred
         if devices == 1:
             mem = pred.memory
             footprint[fkey] = (mem.weights_gb + mem.kv_cache_gb, mem.activations_gb)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -19,7 +20,7 @@ from retarget.models.registry import get_spec, load_registry
 from retarget.outdir import atomic_dir, check_writable
 
 # Devices the debate is about, shown as columns when the full matrix is too wide for a terminal.
-KEY_DEVICES = ("h100-sxm", "h800-sxm", "h20", "b200", "mi300x", "ascend-910b", "ascend-910c", "tpu-v5p")
+KEY_DEVICES = ("h20", "ascend-910b", "h800-sxm", "ascend-910c", "mi300x", "b200", "h100-sxm", "tpu-v5p")
 MAX_COLUMNS = 9
 
 
@@ -30,14 +31,18 @@ def _li_text(value: float | None) -> str:
     return f"[{colour}]{value:.2f}[/]"
 
 
-def render_table(matrix: dict[str, Any]) -> Table:
-    """Models x devices (or the key devices when there are many), with geomean LI and the top feature."""
+def render_table(matrix: dict[str, Any], width: int = 200) -> Table:
+    """Models x devices (the key devices when there are too many for WIDTH columns of terminal), with the
+    geometric-mean LI and the feature with the largest mean share of log LI."""
     ids = [p["id"] for p in matrix["profiles"]]
-    cols = ids if len(ids) <= MAX_COLUMNS else [d for d in KEY_DEVICES if d in ids]
+    room = max(2, min(MAX_COLUMNS, (width - 50) // 9))
+    cols = ids if len(ids) <= room else [d for d in KEY_DEVICES if d in ids][:room]
     table = Table(title=f"Lock-in index LI(M, h), workload {matrix['workload']['name']} (predicted)",
+                  box=box.SIMPLE_HEAD, pad_edge=False,
                   caption=None if cols == ids else f"{len(ids)} devices: full matrix in lockin.csv / lockin.html")
     for name in ("model", "home", *cols, "geomean", "largest share"):
-        table.add_column(name, justify="left" if name in ("model", "home", "largest share") else "right")
+        left = name in ("model", "home", "largest share")
+        table.add_column(name, justify="left" if left else "right", no_wrap=name in ("model", "home"))
     for m in matrix["models"]:
         shares = m["summary"]["mean_log_shares"]
         top = max(shares, key=lambda f: abs(shares[f])) if shares else None
@@ -63,7 +68,7 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
     profiles = [load_profile(t) for t in targets] if targets else list_profiles()
     split = split_overrides(overrides or [], [p.id for p in list_profiles()] + [p.id for p in profiles])
     profiles = apply_all(profiles, split)
-    matrix = lockin_matrix(specs, profiles, wl)
+    matrix = lockin_matrix(specs, profiles, wl, overrides=split)
     matrix["overrides"] = list(overrides or [])
     evidence = load_evidence(profiles, kernels_json)
     matrix["kernel_evidence"] = evidence
@@ -72,7 +77,7 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
         write_csv(matrix, tmp / "lockin.csv")
         write_heatmap(matrix, tmp / "lockin.png")
         write_html(matrix, evidence, tmp / "lockin.html")
-    console.print(render_table(matrix))
+    console.print(render_table(matrix, console.width))
     console.print(f"{len(specs)} models x {len(profiles)} devices in {time.perf_counter() - start:.1f} s; "
                   f"wrote {out}/lockin.{{json,csv,png,html}}")
     return matrix
