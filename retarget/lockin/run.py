@@ -1,5 +1,5 @@
 """`retarget lockin`: compute the matrix for the chosen models, devices and workload, print it, and write
-lockin.json, lockin.csv, lockin.png and lockin.html into an output folder atomically."""
+lockin.json, lockin.csv, lockin.png, lockin.html and lockin.md into an output folder atomically."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
         console: Console | None = None) -> dict[str, Any]:
     """Build the lock-in matrix, print it, write the report files to OUT; returns the matrix dict."""
     from retarget.report.lockin_html import write_html
+    from retarget.report.lockin_md import write_markdown
     from retarget.report.lockin_png import write_heatmap
     from retarget.report.lockin_tables import write_csv, write_json
 
@@ -77,7 +78,8 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
         write_csv(matrix, tmp / "lockin.csv")
         write_heatmap(matrix, tmp / "lockin.png")
         write_html(matrix, evidence, tmp / "lockin.html")
+        write_markdown(matrix, tmp / "lockin.md")
     console.print(render_table(matrix, console.width))
     console.print(f"{len(specs)} models x {len(profiles)} devices in {time.perf_counter() - start:.1f} s; "
-                  f"wrote {out}/lockin.{{json,csv,png,html}}")
+                  f"wrote {out}/lockin.{{json,csv,png,html,md}}")
     return matrix

@@ -28,7 +28,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_files_agree(report: Path) -> None:
-    assert sorted(p.name for p in report.iterdir()) == ["lockin.csv", "lockin.html", "lockin.json", "lockin.png"]
+    names = sorted(p.name for p in report.iterdir())
+    assert names == ["lockin.csv", "lockin.html", "lockin.json", "lockin.md", "lockin.png"]
     matrix = json.loads((report / "lockin.json").read_text())
     rows = list(csv.DictReader((report / "lockin.csv").open()))
     assert len(rows) == len(MODELS) * len(TARGETS)
