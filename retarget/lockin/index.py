@@ -77,7 +77,7 @@ class ModelVariants:
         """The model with FEATURES (a subset of self.features) neutralised; all of them = R(M)."""
         features = features & frozenset(self.features)
         if features not in self._variants:
-            full = features == frozenset(self.features)
+            full = bool(features) and features == frozenset(self.features)
             self._variants[features] = reference(self.spec) if full else neutralise(self.spec, features)
         return self._variants[features]
 

@@ -12,7 +12,7 @@ from retarget.hw_profiles.schema import HardwareProfile
 from retarget.lockin.attribution import shapley
 from retarget.lockin.index import MODEL_NAME, Evaluator, ModelVariants, cell_dict, choose_home, lock_in, per_device
 from retarget.lockin.recipe import MAX_DEVICES, Workload, get_workload
-from retarget.lockin.variants import features_of
+from retarget.lockin.variants import features_of, reference
 from retarget.lockin.whatif import apply_all
 from retarget.models.registry import registry_entries
 from retarget.models.spec import ModelSpec
@@ -87,7 +87,7 @@ def model_row(spec: ModelSpec, profiles: list[HardwareProfile], ev: Evaluator,
     mv = ModelVariants.of(spec)
     by_id = {p.id: p for p in profiles}
     g, why = choose_home(mv, profiles, ev, home or _stated_home(spec, by_id, overrides))
-    ref = mv.variant(mv.ref_features)
+    ref = reference(spec)
     cells = {h.id: _li_cell(mv, g, h, ev, attribute) for h in profiles}
     return {
         "name": spec.name,

@@ -3,7 +3,9 @@ lockin.json, lockin.csv, lockin.png, lockin.html and lockin.md into an output fo
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,22 @@ def render_table(matrix: dict[str, Any], width: int = 200) -> Table:
     return table
 
 
+def _start(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
+    """Run FN(*ARGS) in a forked process where fork exists (else now); returns the wait function."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        fn(*args)
+        return lambda: None
+    proc = multiprocessing.get_context("fork").Process(target=fn, args=args)
+    proc.start()
+
+    def wait() -> None:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"{fn.__name__} failed in its worker process (exit code {proc.exitcode})")
+
+    return wait
+
+
 def run(models: list[str] | None = None, targets: list[str] | None = None, workload: str = "decode-b1",
         overrides: list[str] | None = None, out: Path = Path("out/lockin"), kernels_json: Path | None = None,
         console: Console | None = None) -> dict[str, Any]:
@@ -74,11 +92,12 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
     evidence = load_evidence(profiles, kernels_json)
     matrix["kernel_evidence"] = evidence
     with atomic_dir(Path(out)) as tmp:
+        png = _start(write_heatmap, matrix, tmp / "lockin.png")  # matplotlib is slow: draw meanwhile
         write_json(matrix, tmp / "lockin.json")
         write_csv(matrix, tmp / "lockin.csv")
-        write_heatmap(matrix, tmp / "lockin.png")
         write_html(matrix, evidence, tmp / "lockin.html")
         write_markdown(matrix, tmp / "lockin.md")
+        png()
     console.print(render_table(matrix, console.width))
     console.print(f"{len(specs)} models x {len(profiles)} devices in {time.perf_counter() - start:.1f} s; "
                   f"wrote {out}/lockin.{{json,csv,png,html,md}}")

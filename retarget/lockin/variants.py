@@ -147,9 +147,15 @@ NEUTRALISERS: dict[str, Callable[[ModelSpec], ModelSpec]] = {
 }
 
 
+_FLOAT_FORMATS = ("bf16", "fp16", "fp32", "bfloat16", "float16", "float32")
+
+
 def features_of(spec: ModelSpec) -> list[str]:
-    """The model features SPEC has (those whose neutraliser changes it)."""
-    return [f for f in MODEL_FEATURES if NEUTRALISERS[f](spec) is not spec]
+    """The model features SPEC has (those whose neutraliser changes it). FP16/FP32 checkpoints are not a
+    format feature: every device serves them in 16-bit floats, exactly like BF16."""
+    plain_floats = all(v.lower() in _FLOAT_FORMATS for v in spec.native_format.values())
+    return [f for f in MODEL_FEATURES
+            if NEUTRALISERS[f](spec) is not spec and not (f == "format" and plain_floats)]
 
 
 def neutralise(spec: ModelSpec, features: frozenset[str] | set[str]) -> ModelSpec:
