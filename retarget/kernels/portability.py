@@ -195,19 +195,26 @@ def _crashed(kernel: str, target_name: str) -> dict[str, Any]:
             "compile_s": None}
 
 
+def _quiet() -> None:
+    """Pool initializer: drop the workers' stderr, where LLVM dumps whole IR modules on a failed compile
+    (the error itself comes back in the result row)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+
+
 def _run_isolated(jobs: list[tuple[str, str]], workers: int, advance: Any) -> list[dict[str, Any]]:
     """Run JOBS in a process pool. A compiler crash (segfault) breaks the pool: the jobs it took down are
     retried one per fresh process, and a job that crashes again is reported as such."""
     ctx = multiprocessing.get_context("fork")  # workers only compile; nothing runs torch or CUDA
     done: dict[tuple[str, str], dict[str, Any]] = {}
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet) as pool:
         futures = {pool.submit(_job, *job): job for job in jobs}
         for fut in concurrent.futures.as_completed(futures):
             if fut.exception() is None:
                 done[futures[fut]] = fut.result()
                 advance()
     for job in (j for j in jobs if j not in done):
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_quiet) as pool:
             try:
                 done[job] = pool.submit(_job, *job).result()
             except concurrent.futures.process.BrokenProcessPool:
