@@ -33,7 +33,7 @@ def compile_cmd(
     target: Annotated[str, typer.Option(help="hardware profile id or YAML path")] = "cpu-x86",
     recipe: Annotated[str, typer.Option(help="recipe name; 'auto' picks the fastest for the target")] = "auto",
     out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path("out/smollm2"),
-    eval_tokens: Annotated[int, typer.Option(help="tokens of the evaluation corpus to score (default 4096)")] = 0,
+    eval_tokens: Annotated[int, typer.Option(help="tokens of the evaluation corpus to score (default 2048)")] = 0,
 ) -> None:
     """Load, quantize, evaluate, export to ONNX, verify in ONNX Runtime and write the artifact."""
     from retarget.compile import compile_model, print_summary

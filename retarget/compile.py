@@ -19,7 +19,7 @@ from retarget import provenance
 from retarget.errors import RetargetError
 from retarget.outdir import atomic_dir, check_writable
 
-DEFAULT_EVAL_TOKENS = 4096
+DEFAULT_EVAL_TOKENS = 2048
 EVAL_WINDOW = 1024
 PARITY_TOKENS = 128
 # ORT's MatMulNBits (accuracy_level 0: fp32 activations) and torch's dequantize-then-matmul differ only in
@@ -48,7 +48,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
     from retarget.quantize import QuantLinear, config_from_name, quantize_
-    from retarget.quantize.api import untie_lm_head
+    from retarget.quantize.api import ties_embedding, untie_lm_head
     from retarget.report.compile_report import write_report
 
     # fail fast on bad input, before any heavy work
@@ -93,7 +93,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         with atomic_dir(out) as tmp:
             t0 = time.perf_counter()
             task = progress.add_task("export ONNX + lower MatMulNBits", total=1)
-            onnx_info = export_quantized(reference, qweights, tmp, plan.accuracy_level)
+            onnx_info = export_quantized(reference, qweights, tmp, plan.accuracy_level,
+                                         tied_embedding=ties_embedding(quantized))
             progress.advance(task)
             timings["export_s"] = time.perf_counter() - t0
 

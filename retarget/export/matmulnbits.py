@@ -172,3 +172,46 @@ def lower_matmuls(model: onnx.ModelProto, qweights: dict[str, QuantizedWeight], 
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return len(qweights)
+
+
+def lower_tied_embedding(model: onnx.ModelProto, embedding: str = "model.embed_tokens", head: str = "lm_head") -> bool:
+    """Make the embedding Gather read lm_head's MatMulNBits blocks through `com.microsoft.GatherBlockQuantized`.
+
+    For tied embeddings (SmolLM2, and llama.cpp's token_embd = output): the vocabulary table is stored
+    once, quantized, as in the GGUF. Needs 8-bit blocks that tile K exactly (B reshapes to [V, K]);
+    returns False (the float table stays) otherwise.
+    """
+    graph = model.graph
+    gather = next((n for n in graph.node if n.op_type == "Gather" and module_name_of(n) == embedding), None)
+    matmul = next((n for n in graph.node if n.op_type == "MatMulNBits" and n.name == f"{head}/MatMulNBits"), None)
+    if gather is None or matmul is None:
+        return False
+    attrs = {a.name: a.i for a in matmul.attribute}
+    inits = {t.name: t for t in graph.initializer}
+    k, n, block = attrs["K"], attrs["N"], attrs["block_size"]
+    if attrs["bits"] != 8 or k % block or gather.input[0] not in inits:
+        return False
+    shapes = [numpy_helper.from_array(np.array([n, k], np.int64), f"{head}.as_table_shape"),
+              numpy_helper.from_array(np.array([n, k // block], np.int64), f"{head}.as_table_scales_shape")]
+    reshapes = [helper.make_node("Reshape", [matmul.input[1], shapes[0].name], [f"{head}/table"],
+                                 name=f"{embedding}/TableReshape"),
+                helper.make_node("Reshape", [matmul.input[2], shapes[1].name], [f"{head}/table_scales"],
+                                 name=f"{embedding}/ScalesReshape")]
+    inputs = [f"{head}/table", gather.input[1], f"{head}/table_scales"]
+    if len(matmul.input) > 3:  # uint8 zero points, one per block
+        shapes.append(numpy_helper.from_array(np.array([n, k // block], np.int64), f"{head}.as_table_zp_shape"))
+        reshapes.append(helper.make_node("Reshape", [matmul.input[3], shapes[-1].name], [f"{head}/table_zp"],
+                                         name=f"{embedding}/ZeroPointReshape"))
+        inputs.append(f"{head}/table_zp")
+    lookup = helper.make_node("GatherBlockQuantized", inputs, list(gather.output),
+                              name=f"{embedding}/GatherBlockQuantized", domain="com.microsoft",
+                              gather_axis=0, quantize_axis=1, block_size=block, bits=8)
+    position = list(graph.node).index(gather)
+    graph.node.remove(gather)
+    for offset, node in enumerate([*reshapes, lookup]):
+        graph.node.insert(position + offset, node)
+    graph.initializer.extend(shapes)
+    table = inits[gather.input[0]]
+    if not any(table.name in n.input for n in graph.node):
+        graph.initializer.remove(table)
+    return True

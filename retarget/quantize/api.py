@@ -13,6 +13,7 @@ from retarget.quantize.configs import FloatConfig, IntWeightOnlyConfig, KeepSour
 from retarget.quantize.modules import QuantLinear
 from retarget.quantize.weight import QuantizedWeight, quantize_rtn
 
+LM_HEAD_GROUP = 32
 Handler = Callable[[str, nn.Linear, QuantConfig, dict[str, QuantizedWeight]], QuantizedWeight | None]
 _HANDLERS: dict[type[QuantConfig], Handler] = {}
 
@@ -31,7 +32,7 @@ def register_handler(config_type: type[QuantConfig]) -> Callable[[Handler], Hand
 def _rtn(name: str, linear: nn.Linear, config: QuantConfig, source: dict[str, QuantizedWeight]) -> QuantizedWeight:
     assert isinstance(config, IntWeightOnlyConfig)
     if name == "lm_head" and config.lm_head_bits != config.bits:
-        return quantize_rtn(linear.weight, config.lm_head_bits, linear.in_features, symmetric=True)
+        return quantize_rtn(linear.weight, config.lm_head_bits, LM_HEAD_GROUP, symmetric=True)
     group = config.group_size or linear.in_features
     return quantize_rtn(linear.weight, config.bits, group, config.symmetric)
 
@@ -45,6 +46,15 @@ def _keep(name: str, linear: nn.Linear, config: QuantConfig,
 @register_handler(FloatConfig)
 def _float(name: str, linear: nn.Linear, config: QuantConfig, source: dict[str, QuantizedWeight]) -> None:
     return None
+
+
+def ties_embedding(model: nn.Module) -> bool:
+    """True if the input embedding and lm_head hold the same weights (tied, or untied copies)."""
+    head, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or emb is None:
+        return False
+    head_w = head.reference_weight(emb.weight.dtype) if isinstance(head, QuantLinear) else head.weight
+    return head_w is emb.weight or (head_w.shape == emb.weight.shape and torch.equal(head_w, emb.weight))
 
 
 def untie_lm_head(model: nn.Module) -> None:
@@ -74,6 +84,7 @@ def quantize_(model: nn.Module, config: QuantConfig,
     if isinstance(config, KeepSourceConfig) and not source:
         raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors)",
                             field="--recipe")
+    tied = ties_embedding(model)
     if config.include_lm_head:
         untie_lm_head(model)
     layers = linear_layers(model, config.include_lm_head)
@@ -88,4 +99,8 @@ def quantize_(model: nn.Module, config: QuantConfig,
             replaced += 1
         if progress and task is not None:
             progress.advance(task)
+    head = model.get_output_embeddings()
+    if tied and isinstance(head, QuantLinear):  # keep them tied: the embedding reads lm_head's blocks
+        emb = model.get_input_embeddings()
+        emb.weight.data.copy_(head.reference_weight(emb.weight.dtype))
     return replaced

@@ -6,10 +6,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from retarget.errors import RetargetError
-from retarget.export.matmulnbits import lowered_nodes, pack_matmulnbits
+from retarget.export.matmulnbits import lower_tied_embedding, lowered_nodes, pack_matmulnbits
 from retarget.quantize.weight import QuantizedWeight, quantize_rtn
 
 
@@ -70,3 +70,23 @@ def test_8bit_float_zero_points_refused() -> None:
     qw = QuantizedWeight(torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 1), torch.full((4, 1), 3.5), 8, 32)
     with pytest.raises(RetargetError, match="integer zero points"):
         pack_matmulnbits(qw)
+
+
+def test_tied_embedding_reads_lm_head_blocks() -> None:
+    """A Gather over the float table becomes GatherBlockQuantized over lm_head's 8-bit MatMulNBits blocks."""
+    vocab, k = 64, 96
+    qw = quantize_rtn(torch.randn(vocab, k, generator=torch.Generator().manual_seed(4)), 8, 32, True)
+    table = qw.dequantize().numpy()
+    nodes, inits = lowered_nodes(qw, "H", "logits", "lm_head")
+    gather = helper.make_node("Gather", ["model.embed_tokens.weight", "ids"], ["H"],
+                              name="/model/embed_tokens/Gather")
+    inits.append(numpy_helper.from_array(table, "model.embed_tokens.weight"))
+    graph = helper.make_graph([gather, *nodes], "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, vocab])], inits)
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    assert lower_tied_embedding(model)
+    assert "model.embed_tokens.weight" not in {t.name for t in model.graph.initializer}
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = np.array([0, 5, 63])
+    np.testing.assert_allclose(sess.run(None, {"ids": ids})[0], table[ids] @ table.T, rtol=1e-4, atol=1e-3)

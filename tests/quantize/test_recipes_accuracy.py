@@ -41,6 +41,6 @@ def test_recipe_perplexity_bound(smollm2, evaluator, recipe: str) -> None:
     ratio = score.perplexity / evaluator.fp32.perplexity
     assert ratio <= BOUNDS[recipe], f"{recipe}: ppl {score.perplexity:.3f} vs fp32 {evaluator.fp32.perplexity:.3f}"
     if recipe == "keep":
-        assert score.kl_to_reference < 1e-6  # the GGUF's own blocks: the same model
+        assert score.kl_to_reference < 1e-5  # the GGUF's own blocks: the same model (reference kept in fp16)
     else:
         assert score.kl_to_reference > 0
