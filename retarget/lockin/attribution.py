@@ -93,4 +93,5 @@ def shapley(mv: ModelVariants, g: HardwareProfile, h: HardwareProfile, ev: Evalu
     for p in players:
         shares[p] = sum(weights[len(s)] * (values[s] - values[s | {p}])  # type: ignore[operator]
                         for s in values if p not in s)
-    return {"total": values[frozenset()], "shares": shares, "players": players}
+    return {"total": values[frozenset()], "shares": shares, "players": players, "unit": "log LI",
+            "provenance": "predicted", "method": "exact Shapley values"}

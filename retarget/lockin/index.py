@@ -118,6 +118,7 @@ def cell_dict(recipe: CellRecipe, phase: str) -> dict[str, Any]:
     out["tokens_s_per_device"] = recipe.tokens_s_per_device
     out["tokens_s"] = recipe.tokens_s
     out["describe"] = recipe.describe()
+    out["provenance"] = {"kind": "predicted", "model": MODEL_NAME, "numbers": "every number in this recipe"}
     if pred is not None:
         mem = pred.memory
         out["memory"] = {"weights_gb": mem.weights_gb, "kv_cache_gb": mem.kv_cache_gb,

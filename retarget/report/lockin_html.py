@@ -102,7 +102,8 @@ def _summary_table(matrix: dict[str, Any]) -> str:
         shares = s["mean_log_shares"]
         top = max(shares, key=lambda f: abs(shares[f])) if shares else None
         rows.append([_e(m["name"]), _e(m["home"]), _e(", ".join(m["features"]) or "none"),
-                     _num(s["geomean_li"]["value"]), f"{_num(worst[1])} ({_e(worst[0])})",
+                     _num(s["geomean_li"]["value"]),
+                     f"{_num(worst[1])} ({_e(worst[0])})" if worst[1] and worst[1] > 1.005 else _num(worst[1]),
                      f"{_e(_FEATURE_NAMES.get(top, '-'))} {_num(shares.get(top) if top else None, '+.3f')}"])
     return _table(["model", "home device", "features", "geomean LI", "worst LI (device)",
                    "largest mean share of log LI"], rows, {3, 4})

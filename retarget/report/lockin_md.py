@@ -29,9 +29,10 @@ def li_table(matrix: dict[str, Any]) -> str:
     for m in matrix["models"]:
         cells = [(d, c["li"]["value"]) for d, c in m["cells"].items() if c["li"]["value"]]
         worst = max(cells, key=lambda dc: dc[1]) if cells else ("–", None)
+        worst_text = f"{_n(worst[1])} ({worst[0]})" if worst[1] and worst[1] > 1.005 else _n(worst[1])
         row = [m["name"], ", ".join(m["features"]) or "–", m["home"],
                *(_n(m["cells"][d]["li"]["value"]) for d in cols), _n(m["summary"]["geomean_li"]["value"]),
-               f"{_n(worst[1])} ({worst[0]})", _top(m["summary"]["mean_log_shares"])]
+               worst_text, _top(m["summary"]["mean_log_shares"])]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
