@@ -18,10 +18,10 @@ SCALES = {"scale_compute": "peak_tflops", "scale_bandwidth": "mem_bw_gb_s",
 def split_overrides(items: list[str], profile_ids: list[str]) -> dict[str | None, dict[str, str]]:
     """['fp8=0', 'h20.scale_compute=2'] -> {None: {'fp8': '0'}, 'h20': {'scale_compute': '2'}}."""
     out: dict[str | None, dict[str, str]] = {}
+    ids = sorted(set(profile_ids), key=len, reverse=True)  # ids may hold dots: the longest match wins
     for key, value in parse_overrides(items).items():
-        prefix, dot, rest = key.partition(".")
-        target = prefix if dot and prefix in profile_ids else None
-        out.setdefault(target, {})[rest if target else key] = value
+        target = next((i for i in ids if key.startswith(i + ".")), None)
+        out.setdefault(target, {})[key[len(target) + 1:] if target else key] = value
     return out
 
 

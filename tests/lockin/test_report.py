@@ -84,3 +84,27 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
     r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     coloured = ((abs(r - b) > 40) | (abs(r - g) > 40)).mean()  # heatmap cells are red or blue, text is grey
     assert coloured > 0.02, f"only {coloured:.1%} of the screenshot is coloured"
+
+
+def test_default_run_covers_every_registry_model_on_every_profile(tmp_path: Path) -> None:
+    from retarget.hw_profiles import list_profiles
+    from retarget.models.registry import load_registry
+
+    matrix = run(out=tmp_path / "all")
+    assert [m["name"] for m in matrix["models"]] == list(load_registry())
+    ids = [p.id for p in list_profiles()]
+    assert all(list(m["cells"]) == ids for m in matrix["models"])
+    scored = sum(c["li"]["value"] is not None for m in matrix["models"] for c in m["cells"].values())
+    assert scored > 0.8 * len(ids) * len(matrix["models"])
+
+
+@pytest.mark.slow
+def test_default_run_takes_under_five_seconds(tmp_path: Path) -> None:
+    """The issue's bar; run on an otherwise idle machine (`make test-slow`)."""
+    import sys
+    import time
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "retarget.cli", "lockin", "--out", str(tmp_path / "t")],
+                   check=True, capture_output=True)
+    assert time.perf_counter() - start < 5.0
