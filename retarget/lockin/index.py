@@ -3,14 +3,13 @@
     LI(M, h) = [T(M, g) / T(M, h)] / [T(R(M), g) / T(R(M), h)]
 
 T = predicted tokens/s per device of the best recipe (recipe.py) for the workload; g = the home device:
-the registry's stated hardware, else the device M fits best on (fewest devices, then the highest
-T(M, h) / T(R(M), h)); R(M) = the portable reference (variants.reference). Throughput is per device so
+the registry's stated hardware, else the device M fits best on (the highest tokens/s per device, so
+fewer devices or faster ones); R(M) = the portable reference (variants.reference). Throughput is per device so
 that a model needing more devices on h pays for them, as a deployment would.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +43,6 @@ class Evaluator:
             self._cache[k] = best_recipe(self._compact[key], profile, self.workload, self._footprint, key,
                                          self._timings, time_key)
         return self._cache[k]
-
 
     def home(self, spec: ModelSpec, key: Any, g: HardwareProfile) -> CellRecipe:
         """Best recipe on the home device G, cached apart from the target columns: a home passed in may
@@ -128,6 +126,3 @@ def cell_dict(recipe: CellRecipe, phase: str) -> dict[str, Any]:
         out["assumptions"] = pred.assumptions
     return out
 
-
-def log_li(li: float | None) -> float | None:
-    return math.log(li) if li is not None else None

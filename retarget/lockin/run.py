@@ -20,9 +20,8 @@ from retarget.lockin.recipe import get_workload
 from retarget.lockin.whatif import apply_all, split_overrides
 from retarget.models.registry import get_spec, load_registry
 from retarget.outdir import atomic_dir, check_writable
+from retarget.report.lockin_md import DEBATE_DEVICES
 
-# Devices the debate is about, shown as columns when the full matrix is too wide for a terminal.
-KEY_DEVICES = ("h20", "ascend-910b", "h800-sxm", "ascend-910c", "mi300x", "b200", "h100-sxm", "tpu-v5p")
 MAX_COLUMNS = 9
 
 
@@ -38,7 +37,7 @@ def render_table(matrix: dict[str, Any], width: int = 200) -> Table:
     geometric-mean LI and the feature with the largest mean share of log LI."""
     ids = [p["id"] for p in matrix["profiles"]]
     room = max(2, min(MAX_COLUMNS, (width - 50) // 9))
-    cols = ids if len(ids) <= room else [d for d in KEY_DEVICES if d in ids][:room]
+    cols = ids if len(ids) <= room else [d for d in DEBATE_DEVICES if d in ids][:room]
     table = Table(title=f"Lock-in index LI(M, h), workload {matrix['workload']['name']} (predicted)",
                   box=box.SIMPLE_HEAD, pad_edge=False,
                   caption=None if cols == ids else f"{len(ids)} devices: full matrix in lockin.csv / lockin.html")

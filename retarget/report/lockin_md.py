@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-DEBATE_DEVICES = ("h100-sxm", "h800-sxm", "h20", "ascend-910b", "ascend-910c", "mi300x", "b200")
+# The devices the lock-in debate is about, in the order tables show them (China-market parts first).
+DEBATE_DEVICES = ("h20", "h800-sxm", "ascend-910b", "ascend-910c", "h100-sxm", "mi300x", "b200")
 
 
 def _n(x: float | None, spec: str = ".2f") -> str:
