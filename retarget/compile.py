@@ -113,7 +113,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             task = progress.add_task("generate + measure speed", total=2)
             chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": CHAT_PROMPT}],
                                                         add_generation_prompt=True)
-            generated = runtime.generate(chat, 32, eos=loaded.tokenizer.eos_token_id)
+            generated = runtime.generate(chat, 32, stop=frozenset(loaded.tokenizer.all_special_ids))
             progress.advance(task)
             speed = runtime.speed()
             progress.advance(task)

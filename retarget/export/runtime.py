@@ -52,13 +52,13 @@ class OrtCausalLM:
         out, _ = self.forward(ids.numpy(), self.empty_past())
         return torch.from_numpy(out[0])
 
-    def generate(self, prompt: list[int], max_new_tokens: int, eos: int | None = None) -> list[int]:
-        """Greedy decoding with the KV cache."""
+    def generate(self, prompt: list[int], max_new_tokens: int, stop: frozenset[int] = frozenset()) -> list[int]:
+        """Greedy decoding with the KV cache, until a STOP token or MAX_NEW_TOKENS."""
         logits, past = self.forward(np.array([prompt]), self.empty_past())
         new: list[int] = []
         for _ in range(max_new_tokens):
             token = int(logits[0, -1].argmax())
-            if token == eos:
+            if token in stop:
                 break
             new.append(token)
             logits, past = self.forward(np.array([[token]]), past)
