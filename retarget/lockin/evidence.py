@@ -46,3 +46,36 @@ def load_evidence(profiles: list[HardwareProfile], path: Path | None = None) -> 
     return {"source": str(path.name), "provenance": matrix.get("provenance", "measured"),
             "method": matrix.get("method", ""), "triton_version": matrix.get("triton_version"),
             "date": matrix.get("date"), "formats": formats, "devices": devices}
+
+
+def _matrix_format(fmt: str, native: str, fnuz: bool) -> str | None:
+    """The kernel matrix's format name for a recipe format (None: plain BF16/FP16 matmuls)."""
+    if fmt == "fp8":
+        return "fp8-e4m3fnuz" if fnuz else ("fp8-e4m3-block128" if "block" in native else "fp8-e4m3")
+    if fmt == "int8":
+        return "w8a8-int8"
+    if fmt.startswith(("mxfp4", "nvfp4")):
+        return "mxfp4"
+    if fmt.startswith("int4"):
+        return "int4-g128"
+    return None
+
+
+def annotate(matrix: dict[str, Any], evidence: dict[str, Any] | None) -> None:
+    """Add to every cell's recipe `kernels`: {format: verdict} of the Triton kernels its low-bit formats
+    need on the device's compiler target (from EVIDENCE; nothing when there is none)."""
+    if not evidence:
+        return
+    fnuz = {p["id"]: p.get("fp8_variant") == "fnuz" for p in matrix["profiles"]}
+    for m in matrix["models"]:
+        natives = m["native_format"]
+        for device, cell in m["cells"].items():
+            verdicts = evidence["devices"].get(device, {}).get("verdicts", {})
+            recipe = cell["recipe"]
+            found = {}
+            for group, fmt in (("linear", recipe["weight_format"]), ("experts", recipe["expert_format"])):
+                native = natives.get(group, natives.get("linear", natives.get("all", "")))
+                name = _matrix_format(fmt, native, fnuz.get(device, False))
+                if name is not None:
+                    found[name] = verdicts.get(name, "no Triton backend")
+            recipe["kernels"] = found

@@ -110,7 +110,8 @@ def profile_summary(p: HardwareProfile) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "vendor": p.vendor, "family": p.family, "memory_gb": p.memory_gb,
             "mem_bw_gb_s": p.mem_bw_gb_s, "interconnect_gb_s": p.interconnect_gb_s,
             "peak_tflops": dict(p.peak_tflops), "native_formats": list(p.native_formats),
-            "compiler_target": p.compiler_target, "sources": list(p.sources), "overridden": sorted(
+            "compiler_target": p.compiler_target, "fp8_variant": p.fp8_variant, "sources": list(p.sources),
+            "overridden": sorted(
                 k for k, v in p.provenance.items() if v.kind == "override")}
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from retarget.hw_profiles import list_profiles, load_profile
-from retarget.lockin.evidence import load_evidence
+from retarget.lockin.evidence import annotate, load_evidence
 from retarget.lockin.matrix import lockin_matrix
 from retarget.lockin.recipe import get_workload
 from retarget.lockin.whatif import apply_all, split_overrides
@@ -90,6 +90,7 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
     matrix["overrides"] = list(overrides or [])
     evidence = load_evidence(profiles, kernels_json)
     matrix["kernel_evidence"] = evidence
+    annotate(matrix, evidence)
     with atomic_dir(Path(out)) as tmp:
         png = _start(write_heatmap, matrix, tmp / "lockin.png")  # matplotlib is slow: draw meanwhile
         write_json(matrix, tmp / "lockin.json")

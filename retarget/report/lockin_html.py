@@ -118,12 +118,14 @@ def _recipes(matrix: dict[str, Any]) -> str:
             mem = r.get("memory", {})
             shares = a.get("shares", {})
             att = ", ".join(f"{_FEATURE_NAMES[f]} {v:+.3f}" for f, v in shares.items() if abs(v) >= 5e-4)
+            kernels = ", ".join(f"{f}: {v}" for f, v in r.get("kernels", {}).items())
             rows.append([_e(d), _num(c["li"]["value"]), _e(r["describe"]), _num(r["tokens_s_per_device"], ".1f"),
                          _num(ref["tokens_s_per_device"], ".1f"),
                          f"{_num(mem.get('per_device_gb'), '.1f')} / {_num(mem.get('usable_per_device_gb'), '.1f')}",
-                         _e(r.get("bottleneck", "-")), _e(att or a.get("error", ""))])
+                         _e(r.get("bottleneck", "-")), _e(kernels or "-"), _e(att or a.get("error", ""))])
         table = _table(["device", "LI", "recipe (conversions; devices)", "tok/s per device", "R(M) tok/s per device",
-                        "GB per device / usable", "bottleneck", "shares of log LI"], rows, {1, 3, 4})
+                        "GB per device / usable", "bottleneck", "Triton kernels (compiled)", "shares of log LI"],
+                       rows, {1, 3, 4})
         parts.append(f"<details><summary>{_e(m['name'])}: home {_e(m['home'])} ({_e(m['home_why'])}); "
                      f"home recipe: {_e(m['home_recipe']['describe'])}</summary>{table}</details>")
     return "".join(parts)

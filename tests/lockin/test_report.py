@@ -108,3 +108,22 @@ def test_default_run_takes_under_five_seconds(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "retarget.cli", "lockin", "--out", str(tmp_path / "t")],
                    check=True, capture_output=True)
     assert time.perf_counter() - start < 5.0
+
+
+def test_kernel_evidence_is_read_and_missing_file_skipped(tmp_path: Path) -> None:
+    """A portability matrix (the shape retarget.kernels.portability writes) annotates the recipes; without
+    one the report says so and still renders."""
+    fake = {"provenance": "measured", "method": "test", "triton_version": "0", "date": "today",
+            "evidence": {"sm_80": {"w8a8-int8": {"verdict": "native"}, "mxfp4": {"verdict": "upcast"}}}}
+    path = tmp_path / "kernels.json"
+    path.write_text(json.dumps(fake))
+    matrix = run(["deepseek-v3", "gpt-oss-120b"], ["a100-80g-sxm", "ascend-910b"], "decode-b1", [],
+                 tmp_path / "with", kernels_json=path)
+    cells = {m["name"]: m["cells"] for m in matrix["models"]}
+    assert cells["deepseek-v3"]["a100-80g-sxm"]["recipe"]["kernels"] == {"w8a8-int8": "native"}
+    assert cells["gpt-oss-120b"]["a100-80g-sxm"]["recipe"]["kernels"] == {"mxfp4": "upcast"}
+    assert cells["deepseek-v3"]["ascend-910b"]["recipe"]["kernels"] == {"w8a8-int8": "no Triton backend"}
+    missing = run(["deepseek-v3"], ["h20"], "decode-b1", [], tmp_path / "without",
+                  kernels_json=tmp_path / "absent.json")
+    assert missing["kernel_evidence"] is None
+    assert "No kernel portability matrix" in (tmp_path / "without" / "lockin.html").read_text()
