@@ -43,12 +43,13 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.eval.metrics import Evaluator, torch_logits_fn
     from retarget.export.onnx_export import export_quantized, write_accuracy_variant
     from retarget.export.runtime import OrtCausalLM
-    from retarget.hw_profiles import load_profile
+    from retarget.hw_profiles import list_profiles, load_profile
     from retarget.models.load import check_model_ref, load_model
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
     from retarget.quantize import QuantLinear, config_from_name, quantize_
     from retarget.quantize.api import ties_embedding, untie_lm_head
+    from retarget.report.compile_predictions import predictions_on_profiles
     from retarget.report.compile_report import write_report
 
     # fail fast on bad input, before any heavy work
@@ -120,6 +121,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             timings["verify_s"] = time.perf_counter() - t0
 
             loaded.tokenizer.save_pretrained(tmp)
+            across_devices = predictions_on_profiles(spec, plan.weight_format, list_profiles())
             report = {
                 "retarget_version": provenance.machine()["versions"]["retarget"],
                 "model": {"ref": model_ref, "path": str(loaded.path), "source_format": loaded.source_format,
@@ -147,6 +149,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                     "decode_tokens_per_s": provenance.measured(speed["decode_tokens_per_s"], "tokens/s",
                                                                decode_tokens=speed["decode_tokens"], batch=1),
                 },
+                "predicted_on_profiles": across_devices,
                 "timings_s": timings,
                 "out": str(out),
             }

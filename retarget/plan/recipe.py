@@ -37,8 +37,20 @@ class Recipe:
     def name(self) -> str:
         return self.weights.name
 
+    @property
+    def weight_format(self) -> str:
+        """The number format retarget.perf predicts with (keep: GGUF Q4_1 = 4-bit, g32 scale and minimum)."""
+        if isinstance(self.weights, KeepSourceConfig):
+            return "int4-g32-asym"
+        if isinstance(self.weights, IntWeightOnlyConfig) and self.weights.bits == 4:
+            return f"int4-g{self.weights.group_size}-{'sym' if self.weights.symmetric else 'asym'}"
+        if isinstance(self.weights, IntWeightOnlyConfig):
+            return f"int{self.weights.bits}"
+        return "fp32"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "name": self.name, "weights": self.weights.to_dict(),
+        return {"version": self.version, "name": self.name, "weight_format": self.weight_format,
+                "weights": self.weights.to_dict(),
                 "lowering": self.lowering, "accuracy_level": self.accuracy_level, "why": self.why}
 
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from retarget.report import compile_predictions
+
 
 def _v(entry: dict[str, Any], fmt: str) -> str:
     return format(entry["value"], fmt)
@@ -46,6 +48,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"> {ort['generation']['text'].strip()}",
         "",
+        *compile_predictions.markdown(r["predicted_on_profiles"]),
     ]
     return "\n".join(lines)
 
