@@ -10,9 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Formats with a dense peak rate in `peak_tflops` (TOPS for int8); fp4 = the FP4 tensor rate (NVFP4/MXFP4).
-PeakFormat = Literal["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "int8", "fp4"]
-PEAK_FORMATS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "int8", "fp4")
+# Formats with a dense peak rate in `peak_tflops` (TOPS for int8); fp4 = the FP4 tensor rate (NVFP4/MXFP4);
+# fp16 = fp16 inputs with fp32 accumulation; fp16_acc16 = fp16 accumulation, listed only where it is faster
+# (GeForce tensor cores run it at twice the fp32-accumulate rate).
+PeakFormat = Literal["fp32", "tf32", "bf16", "fp16", "fp16_acc16", "fp8_e4m3", "int8", "fp4"]
+PEAK_FORMATS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp16_acc16", "fp8_e4m3", "int8", "fp4")
 
 # Families group devices that share an architecture generation and software stack; perf efficiency factors
 # are looked up per family (see retarget/perf/efficiency.yaml).

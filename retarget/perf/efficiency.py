@@ -28,6 +28,7 @@ class Efficiency:
     interconnect: float
     collective_latency_us: float
     overhead_us_per_layer: float
+    fp16_accumulate: bool = False
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -59,7 +60,22 @@ def efficiency(
         interconnect=base["interconnect"],
         collective_latency_us=base["collective_latency_us"],
         overhead_us_per_layer=eng.get("overhead_us_per_layer", 0.0),
+        fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
     )
+
+
+@dataclass(frozen=True)
+class MultiNode:
+    """How tensor parallelism crosses nodes: devices per node, NIC bandwidth per device, extra latency."""
+
+    devices_per_node: int
+    nic_gb_s_per_device: float
+    latency_us: float
+
+
+def multi_node() -> MultiNode:
+    """The multi-node assumptions of efficiency.yaml."""
+    return MultiNode(**_table()["multi_node"])
 
 
 def capped(eff: Efficiency) -> Efficiency:

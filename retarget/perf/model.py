@@ -2,7 +2,8 @@
 
 Per op class: time = max(FLOPs / (eta_c * peak), bytes / (eta_m * BW)); a step is the sum over op classes,
 plus collectives (ring all-reduce for tensor parallelism, all-to-all for expert parallelism) and a fixed
-per-layer overhead (kernel launches, synchronisation) of the engine. Efficiency factors: efficiency.yaml.
+per-layer overhead (kernel launches, synchronisation) of the engine. Tensor parallelism beyond one node
+all-reduces hierarchically over the nodes' NICs. Efficiency factors and node assumptions: efficiency.yaml.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 from retarget.errors import RetargetError
 from retarget.hw_profiles.schema import HardwareProfile
 from retarget.models.spec import ModelSpec
-from retarget.perf.efficiency import Efficiency, capped, efficiency
+from retarget.perf.efficiency import Efficiency, capped, efficiency, multi_node
 from retarget.perf.formats import NumberFormat, compute_format, get_format
 from retarget.perf.ops import ACT_BYTES, OpCost, Step, step_costs
 from retarget.perf.prediction import MemoryBreakdown, OpTime, PhaseTime, Prediction
@@ -59,8 +60,17 @@ def _comm_time(
             "comm", 0.0, msg * (devices - 1), (devices - 1) * (msg / link + latency), "interconnect"
         )
     calls = sum(g.count * (1 + (g.mlp is not None)) for g in spec.blocks)
-    moved = calls * 2 * (devices - 1) / devices * msg
-    return OpTime("comm", 0.0, moved, moved / link + calls * latency, "interconnect")
+    node = multi_node()
+    local = min(devices, node.devices_per_node)
+    moved = calls * 2 * (local - 1) / local * msg
+    seconds = moved / link + calls * latency
+    if devices > local:  # hierarchical: each device all-reduces its 1/local shard across nodes over its NIC
+        nodes = math.ceil(devices / local)
+        across = calls * 2 * (nodes - 1) / nodes * msg / local
+        nic = node.nic_gb_s_per_device * 1e9 * eff.interconnect
+        moved += across
+        seconds += across / nic + calls * node.latency_us * 1e-6
+    return OpTime("comm", 0.0, moved, seconds, "interconnect")
 
 
 def _phase(
@@ -77,7 +87,10 @@ def _phase(
     )
 
     def peak(fmt: NumberFormat) -> float:
-        return compute_format(fmt, profile.peak_tflops)[1]
+        name, rate = compute_format(fmt, profile.peak_tflops)
+        if eff.fp16_accumulate and name in ("bf16", "fp16"):  # weights dequantised to fp16, fp16 accumulate
+            return max(rate, profile.peak_tflops.get("fp16_acc16", 0.0))
+        return rate
 
     bf16 = peak(get_format("bf16"))
     peaks = {
