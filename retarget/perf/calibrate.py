@@ -36,6 +36,14 @@ def loss(plans: list[tuple[object, float]], factors: dict[str, float]) -> float:
 def fit(path: Path, rounds: int = 6, points: int = 9) -> tuple[dict[str, float], float, int]:
     """Fitted factors, final loss and number of calibration rows."""
     plans = calibration_plans(path)
+    factors, final = fit_plans(plans, rounds, points)
+    return factors, final, len(plans)
+
+
+def fit_plans(
+    plans: list[tuple[object, float]], rounds: int = 6, points: int = 9
+) -> tuple[dict[str, float], float]:
+    """Engine factors minimising `loss` over PLANS, and that loss."""
     best = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0}
     spans = {k: (hi - lo) / 2 for k, (lo, hi) in BOUNDS.items()}
     current = loss(plans, best)
@@ -50,7 +58,24 @@ def fit(path: Path, rounds: int = 6, points: int = 9) -> tuple[dict[str, float],
                 if trial_loss < current:
                     best, current = trial, trial_loss
             spans[key] /= 3
-    return {k: round(v, 3) for k, v in best.items()}, current, len(plans)
+    return {k: round(v, 3) for k, v in best.items()}, current
+
+
+def cross_validate(path: Path) -> list[dict[str, object]]:
+    """Leave-one-device-out over the calibration rows: refit without one device, predict that device's rows.
+    One entry per held-out profile with its absolute percentage errors."""
+    plans = calibration_plans(path)
+    out: list[dict[str, object]] = []
+    for held in sorted({plan.profile.id for plan, _ in plans}):  # type: ignore[attr-defined]
+        train = [(plan, m) for plan, m in plans if plan.profile.id != held]  # type: ignore[attr-defined]
+        factors, _ = fit_plans(train)
+        errors = [
+            abs(predict_plan(plan, factors)[0] / m - 1) * 100  # type: ignore[arg-type]
+            for plan, m in plans
+            if plan.profile.id == held  # type: ignore[attr-defined]
+        ]
+        out.append({"held_out": held, "factors": factors, "abs_errors_pct": errors})
+    return out
 
 
 def write_factors(factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> None:

@@ -301,9 +301,11 @@ def report_dict(path: Path, results: list[RowResult]) -> dict[str, Any]:
 
 def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = None) -> dict[str, Any]:
     """Validate PATH; optionally write the JSON report and the markdown table. Returns the report."""
+    from retarget.perf.calibrate import cross_validate
     from retarget.perf.validate_report import to_markdown
 
     report = report_dict(path, validate_rows(read_measurements(path)))
+    report["cross_validation"] = cross_validate(path)
     if json_out:
         _write_atomic(Path(json_out), json.dumps(report, indent=1, default=str), "--json")
     if markdown_out:

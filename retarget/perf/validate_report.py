@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from rich.console import Console
@@ -67,6 +68,13 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             skipped.add_row(str(r["index"]), r["model"], r["hardware"], r["phase"], r["metric"], r["skipped"])
     console.print(skipped)
     console.print(summary_table(report))
+    if report.get("cross_validation"):
+        cv = Table(title="Leave-one-device-out cross-validation of the fitted llama.cpp factors")
+        for col in ("held-out device", "rows", "MAPE %", "factors fitted without it"):
+            cv.add_column(col)
+        for row in cv_rows(report):
+            cv.add_row(*row)
+        console.print(cv)
 
 
 def summary_table(report: dict[str, Any]) -> Table:
@@ -76,6 +84,24 @@ def summary_table(report: dict[str, Any]) -> Table:
     for s in report["summary"]:
         table.add_row(s["split"], s["phase"], str(s["rows"]), f"{s['mape_pct']:.1f}", f"{s['mdape_pct']:.1f}")
     return table
+
+
+def cv_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(held-out device, rows, MAPE %, refitted factors) per fold, then the pooled line."""
+    folds = report.get("cross_validation", [])
+    out = [
+        (
+            f["held_out"],
+            str(len(f["abs_errors_pct"])),
+            f"{statistics.fmean(f['abs_errors_pct']):.1f}",
+            ", ".join(f"{k} {v:g}" for k, v in f["factors"].items()),
+        )
+        for f in folds
+    ]
+    pooled = [e for f in folds for e in f["abs_errors_pct"]]
+    if pooled:
+        out.append(("all folds (pooled)", str(len(pooled)), f"{statistics.fmean(pooled):.1f}", ""))
+    return out
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -93,10 +119,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         "How a row is predicted: per op class (dense GEMMs, routed experts, attention, SSM scans, LM",
         "head) the model counts FLOPs and bytes for one step, takes max(FLOPs / (eta_c x peak),",
-        "bytes / (eta_m x bandwidth)), adds tensor-parallel all-reduces over the device link and a",
-        "fixed per-layer overhead of the engine. Decode rows use the mean cache length of the run;",
-        "`b=max` throughput rows run as many sequences as fit in memory (capped at the engine's",
-        "default batch limit) and count prefill plus decode time.",
+        "bytes / (eta_m x bandwidth)), adds tensor-parallel all-reduces over the device link (and,",
+        "beyond 8 devices, hierarchically over one 400 Gb/s NIC per device between nodes) and a",
+        "fixed per-layer overhead of the engine. llama.cpp's CUDA GEMMs accumulate in fp16, so they",
+        "run at the profile's `fp16_acc16` peak where one is published (GeForce: 2x the fp32-",
+        "accumulate rate). Decode rows use the mean cache length of the run; `b=max` throughput rows",
+        "run as many sequences as fit in memory (capped at the engine's default batch limit) and",
+        "count prefill plus decode time.",
         "",
         "| split | phase | rows | MAPE % | MdAPE % |",
         "|---|---|---:|---:|---:|",
@@ -105,6 +134,19 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"| {s['split']} | {s['phase']} | {s['rows']} | {s['mape_pct']:.1f} | {s['mdape_pct']:.1f} |"
         for s in report["summary"]
     ]
+    if report.get("cross_validation"):
+        lines += [
+            "",
+            "Leave-one-device-out cross-validation of the only fitted numbers (the llama.cpp engine",
+            "factors): each calibration device's rows are predicted with factors refitted on the other",
+            "devices' rows. The `evaluation` rows above are out of sample already: nothing is fitted on",
+            "them (their engines and devices use published or assumed priors; the Apple rows share the",
+            "calibration rows' source and llama.cpp build, but not their device).",
+            "",
+            "| held-out device | rows | MAPE % | factors fitted without it |",
+            "|---|---:|---:|---|",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in cv_rows(report)]
     lines += ["", "| " + " | ".join(_COLS) + " |", "|" + "---|" * len(_COLS)]
     for r in report["rows"]:
         if not r["skipped"]:

@@ -128,3 +128,36 @@ def test_whole_grid_is_fast() -> None:
             predict(spec, profile)
     assert time.perf_counter() - start < 3.0
     assert len(specs) * len(profiles) >= 30 * 27
+
+
+def test_llama_cpp_gemms_run_at_the_fp16_accumulate_rate_on_geforce() -> None:
+    """ggml-cuda multiplies in fp16 with fp16 accumulation; Ada's whitepaper lists that at 330.3 dense TFLOPS,
+    2x the 165.2 of fp32 accumulation. Without a published fp16_acc16 peak the rate is unchanged."""
+    spec, rtx = get_spec("llama-3.1-8b"), load_profile("rtx-4090")
+    without = rtx.model_copy(update={"peak_tflops": {k: v for k, v in rtx.peak_tflops.items() if k != "fp16_acc16"}})
+
+    def gemm_s(profile: object, engine: str) -> float:
+        pred = predict(spec, profile, prompt_len=4096, weight_format="fp16", engine=engine, engine_factors=IDEAL)
+        return next(op.time_s for op in pred.prefill.ops if op.op_class == "gemm")
+
+    assert gemm_s(without, "llama.cpp") / gemm_s(rtx, "llama.cpp") == pytest.approx(330.3 / 165.2, rel=0.01)
+    assert gemm_s(rtx, "tuned") == pytest.approx(gemm_s(without, "tuned"))  # tuned stacks accumulate in fp32
+    h100 = load_profile("h100-sxm")  # Hopper: same rate for both accumulations, so no fp16_acc16 entry
+    assert gemm_s(h100, "llama.cpp") == pytest.approx(gemm_s(h100, "tuned"))
+
+
+def test_tensor_parallel_across_two_nodes_adds_the_nic_hop() -> None:
+    """TP16 on 8-GPU nodes: each all-reduce moves the intra-node ring bytes plus, per device, its 1/8 shard
+    across the two nodes (2 * (2-1)/2 of it) over a 50 GB/s NIC (DGX H100: one 400 Gb/s port per GPU)."""
+    spec, h100 = get_spec("llama-3.1-70b"), load_profile("h100-sxm")
+
+    def comm(devices: int) -> object:
+        pred = predict(spec, h100, batch=64, ctx=1024, devices=devices, weight_format="fp8", engine_factors=IDEAL)
+        return next(op for op in pred.decode.ops if op.op_class == "comm")
+
+    calls, msg = 2 * 80, 64 * 8192 * 2  # (attention + MLP) x 80 layers; 64 tokens x hidden 8192 x bf16
+    ring = calls * 2 * 7 / 8 * msg
+    across = calls * 2 * (1 / 2) * msg / 8
+    assert comm(8).bytes == pytest.approx(ring)
+    assert comm(16).bytes == pytest.approx(ring + across)
+    assert comm(16).time_s - comm(8).time_s >= across / 50e9
