@@ -45,6 +45,7 @@ COLUMNS = (
     "metric",
     "value",
 )
+HIGH_CONFIDENCE = "all, excl. low-confidence"
 PHASE_GROUPS = {"decode": "decode", "prefill": "prefill", "offline-throughput": "throughput"}
 
 
@@ -97,6 +98,7 @@ class RowResult:
     profile: str = ""
     skipped: str = ""
     outlier: str = ""
+    low_confidence: bool = False  # the source's notes flag the row low-confidence
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -263,20 +265,25 @@ def validate_rows(
             res.profile = plan.profile.id
             res.split = "calibration" if in_calibration_split(row, plan.profile) else "evaluation"
             res.outlier = is_outlier(row)
+            res.low_confidence = bool(re.search(r"low[- ]confidence", row.get("notes", ""), re.I))
         results.append(res)
     return results
 
 
 def summarise(results: list[RowResult]) -> list[dict[str, Any]]:
-    """MAPE / MdAPE per (split, phase group) and overall, outliers excluded."""
+    """MAPE / MdAPE per (split, phase group) and overall, outliers excluded; a last split repeats `all`
+    without the rows whose source notes say low confidence (shown beside the headline, never instead)."""
     scored = [r for r in results if r.error_pct is not None and not r.outlier]
     groups: dict[tuple[str, str], list[float]] = {}
     for r in scored:
         phase = PHASE_GROUPS.get(r.phase, r.phase)
-        for split in (r.split, "all"):
+        splits = (r.split, "all") if r.low_confidence else (r.split, "all", HIGH_CONFIDENCE)
+        for split in splits:
             for ph in (phase, "overall"):
                 groups.setdefault((split, ph), []).append(abs(r.error_pct))  # type: ignore[arg-type]
-    order = {"calibration": 0, "evaluation": 1, "all": 2}
+    if not any(r.low_confidence for r in scored):
+        groups = {k: v for k, v in groups.items() if k[0] != HIGH_CONFIDENCE}
+    order = {"calibration": 0, "evaluation": 1, "all": 2, HIGH_CONFIDENCE: 3}
     return [
         {
             "split": s,

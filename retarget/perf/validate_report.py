@@ -127,6 +127,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         "run as many sequences as fit in memory (capped at the engine's default batch limit) and",
         "count prefill plus decode time.",
         "",
+        "The headline is the `all` split. `all, excl. low-confidence` repeats it without the rows whose",
+        "source notes say low confidence (the 16xH100 DeepSeek-R1 row, backend not stated); it is shown",
+        "beside the headline, not instead of it.",
+        "",
         "| split | phase | rows | MAPE % | MdAPE % |",
         "|---|---|---:|---:|---:|",
     ]

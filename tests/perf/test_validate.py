@@ -181,3 +181,16 @@ def test_cli_unwritable_output_exits_2(tmp_path: Path) -> None:
         env={"COLUMNS": "300"},
     )
     assert result.exit_code == 2 and "--json" in result.output
+
+
+@needs_shared
+def test_low_confidence_rows_stay_in_the_headline(report: dict) -> None:
+    """Rows the source notes call low-confidence count in `all`; the extra split only leaves them out."""
+    with SHARED.open() as f:
+        flagged_notes = {i for i, row in enumerate(csv.DictReader(f)) if "low confidence" in row["notes"].lower()}
+    scored = [r for r in report["rows"] if r["predicted"] is not None and not r["outlier"]]
+    flagged = [r for r in scored if r["low_confidence"]]
+    assert flagged and {r["index"] for r in flagged} <= flagged_notes
+    summary = {(s["split"], s["phase"]): s["rows"] for s in report["summary"]}
+    assert summary[("all", "overall")] == len(scored)
+    assert summary[("all, excl. low-confidence", "overall")] == len(scored) - len(flagged)
