@@ -162,8 +162,9 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
 
     FOOTPRINT caches (weights + KV GB, one-device activations GB) per (KEY, formats), which do not depend
     on the device, so the device count is found without a one-device trial prediction. TIMINGS caches
-    predictions per (KEY, formats, TIME_KEY, devices), TIME_KEY naming the device up to its memory
-    capacity (which changes only the fit)."""
+    predictions per (KEY, formats, TIME_KEY, devices, link bandwidth when devices > 1), TIME_KEY naming the
+    device up to its memory capacity and interconnect (which change only the fit, and the collectives of
+    more than one device)."""
     lin_native, exp_native = _group_formats(spec)
     weight, note_w = convert(lin_native, profile)
     expert, note_e = convert(exp_native, profile) if spec.is_moe else (weight, None)
@@ -173,7 +174,7 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
     footprint = {} if footprint is None else footprint
 
     def run(devices: int) -> Prediction:
-        tkey = (fkey, time_key, devices)
+        tkey = (fkey, time_key, devices, profile.interconnect_gb_s if devices > 1 else None)
         if timings is not None and time_key is not None and tkey in timings:
             return _with_capacity(timings[tkey], profile)
         pred = predict(spec, profile, batch=workload.batch, ctx=workload.ctx, prompt_len=workload.prompt_len,

@@ -53,20 +53,44 @@ def render_table(matrix: dict[str, Any], width: int = 200) -> Table:
     return table
 
 
-def _start(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
-    """Run FN(*ARGS) in a forked process where fork exists (else now); returns the wait function."""
+def _paint(conn: Any, other_end: Any, path: Path) -> None:
+    """Painter process: import matplotlib while the matrix is computed, then draw the one it is sent."""
+    from retarget.report.lockin_png import prepare, write_heatmap
+
+    other_end.close()  # the fork copied the sender's end; closed here, recv sees EOF when the sender closes
+    prepare()
+    try:
+        matrix = conn.recv()
+    except EOFError:  # the run failed before the matrix was ready
+        return
+    write_heatmap(matrix, path)
+
+
+def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+    """(send, wait) of a forked process drawing the heatmap to PATH (matplotlib's import and drawing take
+    seconds, which overlap with the matrix and the other files); without fork, send draws in place."""
     if "fork" not in multiprocessing.get_all_start_methods():
-        fn(*args)
-        return lambda: None
-    proc = multiprocessing.get_context("fork").Process(target=fn, args=args)
+        from retarget.report.lockin_png import write_heatmap
+
+        return (lambda matrix: write_heatmap(matrix, path)), (lambda: None)
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_paint, args=(child, parent, path))
     proc.start()
+    child.close()
+    sent = []
+
+    def send(matrix: dict[str, Any]) -> None:
+        parent.send(matrix)
+        sent.append(True)
 
     def wait() -> None:
+        parent.close()
         proc.join()
-        if proc.exitcode != 0:
-            raise RuntimeError(f"{fn.__name__} failed in its worker process (exit code {proc.exitcode})")
+        if sent and proc.exitcode != 0:
+            raise RuntimeError(f"drawing {path.name} failed in its worker process (exit code {proc.exitcode})")
 
-    return wait
+    return send, wait
 
 
 def run(models: list[str] | None = None, targets: list[str] | None = None, workload: str = "decode-b1",
@@ -75,7 +99,6 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
     """Build the lock-in matrix, print it, write the report files to OUT; returns the matrix dict."""
     from retarget.report.lockin_html import write_html
     from retarget.report.lockin_md import write_markdown
-    from retarget.report.lockin_png import write_heatmap
     from retarget.report.lockin_tables import write_csv, write_json
 
     console = console or Console()
@@ -86,18 +109,21 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
     profiles = [load_profile(t) for t in targets] if targets else list_profiles()
     split = split_overrides(overrides or [], [p.id for p in list_profiles()] + [p.id for p in profiles])
     profiles = apply_all(profiles, split)
-    matrix = lockin_matrix(specs, profiles, wl, overrides=split)
-    matrix["overrides"] = list(overrides or [])
-    evidence = load_evidence(profiles, kernels_json)
-    matrix["kernel_evidence"] = evidence
-    annotate(matrix, evidence)
     with atomic_dir(Path(out)) as tmp:
-        png = _start(write_heatmap, matrix, tmp / "lockin.png")  # matplotlib is slow: draw meanwhile
-        write_json(matrix, tmp / "lockin.json")
-        write_csv(matrix, tmp / "lockin.csv")
-        write_html(matrix, evidence, tmp / "lockin.html")
-        write_markdown(matrix, tmp / "lockin.md")
-        png()
+        draw, drawn = _painter(tmp / "lockin.png")
+        try:
+            matrix = lockin_matrix(specs, profiles, wl, overrides=split)
+            matrix["overrides"] = list(overrides or [])
+            evidence = load_evidence(profiles, kernels_json)
+            matrix["kernel_evidence"] = evidence
+            annotate(matrix, evidence)
+            draw(matrix)
+            write_json(matrix, tmp / "lockin.json")
+            write_csv(matrix, tmp / "lockin.csv")
+            write_html(matrix, evidence, tmp / "lockin.html")
+            write_markdown(matrix, tmp / "lockin.md")
+        finally:
+            drawn()
     console.print(render_table(matrix, console.width))
     console.print(f"{len(specs)} models x {len(profiles)} devices in {time.perf_counter() - start:.1f} s; "
                   f"wrote {out}/lockin.{{json,csv,png,html,md}}")

@@ -11,12 +11,18 @@ from retarget.report.lockin_tables import li_grid
 LABEL_FROM = 0.1  # |log2 LI| from which a cell gets its number printed
 
 
-def write_heatmap(matrix: dict[str, Any], path: Path) -> None:
-    """Models x devices, colour = log2 LI (blue: travels better than a plain model, red: worse), grey
-    where the model does not run; each cell printed with its LI."""
+def prepare() -> None:
+    """Import matplotlib with the Agg backend (no display needed); slow, so callers may do it early."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
+def write_heatmap(matrix: dict[str, Any], path: Path) -> None:
+    """Models x devices, colour = log2 LI (blue: travels better than a plain model, red: worse), grey
+    where the model does not run; cells away from 1 printed with their LI."""
+    prepare()
     import matplotlib.pyplot as plt
     import numpy as np
 

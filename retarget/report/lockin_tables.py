@@ -23,7 +23,8 @@ def li_grid(matrix: dict[str, Any]) -> tuple[list[str], list[str], list[list[flo
 
 
 def write_json(matrix: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(matrix, indent=1, default=str))
+    """Compact JSON: an indented dump takes Python's slow encoder (the file is 2 MB for the full matrix)."""
+    path.write_text(json.dumps(matrix, default=str))
 
 
 def _fmt(x: float | None, spec: str = ".4g") -> str:

@@ -127,3 +127,18 @@ def test_kernel_evidence_is_read_and_missing_file_skipped(tmp_path: Path) -> Non
                   kernels_json=tmp_path / "absent.json")
     assert missing["kernel_evidence"] is None
     assert "No kernel portability matrix" in (tmp_path / "without" / "lockin.html").read_text()
+
+
+def test_error_inside_the_matrix_exits_2_cleanly(tmp_path: Path) -> None:
+    """An error raised while the matrix is computed (here in the worker processes: no memory bandwidth)
+    ends the run with exit 2, leaves no output or temporary folder, and stops the painter process."""
+    import sys
+
+    models = "deepseek-v3,gpt-oss-20b,qwen3-8b,gemma-3-1b,jamba-v0.1,mixtral-8x7b,olmo-2-7b,smollm2-135m"
+    out = tmp_path / "failed"
+    proc = subprocess.run([sys.executable, "-m", "retarget.cli", "lockin", "--models", models, "--targets",
+                           "h20,l4", "--set", "mem_bw_gb_s=none", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "no memory bandwidth" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
