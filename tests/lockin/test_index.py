@@ -40,14 +40,18 @@ def test_plain_registry_model_is_its_own_reference() -> None:
 
 @pytest.fixture
 def no_fixed_costs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Per-layer launch overhead and collective latency are wall-clock constants of the software, not
-    device peaks; they are the only terms that do not scale with the peaks, so this test removes them."""
+    """Per-layer launch overhead and collective latency are wall-clock constants of the software, and the
+    inter-node NIC (efficiency.yaml `multi_node`) is a platform constant, none of them device peaks; they
+    are the only terms that do not scale with the peaks, so this test removes them (one node, no fixed
+    costs)."""
     real = perf_model.efficiency
+    node = perf_model.multi_node()
 
     def efficiency(*args, **kwargs):
         return replace(real(*args, **kwargs), overhead_us_per_layer=0.0, collective_latency_us=0.0)
 
     monkeypatch.setattr(perf_model, "efficiency", efficiency)
+    monkeypatch.setattr(perf_model, "multi_node", lambda: replace(node, devices_per_node=10**6))
 
 
 SCALE_ALL = {"scale_compute": "2.5", "scale_bandwidth": "2.5", "scale_interconnect": "2.5"}
