@@ -43,6 +43,6 @@ def write_heatmap(matrix: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Lock-in index LI(M, h), workload {w['name']} (predicted; grey: does not run; "
                  f"unlabelled: {2 ** -LABEL_FROM:.2f} < LI < {2 ** LABEL_FROM:.2f})", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01).set_label("log2 LI", fontsize=8)
-    fig.subplots_adjust(left=0.14, bottom=0.16, right=0.97, top=0.95)
+    fig.subplots_adjust(left=0.14, bottom=0.14, right=0.95, top=0.95)
     fig.savefig(path)
     plt.close(fig)
