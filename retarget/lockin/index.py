@@ -68,8 +68,15 @@ class ModelVariants:
         self._variants: dict[frozenset[str], ModelSpec] = {}
 
     @classmethod
-    def of(cls, spec: ModelSpec) -> ModelVariants:
-        return cls(spec, tuple(features_of(spec)))
+    def of(cls, spec: ModelSpec, context: int | None = None) -> ModelVariants:
+        """SPEC's features; with CONTEXT, windows no shorter than it (and no sinks) are left out: they
+        change no prediction at that context, so their share is exactly 0 and skipping them halves the work."""
+        features = features_of(spec)
+        if context and "window" in features and not any(
+                g.attention.sinks or (g.attention.window or context) < context
+                for g in spec.blocks if g.attention is not None):
+            features.remove("window")
+        return cls(spec, tuple(features))
 
     def variant(self, features: frozenset[str]) -> ModelSpec:
         """The model with FEATURES (a subset of self.features) neutralised; all of them = R(M)."""

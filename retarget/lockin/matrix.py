@@ -84,7 +84,7 @@ def model_row(spec: ModelSpec, profiles: list[HardwareProfile], ev: Evaluator,
               home: HardwareProfile | None = None, attribute: bool = True,
               overrides: Overrides = None) -> dict[str, Any]:
     """One model's row: home device, features, reference, and a cell per profile."""
-    mv = ModelVariants.of(spec)
+    mv = ModelVariants.of(spec, max(ev.workload.ctx, ev.workload.prompt_len))
     by_id = {p.id: p for p in profiles}
     g, why = choose_home(mv, profiles, ev, home or _stated_home(spec, by_id, overrides))
     ref = reference(spec)
