@@ -33,9 +33,7 @@ def _table(head: list[str], rows: list[list[str]], numeric: set[int] | None = No
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
-def _heatmap(matrix: dict[str, Any]) -> Any:
-    import plotly.graph_objects as go
-
+def _heatmap(matrix: dict[str, Any]) -> dict[str, Any]:
     models, devices, grid = li_grid(matrix)
     z = [[math.log2(v) if v else None for v in row] for row in grid]
     text = [[f"{v:.2f}" if v else "-" for v in row] for row in grid]
@@ -50,47 +48,53 @@ def _heatmap(matrix: dict[str, Any]) -> Any:
                         f"{_num(mem.get('per_device_gb'), '.1f')} GB per device")
         hover.append(line)
     lim = max([0.5] + [abs(v) for row in z for v in row if v is not None])
-    fig = go.Figure(go.Heatmap(z=z, x=devices, y=models, text=text, texttemplate="%{text}",
-                               textfont={"size": 9}, customdata=hover,
-                               hovertemplate="%{customdata}<br>LI %{text}<extra></extra>",
-                               colorscale="RdBu_r", zmid=0, zmin=-lim, zmax=lim,
-                               colorbar={"title": "log2 LI"}, hoverongaps=False))
-    fig.update_layout(height=260 + 22 * len(models), margin={"l": 140, "r": 20, "t": 30, "b": 120},
-                      yaxis={"autorange": "reversed"}, plot_bgcolor="#d9d9d9",
-                      title=f"LI(M, h), workload {matrix['workload']['name']} (grey: does not run)")
-    return fig
+    trace = {"type": "heatmap", "z": z, "x": devices, "y": models, "text": text, "texttemplate": "%{text}",
+             "textfont": {"size": 9}, "customdata": hover,
+             "hovertemplate": "%{customdata}<br>LI %{text}<extra></extra>", "colorscale": _scale("RdBu_r"),
+             "zmid": 0, "zmin": -lim, "zmax": lim, "colorbar": {"title": {"text": "log2 LI"}},
+             "hoverongaps": False}
+    return {"data": [trace], "layout": _grid_layout(
+        len(models), f"LI(M, h), workload {matrix['workload']['name']} (grey: does not run)")}
 
 
-def _attribution_bars(matrix: dict[str, Any]) -> Any:
-    import plotly.graph_objects as go
+def _scale(name: str) -> list[list[Any]]:
+    """A named plotly (Python-side) colour scale as explicit stops: plotly.js names differ in direction."""
+    import plotly.colors as pc
 
+    colours = getattr(pc.diverging, name, None) or getattr(pc.sequential, name)
+    return [[i / (len(colours) - 1), c] for i, c in enumerate(colours)]
+
+
+def _grid_layout(rows: int, title: str) -> dict[str, Any]:
+    return {"height": 260 + 22 * rows, "margin": {"l": 140, "r": 20, "t": 30, "b": 120},
+            "yaxis": {"autorange": "reversed"}, "plot_bgcolor": "#d9d9d9", "title": {"text": title}}
+
+
+def _attribution_bars(matrix: dict[str, Any]) -> dict[str, Any]:
     rows = [m for m in matrix["models"] if m["summary"]["mean_log_shares"]]
-    fig = go.Figure()
+    traces = []
     for f in FEATURES:
         xs = [m["summary"]["mean_log_shares"].get(f, 0.0) for m in rows]
         if any(abs(x) > 1e-9 for x in xs):
-            fig.add_trace(go.Bar(name=_FEATURE_NAMES[f], x=xs, y=[m["name"] for m in rows], orientation="h"))
-    fig.update_layout(barmode="relative", height=220 + 22 * len(rows), margin={"l": 140, "r": 20, "t": 30},
-                      yaxis={"autorange": "reversed"}, xaxis={"title": "mean share of log LI over devices"},
-                      title="Which features cause the lock-in (Shapley shares, averaged over devices)")
-    return fig
+            traces.append({"type": "bar", "name": _FEATURE_NAMES[f], "x": xs, "y": [m["name"] for m in rows],
+                           "orientation": "h"})
+    layout = {"barmode": "relative", "height": 220 + 22 * len(rows), "margin": {"l": 140, "r": 20, "t": 30},
+              "yaxis": {"autorange": "reversed"}, "xaxis": {"title": {"text": "mean share of log LI over devices"}},
+              "title": {"text": "Which features cause the lock-in (Shapley shares, averaged over devices)"}}
+    return {"data": traces, "layout": layout}
 
 
-def _memory_fit(matrix: dict[str, Any]) -> Any:
-    import plotly.graph_objects as go
-
+def _memory_fit(matrix: dict[str, Any]) -> dict[str, Any]:
     models, devices, _ = li_grid(matrix)
     counts = [[m["cells"][d]["recipe"]["devices"] if m["cells"][d]["recipe"]["runs"] else None for d in devices]
               for m in matrix["models"]]
     z = [[math.log2(c) if c else None for c in row] for row in counts]
     text = [[str(c) if c else "no" for c in row] for row in counts]
-    fig = go.Figure(go.Heatmap(z=z, x=devices, y=models, text=text, texttemplate="%{text}", textfont={"size": 9},
-                               colorscale="YlOrRd", showscale=False, hoverongaps=False,
-                               hovertemplate="%{y} on %{x}: %{text} device(s)<extra></extra>"))
-    fig.update_layout(height=260 + 22 * len(models), margin={"l": 140, "r": 20, "t": 30, "b": 120},
-                      yaxis={"autorange": "reversed"}, plot_bgcolor="#d9d9d9",
-                      title="Devices each model needs to fit (best recipe; 'no': does not fit)")
-    return fig
+    trace = {"type": "heatmap", "z": z, "x": devices, "y": models, "text": text, "texttemplate": "%{text}",
+             "textfont": {"size": 9}, "colorscale": _scale("YlOrRd"), "showscale": False, "hoverongaps": False,
+             "hovertemplate": "%{y} on %{x}: %{text} device(s)<extra></extra>"}
+    return {"data": [trace],
+            "layout": _grid_layout(len(models), "Devices each model needs to fit (best recipe; 'no': does not fit)")}
 
 
 def _summary_table(matrix: dict[str, Any]) -> str:
@@ -170,9 +174,12 @@ recipes at their BF16 rate.</p>
 
 def write_html(matrix: dict[str, Any], evidence: dict[str, Any] | None, path: Path) -> None:
     """The report page: summary, LI heatmap, attribution bars, memory fit, recipes, kernels, methodology."""
+    import plotly.io as pio
+
     figs = [_heatmap(matrix), _attribution_bars(matrix), _memory_fit(matrix)]
-    divs = [f.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig{i}", config={"responsive": True})
-            for i, f in enumerate(figs)]
+    # plain figure dicts, not validated graph objects: building those costs more than everything else here
+    divs = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), div_id=f"fig{i}", validate=False,
+                        config={"responsive": True}) for i, f in enumerate(figs)]
     w = matrix["workload"]
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>retarget lock-in report</title>
 <style>{_CSS}</style></head><body>
