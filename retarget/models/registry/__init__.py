@@ -87,7 +87,7 @@ def registry_entries() -> dict[str, RegistryEntry]:
     entries: dict[str, RegistryEntry] = {}
     for path in sorted(REGISTRY_DIR.glob("*.yaml")):
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             entry = RegistryEntry.model_validate({**data, "path": _display_path(path)})
         except (yaml.YAMLError, TypeError) as err:
             raise RetargetError(f"not a YAML mapping: {err}", source=_display_path(path)) from None
