@@ -66,11 +66,10 @@ def efficiency(
 
 @dataclass(frozen=True)
 class MultiNode:
-    """How tensor parallelism crosses nodes: devices per node, NIC bandwidth per device, extra latency."""
+    """How tensor parallelism crosses nodes: devices per node, NIC bandwidth as a share of the device link."""
 
     devices_per_node: int
-    nic_gb_s_per_device: float
-    latency_us: float
+    nic_per_link: float
 
 
 def multi_node() -> MultiNode:

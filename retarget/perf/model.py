@@ -67,9 +67,8 @@ def _comm_time(
     if devices > local:  # hierarchical: each device all-reduces its 1/local shard across nodes over its NIC
         nodes = math.ceil(devices / local)
         across = calls * 2 * (nodes - 1) / nodes * msg / local
-        nic = node.nic_gb_s_per_device * 1e9 * eff.interconnect
         moved += across
-        seconds += across / nic + calls * node.latency_us * 1e-6
+        seconds += across / (link * node.nic_per_link) + calls * latency
     return OpTime("comm", 0.0, moved, seconds, "interconnect")
 
 

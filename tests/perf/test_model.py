@@ -148,7 +148,8 @@ def test_llama_cpp_gemms_run_at_the_fp16_accumulate_rate_on_geforce() -> None:
 
 def test_tensor_parallel_across_two_nodes_adds_the_nic_hop() -> None:
     """TP16 on 8-GPU nodes: each all-reduce moves the intra-node ring bytes plus, per device, its 1/8 shard
-    across the two nodes (2 * (2-1)/2 of it) over a 50 GB/s NIC (DGX H100: one 400 Gb/s port per GPU)."""
+    across the two nodes (2 * (2-1)/2 of it) over a NIC of at most 50 GB/s (DGX H100: one 400 Gb/s port per
+    GPU)."""
     spec, h100 = get_spec("llama-3.1-70b"), load_profile("h100-sxm")
 
     def comm(devices: int) -> object:
