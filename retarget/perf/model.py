@@ -195,6 +195,7 @@ def predict(
     decode = _phase(spec, profile, Step(batch, 1, ctx, tp, mla_absorb), fmts, eff, devices, parallelism)
     memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices)
     w_name, _ = compute_format(wfmt, profile.peak_tflops)
+    node = multi_node()
     assumptions = [
         f"weights {wfmt.name} ({wfmt.bits:g} bits) with matmuls at the device's {w_name} rate"
         + ("" if w_name in wfmt.compute[:1] else f" (no {wfmt.compute[0]} peak on {profile.id})"),
@@ -203,7 +204,13 @@ def predict(
         f"(gemm {eff.gemm:.2f}, memory {eff.memory:.2f}, "
         f"overhead {eff.overhead_us_per_layer:g} us/layer)",
         f"{devices} device(s), {parallelism}"
-        + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else ""),
+        + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else "")
+        + (
+            f", {math.ceil(devices / node.devices_per_node)} nodes of {node.devices_per_node}"
+            f" (NIC = {node.nic_per_link:.3g} x device link)"
+            if parallelism == "tp" and devices > node.devices_per_node
+            else ""
+        ),
         f"usable memory {USABLE_MEMORY:.0%} of capacity; prefill in chunks of <= {PREFILL_CHUNK} tokens",
     ]
     if spec.attention_kind == "mla":
