@@ -13,12 +13,15 @@ from retarget.errors import RetargetError
 
 
 def check_writable(out: Path) -> None:
-    """Fail early (before any work) if OUT cannot be created: its parent must be a writable folder."""
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise RetargetError("parent folder does not exist", source=str(out), field="--out")
-    if not os.access(parent, os.W_OK):
-        raise RetargetError("parent folder is not writable", source=str(out), field="--out")
+    """Fail early (before any work) if OUT cannot be created: its nearest existing ancestor must be a
+    writable folder (missing parents are created when the output is written)."""
+    ancestor = out.resolve().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RetargetError(f"{ancestor} is not a folder", source=str(out), field="--out")
+    if not os.access(ancestor, os.W_OK):
+        raise RetargetError(f"{ancestor} is not writable", source=str(out), field="--out")
     if out.exists() and not out.is_dir():
         raise RetargetError("exists and is not a folder", source=str(out), field="--out")
 
@@ -28,6 +31,7 @@ def atomic_dir(out: Path) -> Iterator[Path]:
     """Yield a temporary folder next to OUT; on success replace OUT with it, on failure remove it."""
     out = Path(out)
     check_writable(out)
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
     try:
         yield tmp

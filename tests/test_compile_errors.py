@@ -70,3 +70,12 @@ def test_unwritable_output(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     out = blocker / "out"
     assert_clean_failure(run_compile("--out", str(out)), out, "--out")
+
+
+def test_missing_parents_are_not_an_error(tmp_path: Path) -> None:
+    from retarget.outdir import atomic_dir
+
+    out = tmp_path / "not" / "yet" / "there"
+    with atomic_dir(out) as tmp:
+        (tmp / "report.json").write_text("{}")
+    assert (out / "report.json").is_file()
