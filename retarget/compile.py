@@ -114,7 +114,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             task = progress.add_task("generate + measure speed", total=2)
             chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": CHAT_PROMPT}],
                                                         add_generation_prompt=True)
-            generated = runtime.generate(chat, 32, stop=frozenset(loaded.tokenizer.all_special_ids))
+            generated = runtime.generate(chat, 32, stop=_stop_ids(loaded))
             progress.advance(task)
             speed = runtime.speed()
             progress.advance(task)
@@ -155,6 +155,14 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             }
             write_report(report, tmp)
     return report
+
+
+def _stop_ids(loaded: Any) -> frozenset[int]:
+    """Tokens that end a generation: the tokenizer's special tokens and the model config's EOS ids (the
+    GGUF tokenizer conversion labels <|im_start|> as EOS; the GGUF's own eos_token_id is <|im_end|>)."""
+    eos = loaded.model.config.eos_token_id
+    eos_ids = set(eos) if isinstance(eos, list) else {eos} if eos is not None else set()
+    return frozenset(loaded.tokenizer.all_special_ids) | eos_ids
 
 
 def _measured_score(score: Any) -> dict[str, Any]:
