@@ -90,19 +90,31 @@ def pack_matmulnbits(qw: QuantizedWeight) -> PackedNBits:
     return PackedNBits(b, scale.astype(np.float32).reshape(-1), zp, k, n, qw.bits, block)
 
 
+def float_constant(values: np.ndarray, name: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """A float32 constant NAME, stored as float16 + Cast when that loses nothing (GGUF scales and minimums
+    are fp16 to begin with), so the file is as small as the source; ORT folds the Cast at load."""
+    values = values.astype(np.float32)
+    half = values.astype(np.float16)
+    if not np.allclose(half.astype(np.float32), values, rtol=1e-6, atol=0):
+        return [], [numpy_helper.from_array(values, name)]
+    cast = helper.make_node("Cast", [f"{name}.fp16"], [name], name=f"{name}/Cast", to=onnx.TensorProto.FLOAT)
+    return [cast], [numpy_helper.from_array(half, f"{name}.fp16")]
+
+
 def matmulnbits_node(packed: PackedNBits, a: str, y: str, prefix: str, accuracy_level: int = 0
-                     ) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
-    """A MatMulNBits node reading A and writing Y, plus its initializers (named after PREFIX)."""
-    inits = [numpy_helper.from_array(packed.b, f"{prefix}.qweight"),
-             numpy_helper.from_array(packed.scales, f"{prefix}.scales")]
-    inputs = [a, inits[0].name, inits[1].name]
+                     ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """A MatMulNBits node reading A and writing Y, plus its initializers (named after PREFIX) and the Cast
+    nodes of any scales stored as float16."""
+    nodes, inits = float_constant(packed.scales, f"{prefix}.scales")
+    inits.append(numpy_helper.from_array(packed.b, f"{prefix}.qweight"))
+    inputs = [a, f"{prefix}.qweight", f"{prefix}.scales"]
     if packed.zero_points is not None:
         inits.append(numpy_helper.from_array(packed.zero_points, f"{prefix}.zero_points"))
         inputs.append(inits[-1].name)
-    node = helper.make_node("MatMulNBits", inputs, [y], name=f"{prefix}/MatMulNBits", domain="com.microsoft",
-                            K=packed.k, N=packed.n, bits=packed.bits, block_size=packed.block_size,
-                            accuracy_level=accuracy_level)
-    return node, inits
+    nodes.append(helper.make_node("MatMulNBits", inputs, [y], name=f"{prefix}/MatMulNBits", domain="com.microsoft",
+                                  K=packed.k, N=packed.n, bits=packed.bits, block_size=packed.block_size,
+                                  accuracy_level=accuracy_level))
+    return nodes, inits
 
 
 def lowered_nodes(qw: QuantizedWeight, a: str, y: str, prefix: str, accuracy_level: int = 0
@@ -110,19 +122,19 @@ def lowered_nodes(qw: QuantizedWeight, a: str, y: str, prefix: str, accuracy_lev
     """Nodes computing Y = A @ dequant(QW).T; float zero points become an integer product plus a block-sum term."""
     n, k = qw.shape
     if qw.integer_zero or qw.bits != 4 or k % qw.group_size:
-        node, inits = matmulnbits_node(pack_matmulnbits(qw), a, y, prefix, accuracy_level)
-        return [node], inits
+        return matmulnbits_node(pack_matmulnbits(qw), a, y, prefix, accuracy_level)
     groups = k // qw.group_size
     offset = (-qw.zero * qw.scale).numpy().astype(np.float32)  # [N, G]: what each block adds per unit of A
     zero_free = QuantizedWeight(qw.codes, qw.scale, torch.zeros_like(qw.zero), qw.bits, qw.group_size)
-    node, inits = matmulnbits_node(pack_matmulnbits(zero_free), a, f"{prefix}/integer_part", prefix, accuracy_level)
+    nodes, inits = matmulnbits_node(pack_matmulnbits(zero_free), a, f"{prefix}/integer_part", prefix,
+                                    accuracy_level)
     # block sums as A @ S with S[k, g] = 1 if k // group_size == g: works for A of any rank; shared by name
     summer = f"block_summer_k{k}_g{qw.group_size}"
     s = (np.arange(k)[:, None] // qw.group_size == np.arange(groups)[None, :]).astype(np.float32)
-    inits += [numpy_helper.from_array(s, summer),
-              numpy_helper.from_array(np.ascontiguousarray(offset.T), f"{prefix}.block_offsets")]
-    nodes = [
-        node,
+    offset_nodes, offset_inits = float_constant(np.ascontiguousarray(offset.T), f"{prefix}.block_offsets")
+    inits += [numpy_helper.from_array(s, summer), *offset_inits]
+    nodes += [
+        *offset_nodes,
         helper.make_node("MatMul", [a, summer], [f"{prefix}/a_block_sums"], name=f"{prefix}/BlockSum"),
         helper.make_node("MatMul", [f"{prefix}/a_block_sums", f"{prefix}.block_offsets"], [f"{prefix}/offset_part"],
                          name=f"{prefix}/OffsetMatMul"),
@@ -206,9 +218,13 @@ def lower_tied_embedding(model: onnx.ModelProto, embedding: str = "model.embed_t
     lookup = helper.make_node("GatherBlockQuantized", inputs, list(gather.output),
                               name=f"{embedding}/GatherBlockQuantized", domain="com.microsoft",
                               gather_axis=0, quantize_axis=1, block_size=block, bits=8)
+    # lm_head's float16 scale Casts sit at the end of the graph: move them ahead of the embedding lookup
+    producers = [node for node in graph.node if set(node.output) & set(matmul.input[2:])]
+    for node in producers:
+        graph.node.remove(node)
     position = list(graph.node).index(gather)
     graph.node.remove(gather)
-    for offset, node in enumerate([*reshapes, lookup]):
+    for offset, node in enumerate([*producers, *reshapes, lookup]):
         graph.node.insert(position + offset, node)
     graph.initializer.extend(shapes)
     table = inits[gather.input[0]]

@@ -66,6 +66,21 @@ def test_int8_activation_level_stays_close() -> None:
     assert 0 < rel < 0.02
 
 
+def test_fp16_exact_scales_and_minimums_are_stored_as_fp16() -> None:
+    """GGUF-like blocks (fp16 scale d and minimum m): stored as float16 + Cast, same numbers."""
+    rng = np.random.default_rng(5)
+    n, k, g = 48, 128, 32
+    d = rng.uniform(0.001, 0.05, (n, k // g)).astype(np.float16).astype(np.float32)
+    m = -rng.uniform(0, 0.2, (n, k // g)).astype(np.float16).astype(np.float32)
+    codes = torch.from_numpy(rng.integers(0, 16, (n, k), dtype=np.uint8))
+    qw = QuantizedWeight(codes, torch.from_numpy(d), torch.from_numpy(-m / d), 4, g)
+    nodes, inits = lowered_nodes(qw, "A", "Y", "w")
+    assert {t.name for t in inits} >= {"w.scales.fp16", "w.block_offsets.fp16"}
+    assert [n.op_type for n in nodes].count("Cast") == 2
+    a = rng.standard_normal((2, k)).astype(np.float32)
+    np.testing.assert_allclose(run_single_node(qw, a), numpy_reference(qw, a), rtol=1e-4, atol=1e-4)
+
+
 def test_8bit_float_zero_points_refused() -> None:
     qw = QuantizedWeight(torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 1), torch.full((4, 1), 3.5), 8, 32)
     with pytest.raises(RetargetError, match="integer zero points"):
