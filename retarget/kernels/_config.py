@@ -11,6 +11,17 @@ from typing import Any
 # (wave 64, MFMA, 64-160 KB LDS) and AMD RDNA (wave 32, WMMA, 64 KB LDS).
 FAMILIES = ("nvidia", "amd-cdna", "amd-rdna")
 
+# the config="auto" search space shared by the tiled activation x weight GEMMs (int8, fp8, mxfp4), per family;
+# BLOCK_K in {64, 128} divides the 128-wide fp8 scale block and holds whole 32-element mxfp4 scale blocks
+TILED_GEMM_SPACE = {
+    "nvidia": {"block_m": (16, 32, 64, 128), "block_n": (64, 128, 256), "block_k": (64, 128), "num_warps": (4, 8),
+               "num_stages": (3, 4)},
+    "amd-cdna": {"block_m": (16, 32, 64, 128), "block_n": (64, 128, 256), "block_k": (64, 128),
+                 "num_warps": (4, 8), "num_stages": (1, 2)},
+    "amd-rdna": {"block_m": (16, 32, 64), "block_n": (32, 64, 128), "block_k": (64,), "num_warps": (2, 4),
+                 "num_stages": (1, 2)},
+}
+
 
 @dataclass(frozen=True)
 class KernelConfig:

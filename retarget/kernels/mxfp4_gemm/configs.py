@@ -1,7 +1,7 @@
 """Tile choices per vendor family, as data. Rows: (largest M the entry serves, config).
 BLOCK_K is a multiple of 64 (two 32-element scale blocks: the smallest tl.dot_scaled K step)."""
 
-from retarget.kernels._config import KernelConfig
+from retarget.kernels._config import TILED_GEMM_SPACE, KernelConfig
 
 TILED = {
     "nvidia": [(16, KernelConfig(16, 64, 128, num_warps=4, num_stages=3)),
@@ -15,11 +15,4 @@ TILED = {
 DEQUANT_BLOCK_K = 64
 
 # search space for config="auto" (timed on the device by _config.autotune)
-SPACE = {
-    "nvidia": {"block_m": (16, 32, 64, 128), "block_n": (64, 128, 256), "block_k": (64, 128), "num_warps": (4, 8),
-               "num_stages": (3, 4)},
-    "amd-cdna": {"block_m": (16, 32, 64, 128), "block_n": (64, 128, 256), "block_k": (64, 128),
-                 "num_warps": (4, 8), "num_stages": (1, 2)},
-    "amd-rdna": {"block_m": (16, 32, 64), "block_n": (32, 64, 128), "block_k": (64,), "num_warps": (2, 4),
-                 "num_stages": (1, 2)},
-}
+SPACE = TILED_GEMM_SPACE

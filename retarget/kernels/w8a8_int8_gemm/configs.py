@@ -1,6 +1,6 @@
 """Tile choices per vendor family, as data. Rows: (largest M the entry serves, config)."""
 
-from retarget.kernels._config import KernelConfig
+from retarget.kernels._config import TILED_GEMM_SPACE, KernelConfig
 
 TILED = {
     "nvidia": [(16, KernelConfig(16, 64, 128, num_warps=4, num_stages=4)),
@@ -12,11 +12,4 @@ TILED = {
 }
 
 # search space for config="auto" (timed on the device by _config.autotune)
-SPACE = {
-    "nvidia": {"block_m": (16, 32, 64, 128), "block_n": (64, 128, 256), "block_k": (64, 128), "num_warps": (4, 8),
-               "num_stages": (3, 4)},
-    "amd-cdna": {"block_m": (16, 32, 64, 128), "block_n": (64, 128, 256), "block_k": (64, 128),
-                 "num_warps": (4, 8), "num_stages": (1, 2)},
-    "amd-rdna": {"block_m": (16, 32, 64), "block_n": (32, 64, 128), "block_k": (64,), "num_warps": (2, 4),
-                 "num_stages": (1, 2)},
-}
+SPACE = TILED_GEMM_SPACE
