@@ -47,7 +47,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.models.load import check_model_ref, load_model
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
-    from retarget.quantize import QuantLinear, config_from_name, quantize_
+    from retarget.quantize import QuantLinear, calibration_tokens, config_from_name, quantize_
     from retarget.quantize.api import ties_embedding, untie_lm_head
     from retarget.report.compile_predictions import predictions_on_profiles
     from retarget.report.compile_report import write_report
@@ -78,7 +78,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         reference = loaded.model
         untie_lm_head(reference)
         quantized = copy.deepcopy(reference)
-        replaced = quantize_(quantized, plan.weights, loaded.source_weights, progress)
+        calibration = calibration_tokens(loaded.tokenizer) if plan.weights.needs_calibration else None
+        replaced = quantize_(quantized, plan.weights, loaded.source_weights, progress, calibration=calibration)
         qweights = {name: m.qweight for name, m in quantized.named_modules() if isinstance(m, QuantLinear)}
         timings["quantize_s"] = time.perf_counter() - t0
 

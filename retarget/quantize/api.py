@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from rich.progress import Progress
 from torch import nn
 
 from retarget.errors import RetargetError
+from retarget.quantize.calibration import LayerStats, collect_stats
 from retarget.quantize.configs import FloatConfig, IntWeightOnlyConfig, KeepSourceConfig, QuantConfig
 from retarget.quantize.modules import QuantLinear
 from retarget.quantize.weight import QuantizedWeight, quantize_rtn
 
 LM_HEAD_GROUP = 32
-Handler = Callable[[str, nn.Linear, QuantConfig, dict[str, QuantizedWeight]], QuantizedWeight | None]
+
+
+@dataclass
+class LayerContext:
+    """What a handler may use besides the Linear itself."""
+
+    source: QuantizedWeight | None = None  # the checkpoint's own quantized blocks of this layer, if any
+    stats: LayerStats | None = None  # calibration statistics of its input (configs with needs_calibration)
+
+
+Handler = Callable[[str, nn.Linear, QuantConfig, LayerContext], QuantizedWeight | None]
+# a model-level step run after calibration and before the per-layer handlers (e.g. AWQ's scale folding);
+# it may change float weights and returns the statistics the handlers should see
+Transform = Callable[[nn.Module, QuantConfig, dict[str, LayerStats], Progress | None], dict[str, LayerStats]]
 _HANDLERS: dict[type[QuantConfig], Handler] = {}
+_TRANSFORMS: dict[type[QuantConfig], Transform] = {}
 
 
 def register_handler(config_type: type[QuantConfig]) -> Callable[[Handler], Handler]:
@@ -28,23 +44,40 @@ def register_handler(config_type: type[QuantConfig]) -> Callable[[Handler], Hand
     return wrap
 
 
-@register_handler(IntWeightOnlyConfig)
-def _rtn(name: str, linear: nn.Linear, config: QuantConfig, source: dict[str, QuantizedWeight]) -> QuantizedWeight:
-    assert isinstance(config, IntWeightOnlyConfig)
+def register_transform(config_type: type[QuantConfig]) -> Callable[[Transform], Transform]:
+    """Register a model-level step that runs before the handlers of CONFIG_TYPE (exact type)."""
+
+    def wrap(fn: Transform) -> Transform:
+        _TRANSFORMS[config_type] = fn
+        return fn
+
+    return wrap
+
+
+def lm_head_rtn(name: str, linear: nn.Linear, config: IntWeightOnlyConfig) -> QuantizedWeight | None:
+    """The lm_head treatment shared by the integer recipes: symmetric RTN in blocks of 32 at lm_head_bits
+    (None when lm_head_bits equals bits: the layer is quantized like any other)."""
     if name == "lm_head" and config.lm_head_bits != config.bits:
         return quantize_rtn(linear.weight, config.lm_head_bits, LM_HEAD_GROUP, symmetric=True)
-    group = config.group_size or linear.in_features
-    return quantize_rtn(linear.weight, config.bits, group, config.symmetric)
+    return None
+
+
+@register_handler(IntWeightOnlyConfig)
+def _rtn(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -> QuantizedWeight:
+    assert isinstance(config, IntWeightOnlyConfig)
+    head = lm_head_rtn(name, linear, config)
+    if head is not None:
+        return head
+    return quantize_rtn(linear.weight, config.bits, config.group_size or linear.in_features, config.symmetric)
 
 
 @register_handler(KeepSourceConfig)
-def _keep(name: str, linear: nn.Linear, config: QuantConfig,
-          source: dict[str, QuantizedWeight]) -> QuantizedWeight | None:
-    return source.get(name)
+def _keep(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -> QuantizedWeight | None:
+    return ctx.source
 
 
 @register_handler(FloatConfig)
-def _float(name: str, linear: nn.Linear, config: QuantConfig, source: dict[str, QuantizedWeight]) -> None:
+def _float(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -> None:
     return None
 
 
@@ -74,8 +107,13 @@ def linear_layers(model: nn.Module, include_lm_head: bool = True) -> dict[str, n
 
 @torch.no_grad()
 def quantize_(model: nn.Module, config: QuantConfig,
-              source_weights: dict[str, QuantizedWeight] | None = None, progress: Progress | None = None) -> int:
-    """Quantize MODEL in place with CONFIG; returns how many Linears were replaced."""
+              source_weights: dict[str, QuantizedWeight] | None = None, progress: Progress | None = None,
+              calibration: list[int] | None = None, stats: dict[str, LayerStats] | None = None) -> int:
+    """Quantize MODEL in place with CONFIG; returns how many Linears were replaced.
+
+    Configs with `needs_calibration` read input statistics of every Linear but lm_head: pass STATS from
+    `collect_stats` (reusable across configs), or CALIBRATION token ids (e.g. `calibration_tokens(tokenizer)`)
+    and they are collected here from MODEL as it is (float)."""
     handler = _HANDLERS.get(type(config)) or next(
         (h for t, h in _HANDLERS.items() if isinstance(config, t)), None)
     if handler is None:
@@ -88,10 +126,20 @@ def quantize_(model: nn.Module, config: QuantConfig,
     if config.include_lm_head:
         untie_lm_head(model)
     layers = linear_layers(model, config.include_lm_head)
+    if config.needs_calibration:
+        if stats is None:
+            if not calibration:
+                raise RetargetError(f"recipe {config.name!r} needs calibration tokens (quantize_(..., calibration=))",
+                                    field="--recipe")
+            stats = collect_stats(model, calibration, linear_layers(model, include_lm_head=False), progress=progress)
+        transform = _TRANSFORMS.get(type(config))
+        if transform is not None:
+            stats = transform(model, config, stats, progress)
+    stats = stats or {}
     task = progress.add_task(f"quantize {config.name}", total=len(layers)) if progress else None
     replaced = 0
     for name, linear in layers.items():
-        qweight = handler(name, linear, config, source)
+        qweight = handler(name, linear, config, LayerContext(source.get(name), stats.get(name)))
         if qweight is not None:
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model

@@ -3,12 +3,17 @@
     quantize_(model, Int4WeightOnlyConfig(group_size=128, symmetric=False))   # "int4-g128-asym"
     quantize_(model, Int8WeightOnlyConfig())                                  # "int8-channel-sym"
     quantize_(model, KeepSourceConfig(), source_weights=loaded.source_weights) # "keep"
+
+Recipe strings are parsed by a registry: each module that defines configs registers a name pattern and a
+factory with `register_recipe_name` at import (retarget/quantize/__init__.py imports every such module), so
+`config_from_name` knows every recipe without this file listing them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +25,7 @@ class QuantConfig:
     """Base of every quantization config: versioned, JSON round-trip, named."""
 
     version: ClassVar[int] = 1
+    needs_calibration: ClassVar[bool] = False  # True: quantize_ collects activation statistics first
     include_lm_head: bool = True
 
     @property
@@ -91,21 +97,58 @@ class FloatConfig(QuantConfig):
         return "fp32"
 
 
-_INT_NAME = re.compile(r"int(?P<bits>[2348])-(?:g(?P<group>\d+)|channel)-(?P<sym>sym|asym)")
+@dataclass(frozen=True)
+class RecipeName:
+    """One family of recipe strings: a full-match regex and the config it stands for."""
+
+    pattern: re.Pattern[str]
+    factory: Callable[[re.Match[str]], QuantConfig]
+    example: str
+
+
+_RECIPE_NAMES: list[RecipeName] = []
+
+
+def register_recipe_name(pattern: str, factory: Callable[[re.Match[str]], QuantConfig], example: str) -> None:
+    """Make `config_from_name` parse names matching PATTERN (a regex, matched in full) with FACTORY.
+
+    EXAMPLE describes the family in the unknown-recipe error, e.g. 'int{2,3,4,8}-g{16..}|channel-{sym,asym}'.
+    FACTORY may raise ValueError (from the config's own checks); the user sees it as a recipe error.
+    """
+    _RECIPE_NAMES.append(RecipeName(re.compile(pattern), factory, example))
+
+
+def known_recipe_forms() -> list[str]:
+    """The example of every registered recipe family."""
+    return [entry.example for entry in _RECIPE_NAMES]
 
 
 def config_from_name(name: str) -> QuantConfig:
-    """Parse a recipe string: 'int4-g128-asym', 'int8-channel-sym', 'keep', 'fp32'."""
-    if name == "keep":
-        return KeepSourceConfig()
-    if name == "fp32":
-        return FloatConfig()
-    m = _INT_NAME.fullmatch(name)
-    if m is None:
-        raise RetargetError(f"unknown recipe {name!r}; known forms: int4-g{{32,64,128}}-{{sym,asym}}, "
-                            "int8-channel-sym, int8-g128-asym, keep, fp32", field="--recipe")
-    try:
-        return IntWeightOnlyConfig(bits=int(m["bits"]), group_size=int(m["group"]) if m["group"] else None,
-                                   symmetric=m["sym"] == "sym")
-    except ValueError as err:
-        raise RetargetError(str(err), field="--recipe") from err
+    """Parse a recipe string, e.g. 'int4-g128-asym', 'int8-channel-sym', 'keep', 'fp32'."""
+    import retarget.quantize  # noqa: F401  (registers every recipe family; a no-op once imported)
+
+    for entry in _RECIPE_NAMES:
+        m = entry.pattern.fullmatch(name)
+        if m is None:
+            continue
+        try:
+            return entry.factory(m)
+        except ValueError as err:
+            raise RetargetError(f"recipe {name!r}: {err}", field="--recipe") from err
+    raise RetargetError(f"unknown recipe {name!r}; known forms: {', '.join(known_recipe_forms())}",
+                        field="--recipe")
+
+
+INT_NAME = r"int(?P<bits>\d+)-(?:g(?P<group>\d+)|channel)-(?P<sym>sym|asym)"
+
+
+def int_fields(m: re.Match[str]) -> dict[str, Any]:
+    """bits, group_size and symmetric of a name matched by a pattern containing INT_NAME."""
+    return {"bits": int(m["bits"]), "group_size": int(m["group"]) if m["group"] else None,
+            "symmetric": m["sym"] == "sym"}
+
+
+register_recipe_name("keep", lambda m: KeepSourceConfig(), "keep")
+register_recipe_name("fp32", lambda m: FloatConfig(), "fp32")
+register_recipe_name(INT_NAME, lambda m: IntWeightOnlyConfig(**int_fields(m)),
+                     "int{2,3,4,8}-{g32,g64,g128,channel}-{sym,asym}")

@@ -1,0 +1,111 @@
+"""Calibration: per-Linear input statistics from one pass of the float model over calibration text.
+
+For each Linear with input X [T, K] (all calibration tokens), forward pre-hooks accumulate
+    H = X^T X        float32 [K, K]  (GPTQ's Hessian up to a factor 2/T; AWQ's output-error metric:
+                                      ||dW X^T||^2 = tr(dW H dW^T))
+    mean |x_k|, max |x_k| per input channel [K]  (AWQ, SmoothQuant)
+Linears fed the same tensor in consecutive calls (q/k/v, gate/up in a Llama block) share one LayerStats.
+The text is the calibration corpus (retarget.eval.corpus.CALIBRATION_MODULES), disjoint from the
+evaluation text. Only the decoder body runs (no lm_head: its logits would cost more than the layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from rich.progress import Progress
+from torch import nn
+
+# 16 x 512 = 8k tokens: measured here (2 shared cores) about a minute for SmolLM2-135M; GPTQ on it is
+# within noise of 32 x 512 (see tests/quantize/test_gptq.py's slow test and the issue note).
+DEFAULT_SEQUENCES = 16
+DEFAULT_SEQ_LEN = 512
+BATCH = 4
+
+
+@dataclass
+class LayerStats:
+    """Input statistics of one Linear over the calibration tokens."""
+
+    hessian: torch.Tensor  # [K, K] float32, sum over tokens of x x^T
+    abs_sum: torch.Tensor  # [K] float32, sum over tokens of |x|
+    abs_max: torch.Tensor  # [K] float32
+    tokens: int = 0
+    names: list[str] = field(default_factory=list)  # the Linears that read this input
+
+    @classmethod
+    def empty(cls, k: int) -> LayerStats:
+        return cls(torch.zeros(k, k), torch.zeros(k), torch.zeros(k))
+
+    @property
+    def abs_mean(self) -> torch.Tensor:
+        return self.abs_sum / max(self.tokens, 1)
+
+    def add(self, x: torch.Tensor) -> None:
+        """Accumulate a batch of inputs [..., K]."""
+        x = x.detach().reshape(-1, x.shape[-1]).float()
+        self.hessian.addmm_(x.T, x)
+        self.abs_sum += x.abs().sum(0)
+        self.abs_max = torch.maximum(self.abs_max, x.abs().amax(0))
+        self.tokens += x.shape[0]
+
+
+def calibration_tokens(tokenizer, sequences: int = DEFAULT_SEQUENCES, seq_len: int = DEFAULT_SEQ_LEN) -> list[int]:
+    """The first SEQUENCES * SEQ_LEN tokens of the calibration corpus."""
+    from retarget.eval.corpus import CALIBRATION_MODULES, corpus_text
+
+    ids = tokenizer(corpus_text(CALIBRATION_MODULES), add_special_tokens=False)["input_ids"]
+    need = sequences * seq_len
+    if len(ids) < need:
+        raise ValueError(f"the calibration corpus has {len(ids)} tokens, fewer than {sequences} x {seq_len}")
+    return ids[:need]
+
+
+def _body(model: nn.Module) -> nn.Module:
+    """The decoder without its lm_head (transformers' base_model), or the model itself."""
+    return getattr(model, "base_model", model)
+
+
+@torch.inference_mode()
+def collect_stats(model: nn.Module, tokens: list[int], layers: dict[str, nn.Linear],
+                  seq_len: int = DEFAULT_SEQ_LEN, progress: Progress | None = None) -> dict[str, LayerStats]:
+    """Run MODEL once over TOKENS (cut into sequences of SEQ_LEN) and return the input statistics of LAYERS."""
+    if len(tokens) < seq_len:
+        raise ValueError(f"need at least {seq_len} calibration tokens, got {len(tokens)}")
+    ids = torch.tensor(tokens[: len(tokens) - len(tokens) % seq_len], dtype=torch.long).view(-1, seq_len)
+    stats: dict[str, LayerStats] = {}
+    last: list[tuple[torch.Tensor, LayerStats] | None] = [None]  # the previous hook's input and its stats
+    first_batch = [True]
+
+    def hook(name: str):
+        def fn(module: nn.Module, args: tuple) -> None:
+            x = args[0]
+            if first_batch[0]:
+                prev = last[0]
+                shared = prev is not None and prev[0] is x
+                stats[name] = prev[1] if shared else LayerStats.empty(x.shape[-1])
+                stats[name].names.append(name)
+                last[0] = (x, stats[name])
+                if shared:
+                    return
+            elif stats[name].names[0] != name:
+                return  # a sibling reading the same input already counted it
+            stats[name].add(x)
+        return fn
+
+    handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
+    task = progress.add_task("calibrate (collect statistics)", total=len(ids)) if progress else None
+    try:
+        for batch in ids.split(BATCH):
+            _body(model)(input_ids=batch, use_cache=False)
+            first_batch[0], last[0] = False, None
+            if progress and task is not None:
+                progress.advance(task, len(batch))
+    finally:
+        for h in handles:
+            h.remove()
+    missing = sorted(set(layers) - set(stats))
+    if missing:
+        raise RuntimeError(f"calibration never reached {len(missing)} layers, e.g. {missing[0]}")
+    return stats
