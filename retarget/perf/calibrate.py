@@ -1,7 +1,9 @@
-"""Fit the llama.cpp engine factors (compute scale, memory scale, overhead per layer) on the calibration rows.
+"""Fit the factors of the fitted engines (efficiency.yaml `engines` marked fitted) on their calibration rows.
 
-Objective: sum over calibration rows (outliers excluded) of log(predicted / measured)^2, minimised by
-coordinate search on a shrinking grid (three parameters, a few hundred model evaluations). Nothing else in
+Each fitted engine has a rule in validation_map.yaml `calibration`: which rows it is fitted on, which of its
+factors (compute scale, memory scale, overhead per layer) are free, and how it is cross-validated.
+Objective: sum over the engine's calibration rows (outliers excluded) of log(predicted / measured)^2,
+minimised by coordinate search on a shrinking grid (a few hundred model evaluations). Nothing else in
 efficiency.yaml is fitted; evaluation rows never enter the objective.
 """
 
@@ -9,46 +11,63 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
-from retarget.perf.efficiency import EFFICIENCY_FILE
-from retarget.perf.validate import in_calibration_split, is_outlier, plan_row, predict_plan, read_measurements
+from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry
+from retarget.perf.validate import (
+    RowPlan,
+    calibration_rule,
+    fitted_engines,
+    in_calibration_split,
+    is_outlier,
+    plan_row,
+    predict_plan,
+    read_measurements,
+)
 
 BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 400.0)}
+START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0}
+Plans = list[tuple[RowPlan, float]]
 
 
-def calibration_plans(path: Path) -> list[tuple[object, float]]:
-    """(plan, measured) for each calibration row of the measurements CSV at PATH."""
+def engine_plans(path: Path, engine: str, calibration_only: bool = True) -> Plans:
+    """(plan, measured) for each row of ENGINE in the measurements CSV at PATH (outliers excluded); by
+    default only its calibration rows."""
     out = []
     for row in read_measurements(path):
         plan = plan_row(row)
-        if isinstance(plan, str) or is_outlier(row) or not in_calibration_split(row, plan.profile):
+        if isinstance(plan, str) or is_outlier(row) or plan.kwargs["engine"] != engine:
+            continue
+        if calibration_only and not in_calibration_split(row, plan):
             continue
         out.append((plan, float(row["value"])))
     return out
 
 
-def loss(plans: list[tuple[object, float]], factors: dict[str, float]) -> float:
-    """Sum of squared log errors of the calibration rows under engine FACTORS."""
-    return sum(math.log(predict_plan(plan, factors)[0] / measured) ** 2 for plan, measured in plans)  # type: ignore[arg-type]
+def loss(plans: Plans, factors: dict[str, float]) -> float:
+    """Sum of squared log errors of PLANS under engine FACTORS."""
+    return sum(math.log(predict_plan(plan, factors)[0] / measured) ** 2 for plan, measured in plans)
 
 
-def fit(path: Path, rounds: int = 6, points: int = 9) -> tuple[dict[str, float], float, int]:
-    """Fitted factors, final loss and number of calibration rows."""
-    plans = calibration_plans(path)
-    factors, final = fit_plans(plans, rounds, points)
+def fit(path: Path, engine: str = "llama.cpp", rounds: int = 6, points: int = 9) -> tuple[dict[str, float], float, int]:
+    """Fitted factors of ENGINE, final loss and number of calibration rows."""
+    plans = engine_plans(path, engine)
+    factors, final = fit_plans(plans, engine, rounds, points)
     return factors, final, len(plans)
 
 
-def fit_plans(
-    plans: list[tuple[object, float]], rounds: int = 6, points: int = 9
-) -> tuple[dict[str, float], float]:
-    """Engine factors minimising `loss` over PLANS, and that loss."""
-    best = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0}
-    spans = {k: (hi - lo) / 2 for k, (lo, hi) in BOUNDS.items()}
+def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tuple[dict[str, float], float]:
+    """ENGINE's factors minimising `loss` over PLANS (only the rule's `free` factors move; the others keep
+    their efficiency.yaml values), and that loss."""
+    free = calibration_rule(engine)["free"]  # type: ignore[index]
+    best = {**START, **engine_entry(engine)}
+    best.update({k: START[k] for k in free})
+    spans = {k: (BOUNDS[k][1] - BOUNDS[k][0]) / 2 for k in free}
     current = loss(plans, best)
     for _ in range(rounds):
-        for key, (lo, hi) in BOUNDS.items():
+        for key in free:
+            lo, hi = BOUNDS[key]
             grid = [
                 min(hi, max(lo, best[key] + spans[key] * (2 * i / (points - 1) - 1))) for i in range(points)
             ]
@@ -61,36 +80,48 @@ def fit_plans(
     return {k: round(v, 3) for k, v in best.items()}, current
 
 
+def _folds(plans: Plans, scheme: str) -> Iterable[tuple[str, Plans, Plans]]:
+    """(held-out label, training plans, held-out plans) per fold: by device or by row."""
+    if scheme == "device":
+        for held in sorted({plan.profile.id for plan, _ in plans}):
+            yield held, [p for p in plans if p[0].profile.id != held], [p for p in plans if p[0].profile.id == held]
+    else:
+        for i, (plan, measured) in enumerate(plans):
+            label = f"{plan.profile.id} b={plan.batch or 'max'} {plan.input_len}/{plan.output_len}"
+            yield label, plans[:i] + plans[i + 1 :], [(plan, measured)]
+
+
 def cross_validate(path: Path) -> list[dict[str, object]]:
-    """Leave-one-device-out over the calibration rows: refit without one device, predict that device's rows.
-    One entry per held-out profile with its absolute percentage errors."""
-    plans = calibration_plans(path)
+    """Cross-validation of every fitted engine, as its rule says: `device` = leave one device out over the
+    calibration rows; `row` = leave one row out over all the engine's rows (for an engine whose calibration
+    split is too small to hold rows out of). One entry per fold with its absolute percentage errors."""
     out: list[dict[str, object]] = []
-    for held in sorted({plan.profile.id for plan, _ in plans}):  # type: ignore[attr-defined]
-        train = [(plan, m) for plan, m in plans if plan.profile.id != held]  # type: ignore[attr-defined]
-        factors, _ = fit_plans(train)
-        errors = [
-            abs(predict_plan(plan, factors)[0] / m - 1) * 100  # type: ignore[arg-type]
-            for plan, m in plans
-            if plan.profile.id == held  # type: ignore[attr-defined]
-        ]
-        out.append({"held_out": held, "factors": factors, "abs_errors_pct": errors})
+    for engine in fitted_engines():
+        scheme = calibration_rule(engine)["cv"]  # type: ignore[index]
+        plans = engine_plans(path, engine, calibration_only=scheme == "device")
+        for held, train, test in _folds(plans, scheme):
+            factors, _ = fit_plans(train, engine)
+            errors = [abs(predict_plan(plan, factors)[0] / m - 1) * 100 for plan, m in test]
+            out.append(
+                {"engine": engine, "scheme": scheme, "held_out": held, "factors": factors, "abs_errors_pct": errors}
+            )
     return out
 
 
-def write_factors(factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> None:
-    """Replace the `llama.cpp:` engine line of efficiency.yaml with FACTORS (comments kept)."""
+def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> None:
+    """Replace the `ENGINE:` line of efficiency.yaml's engines with FACTORS (comments kept)."""
     text = path.read_text()
-    line = (
-        f"  llama.cpp: {{compute: {factors['compute']}, memory: {factors['memory']}, "
-        f"overhead_us_per_layer: {factors['overhead_us_per_layer']}}}  # fitted, see `calibration` below"
-    )
-    path.write_text(re.sub(r"^  llama\.cpp: .*$", line, text, count=1, flags=re.M))
+    body = ", ".join(f"{k}: {factors[k]}" for k in ("compute", "memory", "overhead_us_per_layer"))
+    pattern = rf"^  {re.escape(engine)}: \{{[^}}]*\}}"
+    if not re.search(pattern, text, flags=re.M):
+        raise KeyError(f"no `{engine}:` engine line in {path}")
+    path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
 
 
 if __name__ == "__main__":  # python -m retarget.perf.calibrate ../shared/data/measured_benchmarks.csv
     import sys
 
-    fitted, final_loss, n_rows = fit(Path(sys.argv[1]))
-    write_factors(fitted)
-    print(f"llama.cpp factors {fitted} on {n_rows} rows (loss {final_loss:.3f}) -> {EFFICIENCY_FILE}")
+    for name in fitted_engines():
+        fitted, final_loss, n_rows = fit(Path(sys.argv[1]), name)
+        write_factors(name, fitted)
+        print(f"{name} factors {fitted} on {n_rows} rows (loss {final_loss:.4f}) -> {EFFICIENCY_FILE}")

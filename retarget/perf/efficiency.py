@@ -44,6 +44,11 @@ def engines() -> list[str]:
     return list(_table()["engines"])
 
 
+def engine_entry(engine: str) -> dict[str, float]:
+    """The factors efficiency.yaml records for ENGINE (compute, memory, overhead_us_per_layer)."""
+    return dict(_table()["engines"][engine])
+
+
 def efficiency(
     family: str, engine: str = "tuned", engine_factors: dict[str, float] | None = None
 ) -> Efficiency:

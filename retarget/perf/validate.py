@@ -99,6 +99,7 @@ class RowResult:
     skipped: str = ""
     outlier: str = ""
     low_confidence: bool = False  # the source's notes flag the row low-confidence
+    explanation: str = ""  # why the row misses, where validation_map.yaml `explanations` says
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -228,16 +229,38 @@ def is_outlier(row: dict[str, str]) -> str:
     return ""
 
 
-def in_calibration_split(row: dict[str, str], profile: HardwareProfile) -> bool:
-    """The rule in validation_map.yaml `calibration`: one source, one vendor."""
-    rule = _map()["calibration"]
-    return rule["source_contains"] in row["source_url"] and profile.family.startswith(rule["family_prefix"])
+def explanation(row: dict[str, str]) -> str:
+    """The first validation_map.yaml `explanations` entry whose fields all occur in ROW's (substring match)."""
+    for e in _map().get("explanations", []):
+        if all(str(v) in row[k] for k, v in e.items() if k != "why"):
+            return " ".join(e["why"].split())
+    return ""
 
 
-def validate_rows(
-    rows: list[dict[str, str]], engine_factors: dict[str, float] | None = None
-) -> list[RowResult]:
-    """Predict every row it can; ENGINE_FACTORS replaces the llama.cpp engine entry (calibration)."""
+def calibration_rule(engine: str) -> dict[str, Any] | None:
+    """The calibration rule of a fitted ENGINE (validation_map.yaml `calibration`), None for a prior-only one."""
+    return _map()["calibration"].get(engine)
+
+
+def fitted_engines() -> list[str]:
+    """Engines whose factors are fitted (they have a rule in validation_map.yaml `calibration`)."""
+    return list(_map()["calibration"])
+
+
+def in_calibration_split(row: dict[str, str], plan: RowPlan) -> bool:
+    """Whether ROW is one the factors of its engine are fitted on: the engine has a rule in
+    validation_map.yaml `calibration` and the row matches its source, device family and batch sizes."""
+    rule = calibration_rule(plan.kwargs["engine"])
+    return (
+        rule is not None
+        and rule["source_contains"] in row["source_url"]
+        and plan.profile.family.startswith(rule.get("family_prefix", ""))
+        and row["batch_size"].strip() in rule.get("batch_sizes", [row["batch_size"].strip()])
+    )
+
+
+def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
+    """Predict every row it can with the factors of efficiency.yaml."""
     results = []
     for i, row in enumerate(rows):
         try:
@@ -259,12 +282,12 @@ def validate_rows(
         if isinstance(plan, str):
             res.skipped = plan
         else:
-            factors = engine_factors if plan.kwargs["engine"] == "llama.cpp" else None
-            res.predicted, res.details = predict_plan(plan, factors)
+            res.predicted, res.details = predict_plan(plan)
             res.error_pct = (res.predicted - measured) / measured * 100
             res.profile = plan.profile.id
-            res.split = "calibration" if in_calibration_split(row, plan.profile) else "evaluation"
+            res.split = "calibration" if in_calibration_split(row, plan) else "evaluation"
             res.outlier = is_outlier(row)
+            res.explanation = explanation(row)
             res.low_confidence = bool(re.search(r"low[- ]confidence", row.get("notes", ""), re.I))
         results.append(res)
     return results

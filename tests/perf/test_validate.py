@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from retarget.cli import app
 from retarget.perf.calibrate import fit
-from retarget.perf.validate import model_spec, run
+from retarget.perf.validate import fitted_engines, model_spec, run
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "measured_benchmarks.csv"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"shared data not found at {SHARED}")
@@ -72,13 +72,52 @@ def test_validation_only_specs_match_the_published_parameter_counts() -> None:
 
 @needs_shared
 def test_efficiency_file_is_reproduced_by_calibration() -> None:
-    """The fitted llama.cpp factors in efficiency.yaml are what `calibrate.fit` gives on the shared file."""
+    """The fitted engine factors in efficiency.yaml are what `calibrate.fit` gives on the shared file."""
     text = (Path(__file__).resolve().parents[2] / "retarget/perf/efficiency.yaml").read_text()
-    recorded = yaml.safe_load(re.search(r"^  llama\.cpp: (.*?)  #", text, re.M).group(1))
-    fitted, _, rows = fit(SHARED)
-    assert rows >= 10
-    for key, value in recorded.items():
-        assert fitted[key] == pytest.approx(value, rel=0.02)
+    assert set(fitted_engines()) == {"llama.cpp", "vllm-rocm"}
+    for engine, min_rows in (("llama.cpp", 10), ("vllm-rocm", 2)):
+        recorded = yaml.safe_load(re.search(rf"^  {re.escape(engine)}: (\{{.*?\}})", text, re.M).group(1))
+        fitted, _, rows = fit(SHARED, engine)
+        assert rows >= min_rows
+        for key, value in recorded.items():
+            assert fitted[key] == pytest.approx(value, rel=0.02), (engine, key)
+
+
+@needs_shared
+def test_evaluation_rows_do_not_move_the_fit(report: dict, tmp_path: Path) -> None:
+    """Scaling every evaluation row's measured value by 10 leaves the fitted factors unchanged: the
+    calibration split alone determines them (and the MI300X split is batch 1 and 64, as documented)."""
+    with SHARED.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows, fields = list(reader), reader.fieldnames
+    evaluation = {r["index"] for r in report["rows"] if r["split"] == "evaluation"}
+    mi300x = {r["workload"].split()[0]: r["split"] for r in report["rows"] if r["profile"] == "mi300x"}
+    assert mi300x == {"b=1": "calibration", "b=64": "calibration", "b=8": "evaluation", "b=max": "evaluation"}
+    for i in evaluation:
+        rows[i]["value"] = str(float(rows[i]["value"]) * 10)
+    moved = tmp_path / "m.csv"
+    with moved.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    for engine in fitted_engines():
+        assert fit(moved, engine)[0] == fit(SHARED, engine)[0]
+
+
+@needs_shared
+def test_cross_validation_covers_every_fitted_engine(report: dict) -> None:
+    folds = report["cross_validation"]
+    by_engine = {f["engine"]: f["scheme"] for f in folds}
+    assert by_engine == {"llama.cpp": "device", "vllm-rocm": "row"}
+    assert sum(1 for f in folds if f["engine"] == "vllm-rocm") == 4  # every MI300X vLLM row held out once
+    assert all(f["abs_errors_pct"] for f in folds)
+
+
+@needs_shared
+def test_large_misses_are_explained(report: dict) -> None:
+    """Every scored row off by more than half its measured value says why (validation_map.yaml)."""
+    big = [r for r in report["rows"] if r["error_pct"] is not None and abs(r["error_pct"]) > 50 and not r["outlier"]]
+    assert big and all(r["explanation"] for r in big), [r["index"] for r in big if not r["explanation"]]
 
 
 @needs_shared
