@@ -123,6 +123,32 @@ def known_recipe_forms() -> list[str]:
     return [entry.example for entry in _RECIPE_NAMES]
 
 
+def _expand(form: str) -> list[str]:
+    """'a{b,c}[-d], e' -> ['ab', 'ab-d', 'ac', 'ac-d', 'e'] (alternatives, brace choices, optional parts)."""
+    alternatives = re.split(r",\s+(?![^{]*\})", form.strip())
+    if len(alternatives) > 1:
+        return [name for alt in alternatives for name in _expand(alt)]
+    m = re.search(r"\{([^{}]*)\}|\[([^\[\]]*)\]", form)
+    if m is None:
+        return [form.strip()]
+    choices = [c.strip() for c in m[1].split(",")] if m[1] is not None else ["", m[2]]
+    return [name for c in choices for name in _expand(form[:m.start()] + c + form[m.end():])]
+
+
+def recipe_names() -> list[str]:
+    """Every concrete recipe name the registered families' examples spell out (and config_from_name accepts)."""
+    import retarget.quantize  # noqa: F401  (registers every recipe family)
+
+    names = []
+    for name in dict.fromkeys(n for form in known_recipe_forms() for n in _expand(form)):
+        try:
+            config_from_name(name)
+        except RetargetError:
+            continue
+        names.append(name)
+    return names
+
+
 def config_from_name(name: str) -> QuantConfig:
     """Parse a recipe string, e.g. 'int4-g128-asym', 'int8-channel-sym', 'keep', 'fp32'."""
     import retarget.quantize  # noqa: F401  (registers every recipe family; a no-op once imported)
