@@ -92,13 +92,15 @@ def _folds(plans: Plans, scheme: str) -> Iterable[tuple[str, Plans, Plans]]:
 
 
 def cross_validate(path: Path) -> list[dict[str, object]]:
-    """Cross-validation of every fitted engine, as its rule says: `device` = leave one device out over the
-    calibration rows; `row` = leave one row out over all the engine's rows (for an engine whose calibration
-    split is too small to hold rows out of). One entry per fold with its absolute percentage errors."""
+    """Cross-validation of every fitted engine, as its rule says: `cv` = device (leave one device out) or row
+    (leave one row out), over `cv_rows` = calibration (its calibration rows) or all (all the engine's rows,
+    for an engine whose calibration split is one device or too few rows to hold any out). One entry per
+    fold with its absolute percentage errors."""
     out: list[dict[str, object]] = []
     for engine in fitted_engines():
-        scheme = calibration_rule(engine)["cv"]  # type: ignore[index]
-        plans = engine_plans(path, engine, calibration_only=scheme == "device")
+        rule = calibration_rule(engine)
+        scheme = rule["cv"]  # type: ignore[index]
+        plans = engine_plans(path, engine, calibration_only=rule["cv_rows"] == "calibration")  # type: ignore[index]
         for held, train, test in _folds(plans, scheme):
             factors, _ = fit_plans(train, engine)
             errors = [abs(predict_plan(plan, factors)[0] / m - 1) * 100 for plan, m in test]

@@ -74,8 +74,8 @@ def test_validation_only_specs_match_the_published_parameter_counts() -> None:
 def test_efficiency_file_is_reproduced_by_calibration() -> None:
     """The fitted engine factors in efficiency.yaml are what `calibrate.fit` gives on the shared file."""
     text = (Path(__file__).resolve().parents[2] / "retarget/perf/efficiency.yaml").read_text()
-    assert set(fitted_engines()) == {"llama.cpp", "vllm-rocm"}
-    for engine, min_rows in (("llama.cpp", 10), ("vllm-rocm", 2)):
+    assert set(fitted_engines()) == {"llama.cpp", "tensorrt-llm", "vllm-rocm"}
+    for engine, min_rows in (("llama.cpp", 10), ("tensorrt-llm", 5), ("vllm-rocm", 2)):
         recorded = yaml.safe_load(re.search(rf"^  {re.escape(engine)}: (\{{.*?\}})", text, re.M).group(1))
         fitted, _, rows = fit(SHARED, engine)
         assert rows >= min_rows
@@ -86,13 +86,16 @@ def test_efficiency_file_is_reproduced_by_calibration() -> None:
 @needs_shared
 def test_evaluation_rows_do_not_move_the_fit(report: dict, tmp_path: Path) -> None:
     """Scaling every evaluation row's measured value by 10 leaves the fitted factors unchanged: the
-    calibration split alone determines them (and the MI300X split is batch 1 and 64, as documented)."""
+    calibration split alone determines them (the MI300X split is batch 1 and 64 and the TensorRT-LLM split
+    its H100 rows, as documented)."""
     with SHARED.open(newline="") as f:
         reader = csv.DictReader(f)
         rows, fields = list(reader), reader.fieldnames
     evaluation = {r["index"] for r in report["rows"] if r["split"] == "evaluation"}
     mi300x = {r["workload"].split()[0]: r["split"] for r in report["rows"] if r["profile"] == "mi300x"}
     assert mi300x == {"b=1": "calibration", "b=64": "calibration", "b=8": "evaluation", "b=max": "evaluation"}
+    trt = {(r["profile"], r["split"]) for r in report["rows"] if r["engine"] == "TensorRT-LLM 1.0" and r["profile"]}
+    assert trt == {("h100-sxm", "calibration"), ("h200-sxm", "evaluation"), ("b200", "evaluation")}
     for i in evaluation:
         rows[i]["value"] = str(float(rows[i]["value"]) * 10)
     moved = tmp_path / "m.csv"
@@ -108,7 +111,7 @@ def test_evaluation_rows_do_not_move_the_fit(report: dict, tmp_path: Path) -> No
 def test_cross_validation_covers_every_fitted_engine(report: dict) -> None:
     folds = report["cross_validation"]
     by_engine = {f["engine"]: f["scheme"] for f in folds}
-    assert by_engine == {"llama.cpp": "device", "vllm-rocm": "row"}
+    assert by_engine == {"llama.cpp": "device", "tensorrt-llm": "device", "vllm-rocm": "row"}
     assert sum(1 for f in folds if f["engine"] == "vllm-rocm") == 4  # every MI300X vLLM row held out once
     assert all(f["abs_errors_pct"] for f in folds)
 
