@@ -19,9 +19,12 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "measu
 def test_validate_shared_measurements(benchmark) -> None:
     report = benchmark(run, SHARED)
     overall = next(s for s in report["summary"] if s["split"] == "all" and s["phase"] == "overall")
-    benchmark.extra_info.update(
-        {s["split"] + "/" + s["phase"]: round(s["mape_pct"], 1) for s in report["summary"]}
-    )
+    for s in report["summary"]:
+        key = s["split"] + "/" + s["phase"]
+        benchmark.extra_info.update({key: round(s["mape_pct"], 1), key + " (median)": round(s["mdape_pct"], 1)})
+    for engine in {f["engine"] for f in report["cross_validation"]}:
+        errors = [e for f in report["cross_validation"] if f["engine"] == engine for e in f["abs_errors_pct"]]
+        benchmark.extra_info[f"cv/{engine}"] = round(sum(errors) / len(errors), 1)
     assert overall["rows"] > 30
 
 
