@@ -29,19 +29,20 @@ from retarget.perf.validate import (
 BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 400.0)}
 START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0}
 Plans = list[tuple[RowPlan, float]]
+Rows = list[tuple[int, RowPlan, float]]
 
 
-def engine_plans(path: Path, engine: str, calibration_only: bool = True) -> Plans:
-    """(plan, measured) for each row of ENGINE in the measurements CSV at PATH (outliers excluded); by
-    default only its calibration rows."""
+def engine_rows(path: Path, engine: str, calibration_only: bool = True) -> Rows:
+    """(row index, plan, measured) for each row of ENGINE in the measurements CSV at PATH (outliers
+    excluded); by default only its calibration rows."""
     out = []
-    for row in read_measurements(path):
+    for index, row in enumerate(read_measurements(path)):
         plan = plan_row(row)
         if isinstance(plan, str) or is_outlier(row) or plan.kwargs["engine"] != engine:
             continue
         if calibration_only and not in_calibration_split(row, plan):
             continue
-        out.append((plan, float(row["value"])))
+        out.append((index, plan, float(row["value"])))
     return out
 
 
@@ -52,7 +53,7 @@ def loss(plans: Plans, factors: dict[str, float]) -> float:
 
 def fit(path: Path, engine: str = "llama.cpp", rounds: int = 6, points: int = 9) -> tuple[dict[str, float], float, int]:
     """Fitted factors of ENGINE, final loss and number of calibration rows."""
-    plans = engine_plans(path, engine)
+    plans = [(plan, measured) for _, plan, measured in engine_rows(path, engine)]
     factors, final = fit_plans(plans, engine, rounds, points)
     return factors, final, len(plans)
 
@@ -80,33 +81,32 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tu
     return {k: round(v, 3) for k, v in best.items()}, current
 
 
-def _folds(plans: Plans, scheme: str) -> Iterable[tuple[str, Plans, Plans]]:
-    """(held-out label, training plans, held-out plans) per fold: by device or by row."""
+def _folds(rows: Rows, scheme: str) -> Iterable[tuple[str, Rows, Rows]]:
+    """(held-out label, training rows, held-out rows) per fold: by device or by row."""
     if scheme == "device":
-        for held in sorted({plan.profile.id for plan, _ in plans}):
-            yield held, [p for p in plans if p[0].profile.id != held], [p for p in plans if p[0].profile.id == held]
+        for held in sorted({plan.profile.id for _, plan, _ in rows}):
+            yield held, [r for r in rows if r[1].profile.id != held], [r for r in rows if r[1].profile.id == held]
     else:
-        for i, (plan, measured) in enumerate(plans):
+        for i, (_, plan, _) in enumerate(rows):
             label = f"{plan.profile.id} b={plan.batch or 'max'} {plan.input_len}/{plan.output_len}"
-            yield label, plans[:i] + plans[i + 1 :], [(plan, measured)]
+            yield label, rows[:i] + rows[i + 1 :], rows[i : i + 1]
 
 
 def cross_validate(path: Path) -> list[dict[str, object]]:
     """Cross-validation of every fitted engine, as its rule says: `cv` = device (leave one device out) or row
     (leave one row out), over `cv_rows` = calibration (its calibration rows) or all (all the engine's rows,
     for an engine whose calibration split is one device or too few rows to hold any out). One entry per
-    fold with its absolute percentage errors."""
+    fold with the held-out row indices and their absolute percentage errors."""
     out: list[dict[str, object]] = []
     for engine in fitted_engines():
         rule = calibration_rule(engine)
         scheme = rule["cv"]  # type: ignore[index]
-        plans = engine_plans(path, engine, calibration_only=rule["cv_rows"] == "calibration")  # type: ignore[index]
-        for held, train, test in _folds(plans, scheme):
-            factors, _ = fit_plans(train, engine)
-            errors = [abs(predict_plan(plan, factors)[0] / m - 1) * 100 for plan, m in test]
-            out.append(
-                {"engine": engine, "scheme": scheme, "held_out": held, "factors": factors, "abs_errors_pct": errors}
-            )
+        rows = engine_rows(path, engine, calibration_only=rule["cv_rows"] == "calibration")  # type: ignore[index]
+        for held, train, test in _folds(rows, scheme):
+            factors, _ = fit_plans([(plan, m) for _, plan, m in train], engine)
+            errors = [abs(predict_plan(plan, factors)[0] / m - 1) * 100 for _, plan, m in test]
+            fold = {"engine": engine, "scheme": scheme, "held_out": held, "factors": factors}
+            out.append({**fold, "rows": [i for i, _, _ in test], "abs_errors_pct": errors})
     return out
 
 

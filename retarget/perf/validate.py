@@ -46,6 +46,7 @@ COLUMNS = (
     "value",
 )
 HIGH_CONFIDENCE = "all, excl. low-confidence"
+OUT_OF_SAMPLE = "all, out of sample"
 PHASE_GROUPS = {"decode": "decode", "prefill": "prefill", "offline-throughput": "throughput"}
 
 
@@ -294,20 +295,27 @@ def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
     return results
 
 
-def summarise(results: list[RowResult]) -> list[dict[str, Any]]:
-    """MAPE / MdAPE per (split, phase group) and overall, outliers excluded; a last split repeats `all`
-    without the rows whose source notes say low confidence (shown beside the headline, never instead)."""
+def summarise(results: list[RowResult], cv_errors: dict[int, float] | None = None) -> list[dict[str, Any]]:
+    """MAPE / MdAPE per (split, phase group) and overall, outliers excluded. `all, out of sample` repeats
+    `all` with each calibration row's error taken from the cross-validation fold that held it out
+    (CV_ERRORS: row index -> absolute % error); a last split repeats `all` without the rows whose source
+    notes say low confidence. Both are shown beside the headline, never instead of it."""
     scored = [r for r in results if r.error_pct is not None and not r.outlier]
     groups: dict[tuple[str, str], list[float]] = {}
+
+    def add(split: str, r: RowResult, error: float) -> None:
+        for ph in (PHASE_GROUPS.get(r.phase, r.phase), "overall"):
+            groups.setdefault((split, ph), []).append(error)
+
     for r in scored:
-        phase = PHASE_GROUPS.get(r.phase, r.phase)
-        splits = (r.split, "all") if r.low_confidence else (r.split, "all", HIGH_CONFIDENCE)
-        for split in splits:
-            for ph in (phase, "overall"):
-                groups.setdefault((split, ph), []).append(abs(r.error_pct))  # type: ignore[arg-type]
+        error = abs(r.error_pct)  # type: ignore[arg-type]
+        for split in (r.split, "all") if r.low_confidence else (r.split, "all", HIGH_CONFIDENCE):
+            add(split, r, error)
+        if cv_errors is not None and (r.split == "evaluation" or r.index in cv_errors):
+            add(OUT_OF_SAMPLE, r, error if r.split == "evaluation" else cv_errors[r.index])
     if not any(r.low_confidence for r in scored):
         groups = {k: v for k, v in groups.items() if k[0] != HIGH_CONFIDENCE}
-    order = {"calibration": 0, "evaluation": 1, "all": 2, HIGH_CONFIDENCE: 3}
+    order = {"calibration": 0, "evaluation": 1, "all": 2, OUT_OF_SAMPLE: 3, HIGH_CONFIDENCE: 4}
     return [
         {
             "split": s,
@@ -320,12 +328,21 @@ def summarise(results: list[RowResult]) -> list[dict[str, Any]]:
     ]
 
 
-def report_dict(path: Path, results: list[RowResult]) -> dict[str, Any]:
-    """JSON-able report: per-row results (measured with source URL, predicted) and the summary."""
+def report_dict(path: Path, results: list[RowResult], cross_validation: list[dict[str, Any]]) -> dict[str, Any]:
+    """JSON-able report: per-row results (measured with source URL, predicted), the summary and the
+    cross-validation folds."""
+    calibration = {r.index for r in results if r.split == "calibration"}
+    cv_errors = {
+        i: e
+        for fold in cross_validation
+        for i, e in zip(fold["rows"], fold["abs_errors_pct"], strict=True)
+        if i in calibration
+    }
     return {
         "measurements": str(path),
         "rows": [asdict(r) for r in results],
-        "summary": summarise(results),
+        "summary": summarise(results, cv_errors),
+        "cross_validation": cross_validation,
         "efficiency_file": str(HERE / "efficiency.yaml"),
     }
 
@@ -335,8 +352,7 @@ def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = No
     from retarget.perf.calibrate import cross_validate
     from retarget.perf.validate_report import to_markdown
 
-    report = report_dict(path, validate_rows(read_measurements(path)))
-    report["cross_validation"] = cross_validate(path)
+    report = report_dict(path, validate_rows(read_measurements(path)), cross_validate(path))
     if json_out:
         _write_atomic(Path(json_out), json.dumps(report, indent=1, default=str), "--json")
     if markdown_out:

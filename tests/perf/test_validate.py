@@ -117,6 +117,18 @@ def test_cross_validation_covers_every_fitted_engine(report: dict) -> None:
 
 
 @needs_shared
+def test_out_of_sample_split_scores_every_row_once(report: dict) -> None:
+    """Each calibration row is held out by exactly one cross-validation fold, so the out-of-sample split
+    scores the same rows as `all`, with the evaluation rows' errors unchanged."""
+    held = [i for f in report["cross_validation"] for i in f["rows"]]
+    calibration = [r["index"] for r in report["rows"] if r["split"] == "calibration" and not r["outlier"]]
+    assert all(held.count(i) == 1 for i in calibration)
+    summary = {(s["split"], s["phase"]): s for s in report["summary"]}
+    for phase in ("decode", "overall"):
+        assert summary[("all, out of sample", phase)]["rows"] == summary[("all", phase)]["rows"]
+
+
+@needs_shared
 def test_large_misses_are_explained(report: dict) -> None:
     """Every scored row off by more than half its measured value says why (validation_map.yaml)."""
     big = [r for r in report["rows"] if r["error_pct"] is not None and abs(r["error_pct"]) > 50 and not r["outlier"]]
