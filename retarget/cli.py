@@ -34,12 +34,13 @@ def compile_cmd(
     recipe: Annotated[str, typer.Option(help="recipe name; 'auto' picks the fastest for the target")] = "auto",
     out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path("out/smollm2"),
     eval_tokens: Annotated[int, typer.Option(help="tokens of the evaluation corpus to score (default 2048)")] = 0,
+    lowering: Annotated[str, typer.Option(help="ONNX lowering: auto, matmulnbits or qdq (standard QDQ)")] = "auto",
 ) -> None:
     """Load, quantize, evaluate, export to ONNX, verify in ONNX Runtime and write the artifact."""
     from retarget.compile import compile_model, print_summary
 
     report = run_or_exit(compile_model, model, target=target, recipe=recipe, out=out,
-                         eval_tokens=eval_tokens or None)
+                         eval_tokens=eval_tokens or None, lowering=lowering)
     print_summary(report, console)
 
 

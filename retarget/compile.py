@@ -35,8 +35,9 @@ def _progress(console: Console | None) -> Progress:
 
 def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe: str = "auto",
                   out: Path = Path("out/smollm2"), eval_tokens: int | None = None,
-                  console: Console | None = None) -> dict[str, Any]:
-    """Compile MODEL_REF for TARGET with RECIPE into OUT; returns the report (also written as report.json)."""
+                  console: Console | None = None, lowering: str = "auto") -> dict[str, Any]:
+    """Compile MODEL_REF for TARGET with RECIPE into OUT; returns the report (also written as report.json).
+    LOWERING ('auto', 'matmulnbits', 'qdq') picks how the weights go into the ONNX graph."""
     import torch
 
     from retarget.eval.corpus import corpus_text, describe
@@ -47,7 +48,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.models.load import check_model_ref, load_model
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
-    from retarget.quantize import QuantLinear, calibration_tokens, config_from_name, quantize_
+    from retarget.quantize import QuantLinear, calibration_tokens, quantize_
     from retarget.quantize.api import ties_embedding, untie_lm_head
     from retarget.report.compile_predictions import predictions_on_profiles
     from retarget.report.compile_report import write_report
@@ -57,8 +58,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     check_writable(out)
     check_model_ref(model_ref)
     profile = load_profile(target)
-    if recipe != "auto":
-        config_from_name(recipe)
+    if recipe != "auto":  # the recipe exists and the target runs its lowering
+        plan_recipe(recipe, profile, has_source_blocks=True, lowering=lowering)
     eval_tokens = eval_tokens or DEFAULT_EVAL_TOKENS
     if eval_tokens < EVAL_WINDOW:
         raise RetargetError(f"must be at least {EVAL_WINDOW}", field="--eval-tokens")
@@ -72,7 +73,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         progress.advance(task)
         timings["load_s"] = time.perf_counter() - t0
         spec = ModelSpec.from_hf_config(loaded.model.config.to_dict(), name=loaded.name)
-        plan = plan_recipe(recipe, profile, has_source_blocks=bool(loaded.source_weights))
+        plan = plan_recipe(recipe, profile, has_source_blocks=bool(loaded.source_weights), lowering=lowering)
 
         t0 = time.perf_counter()
         reference = loaded.model
@@ -94,9 +95,9 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
 
         with atomic_dir(out) as tmp:
             t0 = time.perf_counter()
-            task = progress.add_task("export ONNX + lower MatMulNBits", total=1)
+            task = progress.add_task(f"export ONNX + lower {plan.lowering}", total=1)
             onnx_info = export_quantized(reference, qweights, tmp, plan.accuracy_level,
-                                         tied_embedding=ties_embedding(quantized))
+                                         tied_embedding=ties_embedding(quantized), lowering=plan.lowering)
             progress.advance(task)
             timings["export_s"] = time.perf_counter() - t0
 
@@ -106,11 +107,12 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             parity_ids = torch.tensor([tokens[:PARITY_TOKENS]])
             with torch.inference_mode():
                 torch_logits = torch_logits_fn(quantized)(parity_ids)
-            max_diff = (OrtCausalLM(exact_path).logits(parity_ids) - torch_logits).abs().max().item()
+            exact = OrtCausalLM(exact_path, qdq_accuracy_level=0)
+            max_diff = (exact.logits(parity_ids) - torch_logits).abs().max().item()
             exact_path.unlink()
             if not max_diff <= PARITY_ATOL:
                 raise RuntimeError(f"ONNX Runtime disagrees with torch: max |logit diff| {max_diff:.3g}")
-            runtime = OrtCausalLM(tmp / "model.onnx")
+            runtime = OrtCausalLM(tmp / "model.onnx", qdq_accuracy_level=plan.accuracy_level)
             ort_score = evaluator.score(runtime.logits, f"{plan.name} (ONNX Runtime)", progress)
             task = progress.add_task("generate + measure speed", total=2)
             chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": CHAT_PROMPT}],

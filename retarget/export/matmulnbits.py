@@ -27,6 +27,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from retarget.errors import RetargetError
+from retarget.export.graph import Lowered, module_name_of, replace_matmuls, require_opset
 from retarget.quantize.weight import QuantizedWeight
 
 PER_CHANNEL_BLOCK = 128
@@ -117,35 +118,43 @@ def matmulnbits_node(packed: PackedNBits, a: str, y: str, prefix: str, accuracy_
     return nodes, inits
 
 
-def lowered_nodes(qw: QuantizedWeight, a: str, y: str, prefix: str, accuracy_level: int = 0
-                  ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Nodes computing Y = A @ dequant(QW).T; float zero points become an integer product plus a block-sum term."""
+def zero_free(qw: QuantizedWeight) -> QuantizedWeight:
+    """QW's codes and scales with zero point 0: the integer part q * s of W = q * s - z * s."""
+    return QuantizedWeight(qw.codes, qw.scale, torch.zeros_like(qw.zero), qw.bits, qw.group_size)
+
+
+def zero_offset_nodes(qw: QuantizedWeight, a: str, integer_part: str, y: str, prefix: str) -> Lowered:
+    """Nodes adding the float zero points' term to INTEGER_PART = A @ (q * s).T, writing Y:
+    Y = INTEGER_PART + (A @ S) @ B with S[k, g] = [k in block g] and B[g, n] = -z[n, g] * s[n, g].
+    Needs K to be a whole number of groups."""
     n, k = qw.shape
-    if qw.integer_zero or qw.bits != 4 or k % qw.group_size:
-        return matmulnbits_node(pack_matmulnbits(qw), a, y, prefix, accuracy_level)
+    if k % qw.group_size:
+        raise RetargetError(f"float zero points need K = {k} to be a whole number of {qw.group_size}-groups",
+                            field="zero")
     groups = k // qw.group_size
     offset = (-qw.zero * qw.scale).numpy().astype(np.float32)  # [N, G]: what each block adds per unit of A
-    zero_free = QuantizedWeight(qw.codes, qw.scale, torch.zeros_like(qw.zero), qw.bits, qw.group_size)
-    nodes, inits = matmulnbits_node(pack_matmulnbits(zero_free), a, f"{prefix}/integer_part", prefix,
-                                    accuracy_level)
     # block sums as A @ S with S[k, g] = 1 if k // group_size == g: works for A of any rank; shared by name
     summer = f"block_summer_k{k}_g{qw.group_size}"
     s = (np.arange(k)[:, None] // qw.group_size == np.arange(groups)[None, :]).astype(np.float32)
-    offset_nodes, offset_inits = float_constant(np.ascontiguousarray(offset.T), f"{prefix}.block_offsets")
-    inits += [numpy_helper.from_array(s, summer), *offset_inits]
+    nodes, inits = float_constant(np.ascontiguousarray(offset.T), f"{prefix}.block_offsets")
+    inits.append(numpy_helper.from_array(s, summer))
     nodes += [
-        *offset_nodes,
         helper.make_node("MatMul", [a, summer], [f"{prefix}/a_block_sums"], name=f"{prefix}/BlockSum"),
         helper.make_node("MatMul", [f"{prefix}/a_block_sums", f"{prefix}.block_offsets"], [f"{prefix}/offset_part"],
                          name=f"{prefix}/OffsetMatMul"),
-        helper.make_node("Add", [f"{prefix}/integer_part", f"{prefix}/offset_part"], [y], name=f"{prefix}/Add"),
+        helper.make_node("Add", [integer_part, f"{prefix}/offset_part"], [y], name=f"{prefix}/Add"),
     ]
     return nodes, inits
 
 
-def module_name_of(node: onnx.NodeProto) -> str:
-    """'/model/layers.0/self_attn/q_proj/MatMul' -> 'model.layers.0.self_attn.q_proj' (exporter naming)."""
-    return ".".join(p for p in node.name.split("/")[:-1] if p)
+def lowered_nodes(qw: QuantizedWeight, a: str, y: str, prefix: str, accuracy_level: int = 0) -> Lowered:
+    """Nodes computing Y = A @ dequant(QW).T; float zero points become an integer product plus a block-sum term."""
+    if qw.integer_zero or qw.bits != 4 or qw.shape[1] % qw.group_size:
+        return matmulnbits_node(pack_matmulnbits(qw), a, y, prefix, accuracy_level)
+    nodes, inits = matmulnbits_node(pack_matmulnbits(zero_free(qw)), a, f"{prefix}/integer_part", prefix,
+                                    accuracy_level)
+    offset_nodes, offset_inits = zero_offset_nodes(qw, a, f"{prefix}/integer_part", y, prefix)
+    return nodes + offset_nodes, inits + offset_inits
 
 
 def lower_matmuls(model: onnx.ModelProto, qweights: dict[str, QuantizedWeight], accuracy_level: int = 0) -> int:
@@ -153,37 +162,9 @@ def lower_matmuls(model: onnx.ModelProto, qweights: dict[str, QuantizedWeight], 
 
     Raises if a quantized module has no MatMul in the graph, or the shapes disagree. Returns the count.
     """
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    todo = dict(qweights)
-    new_nodes: list[onnx.NodeProto] = []
-    dropped: set[str] = set()
-    for node in graph.node:
-        name = module_name_of(node) if node.op_type == "MatMul" else ""
-        qw = todo.pop(name, None)
-        if qw is None:
-            new_nodes.append(node)
-            continue
-        weight = inits.get(node.input[1])
-        if weight is None or tuple(weight.dims) != (qw.shape[1], qw.shape[0]):
-            raise RetargetError(f"MatMul weight of {name} is not a [K, N] = {qw.shape[::-1]} initializer",
-                                field=name)
-        lowered, extra = lowered_nodes(qw, node.input[0], node.output[0], name, accuracy_level)
-        new_nodes.extend(lowered)
-        graph.initializer.extend(t for t in extra if t.name not in inits)
-        inits.update((t.name, t) for t in extra)
-        dropped.add(node.input[1])
-    if todo:
-        raise RetargetError(f"no MatMul found for {len(todo)} quantized layers, e.g. {next(iter(todo))}")
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    still_used = {i for n in graph.node for i in n.input}
-    kept = [t for t in graph.initializer if t.name not in dropped or t.name in still_used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return len(qweights)
+    count = replace_matmuls(model, qweights, lambda qw, a, y, prefix: lowered_nodes(qw, a, y, prefix, accuracy_level))
+    require_opset(model, 1, "com.microsoft")
+    return count
 
 
 def lower_tied_embedding(model: onnx.ModelProto, embedding: str = "model.embed_tokens", head: str = "lm_head") -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 from torch import nn
 
-from retarget.export.matmulnbits import lower_matmuls, lower_tied_embedding
+from retarget.export.lowering import lower_tied_embedding_for, lower_weights
 from retarget.quantize.weight import QuantizedWeight
 
 MODEL_FILE = "model.onnx"
@@ -35,18 +35,22 @@ def export_float(model: nn.Module, out_dir: Path) -> Path:
 
 
 def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out_dir: Path,
-                     accuracy_level: int = 0, tied_embedding: bool = False) -> dict[str, int]:
-    """Write OUT_DIR/model.onnx (+ model.onnx.data): MODEL's graph with QWEIGHTS lowered to MatMulNBits
-    (and, for TIED_EMBEDDING, the embedding reading lm_head's quantized blocks)."""
+                     accuracy_level: int = 0, tied_embedding: bool = False, lowering: str = "matmulnbits"
+                     ) -> dict[str, int]:
+    """Write OUT_DIR/model.onnx (+ model.onnx.data): MODEL's graph with QWEIGHTS lowered by LOWERING
+    (retarget.export.lowering: MatMulNBits by default, or QDQ) and, for TIED_EMBEDDING, the embedding reading
+    lm_head's quantized table."""
     with tempfile.TemporaryDirectory(prefix="retarget-export-") as tmp:
         proto = onnx.load(str(export_float(model, Path(tmp))))
-    lowered = lower_matmuls(proto, qweights, accuracy_level)
-    embedding_quantized = tied_embedding and lower_tied_embedding(proto)
+    lowered = lower_weights(proto, qweights, lowering, accuracy_level)
+    embedding_quantized = tied_embedding and lower_tied_embedding_for(proto, lowering)
     onnx.save_model(proto, str(out_dir / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=DATA_FILE, size_threshold=1024)
-    onnx.checker.check_model(str(out_dir / MODEL_FILE))
+    onnx.checker.check_model(str(out_dir / MODEL_FILE), full_check=True)
     ops = [n.op_type for n in proto.graph.node]
     return {"matmulnbits_nodes": ops.count("MatMulNBits"), "float_matmul_nodes": ops.count("MatMul"),
+            "dequantize_linear_nodes": ops.count("DequantizeLinear"), "lowering": lowering,
+            "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
             "lowered": lowered, "embedding_quantized": embedding_quantized,
             "bytes": sum(f.stat().st_size for f in out_dir.glob("model.onnx*"))}
 

@@ -16,11 +16,15 @@ from retarget.errors import RetargetError
 class OrtCausalLM:
     """An ONNX Runtime session over an exported decoder with KV cache."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, qdq_accuracy_level: int | None = None) -> None:
+        """QDQ_ACCURACY_LEVEL: the accuracy_level of the MatMulNBits ORT fuses 4-bit QDQ weights into (ORT's
+        default is 4, int8 activations; 0 keeps the product exact)."""
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        if qdq_accuracy_level is not None:
+            opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(qdq_accuracy_level))
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types

@@ -16,11 +16,27 @@ from retarget.quantize.configs import (
     config_from_name,
 )
 
-LOWERINGS = {
-    # lowering -> the ONNX Runtime execution providers that run it
+# lowering -> the ONNX Runtime execution providers that run it (None: every provider). Basis per entry in
+# docs/onnx-lowerings.md: CPU measured here (ORT 1.32), the others from their providers' documentation.
+LOWERINGS: dict[str, set[str] | None] = {
+    # com.microsoft.MatMulNBits: ORT's own kernels
     "matmulnbits": {"CPUExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider", "WebGpuExecutionProvider"},
-    "float": None,  # plain MatMul: every provider
+    # DequantizeLinear(int8 [K, N], scale [N], axis=1) -> MatMul: the portable INT8 weight
+    "qdq-int8": {"CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider",
+                 "NvTensorRTRTXExecutionProvider", "DmlExecutionProvider", "OpenVINOExecutionProvider",
+                 "MIGraphXExecutionProvider", "QNNExecutionProvider"},
+    # opset-21 blocked DequantizeLinear (int4/uint4/int8, block_size along K) -> MatMul
+    "qdq-blocked": {"CPUExecutionProvider", "TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider",
+                    "QNNExecutionProvider"},
+    # DequantizeLinear(float8e4m3fn) -> MatMul; the CPU provider dequantizes to float32 (no FP8 arithmetic)
+    "qdq-fp8": {"CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider",
+                "NvTensorRTRTXExecutionProvider"},
+    # opset-23/24 DequantizeLinear(float4e2m1, E8M0 or two-level E4M3 scales) -> MatMul; ORT 1.32's CPU
+    # provider has no float4e2m1 DequantizeLinear kernel
+    "qdq-fp4": {"TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider"},
+    "float": None,  # plain MatMul
 }
+LOWERING_CHOICES = ("auto", "matmulnbits", "qdq")  # --lowering: a family; the recipe's weights pick the member
 
 
 @dataclass(frozen=True)
@@ -54,24 +70,54 @@ class Recipe:
                 "lowering": self.lowering, "accuracy_level": self.accuracy_level, "why": self.why}
 
 
-def _lowering_for(config: QuantConfig, profile: HardwareProfile) -> str:
+def _candidates(config: QuantConfig) -> list[str]:
+    """The lowerings that can carry CONFIG's weights, preferred first."""
     if isinstance(config, FloatConfig):
-        return "float"
+        return ["float"]
+    if isinstance(config, KeepSourceConfig):
+        return ["matmulnbits", "qdq-blocked"]
+    if isinstance(config, IntWeightOnlyConfig):
+        per_channel_int8 = config.bits == 8 and config.group_size is None
+        return ["matmulnbits", "qdq-int8" if per_channel_int8 else "qdq-blocked"]
+    if config.name.startswith("fp8-"):
+        return ["qdq-fp8"]
+    if config.name in ("mxfp4", "nvfp4"):
+        return ["qdq-fp4"]
+    raise RetargetError(f"recipe {config.name!r} has no ONNX lowering yet", field="--recipe")
+
+
+def _lowering_for(config: QuantConfig, profile: HardwareProfile, family: str = "auto") -> str:
+    """The first lowering of CONFIG (within FAMILY unless 'auto') that one of PROFILE's providers runs."""
+    if family not in LOWERING_CHOICES:
+        raise RetargetError(f"unknown lowering {family!r}; choose from {', '.join(LOWERING_CHOICES)}",
+                            field="--lowering")
+    candidates = [c for c in _candidates(config) if family == "auto" or c == "float" or c.split("-")[0] == family]
+    if not candidates:
+        raise RetargetError(f"recipe {config.name} cannot be lowered as {family}; it needs "
+                            f"{' or '.join(_candidates(config))}", field="--lowering")
     eps = set(profile.onnxruntime_eps)
-    if eps & LOWERINGS["matmulnbits"]:
-        return "matmulnbits"
-    raise RetargetError(f"no lowering for {config.name} on {profile.id}: its ONNX Runtime providers "
-                        f"{sorted(eps) or 'none'} run no MatMulNBits", field="--recipe")
+    for lowering in candidates:
+        runners = LOWERINGS[lowering]
+        if runners is None or eps & runners:
+            return lowering
+    raise RetargetError(f"{profile.id} has no ONNX Runtime provider that runs {' or '.join(candidates)} "
+                        f"(recipe {config.name}); its providers: {', '.join(sorted(eps)) or 'none'}",
+                        field="--target")
 
 
 def _accuracy_level(lowering: str, profile: HardwareProfile) -> int:
     """On CPUs, MatMulNBits with fp32 activations is slower than a float MatMul at batch 1 (measured here:
-    3.2 ms vs 2.0 ms for 6144 x 576); int8 activations (level 4) take MLAS's integer path at 1.0 ms."""
-    return 4 if lowering == "matmulnbits" and profile.family == "cpu" else 0
+    3.2 ms vs 2.0 ms for 6144 x 576); int8 activations (level 4) take MLAS's integer path at 1.0 ms.
+    ORT fuses blocked 4-bit QDQ into MatMulNBits at level 4 by default (session option
+    session.qdq_matmulnbits_accuracy_level), so the level applies there too."""
+    return 4 if lowering in ("matmulnbits", "qdq-blocked") and profile.family == "cpu" else 0
 
 
-def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: bool) -> Recipe:
+def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: bool, lowering: str = "auto"
+                ) -> Recipe:
     """The recipe to compile with. 'auto' picks the fastest format the device's runtime lowers natively.
+    LOWERING ('auto', 'matmulnbits' or 'qdq') restricts how the weights go into the graph; 'auto' takes the
+    first of the recipe's lowerings (MatMulNBits for integers, then QDQ) that a provider of the device runs.
 
     Decode is memory-bound, so fewer weight bytes is faster: 4-bit weights. A source that is already
     4-bit (GGUF Q4_1) is carried over as it is ('keep'): re-quantizing would add error for no size gain.
@@ -81,13 +127,13 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
         if isinstance(config, KeepSourceConfig) and not has_source_blocks:
             raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors)",
                                 field="--recipe")
-        lowering = _lowering_for(config, profile)
+        lowering = _lowering_for(config, profile, lowering)
         return Recipe(config, lowering, why="requested", accuracy_level=_accuracy_level(lowering, profile))
     if has_source_blocks:
         config: QuantConfig = KeepSourceConfig()
-        why = "auto: the source is already 4-bit; its blocks lower to MatMulNBits unchanged (no added error)"
+        why = "auto: the source is already 4-bit; its blocks go into the graph unchanged (no added error)"
     else:
         config = IntWeightOnlyConfig(bits=4, group_size=128, symmetric=False)
         why = "auto: 4-bit weights move 1/8 of the fp32 bytes per decoded token; g128 asymmetric keeps accuracy"
-    lowering = _lowering_for(config, profile)
+    lowering = _lowering_for(config, profile, lowering)
     return Recipe(config, lowering, why=why, accuracy_level=_accuracy_level(lowering, profile))

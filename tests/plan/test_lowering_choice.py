@@ -1,0 +1,45 @@
+"""The planner picks each recipe's ONNX lowering from the target profile's ONNX Runtime providers."""
+
+from __future__ import annotations
+
+import pytest
+
+from retarget.errors import RetargetError
+from retarget.hw_profiles import load_profile
+from retarget.plan import plan_recipe
+from retarget.plan.recipe import LOWERINGS
+
+
+@pytest.mark.parametrize(("target", "recipe", "lowering"), [
+    ("cpu-x86", "auto", "matmulnbits"),  # the GGUF's own blocks as MatMulNBits, as before
+    ("cpu-x86", "int8-channel-sym", "matmulnbits"),
+    ("h100-sxm", "int4-g128-asym", "matmulnbits"),  # the CUDA provider runs MatMulNBits
+    ("mi300x", "int8-channel-sym", "qdq-int8"),  # MIGraphX reads standard QDQ only
+    ("rx-7900xtx", "int8-channel-sym", "matmulnbits"),  # DirectML runs MatMulNBits
+    ("cpu-x86", "fp32", "float"),
+])
+def test_auto_lowering(target: str, recipe: str, lowering: str) -> None:
+    plan = plan_recipe(recipe, load_profile(target), has_source_blocks=True)
+    assert plan.lowering == lowering
+    runners = LOWERINGS[lowering]
+    assert runners is None or set(load_profile(target).onnxruntime_eps) & runners
+
+
+@pytest.mark.parametrize(("recipe", "lowering"), [
+    ("int8-channel-sym", "qdq-int8"), ("int4-g64-asym", "qdq-blocked"), ("int8-g128-sym", "qdq-blocked"),
+    ("keep", "qdq-blocked"),
+])
+def test_qdq_on_request(recipe: str, lowering: str) -> None:
+    plan = plan_recipe(recipe, load_profile("cpu-x86"), has_source_blocks=True, lowering="qdq")
+    assert plan.lowering == lowering
+
+
+@pytest.mark.parametrize(("target", "recipe", "lowering", "field"), [
+    ("mi300x", "int4-g128-asym", "auto", "--target"),  # no MatMulNBits, no blocked QDQ on MIGraphX
+    ("tpu-v5e", "int8-channel-sym", "auto", "--target"),  # no ONNX Runtime provider at all
+    ("cpu-x86", "int4-g128-asym", "tensorrt", "--lowering"),
+])
+def test_unrunnable_lowering_is_a_one_line_error(target: str, recipe: str, lowering: str, field: str) -> None:
+    with pytest.raises(RetargetError) as err:
+        plan_recipe(recipe, load_profile(target), has_source_blocks=True, lowering=lowering)
+    assert err.value.field == field and "\n" not in str(err.value)
