@@ -118,7 +118,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "MdAPE = median; both are shown (the issue's target names MAPE and describes the median).",
         "",
         "Calibration split (rules in retarget/perf/validation_map.yaml `calibration`): three engines",
-        "have fitted factors (seven numbers in all), nothing else is fitted. `llama.cpp` (compute",
+        "have fitted factors (six numbers in all), nothing else is fitted. `llama.cpp` (compute",
         "scale, memory scale, overhead per layer) is fitted on the XiongjieDai May-2024 llama.cpp grid",
         "on NVIDIA GPUs; `tensorrt-llm` (one compute scale) on the H100 SXM rows of the TensorRT-LLM",
         "v1.0 perf-overview table; `vllm-rocm` (compute and memory scale of the AMD CDNA3 priors) on",
