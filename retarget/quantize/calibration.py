@@ -67,7 +67,7 @@ def _body(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the statistics stay ordinary tensors
 def collect_stats(model: nn.Module, tokens: list[int], layers: dict[str, nn.Linear],
                   seq_len: int = DEFAULT_SEQ_LEN, progress: Progress | None = None) -> dict[str, LayerStats]:
     """Run MODEL once over TOKENS (cut into sequences of SEQ_LEN) and return the input statistics of LAYERS."""

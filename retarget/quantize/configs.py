@@ -177,4 +177,4 @@ def int_fields(m: re.Match[str]) -> dict[str, Any]:
 register_recipe_name("keep", lambda m: KeepSourceConfig(), "keep")
 register_recipe_name("fp32", lambda m: FloatConfig(), "fp32")
 register_recipe_name(INT_NAME, lambda m: IntWeightOnlyConfig(**int_fields(m)),
-                     "int{2,3,4,8}-{g32,g64,g128,channel}-{sym,asym}")
+                     "int4-{g32,g64,g128}-{sym,asym}, int8-channel-sym, int8-g128-asym, int3-g64-asym")
