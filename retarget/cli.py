@@ -92,7 +92,8 @@ def predict_cmd(
     weights: Annotated[str, typer.Option("--recipe", "--weights", help="weight format, e.g. bf16, fp8, "
                                          "int4-g128-asym, mxfp4, nvfp4, q4_k_m")] = "bf16",
     kv: Annotated[str, typer.Option(help="KV-cache format: bf16, fp8, int8")] = "bf16",
-    engine: Annotated[str, typer.Option(help="software stack factors: tuned or llama.cpp")] = "tuned",
+    engine: Annotated[str, typer.Option(help="software stack factors: tuned, llama.cpp, tensorrt-llm or "
+                                        "vllm-rocm")] = "tuned",
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a profile FIELD=VALUE")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
 ) -> None:
