@@ -17,6 +17,8 @@ from retarget.quantize.configs import (
     config_from_name,
     register_recipe_name,
 )
+from retarget.quantize.fp4 import Fp4WeightConfig
+from retarget.quantize.fp8 import Fp8WeightConfig
 from retarget.quantize.gptq import GPTQConfig
 from retarget.quantize.hqq import HQQConfig
 from retarget.quantize.modules import QuantLinear
@@ -25,4 +27,5 @@ from retarget.quantize.weight import QuantizedWeight, quantize_rtn
 __all__ = ["quantize_", "register_handler", "register_transform", "LayerContext", "LayerStats",
            "calibration_tokens", "collect_stats", "QuantConfig", "IntWeightOnlyConfig", "Int4WeightOnlyConfig",
            "Int8WeightOnlyConfig", "KeepSourceConfig", "FloatConfig", "config_from_name", "register_recipe_name",
-           "QuantLinear", "QuantizedWeight", "quantize_rtn", "GPTQConfig", "AWQConfig", "HQQConfig"]
+           "QuantLinear", "QuantizedWeight", "quantize_rtn", "GPTQConfig", "AWQConfig", "HQQConfig",
+           "Fp8WeightConfig", "Fp4WeightConfig"]
