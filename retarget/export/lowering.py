@@ -3,11 +3,15 @@ lowering name (retarget.plan.recipe.LOWERINGS says which ONNX Runtime providers 
 
 from __future__ import annotations
 
+from functools import partial
+
 import onnx
 
 from retarget.errors import RetargetError
-from retarget.export.graph import replace_matmuls, require_opset
-from retarget.export.matmulnbits import lower_matmuls, lower_tied_embedding
+from retarget.export.activations import OPSET as ACTIVATION_OPSET
+from retarget.export.activations import ActivationQuant, with_activations
+from retarget.export.graph import Builder, replace_matmuls, require_opset
+from retarget.export.matmulnbits import lower_tied_embedding, lowered_nodes
 from retarget.export.qdq import lower_tied_embedding_qdq, qdq_nodes, required_opset
 from retarget.quantize.weight import QuantizedWeight
 
@@ -18,8 +22,9 @@ def lowering_family(lowering: str) -> str:
 
 
 def lower_weights(model: onnx.ModelProto, qweights: dict[str, QuantizedWeight], lowering: str = "matmulnbits",
-                  accuracy_level: int = 0) -> int:
-    """Replace the MatMul of every module in QWEIGHTS by LOWERING's nodes; returns how many were lowered."""
+                  accuracy_level: int = 0, activations: dict[str, ActivationQuant] | None = None) -> int:
+    """Replace the MatMul of every module in QWEIGHTS by LOWERING's nodes, with the inputs of the modules in
+    ACTIVATIONS quantized first (QDQ, retarget.export.activations); returns how many were lowered."""
     family = lowering_family(lowering)
     if family == "float" and not qweights:
         return 0
@@ -28,12 +33,20 @@ def lower_weights(model: onnx.ModelProto, qweights: dict[str, QuantizedWeight], 
         if not_int is not None:
             raise RetargetError(f"MatMulNBits carries integer weights only; {not_int} is "
                                 f"{qweights[not_int].element}", field="--lowering")
-        return lower_matmuls(model, qweights, accuracy_level)
-    if family == "qdq":
-        count = replace_matmuls(model, qweights, qdq_nodes)
-        require_opset(model, max((required_opset(qw) for qw in qweights.values()), default=0))
-        return count
-    raise RetargetError(f"unknown lowering {lowering!r}; known: matmulnbits, qdq", field="--lowering")
+        build: Builder = partial(lowered_nodes, accuracy_level=accuracy_level)
+        require_opset(model, 1, "com.microsoft")
+        opset = 0
+    elif family == "qdq":
+        build = qdq_nodes
+        opset = max((required_opset(qw) for qw in qweights.values()), default=0)
+    else:
+        raise RetargetError(f"unknown lowering {lowering!r}; known: matmulnbits, qdq", field="--lowering")
+    if activations:
+        build = with_activations(build, activations)
+        opset = max(opset, ACTIVATION_OPSET)
+    count = replace_matmuls(model, qweights, build)
+    require_opset(model, opset)
+    return count
 
 
 def lower_tied_embedding_for(model: onnx.ModelProto, lowering: str) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import onnx
 from torch import nn
 
+from retarget.export.activations import ActivationQuant
 from retarget.export.lowering import lower_tied_embedding_for, lower_weights
 from retarget.quantize.weight import QuantizedWeight
 
@@ -35,14 +36,14 @@ def export_float(model: nn.Module, out_dir: Path) -> Path:
 
 
 def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out_dir: Path,
-                     accuracy_level: int = 0, tied_embedding: bool = False, lowering: str = "matmulnbits"
-                     ) -> dict[str, int]:
+                     accuracy_level: int = 0, tied_embedding: bool = False, lowering: str = "matmulnbits",
+                     activations: dict[str, ActivationQuant] | None = None) -> dict[str, int]:
     """Write OUT_DIR/model.onnx (+ model.onnx.data): MODEL's graph with QWEIGHTS lowered by LOWERING
     (retarget.export.lowering: MatMulNBits by default, or QDQ) and, for TIED_EMBEDDING, the embedding reading
-    lm_head's quantized table."""
+    lm_head's quantized table. ACTIVATIONS: the modules whose inputs are quantized too (W8A8), as QDQ."""
     with tempfile.TemporaryDirectory(prefix="retarget-export-") as tmp:
         proto = onnx.load(str(export_float(model, Path(tmp))))
-    lowered = lower_weights(proto, qweights, lowering, accuracy_level)
+    lowered = lower_weights(proto, qweights, lowering, accuracy_level, activations)
     embedding_quantized = tied_embedding and lower_tied_embedding_for(proto, lowering)
     onnx.save_model(proto, str(out_dir / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=DATA_FILE, size_threshold=1024)

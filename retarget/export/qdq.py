@@ -23,12 +23,14 @@ UE8M0 FP8 scales are stored as float32 (powers of two: exact), which every FP8-c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from retarget.errors import RetargetError
-from retarget.export.graph import Lowered, module_name_of
+from retarget.export.graph import Lowered, module_name_of, require_opset
 from retarget.export.matmulnbits import zero_free, zero_offset_nodes
 from retarget.quantize.weight import QuantizedWeight
 
@@ -204,6 +206,7 @@ def lower_tied_embedding_qdq(model: onnx.ModelProto, embedding: str = "model.emb
     nodes.append(helper.make_node("DequantizeLinear", gathered, list(gather.output),
                                   name=f"{embedding}/DequantizeLinear", **attrs))
     graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{embedding}.last_axis"))
+    require_opset(model, OPSET["blocked"])
     position = list(graph.node).index(gather)
     graph.node.remove(gather)
     for offset, node in enumerate(nodes):
@@ -212,3 +215,45 @@ def lower_tied_embedding_qdq(model: onnx.ModelProto, embedding: str = "model.emb
     if not any(table.name in n.input for n in graph.node):
         graph.initializer.remove(table)
     return True
+
+
+def _cpu_cannot_dequantize(node: onnx.NodeProto, types: dict[str, int]) -> bool:
+    """True for a DequantizeLinear ORT 1.32's CPU provider has no kernel for (float4e2m1 codes, E8M0 scales)."""
+    return node.op_type == "DequantizeLinear" and any(
+        types.get(name) in (TensorProto.FLOAT4E2M1, TensorProto.FLOAT8E8M0) for name in node.input)
+
+
+def write_reference_dequantized(model_path: Path, variant_path: Path) -> Path:
+    """Copy MODEL_PATH with every DequantizeLinear that ORT's CPU provider cannot run (and the scale
+    DequantizeLinear feeding it) replaced by its output, computed by ONNX's reference implementation.
+
+    ORT then runs the rest of the graph, so comparing the copy with the torch model checks the FP4 graph's
+    codes, scales and layout on a CPU. The copy holds those weights in float32 (external data next to it)."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    consts = {t.name: t for t in graph.initializer}
+    types = {name: t.data_type for name, t in consts.items()}
+    folded = {n.output[0] for n in graph.node if _cpu_cannot_dequantize(n, types)}
+    folded |= {n.output[0] for n in graph.node
+               if n.op_type == "DequantizeLinear" and any(n.output[0] in m.input for m in graph.node
+                                                          if m.output[0] in folded)}
+    kept = []
+    for node in graph.node:
+        if node.output[0] not in folded or not set(node.input) <= set(consts):
+            kept.append(node)
+            continue
+        inputs = [consts[name] for name in node.input]
+        single = helper.make_graph([node], "dq", [], [helper.make_tensor_value_info(node.output[0], 0, None)], inputs)
+        value = ReferenceEvaluator(helper.make_model(single, opset_imports=model.opset_import)).run(None, {})[0]
+        consts[node.output[0]] = numpy_helper.from_array(np.asarray(value, np.float32), node.output[0])
+    used = {name for node in kept for name in node.input}
+    del graph.node[:]
+    graph.node.extend(kept)
+    new_inits = [t for t in consts.values() if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(new_inits)
+    onnx.save_model(model, str(variant_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=f"{variant_path.name}.data", size_threshold=1024)
+    return variant_path

@@ -39,6 +39,12 @@ LOWERINGS: dict[str, set[str] | None] = {
 LOWERING_CHOICES = ("auto", "matmulnbits", "qdq")  # --lowering: a family; the recipe's weights pick the member
 
 
+def runs_on_cpu(lowering: str) -> bool:
+    """Whether ONNX Runtime's CPU provider (the one verification uses) runs LOWERING."""
+    runners = LOWERINGS[lowering]
+    return runners is None or "CPUExecutionProvider" in runners
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Weight format for every Linear (lm_head included) and the ONNX lowering that carries it."""
@@ -79,8 +85,10 @@ def _candidates(config: QuantConfig) -> list[str]:
     if isinstance(config, IntWeightOnlyConfig):
         per_channel_int8 = config.bits == 8 and config.group_size is None
         return ["matmulnbits", "qdq-int8" if per_channel_int8 else "qdq-blocked"]
-    if config.name.startswith("fp8-"):
+    if config.name.startswith("fp8-") or config.name == "w8a8-fp8":  # FP8 weights (and FP8 activations)
         return ["qdq-fp8"]
+    if config.name.startswith("w8a8-"):  # INT8 per-channel weights, per-token INT8 activations
+        return ["qdq-int8"]
     if config.name in ("mxfp4", "nvfp4"):
         return ["qdq-fp4"]
     raise RetargetError(f"recipe {config.name!r} has no ONNX lowering yet", field="--recipe")

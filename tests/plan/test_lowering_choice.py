@@ -43,3 +43,18 @@ def test_unrunnable_lowering_is_a_one_line_error(target: str, recipe: str, lower
     with pytest.raises(RetargetError) as err:
         plan_recipe(recipe, load_profile(target), has_source_blocks=True, lowering=lowering)
     assert err.value.field == field and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("target", "recipe", "lowering"), [
+    ("h100-sxm", "fp8-block128", "qdq-fp8"), ("cpu-x86", "fp8-channel", "qdq-fp8"),  # CPU: dequantizes to fp32
+    ("b200", "nvfp4", "qdq-fp4"), ("rtx-5090", "mxfp4", "qdq-fp4"),
+])
+def test_float_formats_lower_to_qdq(target: str, recipe: str, lowering: str) -> None:
+    assert plan_recipe(recipe, load_profile(target), has_source_blocks=False).lowering == lowering
+
+
+def test_fp4_is_refused_where_no_provider_runs_it() -> None:
+    """ORT's CPU provider has no float4e2m1 DequantizeLinear: a CPU target cannot take an FP4 recipe."""
+    with pytest.raises(RetargetError, match="qdq-fp4") as err:
+        plan_recipe("mxfp4", load_profile("cpu-x86"), has_source_blocks=False)
+    assert err.value.field == "--target"
