@@ -26,7 +26,9 @@ class LayerContext:
     stats: LayerStats | None = None  # calibration statistics of its input (configs with needs_calibration)
 
 
-Handler = Callable[[str, nn.Linear, QuantConfig, LayerContext], QuantizedWeight | None]
+# a handler returns the layer's QuantizedWeight (None: leave it float), or a whole QuantLinear when the layer
+# quantizes its activations too (retarget.quantize.smoothquant, W8A8-FP8)
+Handler = Callable[[str, nn.Linear, QuantConfig, LayerContext], QuantizedWeight | QuantLinear | None]
 # a model-level step run after calibration and before the per-layer handlers (e.g. AWQ's scale folding);
 # it may change float weights and returns the statistics the handlers should see
 Transform = Callable[[nn.Module, QuantConfig, dict[str, LayerStats], Progress | None], dict[str, LayerStats]]
@@ -143,7 +145,7 @@ def quantize_(model: nn.Module, config: QuantConfig,
         if qweight is not None:
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, attr, QuantLinear(qweight, linear.bias))
+            setattr(parent, attr, qweight if isinstance(qweight, QuantLinear) else QuantLinear(qweight, linear.bias))
             replaced += 1
         if progress and task is not None:
             progress.advance(task)

@@ -74,3 +74,29 @@ def test_config_names_round_trip() -> None:
         assert config_from_name(name).name == name
     with pytest.raises(ValueError):
         Fp8WeightConfig(granularity="channel", ue8m0=True)
+
+
+def test_w8a8_fp8_uses_a_static_scale_from_calibration(tiny_llama, tiny_tokens) -> None:
+    from retarget.quantize import W8A8Fp8Config, collect_stats, quantize_
+    from retarget.quantize.api import linear_layers
+
+    ids = torch.tensor([tiny_tokens[:64]])
+    with torch.inference_mode():
+        ref = tiny_llama(input_ids=ids).logits
+    stats = collect_stats(tiny_llama, tiny_tokens, linear_layers(tiny_llama, include_lm_head=False))
+    assert quantize_(tiny_llama, W8A8Fp8Config(), stats=stats) == 2 * 7 + 1
+    down = tiny_llama.model.layers[1].mlp.down_proj
+    assert down.act == "e4m3" and float(down.act_scale) == pytest.approx(
+        float(stats["model.layers.1.mlp.down_proj"].abs_max.max()) / 448)
+    assert tiny_llama.lm_head.act is None
+    with torch.inference_mode():
+        got = tiny_llama(input_ids=ids).logits
+    assert float((got - ref).norm() / ref.norm()) < 0.1
+
+
+def test_fp4_recipes_keep_lm_head_at_fp8(tiny_llama) -> None:
+    from retarget.quantize import Fp4WeightConfig, quantize_
+
+    quantize_(tiny_llama, Fp4WeightConfig(scheme="nvfp4"))
+    assert tiny_llama.model.layers[0].mlp.up_proj.element == "e2m1"
+    assert tiny_llama.lm_head.element == "e4m3" and tiny_llama.lm_head.group_size == 96
