@@ -1,16 +1,38 @@
-"""Run an exported causal LM (optimum layout: input_ids, attention_mask, position_ids, past_key_values.*)
-in ONNX Runtime: logits, greedy generation with the KV cache, and prefill / decode speed."""
+"""Run an exported causal LM in ONNX Runtime: logits, greedy generation with the KV cache, and prefill /
+decode speed.
+
+Two graph layouts are served: optimum's export (input_ids, attention_mask, position_ids,
+past_key_values.N.key/value -> logits, present.N.key/value, the cache growing by concatenation) and
+retarget.export.llama_graph's (the same names without position_ids; GroupQueryAttention). Generation
+keeps the cache in ORT's own memory through IO binding (no copy to numpy between steps); on a
+GroupQueryAttention graph past and present share one preallocated buffer per tensor, which the operator
+appends to in place (ORT's past_present_share_buffer mode: the past input holds max_length positions and
+attention_mask says how many are filled).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
 from retarget.errors import RetargetError
+
+
+def session_options(threads: int | None = None, qdq_accuracy_level: int | None = None) -> ort.SessionOptions:
+    """All graph optimizations, sequential execution, one intra-op thread per core (THREADS overrides)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    if qdq_accuracy_level is not None:
+        opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(qdq_accuracy_level))
+    return opts
 
 
 class OrtCausalLM:
@@ -19,14 +41,9 @@ class OrtCausalLM:
     def __init__(self, path: Path, threads: int | None = None, qdq_accuracy_level: int | None = None) -> None:
         """QDQ_ACCURACY_LEVEL: the accuracy_level of the MatMulNBits ORT fuses 4-bit QDQ weights into (ORT's
         default is 4, int8 activations; 0 keeps the product exact)."""
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        if qdq_accuracy_level is not None:
-            opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(qdq_accuracy_level))
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), session_options(threads, qdq_accuracy_level),
+                                                providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types
             raise RetargetError(f"ONNX Runtime cannot load it ({str(err).splitlines()[0]})", source=str(path)) from err
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values")]
@@ -34,21 +51,27 @@ class OrtCausalLM:
             raise RetargetError("no past_key_values.* inputs: not a decoder exported with KV cache", source=str(path))
         _, self.kv_heads, _, self.head_dim = self.past_inputs[0].shape
         self.input_names = {i.name for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        graph = onnx.load(str(path), load_external_data=False).graph
+        self.shares_buffer = any(n.op_type == "GroupQueryAttention" for n in graph.node)
+        self._cache: list[ort.OrtValue] = []
+        self._filled = 0
 
     def empty_past(self, batch: int = 1) -> dict[str, np.ndarray]:
         return {i.name: np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32) for i in self.past_inputs}
 
-    def forward(self, ids: np.ndarray, past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One step: IDS [1, L] after PAST; returns logits [1, L, V] and the new past."""
-        past_len = next(iter(past.values())).shape[2]
+    def _feeds(self, ids: np.ndarray, past_len: int) -> dict[str, np.ndarray]:
         length = ids.shape[1]
-        feeds = {"input_ids": ids.astype(np.int64),
-                 "attention_mask": np.ones((1, past_len + length), np.int64), **past}
+        feeds = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones((1, past_len + length), np.int64)}
         if "position_ids" in self.input_names:
             feeds["position_ids"] = np.arange(past_len, past_len + length, dtype=np.int64)[None]
-        outputs = self.session.run(None, feeds)
-        names = [o.name for o in self.session.get_outputs()]
-        present = {n.replace("present", "past_key_values"): v for n, v in zip(names[1:], outputs[1:], strict=True)}
+        return feeds
+
+    def forward(self, ids: np.ndarray, past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One step: IDS [1, L] after PAST; returns logits [1, L, V] and the new past (numpy, copied)."""
+        outputs = self.session.run(None, {**self._feeds(ids, next(iter(past.values())).shape[2]), **past})
+        present = {n.replace("present", "past_key_values"): v
+                   for n, v in zip(self.output_names[1:], outputs[1:], strict=True)}
         return outputs[0], present
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
@@ -56,30 +79,60 @@ class OrtCausalLM:
         out, _ = self.forward(ids.numpy(), self.empty_past())
         return torch.from_numpy(out[0])
 
+    def start(self, prompt: np.ndarray, max_length: int) -> np.ndarray:
+        """Prefill PROMPT [1, L] into a fresh cache with room for MAX_LENGTH tokens; returns the last logits [V]."""
+        self._filled = 0
+        if self.shares_buffer:
+            shape = (1, self.kv_heads, max_length, self.head_dim)
+            self._cache = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)) for _ in self.past_inputs]
+        else:
+            self._cache = [ort.OrtValue.ortvalue_from_numpy(v) for v in self.empty_past().values()]
+        return self.step(prompt)
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        """Run IDS [1, L] after the cached tokens, keeping the cache in ORT memory; returns the last logits [V]."""
+        binding = self.session.io_binding()
+        for name, value in self._feeds(ids, self._filled).items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output(self.output_names[0], "cpu")
+        for spec, value in zip(self.past_inputs, self._cache, strict=True):
+            binding.bind_ortvalue_input(spec.name, value)
+            present = spec.name.replace("past_key_values", "present")
+            if self.shares_buffer:
+                binding.bind_ortvalue_output(present, value)
+            else:
+                binding.bind_output(present, "cpu")
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        if not self.shares_buffer:
+            self._cache = list(outputs[1:])
+        self._filled += ids.shape[1]
+        return outputs[0].numpy()[0, -1]
+
     def generate(self, prompt: list[int], max_new_tokens: int, stop: frozenset[int] = frozenset()) -> list[int]:
         """Greedy decoding with the KV cache, until a STOP token or MAX_NEW_TOKENS."""
-        logits, past = self.forward(np.array([prompt]), self.empty_past())
+        logits = self.start(np.array([prompt]), len(prompt) + max_new_tokens)
         new: list[int] = []
         for _ in range(max_new_tokens):
-            token = int(logits[0, -1].argmax())
+            token = int(logits.argmax())
             if token in stop:
                 break
             new.append(token)
-            logits, past = self.forward(np.array([[token]]), past)
+            logits = self.step(np.array([[token]]))
         return new
 
     def speed(self, prompt_len: int = 128, decode_tokens: int = 64, repeats: int = 3) -> dict[str, float]:
         """Prefill tokens/s over a PROMPT_LEN prompt and decode tokens/s over DECODE_TOKENS steps (best of REPEATS)."""
         ids = np.random.default_rng(0).integers(100, 10_000, (1, prompt_len))
-        self.forward(ids[:, :8], self.empty_past())  # warm-up
+        self.start(ids[:, :8], 8 + decode_tokens)  # warm-up
         prefill, decode = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            logits, past = self.forward(ids, self.empty_past())
+            logits = self.start(ids, prompt_len + decode_tokens)
             prefill.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             for _ in range(decode_tokens):
-                logits, past = self.forward(logits[:, -1:].argmax(-1), past)
+                logits = self.step(np.array([[int(logits.argmax())]]))
             decode.append(time.perf_counter() - t0)
         return {"prefill_tokens_per_s": prompt_len / min(prefill), "decode_tokens_per_s": decode_tokens / min(decode),
                 "prompt_len": prompt_len, "decode_tokens": decode_tokens}
