@@ -61,8 +61,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     check_writable(out)
     check_model_ref(model_ref)
     profile = load_profile(target)
-    if recipe != "auto":  # the recipe exists and the target runs its lowering
-        plan_recipe(recipe, profile, has_source_blocks=True, lowering=lowering)
+    plan_recipe(recipe, profile, has_source_blocks=True, lowering=lowering)  # the recipe exists, the target runs it
     eval_tokens = eval_tokens or DEFAULT_EVAL_TOKENS
     if eval_tokens < EVAL_WINDOW:
         raise RetargetError(f"must be at least {EVAL_WINDOW}", field="--eval-tokens")

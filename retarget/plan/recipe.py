@@ -143,5 +143,14 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
     else:
         config = IntWeightOnlyConfig(bits=4, group_size=128, symmetric=False)
         why = "auto: 4-bit weights move 1/8 of the fp32 bytes per decoded token; g128 asymmetric keeps accuracy"
-    lowering = _lowering_for(config, profile, lowering)
+    family = lowering
+    try:
+        lowering = _lowering_for(config, profile, family)
+    except RetargetError as err:
+        if err.field != "--target":
+            raise
+        # no provider of the device runs a 4-bit lowering: INT8 per channel, the most widely read QDQ form
+        config = IntWeightOnlyConfig(bits=8, group_size=None, symmetric=True)
+        why = f"auto: {profile.id}'s ONNX Runtime providers run no 4-bit lowering; INT8 per channel is read by most"
+        lowering = _lowering_for(config, profile, family)
     return Recipe(config, lowering, why=why, accuracy_level=_accuracy_level(lowering, profile))
