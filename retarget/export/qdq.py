@@ -205,7 +205,8 @@ def lower_tied_embedding_qdq(model: onnx.ModelProto, embedding: str = "model.emb
         gathered.append(out)
     nodes.append(helper.make_node("DequantizeLinear", gathered, list(gather.output),
                                   name=f"{embedding}/DequantizeLinear", **attrs))
-    graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{embedding}.last_axis"))
+    if any(n.op_type == "Unsqueeze" for n in nodes):
+        graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{embedding}.last_axis"))
     require_opset(model, OPSET["blocked"])
     position = list(graph.node).index(gather)
     graph.node.remove(gather)
