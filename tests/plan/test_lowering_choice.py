@@ -49,8 +49,9 @@ def test_unrunnable_lowering_is_a_one_line_error(target: str, recipe: str, lower
 @pytest.mark.parametrize(("target", "recipe", "lowering"), [
     ("h100-sxm", "fp8-block128", "qdq-fp8"), ("cpu-x86", "fp8-channel", "qdq-fp8"),  # CPU: dequantizes to fp32
     ("b200", "nvfp4", "qdq-fp4"), ("rtx-5090", "mxfp4", "qdq-fp4"),
+    ("cpu-x86", "w8a8-smoothquant", "qdq-int8"), ("h100-sxm", "w8a8-fp8", "qdq-fp8"),
 ])
-def test_float_formats_lower_to_qdq(target: str, recipe: str, lowering: str) -> None:
+def test_float_and_w8a8_formats_lower_to_qdq(target: str, recipe: str, lowering: str) -> None:
     assert plan_recipe(recipe, load_profile(target), has_source_blocks=False).lowering == lowering
 
 
