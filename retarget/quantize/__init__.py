@@ -23,6 +23,7 @@ from retarget.quantize.gptq import GPTQConfig
 from retarget.quantize.hqq import HQQConfig
 from retarget.quantize.kv_cache import KVCacheConfig, kv_logits_fn, split_recipe
 from retarget.quantize.modules import QuantLinear
+from retarget.quantize.mse import MSEConfig
 from retarget.quantize.smoothquant import SmoothQuantConfig, W8A8Int8Config
 from retarget.quantize.weight import QuantizedWeight, quantize_rtn
 
@@ -31,4 +32,4 @@ __all__ = ["quantize_", "register_handler", "register_transform", "LayerContext"
            "Int8WeightOnlyConfig", "KeepSourceConfig", "FloatConfig", "config_from_name", "register_recipe_name",
            "QuantLinear", "QuantizedWeight", "quantize_rtn", "GPTQConfig", "AWQConfig", "HQQConfig",
            "Fp8WeightConfig", "Fp4WeightConfig", "W8A8Fp8Config", "W8A8Int8Config", "SmoothQuantConfig",
-           "KVCacheConfig", "kv_logits_fn", "split_recipe"]
+           "KVCacheConfig", "kv_logits_fn", "split_recipe", "MSEConfig"]

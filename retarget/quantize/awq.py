@@ -19,8 +19,9 @@ H = sum x x^T (retarget.quantize.calibration), so no activations are stored:
    which `retarget compile` exports from the unquantized model; they are left out.
 2. Clipping (per layer): each group's range is shrunk by the ratio in {1, 0.95, ..., 0.55} that minimises
    its own share of the output error, sum_n dW_ng H_gg dW_ng^T (the group's diagonal block of H).
-Scales and zero points are then the round-to-nearest ones of the clipped weights: the same QuantizedWeight
-layout, size and lowering as `int*-g*-*`.
+   Scales and zero points are then the round-to-nearest ones of the clipped weights. With `gptq=True`
+   ("awq-gptq-*") each layer is quantized by GPTQ (retarget.quantize.gptq) instead, on the rescaled Hessian.
+Either way: the same QuantizedWeight layout, size and lowering as `int*-g*-*`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from torch import nn
 from retarget.quantize.api import LayerContext, linear_layers, lm_head_rtn, register_handler, register_transform
 from retarget.quantize.calibration import LayerStats
 from retarget.quantize.configs import INT_NAME, IntWeightOnlyConfig, QuantConfig, int_fields, register_recipe_name
+from retarget.quantize.gptq import gptq_quantize
 from retarget.quantize.weight import QuantizedWeight, quantize_rtn
 
 SCORE_ROWS = 256  # rows of W scored per scale candidate (evenly spaced): the error is a sum over rows
@@ -48,10 +50,11 @@ class AWQConfig(IntWeightOnlyConfig):
     needs_calibration: ClassVar[bool] = True
     grid: int = 20  # alpha candidates: 0, 1/grid, ..., (grid - 1)/grid
     clip: bool = True
+    gptq: bool = False  # after folding the scales, quantize each layer with GPTQ instead of the clip search
 
     @property
     def name(self) -> str:
-        return f"awq-{super().name}"
+        return f"awq-{'gptq-' if self.gptq else ''}{super().name}"
 
 
 def output_error(dw: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -147,15 +150,18 @@ def _awq_scales(model: nn.Module, config: QuantConfig, stats: dict[str, LayerSta
     return stats
 
 
-def search_clip(w: torch.Tensor, h: torch.Tensor, bits: int, group: int, symmetric: bool) -> QuantizedWeight:
+def search_clip(w: torch.Tensor, h: torch.Tensor | None, bits: int, group: int, symmetric: bool) -> QuantizedWeight:
     """RTN of W after clipping each group's range by the ratio in CLIP_RATIOS with the least output error
-    through the group's diagonal block of H."""
+    through the group's diagonal block of H (None: the identity, i.e. the weights' own squared error)."""
     w = w.detach().float()
     n, k = w.shape
     groups = -(-k // group)
     pad = groups * group - k
-    hp = torch.nn.functional.pad(h, (0, pad, 0, pad))
-    blocks = torch.stack([hp[i * group:(i + 1) * group, i * group:(i + 1) * group] for i in range(groups)])
+    if h is None:
+        blocks = torch.eye(group).expand(groups, group, group)
+    else:
+        hp = torch.nn.functional.pad(h, (0, pad, 0, pad))
+        blocks = torch.stack([hp[i * group:(i + 1) * group, i * group:(i + 1) * group] for i in range(groups)])
     probe = quantize_rtn(w, bits, group, symmetric)
     lo = probe.expand(_group_reduce(w, group, torch.amin))
     hi = probe.expand(_group_reduce(w, group, torch.amax))
@@ -183,10 +189,12 @@ def _awq(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -
     if head is not None:
         return head
     group = config.group_size or linear.in_features
-    if ctx.stats is None or not config.clip:
+    if ctx.stats is None or not (config.clip or config.gptq):
         return quantize_rtn(linear.weight, config.bits, group, config.symmetric)
+    if config.gptq:
+        return gptq_quantize(linear.weight, ctx.stats.hessian, config.bits, group, config.symmetric)
     return search_clip(linear.weight, ctx.stats.hessian, config.bits, group, config.symmetric)
 
 
-register_recipe_name(f"awq-{INT_NAME}", lambda m: AWQConfig(**int_fields(m)),
+register_recipe_name(f"awq-(?P<gptq>gptq-)?{INT_NAME}", lambda m: AWQConfig(**int_fields(m), gptq=bool(m["gptq"])),
                      "awq-int4-{g64,g128}-asym, awq-int3-g64-asym")

@@ -65,9 +65,11 @@ def test_quantize_model_beats_rtn_on_its_calibration_text(tiny_llama, tiny_token
     with torch.no_grad():
         ref = tiny_llama(input_ids=ids).logits
     errors = {}
-    for config in (IntWeightOnlyConfig(bits=3, group_size=32), AWQConfig(bits=3, group_size=32)):
+    for config in (IntWeightOnlyConfig(bits=3, group_size=32), AWQConfig(bits=3, group_size=32),
+                   AWQConfig(bits=3, group_size=32, gptq=True)):
         model = copy.deepcopy(tiny_llama)
         quantize_(model, config, calibration=tiny_tokens)
         with torch.no_grad():
             errors[config.name] = float((model(input_ids=ids).logits - ref).norm())
     assert errors["awq-int3-g32-asym"] < errors["int3-g32-asym"]
+    assert errors["awq-gptq-int3-g32-asym"] < errors["int3-g32-asym"]

@@ -62,7 +62,8 @@ def test_stats_are_reused_and_not_changed_by_a_transform(tiny_llama, tiny_tokens
 
 @pytest.mark.parametrize("config", [GPTQConfig(bits=4, group_size=128), GPTQConfig(bits=3, group_size=64,
                                     act_order=True), AWQConfig(bits=4, group_size=64), HQQConfig(bits=3, group_size=64),
-                                    GPTQConfig(bits=4, group_size=None, symmetric=True)])
+                                    GPTQConfig(bits=4, group_size=None, symmetric=True),
+                                    AWQConfig(bits=4, group_size=128, gptq=True)])
 def test_names_round_trip(config) -> None:
     assert config_from_name(config.name) == config
     assert config.to_dict()["name"] == config.name
