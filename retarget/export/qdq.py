@@ -38,7 +38,7 @@ from retarget.quantize.weight import QuantizedWeight
 # (DQMatMulToMatMulNBits); ORT's default is 4, int8 activations, so "0" is needed for an exact product
 QDQ_ACCURACY_LEVEL = "session.qdq_matmulnbits_accuracy_level"
 # default-domain opset each form needs
-OPSET = {"per-channel": 13, "per-tensor": 13, "blocked": 21, "int4": 21, "e2m1": 23, "e8m0": 24}
+OPSET = {"per-channel": 13, "per-tensor": 13, "blocked": 21, "int4": 21, "e4m3": 19, "e2m1": 23, "e8m0": 24}
 _INT_TYPES = {(4, True): TensorProto.INT4, (4, False): TensorProto.UINT4,
               (8, True): TensorProto.INT8, (8, False): TensorProto.UINT8}
 
@@ -74,6 +74,8 @@ def required_opset(qw: QuantizedWeight) -> int:
         return OPSET["e8m0"] if qw.scale_format == "e8m0" else OPSET["e2m1"]
     if qw.element == "int" and qw.bits <= 4:
         return OPSET["int4"]
+    if qw.element == "e4m3":
+        return max(OPSET["e4m3"], OPSET[qdq_form(qw)])
     return OPSET[qdq_form(qw)]
 
 

@@ -21,9 +21,9 @@ def one_layer(qw: QuantizedWeight) -> onnx.ModelProto:
     n, k = qw.shape
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, k])],
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n])], inits)
-    opset = max(required_opset(qw), 21)
+    opset = required_opset(qw)  # the least the weight's form needs: the checker refuses anything older
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version={21: 10, 23: 11, 24: 12}[opset])
+                              ir_version={13: 7, 19: 9, 21: 10, 23: 11, 24: 12}[opset])
     onnx.checker.check_model(model, full_check=True)
     return model
 
