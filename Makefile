@@ -32,6 +32,8 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
+	# llama.cpp, a peer in bench/test_cpu_speed.py (builds from source: about 12 minutes on 2 cores, then cached)
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PY) -m pip install -q llama-cpp-python==0.3.36
 	$(PY) -m pytest -q bench --benchmark-only -p no:cacheprovider -o addopts=''
 
 lint: $(STAMP)

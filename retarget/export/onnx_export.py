@@ -17,6 +17,7 @@ import onnx
 from torch import nn
 
 from retarget.export.activations import ActivationQuant
+from retarget.export.llama_graph import llama_graph, unsupported_reason
 from retarget.export.lowering import lower_tied_embedding_for, lower_weights
 from retarget.quantize.weight import QuantizedWeight
 
@@ -40,9 +41,15 @@ def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out
                      activations: dict[str, ActivationQuant] | None = None) -> dict[str, int]:
     """Write OUT_DIR/model.onnx (+ model.onnx.data): MODEL's graph with QWEIGHTS lowered by LOWERING
     (retarget.export.lowering: MatMulNBits by default, or QDQ) and, for TIED_EMBEDDING, the embedding reading
-    lm_head's quantized table. ACTIVATIONS: the modules whose inputs are quantized too (W8A8), as QDQ."""
-    with tempfile.TemporaryDirectory(prefix="retarget-export-") as tmp:
-        proto = onnx.load(str(export_float(model, Path(tmp))))
+    lm_head's quantized table. ACTIVATIONS: the modules whose inputs are quantized too (W8A8), as QDQ.
+    Llama-family models lowered to MatMulNBits are built directly (retarget.export.llama_graph: ORT's
+    GroupQueryAttention and fused norms, projections fused where their formats agree); others via optimum."""
+    linears = len(qweights)
+    if lowering == "matmulnbits" and not activations and unsupported_reason(model) is None:
+        proto, qweights = llama_graph(model, qweights)  # ORT's fused ops: fewer nodes, much faster decode
+    else:
+        with tempfile.TemporaryDirectory(prefix="retarget-export-") as tmp:
+            proto = onnx.load(str(export_float(model, Path(tmp))))
     lowered = lower_weights(proto, qweights, lowering, accuracy_level, activations)
     embedding_quantized = tied_embedding and lower_tied_embedding_for(proto, lowering)
     onnx.save_model(proto, str(out_dir / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -52,7 +59,7 @@ def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out
     return {"matmulnbits_nodes": ops.count("MatMulNBits"), "float_matmul_nodes": ops.count("MatMul"),
             "dequantize_linear_nodes": ops.count("DequantizeLinear"), "lowering": lowering,
             "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-            "lowered": lowered, "embedding_quantized": embedding_quantized,
+            "lowered": lowered, "linears_lowered": linears, "embedding_quantized": embedding_quantized,
             "bytes": sum(f.stat().st_size for f in out_dir.glob("model.onnx*"))}
 
 

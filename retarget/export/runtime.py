@@ -55,6 +55,7 @@ class OrtCausalLM:
         graph = onnx.load(str(path), load_external_data=False).graph
         self.shares_buffer = any(n.op_type == "GroupQueryAttention" for n in graph.node)
         self._cache: list[ort.OrtValue] = []
+        self._binding = self.session.io_binding()
         self._filled = 0
 
     def empty_past(self, batch: int = 1) -> dict[str, np.ndarray]:
@@ -87,26 +88,33 @@ class OrtCausalLM:
             self._cache = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)) for _ in self.past_inputs]
         else:
             self._cache = [ort.OrtValue.ortvalue_from_numpy(v) for v in self.empty_past().values()]
+        self._binding = self.session.io_binding()
+        self._bind_cache()
         return self.step(prompt)
+
+    def _bind_cache(self) -> None:
+        """Bind the logits (output 0) and the cache as past (and, for a shared buffer, as present too)."""
+        self._binding.bind_output(self.output_names[0], "cpu")
+        for spec, value in zip(self.past_inputs, self._cache, strict=True):
+            self._binding.bind_ortvalue_input(spec.name, value)
+            present = spec.name.replace("past_key_values", "present")
+            if self.shares_buffer:
+                self._binding.bind_ortvalue_output(present, value)
+            else:
+                self._binding.bind_output(present, "cpu")
 
     def step(self, ids: np.ndarray) -> np.ndarray:
         """Run IDS [1, L] after the cached tokens, keeping the cache in ORT memory; returns the last logits [V]."""
-        binding = self.session.io_binding()
         for name, value in self._feeds(ids, self._filled).items():
-            binding.bind_cpu_input(name, value)
-        binding.bind_output(self.output_names[0], "cpu")
-        for spec, value in zip(self.past_inputs, self._cache, strict=True):
-            binding.bind_ortvalue_input(spec.name, value)
-            present = spec.name.replace("past_key_values", "present")
-            if self.shares_buffer:
-                binding.bind_ortvalue_output(present, value)
-            else:
-                binding.bind_output(present, "cpu")
-        self.session.run_with_iobinding(binding)
-        outputs = binding.get_outputs()
+            self._binding.bind_cpu_input(name, value)
+        self._binding.bind_output(self.output_names[0], "cpu")  # again: logits change shape with IDS
+        self.session.run_with_iobinding(self._binding)
+        outputs = self._binding.get_outputs()
+        self._filled += ids.shape[1]
         if not self.shares_buffer:
             self._cache = list(outputs[1:])
-        self._filled += ids.shape[1]
+            self._binding = self.session.io_binding()
+            self._bind_cache()
         return outputs[0].numpy()[0, -1]
 
     def generate(self, prompt: list[int], max_new_tokens: int, stop: frozenset[int] = frozenset()) -> list[int]:
