@@ -6,11 +6,12 @@ from __future__ import annotations
 from functools import partial
 
 import onnx
+from onnx import numpy_helper
 
 from retarget.errors import RetargetError
 from retarget.export.activations import OPSET as ACTIVATION_OPSET
 from retarget.export.activations import ActivationQuant, with_activations
-from retarget.export.graph import Builder, replace_matmuls, require_opset
+from retarget.export.graph import Builder, module_name_of, replace_matmuls, require_opset
 from retarget.export.matmulnbits import lower_tied_embedding, lowered_nodes
 from retarget.export.qdq import lower_tied_embedding_qdq, qdq_nodes, required_opset
 from retarget.quantize.weight import QuantizedWeight
@@ -49,9 +50,19 @@ def lower_weights(model: onnx.ModelProto, qweights: dict[str, QuantizedWeight], 
     return count
 
 
-def lower_tied_embedding_for(model: onnx.ModelProto, lowering: str) -> bool:
-    """Point a tied input embedding at lm_head's quantized table, in LOWERING's form; False if it stays float."""
+def lower_tied_embedding_for(model: onnx.ModelProto, lowering: str, head: QuantizedWeight | None = None,
+                             embedding: str = "model.embed_tokens") -> bool:
+    """Point a tied input embedding at lm_head's quantized table, in LOWERING's form. Where that form cannot
+    (FP8 or 4-bit lm_head tables: ONNX's Gather takes neither), the float table is replaced by HEAD's
+    dequantized values, which is what the tied torch model looks up. True if the table is stored quantized."""
     family = lowering_family(lowering)
-    if family == "matmulnbits":
-        return lower_tied_embedding(model)
-    return family == "qdq" and lower_tied_embedding_qdq(model)
+    if family == "matmulnbits" and lower_tied_embedding(model):
+        return True
+    if family == "qdq" and lower_tied_embedding_qdq(model):
+        return True
+    if head is not None:
+        gather = next((n for n in model.graph.node if n.op_type == "Gather" and module_name_of(n) == embedding), None)
+        table = next((t for t in model.graph.initializer if gather is not None and t.name == gather.input[0]), None)
+        if table is not None and tuple(table.dims) == head.shape:
+            table.CopyFrom(numpy_helper.from_array(head.dequantize().numpy(), table.name))
+    return False

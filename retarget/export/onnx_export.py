@@ -51,7 +51,7 @@ def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out
         with tempfile.TemporaryDirectory(prefix="retarget-export-") as tmp:
             proto = onnx.load(str(export_float(model, Path(tmp))))
     lowered = lower_weights(proto, qweights, lowering, accuracy_level, activations)
-    embedding_quantized = tied_embedding and lower_tied_embedding_for(proto, lowering)
+    embedding_quantized = tied_embedding and lower_tied_embedding_for(proto, lowering, qweights.get("lm_head"))
     onnx.save_model(proto, str(out_dir / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=DATA_FILE, size_threshold=1024)
     onnx.checker.check_model(str(out_dir / MODEL_FILE), full_check=True)

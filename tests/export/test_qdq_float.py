@@ -11,10 +11,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 from test_qdq import numpy_reference, one_layer, run_ort
 
-from retarget.export.qdq import write_reference_dequantized
+from retarget.export.lowering import lower_tied_embedding_for
+from retarget.export.qdq import qdq_nodes, write_reference_dequantized
 from retarget.quantize.fp4 import quantize_mxfp4_weight, quantize_nvfp4
 from retarget.quantize.fp8 import quantize_fp8
 from retarget.quantize.weight import QuantizedWeight
@@ -62,3 +64,23 @@ def test_reference_dequantized_copy_runs_in_ort(scheme: str, tmp_path: Path) -> 
     a = np.random.default_rng(5).standard_normal((2, 128)).astype(np.float32)
     out = ort.InferenceSession(str(variant), providers=["CPUExecutionProvider"]).run(None, {"A": a})[0]
     np.testing.assert_allclose(out, numpy_reference(qw, float_values(qw), a), rtol=1e-4, atol=1e-3)
+
+
+def test_fp8_lm_head_leaves_a_dequantized_embedding_table() -> None:
+    """ONNX's Gather takes no FP8: a tied embedding keeps a float table, holding lm_head's dequantized values
+    (what the tied torch model looks up), not the unquantized ones."""
+    vocab, k = 64, 96
+    w = torch.randn(vocab, k, generator=torch.Generator().manual_seed(12))
+    qw = quantize_fp8(w, "channel")
+    nodes, inits = qdq_nodes(qw, "X", "logits", "lm_head")
+    gather = helper.make_node("Gather", ["model.embed_tokens.weight", "ids"], ["H"], name="/model/embed_tokens/Gather")
+    inits.append(numpy_helper.from_array(w.numpy(), "model.embed_tokens.weight"))
+    graph = helper.make_graph([gather, *nodes], "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3]),
+                                                      helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, k])],
+                              [helper.make_tensor_value_info("H", TensorProto.FLOAT, [1, 3, k])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    assert not lower_tied_embedding_for(model, "qdq-fp8", qw)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = np.array([[0, 5, 63]])
+    rows = sess.run(["H"], {"ids": ids, "X": np.zeros((1, 3, k), np.float32)})[0]
+    np.testing.assert_array_equal(rows, qw.dequantize().numpy()[ids])
