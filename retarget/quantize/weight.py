@@ -24,9 +24,9 @@ What the fields mean per `element`:
 
     "fp32"  float32 as is
     "e8m0"  a power of two 2**e, stored as the OCP E8M0 code e + 127 (MXFP4; the UE8M0 variant of fp8-block128)
-    "e4m3"  two-level (NVFP4): scale = e4m3_value * tensor_scale in float32, where the per-block factor
-            e4m3_value = scale / tensor_scale is exactly an E4M3 value and `tensor_scale` is one float32 per
-            tensor. ONNX: DequantizeLinear(e4m3 codes, tensor_scale) gives the block scales of a second
+    "e4m3"  two-level (NVFP4): scale = e4m3_value * tensor_scale in float32, with one float32 `tensor_scale`
+            per tensor and an E4M3 factor per block (scale / tensor_scale rounded to E4M3 recovers it exactly).
+            ONNX: DequantizeLinear(e4m3 codes, tensor_scale) gives the block scales of a second
             DequantizeLinear over the E2M1 codes; both multiply in float32, so they reproduce `scale` exactly.
 
 `block_rows` > 1: the scale is shared by blocks of `block_rows` rows as well (fp8-block128: 128 x 128 blocks;
