@@ -18,7 +18,8 @@ rotate_half) from cos/sin tables of the model's own inv_freq and attention scali
 past_length + i (batch 1, or right-padded batches; left padding would shift them), and masks causally
 from seqlens_k = sum(attention_mask) - 1. Inputs and outputs are named like optimum's export
 (input_ids, attention_mask, past_key_values.N.key/value [B, kv_heads, past, head_dim] -> logits,
-present.N.key/value), without position_ids. The graph comes out in float32 with one MatMul per (fused)
+present.N.key/value), without position_ids, plus an optional logits_to_keep (default 0: logits at every
+position; 1: the last only, which is all generation needs). The graph comes out in float32 with one MatMul per (fused)
 projection named like the exporter's, so the weight lowerings (MatMulNBits, QDQ) replace them unchanged.
 """
 
@@ -110,7 +111,8 @@ class _Builder:
         return self.op("MatMul", [x, w], [f"/{module}/output"], module)[0]
 
 
-_ONNX_OPS = {"MatMul", "RMSNormalization", "Gather", "ReduceSum", "Sub", "Cast", "Shape", "Squeeze", "Split", "Mul"}
+_ONNX_OPS = {"MatMul", "RMSNormalization", "Gather", "ReduceSum", "Sub", "Cast", "Shape", "Squeeze", "Split", "Mul",
+             "Neg", "Slice"}
 
 
 def _projection(b: _Builder, x: str, module: nn.Module, prefix: str, group: str, fused: set[str]) -> list[str]:
@@ -193,6 +195,10 @@ def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = 
     norm = b.const("model.norm.weight", model.model.norm.weight.detach().float().numpy())
     h = b.op("SkipSimplifiedLayerNormalization", [out, x, norm], ["/model/norm/output"], "model.norm",
              epsilon=eps)[0]
+    # logits_to_keep (int64 [1], default 0 = all): only the last positions reach lm_head, as in transformers
+    b.op("Neg", [b.const("logits_to_keep", np.array([0], np.int64))], ["/first_kept"], "")
+    h = b.op("Slice", [h, "/first_kept", b.const("to_end", np.array([np.iinfo(np.int64).max], np.int64)),
+                       "one_axis"], ["/model/norm/kept"], "model.norm")[0]
     head = model.get_output_embeddings()
     b.nodes.append(helper.make_node("MatMul", [h, b.const("lm_head.weight",
                                                            np.ascontiguousarray(head.weight.detach().float().numpy().T))],
@@ -204,9 +210,10 @@ def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = 
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
                                             ["batch_size", "total_sequence_length"]),
-              *(helper.make_tensor_value_info(p, TensorProto.FLOAT, past) for p, _ in kv)]
+              *(helper.make_tensor_value_info(p, TensorProto.FLOAT, past) for p, _ in kv),
+              helper.make_tensor_value_info("logits_to_keep", TensorProto.INT64, [1])]  # overridable initializer
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                             ["batch_size", "sequence_length", cfg.vocab_size]),
+                                             ["batch_size", "kept_length", cfg.vocab_size]),
                *(helper.make_tensor_value_info(p, TensorProto.FLOAT, present) for _, p in kv)]
     graph = helper.make_graph(b.nodes, "llama", inputs, outputs, b.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
