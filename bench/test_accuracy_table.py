@@ -38,18 +38,19 @@ from retarget.quantize.configs import recipe_names
 TOKENS = 2048  # 4096 would double the run (SmolLM2 scoring dominates it): over the 10-minute budget on 2 cores
 WINDOW = 1024
 ORT_GPTQ_SEQUENCES = 2  # ORT's GPTQ reruns the whole graph once per distinct MatMul input and sequence (~120x)
-ORT_MODES = [(mode, block, sym) for block in (128, 64)
-             for mode, sym in (("default", False), ("hqq", False), ("rtn", False), ("rtn", True),
-                               ("gptq", False), ("gptq", True))]
+ORT_MODES = [*((mode, block, sym) for block in (128, 64)
+               for mode, sym in (("default", False), ("rtn", False), ("rtn", True), ("gptq", False), ("gptq", True))),
+             ("hqq", 128, False), ("hqq", 64, False)]  # HQQ last: its solver is the slowest
 QUANTO_MODES = ("int8", "int4")
 RECIPES = recipe_names()
 RESULTS = Path(__file__).parent / "results" / "accuracy.json"
 _rows: dict[str, dict] = {}
 _started = time.perf_counter()
+_run = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _row(name: str, source: str) -> dict:
-    return _rows.setdefault(name, {"name": name, "source": source})
+    return _rows.setdefault(name, {"name": name, "source": source, "run": _run})
 
 
 def _error(err: Exception) -> dict[str, str]:
@@ -101,6 +102,29 @@ def _quantized(model: torch.nn.Module, recipe: str, holder: dict, tokenizer, sou
     stats = _stats(holder, model, tokenizer, seq_len) if config.needs_calibration else None
     quantize_(q, config, source, stats=stats)
     return q, time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe(benchmark, lm, enc, recipe: str) -> None:
+    row = _row(recipe, "retarget")
+    if recipe != "fp32":
+        loaded = lm["loaded"]
+        try:
+            model, quantize_s = _quantized(loaded.model, recipe, lm, loaded.tokenizer, loaded.source_weights, 512)
+            t0 = time.perf_counter()
+            score = benchmark.pedantic(lm["evaluator"].score, args=(torch_logits_fn(model), recipe),
+                                       rounds=1, iterations=1)
+            row["smollm2"] = {**score.to_dict(), "perplexity_ratio": score.perplexity / lm["fp32"], **_size(model),
+                              "quantize_s": quantize_s, "eval_s": time.perf_counter() - t0}
+            del model
+        except Exception as err:  # one recipe failing is a table entry, not a lost run
+            row["smollm2"] = _error(err)
+    encoder = enc["loaded"]
+    try:
+        model, quantize_s = _quantized(encoder.model, recipe, enc, encoder.tokenizer, None, 256)
+        row["minilm"] = {**enc["scorer"].score(model).to_dict(), **_size(model), "quantize_s": quantize_s}
+    except Exception as err:
+        row["minilm"] = _error(err)
 
 
 @pytest.fixture(scope="module")
@@ -174,29 +198,6 @@ def test_ort_quantizer(benchmark, lm, enc, ort_float, ort_encoder, mode: str, bl
             row["minilm"] = _error(err)
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
-def test_recipe(benchmark, lm, enc, recipe: str) -> None:
-    row = _row(recipe, "retarget")
-    if recipe != "fp32":
-        loaded = lm["loaded"]
-        try:
-            model, quantize_s = _quantized(loaded.model, recipe, lm, loaded.tokenizer, loaded.source_weights, 512)
-            t0 = time.perf_counter()
-            score = benchmark.pedantic(lm["evaluator"].score, args=(torch_logits_fn(model), recipe),
-                                       rounds=1, iterations=1)
-            row["smollm2"] = {**score.to_dict(), "perplexity_ratio": score.perplexity / lm["fp32"], **_size(model),
-                              "quantize_s": quantize_s, "eval_s": time.perf_counter() - t0}
-            del model
-        except Exception as err:  # one recipe failing is a table entry, not a lost run
-            row["smollm2"] = _error(err)
-    encoder = enc["loaded"]
-    try:
-        model, quantize_s = _quantized(encoder.model, recipe, enc, encoder.tokenizer, None, 256)
-        row["minilm"] = {**enc["scorer"].score(model).to_dict(), **_size(model), "quantize_s": quantize_s}
-    except Exception as err:
-        row["minilm"] = _error(err)
-
-
 def _fmt(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
@@ -228,11 +229,15 @@ def write_results():
 
 
 def save(rows: list[dict]) -> None:
-    """Write RESULTS (JSON) and the markdown table next to it."""
+    """Write RESULTS (JSON) and the markdown table next to it. Rows of RESULTS that this run did not measure
+    (a run of a `-k` subset) are kept, each with the start time of the run that measured it ("run")."""
+    if RESULTS.is_file():
+        kept = {r["name"]: r for r in json.loads(RESULTS.read_text()).get("rows", [])}
+        rows = list({**kept, **{r["name"]: r for r in rows}}.values())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "command": "make bench (pytest bench/test_accuracy_table.py --benchmark-only)",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": _run,
         "machine": provenance.machine(),
         "run_s": time.perf_counter() - _started,
         "corpus": {**describe(), "tokens": TOKENS, "window": WINDOW},
