@@ -1,7 +1,10 @@
 """Each algorithm against plain round-to-nearest at the same format on the real SmolLM2-135M (slow).
 
 The bundled weights are llama.cpp Q4_1 (32-element blocks with a minimum), so formats coarser than that
-lose accuracy under RTN (perplexity ratio to fp32 about 1.27 at INT4 g128): the gap the algorithms close.
+lose accuracy under RTN (perplexity ratio to fp32 about 1.29 at INT4 g128): the gap the calibrated
+algorithms close. The calibration-free ones (hqq-*, mse-*) lower the weights' own error but not reliably
+the perplexity (2048 tokens, fp32 13.14; INT4 g128: RTN 16.97, HQQ 18.88, MSE 17.71; INT4 g64: RTN 16.77,
+HQQ 16.25), so they are not asserted to beat it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def rtn(smollm2, evaluator, stats):
     return _score(smollm2, evaluator, stats, FORMAT)
 
 
-@pytest.mark.parametrize("algorithm", ["gptq", "awq", "hqq"])
+@pytest.mark.parametrize("algorithm", ["gptq", "awq", "awq-gptq"])
 def test_better_than_round_to_nearest(smollm2, evaluator, stats, rtn, algorithm: str) -> None:
     score = _score(smollm2, evaluator, stats, f"{algorithm}-{FORMAT}")
     assert score.perplexity < rtn.perplexity
