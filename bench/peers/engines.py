@@ -22,8 +22,8 @@ LLAMA_CPP_VERSION = "0.3.36"
 class OrtEngine:
     """An ONNX Runtime graph through OrtCausalLM (IO binding; shared KV buffer on GroupQueryAttention graphs)."""
 
-    def __init__(self, path: Path, max_length: int) -> None:
-        self.runtime = OrtCausalLM(path)
+    def __init__(self, path: Path, max_length: int, threads: int | None = None) -> None:
+        self.runtime = OrtCausalLM(path, threads=threads)
         self.max_length = max_length
 
     def prefill(self, ids: np.ndarray) -> int:
@@ -65,7 +65,11 @@ class LlamaCppEngine:
                          n_threads_batch=threads, logits_all=False, verbose=False)
 
     def _next(self) -> int:
-        return int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+        """Argmax of the last evaluated position's logits (eval() keeps them only in the context)."""
+        from llama_cpp import llama_get_logits
+
+        logits = np.ctypeslib.as_array(llama_get_logits(self.llm.ctx), shape=(self.llm.n_vocab(),))
+        return int(np.argmax(logits))
 
     def prefill(self, ids: np.ndarray) -> int:
         self.llm.reset()
