@@ -150,7 +150,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                 "ort": {
                     "parity_max_abs_logit_diff": provenance.measured(
                         max_diff, "logit", tolerance=PARITY_ATOL, tokens=PARITY_TOKENS,
-                        note="MatMulNBits with fp32 activations (accuracy_level 0) vs the torch quantized model"),
+                        note=f"{plan.lowering} with fp32 activations (accuracy_level 0) vs the torch quantized model"),
                     "accuracy_level": plan.accuracy_level,
                     "runs": "the artifact" if cpu_runs else "a copy with DequantizeLinear computed by ONNX's "
                             "reference implementation (ORT's CPU provider has no kernel for it); speed is that copy's",
