@@ -168,14 +168,63 @@ def qdq_nodes(qw: QuantizedWeight, a: str, y: str, prefix: str) -> Lowered:
     return nodes, inits
 
 
+def _dq_rows(dq: onnx.NodeProto, inits: dict[str, onnx.TensorProto], ids: str, embedding: str, rows: str
+             ) -> list[onnx.NodeProto]:
+    """Gather the ids' columns of an 8-bit integer DequantizeLinear's [K, V] tables, then dequantize those rows."""
+    attrs = {a.name: a.i for a in dq.attribute}
+    if "block_size" in attrs or attrs.get("axis") == 1:  # blocks along K, or one block per row: along axis 2
+        attrs.update(axis=2, block_size=attrs.get("block_size", inits[dq.input[0]].dims[0]))
+    nodes: list[onnx.NodeProto] = []
+    gathered = [_gather_columns(name, inits[name], ids, embedding, nodes) for name in dq.input]
+    return [*nodes, helper.make_node("DequantizeLinear", gathered, [rows],
+                                     name=f"{embedding}/DequantizeLinear", **attrs)]
+
+
+def _gather_columns(name: str, table: onnx.TensorProto, ids: str, embedding: str, nodes: list[onnx.NodeProto]) -> str:
+    """Append nodes taking the ids' entries of TABLE ([V] -> [B, L, 1]; [K or G, V] -> [B, L, K or G]; a scalar
+    stays); returns the result's name."""
+    out = f"{embedding}/{name}_rows"
+    if not table.dims:
+        return name
+    if len(table.dims) == 1:
+        nodes += [helper.make_node("Gather", [name, ids], [f"{out}_2d"], name=f"{out}/Gather", axis=0),
+                  helper.make_node("Unsqueeze", [f"{out}_2d", f"{embedding}.last_axis"], [out],
+                                   name=f"{out}/Unsqueeze")]
+    else:
+        nodes += [helper.make_node("Gather", [name, ids], [f"{out}_t"], name=f"{out}/Gather", axis=1),
+                  helper.make_node("Transpose", [f"{out}_t"], [out], name=f"{out}/Transpose", perm=[1, 2, 0])]
+    return out
+
+
+def _fp8_rows(dq: onnx.NodeProto, inits: dict[str, onnx.TensorProto], ids: str, embedding: str, rows: str
+              ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]] | None:
+    """FP8 lm_head (per tensor or channel): ONNX's Gather takes no FP8, so the table is also stored as its E4M3
+    bit patterns (uint8 [V, K]), decoded through a 256-entry value table and scaled."""
+    from retarget.quantize.float_formats import value_table
+
+    if any(a.name == "block_size" for a in dq.attribute):
+        return None
+    raw = numpy_helper.to_array(inits[dq.input[0]])
+    table = np.ascontiguousarray(np.frombuffer(raw.tobytes(), np.uint8).reshape(raw.shape).T)
+    extra = [numpy_helper.from_array(table, f"{embedding}.e4m3_codes"),
+             numpy_helper.from_array(value_table("e4m3").numpy(), f"{embedding}.e4m3_values")]
+    nodes = [helper.make_node("Gather", [extra[0].name, ids], [f"{embedding}/codes"], name=f"{embedding}/Gather"),
+             helper.make_node("Cast", [f"{embedding}/codes"], [f"{embedding}/code_index"], name=f"{embedding}/Cast",
+                              to=TensorProto.INT32),
+             helper.make_node("Gather", [extra[1].name, f"{embedding}/code_index"], [f"{embedding}/values"],
+                              name=f"{embedding}/Decode")]
+    scale = _gather_columns(dq.input[1], inits[dq.input[1]], ids, embedding, nodes)
+    nodes.append(helper.make_node("Mul", [f"{embedding}/values", scale], [rows],
+                                  name=f"{embedding}/Scale"))
+    return nodes, extra
+
+
 def lower_tied_embedding_qdq(model: onnx.ModelProto, embedding: str = "model.embed_tokens", head: str = "lm_head"
                              ) -> bool:
-    """Make the embedding Gather read lm_head's QDQ codes: gather the token's column of codes (and scales,
-    zero points) from the [K, V] tables, then DequantizeLinear only those rows.
-
-    For tied embeddings the vocabulary table is then stored once, quantized. Needs token ids of rank 2 and an
-    8-bit integer lm_head lowered as one DequantizeLinear over initializers (ONNX's Gather takes no 4-bit or FP8
-    tensors); returns False (the float table stays) otherwise.
+    """Make the embedding Gather read lm_head's QDQ table: an 8-bit integer lm_head's codes and scales are
+    gathered from its [K, V] tables and only those rows dequantized; an FP8 one (per tensor or channel) is
+    looked up in a uint8 copy of its bit patterns. Needs token ids of rank 2 and an lm_head lowered as one
+    DequantizeLinear over initializers; returns False (the float table stays) otherwise (4-bit, blocked FP8).
     """
     graph = model.graph
     gather = next((n for n in graph.node if n.op_type == "Gather" and module_name_of(n) == embedding), None)
@@ -183,30 +232,16 @@ def lower_tied_embedding_qdq(model: onnx.ModelProto, embedding: str = "model.emb
     inits = {t.name: t for t in graph.initializer}
     if gather is None or dq is None or gather.input[0] not in inits or not set(dq.input) <= set(inits):
         return False
-    if inits[dq.input[0]].data_type not in (TensorProto.INT8, TensorProto.UINT8):  # ONNX Gather: no 4-bit, no FP8
-        return False
-    attrs = {a.name: a.i for a in dq.attribute}
-    if "block_size" in attrs or attrs.get("axis") == 1:  # blocks along K, or one block per row: along axis 2
-        attrs.update(axis=2, block_size=attrs.get("block_size", inits[dq.input[0]].dims[0]))
     ids = gather.input[1]
-    nodes: list[onnx.NodeProto] = []
-    gathered = []
-    for name in dq.input:
-        table = inits[name]
-        out = f"{embedding}/{name}_rows"
-        if not table.dims:  # per-tensor scale
-            gathered.append(name)
-            continue
-        if len(table.dims) == 1:  # per-channel [V]: [B, L] -> [B, L, 1]
-            nodes += [helper.make_node("Gather", [name, ids], [f"{out}_2d"], name=f"{out}/Gather", axis=0),
-                      helper.make_node("Unsqueeze", [f"{out}_2d", f"{embedding}.last_axis"], [out],
-                                       name=f"{out}/Unsqueeze")]
-        else:  # [K or G, V]: [K, B, L] -> [B, L, K]
-            nodes += [helper.make_node("Gather", [name, ids], [f"{out}_t"], name=f"{out}/Gather", axis=1),
-                      helper.make_node("Transpose", [f"{out}_t"], [out], name=f"{out}/Transpose", perm=[1, 2, 0])]
-        gathered.append(out)
-    nodes.append(helper.make_node("DequantizeLinear", gathered, list(gather.output),
-                                  name=f"{embedding}/DequantizeLinear", **attrs))
+    code_type = inits[dq.input[0]].data_type
+    if code_type in (TensorProto.INT8, TensorProto.UINT8):
+        nodes, extra = _dq_rows(dq, inits, ids, embedding, gather.output[0]), []
+    elif code_type == TensorProto.FLOAT8E4M3FN and (fp8 := _fp8_rows(dq, inits, ids, embedding,
+                                                                     gather.output[0])) is not None:
+        nodes, extra = fp8
+    else:  # ONNX's Gather takes no 4-bit tensors
+        return False
+    graph.initializer.extend(extra)
     if any(n.op_type == "Unsqueeze" for n in nodes):
         graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{embedding}.last_axis"))
     require_opset(model, OPSET["blocked"])

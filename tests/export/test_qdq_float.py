@@ -3,6 +3,7 @@ kernel for) in ONNX's reference evaluator, against values decoded by ml_dtypes."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import ml_dtypes
@@ -66,20 +67,26 @@ def test_reference_dequantized_copy_runs_in_ort(scheme: str, tmp_path: Path) -> 
     np.testing.assert_allclose(out, numpy_reference(qw, float_values(qw), a), rtol=1e-4, atol=1e-3)
 
 
-def test_fp8_lm_head_leaves_a_dequantized_embedding_table() -> None:
-    """ONNX's Gather takes no FP8: a tied embedding keeps a float table, holding lm_head's dequantized values
-    (what the tied torch model looks up), not the unquantized ones."""
-    vocab, k = 64, 96
+@pytest.mark.parametrize(("make", "quantized"), [(lambda w: quantize_fp8(w, "channel"), True),
+                                                (lambda w: quantize_fp8(w, "tensor"), True),
+                                                (lambda w: quantize_fp8(w, "block128"), False)])
+def test_fp8_lm_head_serves_the_tied_embedding(make: Callable[[torch.Tensor], QuantizedWeight],
+                                               quantized: bool) -> None:
+    """ONNX's Gather takes no FP8: per tensor/channel the embedding reads a uint8 copy of lm_head's E4M3 bit
+    patterns through a value table; blocked, a float table holding lm_head's dequantized values (what the tied
+    torch model looks up) stays."""
+    vocab, k = 64, 256  # two 128-blocks along K
     w = torch.randn(vocab, k, generator=torch.Generator().manual_seed(12))
-    qw = quantize_fp8(w, "channel")
+    qw = make(w)
     nodes, inits = qdq_nodes(qw, "X", "logits", "lm_head")
     gather = helper.make_node("Gather", ["model.embed_tokens.weight", "ids"], ["H"], name="/model/embed_tokens/Gather")
     inits.append(numpy_helper.from_array(w.numpy(), "model.embed_tokens.weight"))
     graph = helper.make_graph([gather, *nodes], "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3]),
                                                       helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, k])],
                               [helper.make_tensor_value_info("H", TensorProto.FLOAT, [1, 3, k])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
-    assert not lower_tied_embedding_for(model, "qdq-fp8", qw)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    assert lower_tied_embedding_for(model, "qdq-fp8", qw) == quantized
+    onnx.checker.check_model(model, full_check=True)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     ids = np.array([[0, 5, 63]])
     rows = sess.run(["H"], {"ids": ids, "X": np.zeros((1, 3, k), np.float32)})[0]
