@@ -42,17 +42,25 @@ def session_options(threads: int | None = None, qdq_accuracy_level: int | None =
     return opts
 
 
+def _session(path: Path, threads: int | None, qdq_accuracy_level: int | None) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), session_options(threads, qdq_accuracy_level),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT raises its own Fail/InvalidGraph types
+        raise RetargetError(f"ONNX Runtime cannot load it ({str(err).splitlines()[0]})", source=str(path)) from err
+
+
 class OrtCausalLM:
     """An ONNX Runtime session over an exported decoder with KV cache."""
 
-    def __init__(self, path: Path, threads: int | None = None, qdq_accuracy_level: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, qdq_accuracy_level: int | None = None,
+                 prefill_path: Path | None = None) -> None:
         """QDQ_ACCURACY_LEVEL: the accuracy_level of the MatMulNBits ORT fuses 4-bit QDQ weights into (ORT's
-        default is 4, int8 activations; 0 keeps the product exact)."""
-        try:
-            self.session = ort.InferenceSession(str(path), session_options(threads, qdq_accuracy_level),
-                                                providers=["CPUExecutionProvider"])
-        except Exception as err:  # ORT raises its own Fail/InvalidGraph types
-            raise RetargetError(f"ONNX Runtime cannot load it ({str(err).splitlines()[0]})", source=str(path)) from err
+        default is 4, int8 activations; 0 keeps the product exact). PREFILL_PATH: the same graph with other
+        kernel settings (e.g. MatMulNBits accuracy levels) that `start` runs prompts through; decode steps
+        run PATH. The two sessions share the KV cache."""
+        self.session = _session(path, threads, qdq_accuracy_level)
+        self.prefill_session = _session(prefill_path, threads, qdq_accuracy_level) if prefill_path else self.session
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values")]
         if not self.past_inputs:
             raise RetargetError("no past_key_values.* inputs: not a decoder exported with KV cache", source=str(path))
@@ -95,6 +103,11 @@ class OrtCausalLM:
             self._cache = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)) for _ in self.past_inputs]
         else:
             self._cache = [ort.OrtValue.ortvalue_from_numpy(v) for v in self.empty_past().values()]
+        if self.prefill_session is not self.session and prompt.shape[1] > 1:
+            self._binding = self.prefill_session.io_binding()
+            self._bind_cache()
+            self.step(prompt[:, :-1], self.prefill_session)
+            prompt = prompt[:, -1:]  # the last prompt token goes through the decode session
         self._binding = self.session.io_binding()
         self._bind_cache()
         return self.step(prompt)
@@ -110,7 +123,7 @@ class OrtCausalLM:
             else:
                 self._binding.bind_output(present, "cpu")
 
-    def step(self, ids: np.ndarray) -> np.ndarray:
+    def step(self, ids: np.ndarray, session: ort.InferenceSession | None = None) -> np.ndarray:
         """Run IDS [1, L] after the cached tokens, keeping the cache in ORT memory; returns the last logits [V]."""
         feeds = self._feeds(ids, self._filled)
         if "logits_to_keep" in self.input_names:  # retarget's graph: lm_head on the last position only
@@ -118,12 +131,13 @@ class OrtCausalLM:
         for name, value in feeds.items():
             self._binding.bind_cpu_input(name, value)
         self._binding.bind_output(self.output_names[0], "cpu")  # again: logits change shape with IDS
-        self.session.run_with_iobinding(self._binding)
+        session = session or self.session
+        session.run_with_iobinding(self._binding)
         outputs = self._binding.get_outputs()
         self._filled += ids.shape[1]
         if not self.shares_buffer:
             self._cache = list(outputs[1:])
-            self._binding = self.session.io_binding()
+            self._binding = session.io_binding()
             self._bind_cache()
         return outputs[0].numpy()[0, -1]
 

@@ -15,6 +15,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from retarget.compile import PARITY_ATOL
 from retarget.export.llama_graph import fuse_rows, llama_graph, unsupported_reason
 from retarget.export.matmulnbits import lower_matmuls, lower_tied_embedding
+from retarget.export.onnx_export import write_accuracy_variant
 from retarget.export.runtime import OrtCausalLM
 from retarget.quantize import Int4WeightOnlyConfig, QuantLinear, quantize_
 from retarget.quantize.api import untie_lm_head
@@ -84,6 +85,23 @@ def test_quantized_graph_matches_quantized_torch(tmp_path: Path) -> None:
     ref = torch_logits(quantized, ids)
     assert np.abs(rt.logits(ids).numpy() - ref).max() <= PARITY_ATOL
     assert np.abs(incremental_logits(rt, ids.numpy(), PROMPT) - ref[PROMPT - 1:-1]).max() <= PARITY_ATOL
+
+
+def test_prefill_session_shares_the_cache(tmp_path: Path) -> None:
+    """A prompt through a second graph (accuracy level 0 prefill), decode through the first (level 4)."""
+    model = tiny_llama()
+    quantized = copy.deepcopy(model)
+    quantize_(quantized, Int4WeightOnlyConfig(group_size=32))
+    qweights = {n: m.qweight for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
+    proto, renamed = llama_graph(model, qweights)
+    lower_matmuls(proto, renamed)
+    save(proto, tmp_path)
+    exact = OrtCausalLM(tmp_path / "model.onnx")
+    level4 = write_accuracy_variant(tmp_path / "model.onnx", 4, tmp_path / "level4.onnx")
+    mixed = OrtCausalLM(level4, prefill_path=tmp_path / "model.onnx")
+    ids = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(4)).numpy()
+    reference = incremental_logits(exact, ids, PROMPT)
+    assert np.abs(incremental_logits(mixed, ids, PROMPT) - reference).max() < 0.05  # int8 activations in decode
 
 
 def test_mixed_formats_stay_unfused(tmp_path: Path) -> None:
