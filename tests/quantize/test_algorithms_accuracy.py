@@ -48,8 +48,8 @@ def rtn(smollm2, evaluator, stats):
     return _score(smollm2, evaluator, stats, FORMAT)
 
 
-@pytest.mark.parametrize("algorithm", ["gptq", "awq", "awq-gptq"])
-def test_better_than_round_to_nearest(smollm2, evaluator, stats, rtn, algorithm: str) -> None:
-    score = _score(smollm2, evaluator, stats, f"{algorithm}-{FORMAT}")
+@pytest.mark.parametrize("recipe", [f"gptq-{FORMAT}", f"gptq-{FORMAT}-actorder", f"awq-{FORMAT}", f"awq-gptq-{FORMAT}"])
+def test_better_than_round_to_nearest(smollm2, evaluator, stats, rtn, recipe: str) -> None:
+    score = _score(smollm2, evaluator, stats, recipe)
     assert score.perplexity < rtn.perplexity
     assert score.kl_to_reference < rtn.kl_to_reference
