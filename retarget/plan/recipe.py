@@ -84,6 +84,8 @@ def _candidates(config: QuantConfig) -> list[str]:
         return ["matmulnbits", "qdq-blocked"]
     if isinstance(config, IntWeightOnlyConfig):
         per_channel_int8 = config.bits == 8 and config.group_size is None
+        if config.bits not in (4, 8):  # our MatMulNBits packing is 4/8-bit; QDQ holds 2/3-bit codes in int4
+            return ["qdq-blocked"]
         return ["matmulnbits", "qdq-int8" if per_channel_int8 else "qdq-blocked"]
     if config.name.startswith("fp8-") or config.name == "w8a8-fp8":  # FP8 weights (and FP8 activations)
         return ["qdq-fp8"]

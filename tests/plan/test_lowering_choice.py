@@ -17,6 +17,7 @@ from retarget.plan.recipe import LOWERINGS
     ("mi300x", "int8-channel-sym", "qdq-int8"),  # MIGraphX reads standard QDQ only
     ("rx-7900xtx", "int8-channel-sym", "matmulnbits"),  # DirectML runs MatMulNBits
     ("cpu-x86", "fp32", "float"),
+    ("cpu-x86", "int3-g64-asym", "qdq-blocked"),  # 3-bit codes travel in int4 QDQ (MatMulNBits packing: 4/8)
     ("mi300x", "auto", "qdq-int8"),  # no 4-bit lowering on MIGraphX: auto falls back to INT8 per channel
 ])
 def test_auto_lowering(target: str, recipe: str, lowering: str) -> None:
