@@ -45,7 +45,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.eval.corpus import corpus_text, describe
     from retarget.eval.metrics import Evaluator, torch_logits_fn
     from retarget.export.activations import activation_quant
-    from retarget.export.onnx_export import export_quantized, write_accuracy_variant
+    from retarget.export.kv_parity import CODE_MISMATCH_TOLERANCE, replay_parity
+    from retarget.export.onnx_export import check_kv_cache_model, export_quantized, write_accuracy_variant
     from retarget.export.qdq import write_reference_dequantized
     from retarget.export.runtime import OrtCausalLM
     from retarget.hw_profiles import list_profiles, load_profile
@@ -55,6 +56,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.plan.recipe import runs_on_cpu
     from retarget.quantize import QuantLinear, calibration_tokens, quantize_
     from retarget.quantize.api import ties_embedding, untie_lm_head
+    from retarget.quantize.kv_cache import ELEMENTS as KV_ELEMENTS
+    from retarget.quantize.kv_cache import kv_logits_fn
     from retarget.report.compile_predictions import predictions_on_profiles
     from retarget.report.compile_report import write_report
 
@@ -78,6 +81,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         timings["load_s"] = time.perf_counter() - t0
         spec = ModelSpec.from_hf_config(loaded.model.config.to_dict(), name=loaded.name)
         plan = plan_recipe(recipe, profile, has_source_blocks=bool(loaded.source_weights), lowering=lowering)
+        if plan.kv_cache is not None:
+            check_kv_cache_model(loaded.model)
 
         t0 = time.perf_counter()
         reference = loaded.model
@@ -94,14 +99,17 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             raise RetargetError(f"the corpus has only {len(tokens)} tokens", field="--eval-tokens")
         evaluator = Evaluator(tokens[:eval_tokens], window=EVAL_WINDOW)
         ref_score = evaluator.reference(torch_logits_fn(reference), "fp32 (torch)", progress)
-        torch_score = evaluator.score(torch_logits_fn(quantized), f"{plan.name} (torch)", progress)
+        # a quantized KV cache (plan.kv_cache) is simulated in torch by retarget.quantize.kv_cache
+        torch_score = evaluator.score(kv_logits_fn(quantized, plan.kv_cache), f"{plan.name} (torch)", progress)
         timings["evaluate_s"] = time.perf_counter() - t0
 
         with atomic_dir(out) as tmp:
             t0 = time.perf_counter()
             task = progress.add_task(f"export ONNX + lower {plan.lowering}", total=1)
             activations = activation_quant(quantized)
-            export_args = {"tied_embedding": ties_embedding(quantized), "lowering": plan.lowering}
+            kv_element = None if plan.kv_cache is None else KV_ELEMENTS[plan.kv_cache.element]
+            export_args = {"tied_embedding": ties_embedding(quantized), "lowering": plan.lowering,
+                           "kv_cache": kv_element}
             onnx_info = export_quantized(reference, qweights, tmp, plan.accuracy_level, activations=activations,
                                          **export_args)
             progress.advance(task)
@@ -128,9 +136,19 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                           else write_reference_dequantized(source_path, source_path.parent / "parity.onnx"))
             parity_ids = torch.tensor([tokens[:PARITY_TOKENS]])
             with torch.inference_mode():
-                torch_logits = torch_logits_fn(parity_model)(parity_ids)
+                torch_logits = kv_logits_fn(parity_model, plan.kv_cache)(parity_ids)
             exact = OrtCausalLM(exact_path, qdq_accuracy_level=0)
             max_diff = (exact.logits(parity_ids) - torch_logits).abs().max().item()
+            kv_parity = {}
+            if kv_element is not None:
+                # each runtime rounding its own states drifts apart (retarget.export.kv_parity): parity replays
+                # ORT's cache in torch, and checks ORT's codes against torch's rounding separately
+                kv_parity = {"free_running_max_abs_logit_diff": max_diff,
+                             **replay_parity(exact, parity_model, kv_element, parity_ids)}
+                max_diff = kv_parity["max_abs_logit_diff"]
+                if not kv_parity["code_mismatch_fraction"] <= CODE_MISMATCH_TOLERANCE:
+                    raise RuntimeError(f"ONNX Runtime's KV-cache codes disagree with torch's rounding: "
+                                       f"{kv_parity['code_mismatch_fraction']:.3g} of them differ")
             if not max_diff <= PARITY_ATOL:
                 raise RuntimeError(f"ONNX Runtime disagrees with torch: max |logit diff| {max_diff:.3g}")
             runtime = OrtCausalLM(tmp / "model.onnx", qdq_accuracy_level=plan.accuracy_level) if cpu_runs else exact
@@ -140,6 +158,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                                                         add_generation_prompt=True)
             generated = runtime.generate(chat, 32, stop=_stop_ids(loaded))
             progress.advance(task)
+            cache_bytes = runtime.cache_bytes_per_token()  # the cache the generation above filled
             speed = runtime.speed()
             progress.advance(task)
             for path in tmp.glob("parity.onnx*"):
@@ -166,7 +185,9 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                 "ort": {
                     "parity_max_abs_logit_diff": provenance.measured(
                         max_diff, "logit", tolerance=PARITY_ATOL, tokens=PARITY_TOKENS,
-                        note=f"{plan.lowering} with fp32 activations (accuracy_level 0) vs the torch quantized model"),
+                        note=f"{plan.lowering} with fp32 activations (accuracy_level 0) vs the torch quantized model"
+                             + ("" if plan.kv_cache is None else f", torch reading ORT's {plan.kv_cache.name} cache")),
+                    "kv_cache_parity": _kv_parity_report(kv_parity, plan.kv_cache, CODE_MISMATCH_TOLERANCE),
                     "accuracy_level": plan.accuracy_level,
                     "runs": "the artifact" if cpu_runs else "a copy with DequantizeLinear computed by ONNX's "
                             "reference implementation (ORT's CPU provider has no kernel for it); speed is that copy's",
@@ -177,6 +198,9 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                                                                 prompt_len=speed["prompt_len"], batch=1),
                     "decode_tokens_per_s": provenance.measured(speed["decode_tokens_per_s"], "tokens/s",
                                                                decode_tokens=speed["decode_tokens"], batch=1),
+                    "kv_cache_bytes_per_token": provenance.measured(
+                        cache_bytes, "B/token", cache=plan.kv_cache.name if plan.kv_cache else "float32",
+                        note="bytes of ORT's cache tensors (codes and scales) per cached token, all layers, batch 1"),
                 },
                 "predicted_on_profiles": across_devices,
                 "timings_s": timings,
@@ -184,6 +208,19 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             }
             write_report(report, tmp)
     return report
+
+
+def _kv_parity_report(parity: dict[str, Any], kv_cache: Any, tolerance: float) -> dict[str, Any] | None:
+    """The storage half of a quantized KV cache's parity, and the free-running difference (None: float cache)."""
+    if not parity:
+        return None
+    return {"code_mismatch_fraction": provenance.measured(
+                parity["code_mismatch_fraction"], "fraction", tolerance=tolerance, codes=parity["codes"],
+                note=f"{kv_cache.name} codes ORT stored that differ from torch's rounding of its own states"),
+            "free_running_max_abs_logit_diff": provenance.measured(
+                parity["free_running_max_abs_logit_diff"], "logit", tokens=PARITY_TOKENS,
+                note="ORT and torch each quantizing their own cache (no tolerance: a state within float noise "
+                     "of a rounding boundary takes another code and the step spreads)")}
 
 
 def _float_activations(model: Any) -> Any:
@@ -230,4 +267,6 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
     console.print(f"KL: nats/token vs fp32; parity: max |logit diff| ORT vs torch (tolerance {PARITY_ATOL}); "
                   f"perplexity on {report['corpus']['tokens_scored']} tokens of {report['corpus']['name']}; "
                   f"written to {report['out']}", highlight=False)
+    console.print(f"KV cache: {ort['kv_cache_bytes_per_token']['value']:,.0f} bytes per token "
+                  f"({ort['kv_cache_bytes_per_token']['cache']})", highlight=False)
     console.print(f"generation: {ort['generation']['text']!r}", highlight=False)

@@ -31,6 +31,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from retarget.export.kv_cache_graph import QuantizedCache, cache_io
 from retarget.quantize.weight import QuantizedWeight
 
 OPSET = 23  # RMSNormalization (layer 0 has no residual to add)
@@ -112,7 +113,7 @@ class _Builder:
 
 
 _ONNX_OPS = {"MatMul", "RMSNormalization", "Gather", "ReduceSum", "Sub", "Cast", "Shape", "Squeeze", "Split", "Mul",
-             "Neg", "Slice"}
+             "Neg", "Slice", "Reshape", "Transpose", "Concat", "Abs", "ReduceMax", "Div", "Max", "Round", "Clip"}
 
 
 def _projection(b: _Builder, x: str, module: nn.Module, prefix: str, group: str, fused: set[str]) -> list[str]:
@@ -133,10 +134,11 @@ def _rotary_tables(model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     return ((angles.cos() * scale).float().numpy(), (angles.sin() * scale).float().numpy())
 
 
-def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = None
-                ) -> tuple[onnx.ModelProto, dict[str, QuantizedWeight]]:
+def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = None,
+                kv_cache: str | None = None) -> tuple[onnx.ModelProto, dict[str, QuantizedWeight]]:
     """MODEL (a transformers LlamaForCausalLM, float weights) as a float32 ONNX decoder with KV cache, and
-    QWEIGHTS renamed to the graph's fused projections, ready for `lower_weights` / `lower_matmuls`."""
+    QWEIGHTS renamed to the graph's fused projections, ready for `lower_weights` / `lower_matmuls`.
+    KV_CACHE ('int8' or 'e4m3'; None: float32) stores the cache quantized (retarget.export.kv_cache_graph)."""
     cfg = model.config
     layers = model.model.layers
     heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
@@ -156,6 +158,7 @@ def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = 
     cos, sin = _rotary_tables(model)
     b.const("cos_cache", cos)
     b.const("sin_cache", sin)
+    quantized = QuantizedCache(b, kv_cache, heads, kv_heads, head_dim) if kv_cache else None
 
     table = b.const("model.embed_tokens.weight", model.model.embed_tokens.weight.detach().float().numpy())
     x = b.op("Gather", [table, "input_ids"], ["/model/embed_tokens/output"], "model.embed_tokens")[0]
@@ -172,13 +175,16 @@ def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = 
                         f"{scope}.input_layernorm", epsilon=eps)[::3]
         attn = f"{scope}.self_attn"
         qkv = _projection(b, h, layer.self_attn, attn, "qkv_proj", fused)
-        gqa_inputs = [*qkv, "", ""] if len(qkv) == 1 else qkv
-        a = b.op("GroupQueryAttention",
-                 [*gqa_inputs, f"past_key_values.{i}.key", f"past_key_values.{i}.value", "seqlens_k",
-                  "total_sequence_length", "cos_cache", "sin_cache"],
-                 [f"/{attn}/attention", f"present.{i}.key", f"present.{i}.value"], attn,
-                 num_heads=heads, kv_num_heads=kv_heads, do_rotary=1, rotary_interleaved=0,
-                 scale=float(layer.self_attn.scaling))[0]
+        if quantized:
+            a = quantized.attention(qkv, i, attn, float(layer.self_attn.scaling))
+        else:
+            gqa_inputs = [*qkv, "", ""] if len(qkv) == 1 else qkv
+            a = b.op("GroupQueryAttention",
+                     [*gqa_inputs, f"past_key_values.{i}.key", f"past_key_values.{i}.value", "seqlens_k",
+                      "total_sequence_length", "cos_cache", "sin_cache"],
+                     [f"/{attn}/attention", f"present.{i}.key", f"present.{i}.value"], attn,
+                     num_heads=heads, kv_num_heads=kv_heads, do_rotary=1, rotary_interleaved=0,
+                     scale=float(layer.self_attn.scaling))[0]
         out = b.linear(a, layer.self_attn.o_proj.weight, f"{attn}.o_proj")
         norm = b.const(f"{scope}.post_attention_layernorm.weight",
                        layer.post_attention_layernorm.weight.detach().float().numpy())
@@ -204,17 +210,22 @@ def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = 
                                                            np.ascontiguousarray(head.weight.detach().float().numpy().T))],
                                     ["logits"], name="/lm_head/MatMul"))
 
-    past = ["batch_size", kv_heads, "past_sequence_length", head_dim]
-    present = ["batch_size", kv_heads, "total_sequence_length", head_dim]
-    kv = [(f"past_key_values.{i}.{t}", f"present.{i}.{t}") for i in range(len(layers)) for t in ("key", "value")]
+    if quantized:
+        past_inputs, present_outputs = cache_io(len(layers), kv_heads, head_dim, kv_cache)
+    else:
+        past = ["batch_size", kv_heads, "past_sequence_length", head_dim]
+        present = ["batch_size", kv_heads, "total_sequence_length", head_dim]
+        kv = [(f"past_key_values.{i}.{t}", f"present.{i}.{t}") for i in range(len(layers)) for t in ("key", "value")]
+        past_inputs = [helper.make_tensor_value_info(p, TensorProto.FLOAT, past) for p, _ in kv]
+        present_outputs = [helper.make_tensor_value_info(p, TensorProto.FLOAT, present) for _, p in kv]
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
                                             ["batch_size", "total_sequence_length"]),
-              *(helper.make_tensor_value_info(p, TensorProto.FLOAT, past) for p, _ in kv),
+              *past_inputs,
               helper.make_tensor_value_info("logits_to_keep", TensorProto.INT64, [1])]  # overridable initializer
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
                                              ["batch_size", "kept_length", cfg.vocab_size]),
-               *(helper.make_tensor_value_info(p, TensorProto.FLOAT, present) for _, p in kv)]
+               *present_outputs]
     graph = helper.make_graph(b.nodes, "llama", inputs, outputs, b.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                     helper.make_opsetid("com.microsoft", 1)])

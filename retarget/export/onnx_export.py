@@ -16,6 +16,7 @@ from pathlib import Path
 import onnx
 from torch import nn
 
+from retarget.errors import RetargetError
 from retarget.export.activations import ActivationQuant
 from retarget.export.llama_graph import llama_graph, unsupported_reason
 from retarget.export.lowering import lower_tied_embedding_for, lower_weights
@@ -36,16 +37,33 @@ def export_float(model: nn.Module, out_dir: Path) -> Path:
     return out_dir / MODEL_FILE
 
 
+def check_kv_cache_model(model: nn.Module) -> None:
+    """Refuse (one line, --recipe) a quantized KV cache for a model the direct graph cannot build."""
+    reason = unsupported_reason(model)
+    if reason is not None:
+        raise RetargetError(f"a quantized KV cache (kv-int8, kv-fp8) is lowered to ONNX for Llama decoders only; "
+                            f"this model: {reason}", field="--recipe")
+
+
 def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out_dir: Path,
                      accuracy_level: int = 0, tied_embedding: bool = False, lowering: str = "matmulnbits",
-                     activations: dict[str, ActivationQuant] | None = None) -> dict[str, int]:
+                     activations: dict[str, ActivationQuant] | None = None,
+                     kv_cache: str | None = None) -> dict[str, int]:
     """Write OUT_DIR/model.onnx (+ model.onnx.data): MODEL's graph with QWEIGHTS lowered by LOWERING
     (retarget.export.lowering: MatMulNBits by default, or QDQ) and, for TIED_EMBEDDING, the embedding reading
     lm_head's quantized table. ACTIVATIONS: the modules whose inputs are quantized too (W8A8), as QDQ.
     Llama-family models lowered to MatMulNBits are built directly (retarget.export.llama_graph: ORT's
-    GroupQueryAttention and fused norms, projections fused where their formats agree); others via optimum."""
+    GroupQueryAttention and fused norms, projections fused where their formats agree); others via optimum.
+    KV_CACHE ('int8' or 'e4m3') stores the cache quantized, which only the direct graph does (with any
+    weight lowering, weight-only recipes)."""
     linears = len(qweights)
-    if lowering == "matmulnbits" and not activations and unsupported_reason(model) is None:
+    if kv_cache is not None:
+        check_kv_cache_model(model)
+        if activations:
+            raise RetargetError("a quantized KV cache combines with weight-only recipes, not quantized activations",
+                                field="--recipe")
+        proto, qweights = llama_graph(model, qweights, kv_cache)
+    elif lowering == "matmulnbits" and not activations and unsupported_reason(model) is None:
         proto, qweights = llama_graph(model, qweights)  # ORT's fused ops: fewer nodes, much faster decode
     else:
         with tempfile.TemporaryDirectory(prefix="retarget-export-") as tmp:

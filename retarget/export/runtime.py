@@ -7,7 +7,9 @@ retarget.export.llama_graph's (the same names without position_ids; GroupQueryAt
 keeps the cache in ORT's own memory through IO binding (no copy to numpy between steps); on a
 GroupQueryAttention graph past and present share one preallocated buffer per tensor, which the operator
 appends to in place (ORT's past_present_share_buffer mode: the past input holds max_length positions and
-attention_mask says how many are filled).
+attention_mask says how many are filled). A llama_graph with a quantized cache (inputs
+past_key_values.N.key_scale ...: INT8 / FP8 codes and per-row scales, retarget.export.kv_cache_graph)
+grows by concatenation instead: each step's present outputs are fed back as the next step's past.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from onnx import TensorProto
 
 from retarget.errors import RetargetError
 
 LAST_ONLY = np.array([1], np.int64)
+# cache input type -> (numpy container, ONNX element type, bytes per element); FP8 codes travel as uint8 bits
+CACHE_TYPES = {"tensor(float)": (np.float32, TensorProto.FLOAT, 4), "tensor(int8)": (np.int8, TensorProto.INT8, 1),
+               "tensor(float8e4m3fn)": (np.uint8, TensorProto.FLOAT8E4M3FN, 1)}
 
 
 def session_options(threads: int | None = None, qdq_accuracy_level: int | None = None) -> ort.SessionOptions:
@@ -68,13 +74,28 @@ class OrtCausalLM:
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         graph = onnx.load(str(path), load_external_data=False).graph
-        self.shares_buffer = any(n.op_type == "GroupQueryAttention" for n in graph.node)
+        self.quantized_cache = any(i.name.endswith("_scale") for i in self.past_inputs)
+        self.shares_buffer = any(n.op_type == "GroupQueryAttention" for n in graph.node) and not self.quantized_cache
         self._cache: list[ort.OrtValue] = []
         self._binding = self.session.io_binding()
         self._filled = 0
 
     def empty_past(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """An empty float cache as numpy arrays (float-cache graphs; see `_empty_cache` for every layout)."""
         return {i.name: np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32) for i in self.past_inputs}
+
+    def _empty_cache(self) -> list[ort.OrtValue]:
+        """An empty cache of the graph's own types (float, or codes and scales), one OrtValue per past input."""
+        cache = []
+        for spec in self.past_inputs:
+            container, element, _ = CACHE_TYPES[spec.type]
+            shape = (1, self.kv_heads, 0, 1 if spec.name.endswith("_scale") else self.head_dim)
+            cache.append(ort.OrtValue.ortvalue_from_numpy_with_onnx_type(np.zeros(shape, container), element))
+        return cache
+
+    def cache_bytes_per_token(self) -> float:
+        """Bytes the cache tensors of the last `start` / `step` hold per token position (batch 1)."""
+        return sum(CACHE_TYPES[v.data_type()][2] * int(np.prod(v.shape())) / v.shape()[2] for v in self._cache)
 
     def _feeds(self, ids: np.ndarray, past_len: int) -> dict[str, np.ndarray]:
         length = ids.shape[1]
@@ -92,8 +113,23 @@ class OrtCausalLM:
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """LogitsFn for the evaluator: [1, L] -> [L, V]."""
+        if self.quantized_cache:
+            return torch.from_numpy(self._prompt(ids, self.output_names[:1])[0].numpy()[0])
         out, _ = self.forward(ids.numpy(), self.empty_past())
         return torch.from_numpy(out[0])
+
+    def prompt_cache(self, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        """Logits [L, V] of IDS [1, L] from an empty cache, and the present.* outputs (FP8 codes: their uint8
+        bit patterns)."""
+        values = self._prompt(ids, self.output_names)
+        return (torch.from_numpy(values[0].numpy()[0]),
+                {n: v.numpy() for n, v in zip(self.output_names[1:], values[1:], strict=True)})
+
+    def _prompt(self, ids: torch.Tensor, outputs: list[str]) -> list[ort.OrtValue]:
+        """OUTPUTS of one pass over IDS from an empty cache (fed as OrtValues: FP8 codes have no numpy type)."""
+        feeds = {n: ort.OrtValue.ortvalue_from_numpy(v) for n, v in self._feeds(ids.numpy(), 0).items()}
+        feeds.update(zip((i.name for i in self.past_inputs), self._empty_cache(), strict=True))
+        return self.session.run_with_ort_values(outputs, feeds)
 
     def start(self, prompt: np.ndarray, max_length: int) -> np.ndarray:
         """Prefill PROMPT [1, L] into a fresh cache with room for MAX_LENGTH tokens; returns the last logits [V]."""
@@ -102,7 +138,7 @@ class OrtCausalLM:
             shape = (1, self.kv_heads, max_length, self.head_dim)
             self._cache = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)) for _ in self.past_inputs]
         else:
-            self._cache = [ort.OrtValue.ortvalue_from_numpy(v) for v in self.empty_past().values()]
+            self._cache = self._empty_cache()
         if self.prefill_session is not self.session and prompt.shape[1] > 1:
             self._binding = self.prefill_session.io_binding()
             self._bind_cache()

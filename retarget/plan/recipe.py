@@ -1,5 +1,6 @@
-"""A `Recipe` says how a model is compiled: its weight format, and how that format is lowered to ONNX.
-`plan_recipe` turns the user's request (a name, or 'auto') into one for a given device."""
+"""A `Recipe` says how a model is compiled: its weight format, how that format is lowered to ONNX, and
+optionally a quantized KV cache ('W+kv-int8'; 'kv-fp8' alone keeps float weights). `plan_recipe` turns the
+user's request (a name, or 'auto') into one for a given device."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from retarget.quantize.configs import (
     IntWeightOnlyConfig,
     KeepSourceConfig,
     QuantConfig,
-    config_from_name,
 )
 
 # lowering -> the ONNX Runtime execution providers that run it (None: every provider). Basis per entry in
@@ -36,6 +36,9 @@ LOWERINGS: dict[str, set[str] | None] = {
     "qdq-fp4": {"TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider"},
     "float": None,  # plain MatMul
 }
+# the quantized KV cache (retarget.export.kv_cache_graph: GroupQueryAttention and RotaryEmbedding over a
+# float32 graph, codes stored by Cast / Concat): verified on ORT 1.32's CPU provider only
+KV_CACHE_PROVIDERS = {"CPUExecutionProvider"}
 LOWERING_CHOICES = ("auto", "matmulnbits", "qdq")  # --lowering: a family; the recipe's weights pick the member
 
 
@@ -53,11 +56,14 @@ class Recipe:
     lowering: str
     why: str
     accuracy_level: int = 0  # MatMulNBits: 0 keeps fp32 activations, 4 quantizes them to int8 per block
+    kv_cache: QuantConfig | None = None  # a retarget.quantize.kv_cache.KVCacheConfig (None: float cache)
     version: ClassVar[int] = 1
 
     @property
     def name(self) -> str:
-        return self.weights.name
+        if self.kv_cache is None or self.kv_cache is self.weights:
+            return self.weights.name
+        return f"{self.weights.name}+{self.kv_cache.name}"
 
     @property
     def weight_format(self) -> str:
@@ -73,12 +79,13 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "name": self.name, "weight_format": self.weight_format,
                 "weights": self.weights.to_dict(),
-                "lowering": self.lowering, "accuracy_level": self.accuracy_level, "why": self.why}
+                "lowering": self.lowering, "accuracy_level": self.accuracy_level,
+                "kv_cache": None if self.kv_cache is None else self.kv_cache.to_dict(), "why": self.why}
 
 
 def _candidates(config: QuantConfig) -> list[str]:
     """The lowerings that can carry CONFIG's weights, preferred first."""
-    if isinstance(config, FloatConfig):
+    if isinstance(config, FloatConfig) or config.name.startswith("kv-"):  # a KV-cache recipe alone: float weights
         return ["float"]
     if isinstance(config, KeepSourceConfig):
         return ["matmulnbits", "qdq-blocked"]
@@ -133,12 +140,19 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
     4-bit (GGUF Q4_1) is carried over as it is ('keep'): re-quantizing would add error for no size gain.
     """
     if requested != "auto":
-        config = config_from_name(requested)
+        from retarget.quantize.kv_cache import split_recipe  # imports torch
+
+        config, kv_cache = split_recipe(requested)
         if isinstance(config, KeepSourceConfig) and not has_source_blocks:
             raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors)",
                                 field="--recipe")
+        if kv_cache is not None and not KV_CACHE_PROVIDERS & set(profile.onnxruntime_eps):
+            raise RetargetError(f"{profile.id} has no ONNX Runtime provider verified to run the quantized KV cache "
+                                f"of {requested} (verified: {', '.join(sorted(KV_CACHE_PROVIDERS))})",
+                                field="--target")
         lowering = _lowering_for(config, profile, lowering)
-        return Recipe(config, lowering, why="requested", accuracy_level=_accuracy_level(lowering, profile))
+        return Recipe(config, lowering, why="requested", accuracy_level=_accuracy_level(lowering, profile),
+                      kv_cache=kv_cache)
     if has_source_blocks:
         config: QuantConfig = KeepSourceConfig()
         why = "auto: the source is already 4-bit; its blocks go into the graph unchanged (no added error)"
