@@ -8,8 +8,9 @@ runtimes, each quantizing on its own, differ by about as much as the cache quant
 
     attention: torch runs over the prompt with ORT's cache replayed (every layer reads the keys and values
         ORT stored, dequantized, instead of its own), so the logits differ by summation order only
-    storage: the codes ORT stored are torch's own states of that same pass rounded with ORT's scales,
-        except for the rare state within float noise of a rounding boundary
+    storage: ORT's scales are torch's (max |row| / qmax of torch's own states in that same pass) up to
+        float noise, and ORT's codes are those states rounded with ORT's scales, except for the rare state
+        within float noise of a rounding boundary
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import torch
 from torch import nn
 
 from retarget.export.runtime import OrtCausalLM
-from retarget.quantize.activations import fake_quantize
+from retarget.quantize.activations import QMAX, fake_quantize
 
 # stored codes allowed to differ from torch's rounding: the states agree to ~1e-6 and a rounding step is ~1e-2
 # of a row's max, so only ~1e-5 of the codes sit that close to a boundary (measured on SmolLM2-135M: 2.6e-5
 # INT8, 4.7e-5 FP8); a wrong rounding mode, scale or layout changes most of them
 CODE_MISMATCH_TOLERANCE = 1e-3
+SCALE_RTOL = 1e-4  # ORT's row scales against torch's (float noise: ~1e-6)
 
 
 def _dequantized(present: dict[str, np.ndarray], name: str, element: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,8 +41,9 @@ def _dequantized(present: dict[str, np.ndarray], name: str, element: str) -> tup
 
 def replay_parity(runtime: OrtCausalLM, model: nn.Module, element: str, ids: torch.Tensor) -> dict[str, Any]:
     """MODEL (a transformers causal LM) against RUNTIME's ELEMENT-cache graph on IDS [1, L]: the max |logit
-    difference| with ORT's cache replayed in torch, and the fraction of stored codes that differ from torch's
-    rounding of its own states (with ORT's scales)."""
+    difference| with ORT's cache replayed in torch, the largest relative difference of ORT's row scales from
+    torch's, and the fraction of stored codes that differ from torch's rounding of its own states (with ORT's
+    scales)."""
     from transformers import DynamicCache
 
     logits, present = runtime.prompt_cache(ids)
@@ -59,9 +62,12 @@ def replay_parity(runtime: OrtCausalLM, model: nn.Module, element: str, ids: tor
     with torch.inference_mode():
         reference = model(input_ids=ids, past_key_values=ReplayCache(), use_cache=True).logits[0]
     differing = total = 0
+    scale_diff = 0.0
     for layer_states, layer_stored in zip(states, stored, strict=True):
         for state, (values, scale) in zip(layer_states, layer_stored, strict=True):
+            own_scale = (state.float().abs().amax(-1, keepdim=True) / QMAX[element]).clamp(min=1e-12)
+            scale_diff = max(scale_diff, ((scale - own_scale).abs() / own_scale).max().item())
             differing += int((fake_quantize(state, element, scale) != values).sum())
             total += values.numel()
-    return {"max_abs_logit_diff": (logits - reference).abs().max().item(),
+    return {"max_abs_logit_diff": (logits - reference).abs().max().item(), "scale_max_rel_diff": scale_diff,
             "code_mismatch_fraction": differing / total, "codes": total}
