@@ -32,25 +32,26 @@ CACHE_TYPES = {"tensor(float)": (np.float32, TensorProto.FLOAT, 4), "tensor(int8
                "tensor(float8e4m3fn)": (np.uint8, TensorProto.FLOAT8E4M3FN, 1)}
 
 
-def session_options(threads: int | None = None, qdq_accuracy_level: int | None = None) -> ort.SessionOptions:
-    """All graph optimizations, sequential execution, one intra-op thread per core (THREADS overrides), no
-    spinning."""
+def session_options(threads: int | None = None, qdq_accuracy_level: int | None = None,
+                    spin: bool = True) -> ort.SessionOptions:
+    """All graph optimizations, sequential execution, one intra-op thread per core (THREADS overrides); SPIN:
+    threads busy-wait between ops (ORT's default, and what llama.cpp's thread pool does)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
-    # no busy-waiting between ops: on a shared machine spinning threads starve each other (measured here under
-    # load: decode median 6.3 against 3.8 tokens/s with spinning)
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # measured here, SmolLM2 int4 decode at 2 threads: idle machine 76.5 tokens/s spinning vs 69.1 not; on a
+    # machine shared with other jobs spinning threads starve each other (6.3 without vs 3.8 with spinning)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     opts.log_severity_level = 3  # errors only (an overridable initializer such as logits_to_keep warns)
     if qdq_accuracy_level is not None:
         opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(qdq_accuracy_level))
     return opts
 
 
-def _session(path: Path, threads: int | None, qdq_accuracy_level: int | None) -> ort.InferenceSession:
+def _session(path: Path, threads: int | None, qdq_accuracy_level: int | None, spin: bool) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(str(path), session_options(threads, qdq_accuracy_level),
+        return ort.InferenceSession(str(path), session_options(threads, qdq_accuracy_level, spin),
                                     providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises its own Fail/InvalidGraph types
         raise RetargetError(f"ONNX Runtime cannot load it ({str(err).splitlines()[0]})", source=str(path)) from err
@@ -60,13 +61,14 @@ class OrtCausalLM:
     """An ONNX Runtime session over an exported decoder with KV cache."""
 
     def __init__(self, path: Path, threads: int | None = None, qdq_accuracy_level: int | None = None,
-                 prefill_path: Path | None = None) -> None:
+                 prefill_path: Path | None = None, spin: bool = True) -> None:
         """QDQ_ACCURACY_LEVEL: the accuracy_level of the MatMulNBits ORT fuses 4-bit QDQ weights into (ORT's
         default is 4, int8 activations; 0 keeps the product exact). PREFILL_PATH: the same graph with other
         kernel settings (e.g. MatMulNBits accuracy levels) that `start` runs prompts through; decode steps
-        run PATH. The two sessions share the KV cache."""
-        self.session = _session(path, threads, qdq_accuracy_level)
-        self.prefill_session = _session(prefill_path, threads, qdq_accuracy_level) if prefill_path else self.session
+        run PATH. The two sessions share the KV cache. SPIN: see session_options."""
+        self.session = _session(path, threads, qdq_accuracy_level, spin)
+        self.prefill_session = (_session(prefill_path, threads, qdq_accuracy_level, spin) if prefill_path
+                                else self.session)
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values")]
         if not self.past_inputs:
             raise RetargetError("no past_key_values.* inputs: not a decoder exported with KV cache", source=str(path))
