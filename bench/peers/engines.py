@@ -23,8 +23,8 @@ class OrtEngine:
     """An ONNX Runtime graph through OrtCausalLM (IO binding; shared KV buffer on GroupQueryAttention graphs)."""
 
     def __init__(self, path: Path, max_length: int, threads: int | None = None,
-                 prefill_path: Path | None = None) -> None:
-        self.runtime = OrtCausalLM(path, threads=threads, prefill_path=prefill_path)
+                 prefill_path: Path | None = None, spin: bool = True) -> None:
+        self.runtime = OrtCausalLM(path, threads=threads, prefill_path=prefill_path, spin=spin)
         self.max_length = max_length
 
     def prefill(self, ids: np.ndarray) -> int:
