@@ -56,10 +56,11 @@ def register_transform(config_type: type[QuantConfig]) -> Callable[[Transform], 
     return wrap
 
 
-def lm_head_rtn(name: str, linear: nn.Linear, config: IntWeightOnlyConfig) -> QuantizedWeight | None:
-    """The lm_head treatment shared by the integer recipes: symmetric RTN in blocks of 32 at lm_head_bits
-    (None when lm_head_bits equals bits: the layer is quantized like any other)."""
-    if name == "lm_head" and config.lm_head_bits != config.bits:
+def _lm_head_rtn(name: str, linear: nn.Linear, config: QuantConfig) -> QuantizedWeight | None:
+    """The lm_head treatment shared by every integer recipe (IntWeightOnlyConfig and its algorithm subclasses),
+    ahead of their handlers: symmetric RTN in blocks of 32 at lm_head_bits (None when it is not lm_head, not an
+    integer recipe, or lm_head_bits equals bits: then the handler quantizes it like any other layer)."""
+    if name == "lm_head" and isinstance(config, IntWeightOnlyConfig) and config.lm_head_bits != config.bits:
         return quantize_rtn(linear.weight, config.lm_head_bits, LM_HEAD_GROUP, symmetric=True)
     return None
 
@@ -67,9 +68,6 @@ def lm_head_rtn(name: str, linear: nn.Linear, config: IntWeightOnlyConfig) -> Qu
 @register_handler(IntWeightOnlyConfig)
 def _rtn(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -> QuantizedWeight:
     assert isinstance(config, IntWeightOnlyConfig)
-    head = lm_head_rtn(name, linear, config)
-    if head is not None:
-        return head
     return quantize_rtn(linear.weight, config.bits, config.group_size or linear.in_features, config.symmetric)
 
 
@@ -141,7 +139,9 @@ def quantize_(model: nn.Module, config: QuantConfig,
     task = progress.add_task(f"quantize {config.name}", total=len(layers)) if progress else None
     replaced = 0
     for name, linear in layers.items():
-        qweight = handler(name, linear, config, LayerContext(source.get(name), stats.get(name)))
+        qweight = _lm_head_rtn(name, linear, config)
+        if qweight is None:
+            qweight = handler(name, linear, config, LayerContext(source.get(name), stats.get(name)))
         if qweight is not None:
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model

@@ -33,7 +33,7 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
-from retarget.quantize.api import LayerContext, linear_layers, lm_head_rtn, register_handler, register_transform
+from retarget.quantize.api import LayerContext, linear_layers, register_handler, register_transform
 from retarget.quantize.calibration import LayerStats
 from retarget.quantize.configs import INT_NAME, IntWeightOnlyConfig, QuantConfig, int_fields, register_recipe_name
 from retarget.quantize.gptq import gptq_quantize
@@ -185,9 +185,6 @@ def _group_reduce(w: torch.Tensor, group: int, fn) -> torch.Tensor:
 @register_handler(AWQConfig)
 def _awq(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -> QuantizedWeight:
     assert isinstance(config, AWQConfig)
-    head = lm_head_rtn(name, linear, config)
-    if head is not None:
-        return head
     group = config.group_size or linear.in_features
     if ctx.stats is None or not (config.clip or config.gptq):
         return quantize_rtn(linear.weight, config.bits, group, config.symmetric)

@@ -14,7 +14,7 @@ ordinary QuantizedWeight in the original column order (no g_idx).
 
 Non-sequential: every layer's Hessian comes from the float model in one calibration pass (the paper
 recomputes each block's inputs with the earlier blocks already quantized). lm_head keeps the integer
-recipes' symmetric RTN blocks (retarget.quantize.api.lm_head_rtn).
+recipes' symmetric RTN blocks (applied by quantize_ ahead of the handler).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from retarget.quantize.api import LayerContext, lm_head_rtn, register_handler
+from retarget.quantize.api import LayerContext, register_handler
 from retarget.quantize.configs import INT_NAME, IntWeightOnlyConfig, QuantConfig, int_fields, register_recipe_name
 from retarget.quantize.weight import QuantizedWeight, quantize_rtn
 
@@ -103,9 +103,6 @@ def gptq_quantize(w: torch.Tensor, hessian: torch.Tensor, bits: int, group_size:
 @register_handler(GPTQConfig)
 def _gptq(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -> QuantizedWeight:
     assert isinstance(config, GPTQConfig)
-    head = lm_head_rtn(name, linear, config)
-    if head is not None:
-        return head
     group = config.group_size or linear.in_features
     if ctx.stats is None:  # lm_head at the same width as the body: no statistics are collected for it
         return quantize_rtn(linear.weight, config.bits, group, config.symmetric)

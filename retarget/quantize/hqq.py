@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from retarget.quantize.api import LayerContext, lm_head_rtn, register_handler
+from retarget.quantize.api import LayerContext, register_handler
 from retarget.quantize.configs import IntWeightOnlyConfig, QuantConfig, register_recipe_name
 from retarget.quantize.weight import QuantizedWeight
 
@@ -85,9 +85,6 @@ def hqq_quantize(w: torch.Tensor, bits: int, group_size: int, config: HQQConfig 
 @register_handler(HQQConfig)
 def _hqq(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -> QuantizedWeight:
     assert isinstance(config, HQQConfig)
-    head = lm_head_rtn(name, linear, config)
-    if head is not None:
-        return head
     return hqq_quantize(linear.weight, config.bits, config.group_size or linear.in_features, config)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from retarget.quantize.api import LayerContext, lm_head_rtn, register_handler
+from retarget.quantize.api import LayerContext, register_handler
 from retarget.quantize.awq import search_clip
 from retarget.quantize.configs import INT_NAME, IntWeightOnlyConfig, QuantConfig, int_fields, register_recipe_name
 from retarget.quantize.weight import QuantizedWeight
@@ -30,9 +30,6 @@ class MSEConfig(IntWeightOnlyConfig):
 @register_handler(MSEConfig)
 def _mse(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) -> QuantizedWeight:
     assert isinstance(config, MSEConfig)
-    head = lm_head_rtn(name, linear, config)
-    if head is not None:
-        return head
     group = config.group_size or linear.in_features
     return search_clip(linear.weight, None, config.bits, group, config.symmetric)
 

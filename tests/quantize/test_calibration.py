@@ -80,3 +80,17 @@ def test_unknown_recipe_lists_every_family() -> None:
 def test_hqq_is_asymmetric_only() -> None:
     with pytest.raises(RetargetError):
         config_from_name("hqq-int4-g128-sym")
+
+
+@pytest.mark.parametrize("recipe", ["int4-g32-asym", "gptq-int4-g32-asym", "awq-int4-g32-asym", "hqq-int4-g32-asym",
+                                    "mse-int4-g32-asym"])
+def test_every_integer_family_stores_lm_head_as_8_bit_rtn(tiny_llama, tiny_tokens, recipe: str) -> None:
+    from retarget.quantize.weight import quantize_rtn
+
+    stats = collect_stats(tiny_llama, tiny_tokens, linear_layers(tiny_llama, include_lm_head=False), seq_len=64)
+    reference = quantize_rtn(tiny_llama.lm_head.weight, 8, 32, symmetric=True)
+    model = copy.deepcopy(tiny_llama)
+    quantize_(model, config_from_name(recipe), stats=stats)
+    head, body = model.lm_head.qweight, model.model.layers[0].mlp.down_proj.qweight
+    assert (head.bits, head.group_size, head.symmetric, body.bits) == (8, 32, True, 4)
+    assert torch.equal(head.codes, reference.codes) and torch.equal(head.scale, reference.scale)
