@@ -157,9 +157,8 @@ def search_clip(w: torch.Tensor, h: torch.Tensor | None, bits: int, group: int, 
     n, k = w.shape
     groups = -(-k // group)
     pad = groups * group - k
-    if h is None:
-        blocks = torch.eye(group).expand(groups, group, group)
-    else:
+    blocks = None
+    if h is not None:
         hp = torch.nn.functional.pad(h, (0, pad, 0, pad))
         blocks = torch.stack([hp[i * group:(i + 1) * group, i * group:(i + 1) * group] for i in range(groups)])
     probe = quantize_rtn(w, bits, group, symmetric)
@@ -170,7 +169,7 @@ def search_clip(w: torch.Tensor, h: torch.Tensor | None, bits: int, group: int, 
     for ratio in CLIP_RATIOS:
         dw = w - _rtn_dequant(torch.clamp(w, lo * ratio, hi * ratio), bits, group, symmetric)
         dg = torch.nn.functional.pad(dw, (0, pad)).view(n, groups, group).transpose(0, 1)  # [G, N, g]
-        err = ((dg @ blocks) * dg).sum(-1).T  # [N, G]
+        err = (dg.square() if blocks is None else (dg @ blocks) * dg).sum(-1).T  # [N, G]
         better = err < best_err
         best_err, best_ratio = torch.where(better, err, best_err), torch.where(better, ratio, best_ratio)
     ratio = probe.expand(best_ratio)
