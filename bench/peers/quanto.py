@@ -4,6 +4,10 @@
     int4: every Linear but lm_head qint4 (quanto's affine groups: 128 input channels, or the largest
           multiple of 32 below it that divides in_features: 96 for SmolLM2's K = 576), float scale and shift;
           lm_head qint8 per channel, as our INT4 recipes keep lm_head at 8 bits.
+
+On CPU, quanto unpacks int4 weights with a C++ extension it compiles on first use (torch cpp_extension, about
+75 s on 2 cores, cached in its package folder). A compile killed half-way leaves a `lock` file in
+optimum/quanto/library/extensions/cpp/build/ that makes every later run wait forever: delete it.
 """
 
 from __future__ import annotations
