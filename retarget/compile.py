@@ -189,7 +189,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                         max_diff, "logit", tolerance=PARITY_ATOL, tokens=PARITY_TOKENS,
                         note=f"{plan.lowering} with fp32 activations (accuracy_level 0) vs the torch quantized model"
                              + ("" if plan.kv_cache is None else f", torch reading ORT's {plan.kv_cache.name} cache")),
-                    "kv_cache_parity": _kv_parity_report(kv_parity, plan.kv_cache, CODE_MISMATCH_TOLERANCE),
+                    "kv_cache_parity": _kv_parity_report(kv_parity, plan.kv_cache, CODE_MISMATCH_TOLERANCE, SCALE_RTOL),
                     "accuracy_level": plan.accuracy_level,
                     "runs": "the artifact" if cpu_runs else "a copy with DequantizeLinear computed by ONNX's "
                             "reference implementation (ORT's CPU provider has no kernel for it); speed is that copy's",
@@ -212,12 +212,16 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     return report
 
 
-def _kv_parity_report(parity: dict[str, Any], kv_cache: Any, tolerance: float) -> dict[str, Any] | None:
+def _kv_parity_report(parity: dict[str, Any], kv_cache: Any, code_tolerance: float, scale_rtol: float
+                      ) -> dict[str, Any] | None:
     """The storage half of a quantized KV cache's parity, and the free-running difference (None: float cache)."""
     if not parity:
         return None
-    return {"code_mismatch_fraction": provenance.measured(
-                parity["code_mismatch_fraction"], "fraction", tolerance=tolerance, codes=parity["codes"],
+    return {"scale_max_rel_diff": provenance.measured(
+                parity["scale_max_rel_diff"], "relative", tolerance=scale_rtol,
+                note=f"{kv_cache.name} row scales ORT stored against torch's, from torch's own states"),
+            "code_mismatch_fraction": provenance.measured(
+                parity["code_mismatch_fraction"], "fraction", tolerance=code_tolerance, codes=parity["codes"],
                 note=f"{kv_cache.name} codes ORT stored that differ from torch's rounding of its own states"),
             "free_running_max_abs_logit_diff": provenance.measured(
                 parity["free_running_max_abs_logit_diff"], "logit", tokens=PARITY_TOKENS,

@@ -28,7 +28,7 @@ from retarget.quantize.activations import QMAX, fake_quantize
 # of a row's max, so only ~1e-5 of the codes sit that close to a boundary (measured on SmolLM2-135M: 2.6e-5
 # INT8, 4.7e-5 FP8); a wrong rounding mode, scale or layout changes most of them
 CODE_MISMATCH_TOLERANCE = 1e-3
-SCALE_RTOL = 1e-4  # ORT's row scales against torch's (float noise: ~1e-6)
+SCALE_RTOL = 1e-3  # ORT's row scales against torch's: float noise, measured up to 2.1e-5 (int4 weights)
 
 
 def _dequantized(present: dict[str, np.ndarray], name: str, element: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,8 @@ from seqlens_k = sum(attention_mask) - 1. Inputs and outputs are named like opti
 present.N.key/value), without position_ids, plus an optional logits_to_keep (default 0: logits at every
 position; 1: the last only, which is all generation needs). The graph comes out in float32 with one MatMul per (fused)
 projection named like the exporter's, so the weight lowerings (MatMulNBits, QDQ) replace them unchanged.
+With kv_cache='int8' or 'e4m3' the cache is stored quantized instead (retarget.export.kv_cache_graph: codes
+and per-row scales, rotary applied before GroupQueryAttention, the cache growing by concatenation).
 """
 
 from __future__ import annotations

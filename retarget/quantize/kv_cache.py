@@ -6,8 +6,8 @@ float weights (`split_recipe`). In torch it is a transformers DynamicCache whose
 new key and value states (after RoPE, as a cache stores them; retarget.quantize.activations, per
 [batch, head, token] row over head_dim) before storing them, so attention reads the quantized values for
 the prompt's own tokens as well as for later ones. `kv_logits_fn` scores a model that way with
-retarget.eval. ONNX Runtime's GroupQueryAttention offers the same storage (int8 / float8e4m3fn cache with
-k_scale / v_scale inputs).
+retarget.eval. In ONNX the same storage is retarget.export.kv_cache_graph (ONNX Runtime's own quantized
+GroupQueryAttention cache takes static scales only, not these per-row ones).
 """
 
 from __future__ import annotations
