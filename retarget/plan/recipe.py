@@ -146,6 +146,9 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
         if isinstance(config, KeepSourceConfig) and not has_source_blocks:
             raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors)",
                                 field="--recipe")
+        if kv_cache is not None and config.name.startswith("w8a8-"):
+            raise RetargetError(f"{requested}: a quantized KV cache combines with weight-only recipes; the ONNX "
+                                "graph that carries it has no quantized activations", field="--recipe")
         if kv_cache is not None and not KV_CACHE_PROVIDERS & set(profile.onnxruntime_eps):
             raise RetargetError(f"{profile.id} has no ONNX Runtime provider verified to run the quantized KV cache "
                                 f"of {requested} (verified: {', '.join(sorted(KV_CACHE_PROVIDERS))})",

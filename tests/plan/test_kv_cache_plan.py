@@ -26,6 +26,7 @@ def test_kv_recipes_plan(recipe: str, lowering: str, element: str) -> None:
     ("kv-int8", "h100-sxm", "--target"),  # only ORT's CPU provider is verified to run the quantized cache
     ("int4-g128-asym+int8-channel-sym", "cpu-x86", "--recipe"),  # the part after '+' is not a KV recipe
     ("int4-g128-asym+kv-int4", "cpu-x86", "--recipe"),
+    ("w8a8-int8+kv-int8", "cpu-x86", "--recipe"),  # the quantized-cache graph carries weight-only recipes
 ])
 def test_kv_recipes_refused(recipe: str, target: str, field: str) -> None:
     with pytest.raises(RetargetError) as err:
