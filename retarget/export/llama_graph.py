@@ -18,9 +18,10 @@ rotate_half) from cos/sin tables of the model's own inv_freq and attention scali
 past_length + i (batch 1, or right-padded batches; left padding would shift them), and masks causally
 from seqlens_k = sum(attention_mask) - 1. Inputs and outputs are named like optimum's export
 (input_ids, attention_mask, past_key_values.N.key/value [B, kv_heads, past, head_dim] -> logits,
-present.N.key/value), without position_ids, plus an optional logits_to_keep (default 0: logits at every
-position; 1: the last only, which is all generation needs). The graph comes out in float32 with one MatMul per (fused)
-projection named like the exporter's, so the weight lowerings (MatMulNBits, QDQ) replace them unchanged.
+present.N.key/value), without position_ids, plus logits_to_keep (int64 [1]; 0: logits at every position,
+k: the last k only, which is all generation needs: a prompt's lm_head then runs on one row instead of L).
+The graph comes out in float32 with one MatMul per (fused) projection named like the exporter's, so the
+weight lowerings (MatMulNBits, QDQ) replace them unchanged.
 With kv_cache='int8' or 'e4m3' the cache is stored quantized instead (retarget.export.kv_cache_graph: codes
 and per-row scales, rotary applied before GroupQueryAttention, the cache growing by concatenation).
 """
@@ -203,8 +204,8 @@ def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = 
     norm = b.const("model.norm.weight", model.model.norm.weight.detach().float().numpy())
     h = b.op("SkipSimplifiedLayerNormalization", [out, x, norm], ["/model/norm/output"], "model.norm",
              epsilon=eps)[0]
-    # logits_to_keep (int64 [1], default 0 = all): only the last positions reach lm_head, as in transformers
-    b.op("Neg", [b.const("logits_to_keep", np.array([0], np.int64))], ["/first_kept"], "")
+    # logits_to_keep (int64 [1], 0 = all): only the last positions reach lm_head, as in transformers
+    b.op("Neg", ["logits_to_keep"], ["/first_kept"], "")
     h = b.op("Slice", [h, "/first_kept", b.const("to_end", np.array([np.iinfo(np.int64).max], np.int64)),
                        "one_axis"], ["/model/norm/kept"], "model.norm")[0]
     head = model.get_output_embeddings()
@@ -224,7 +225,7 @@ def llama_graph(model: nn.Module, qweights: dict[str, QuantizedWeight] | None = 
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
                                             ["batch_size", "total_sequence_length"]),
               *past_inputs,
-              helper.make_tensor_value_info("logits_to_keep", TensorProto.INT64, [1])]  # overridable initializer
+              helper.make_tensor_value_info("logits_to_keep", TensorProto.INT64, [1])]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
                                              ["batch_size", "kept_length", cfg.vocab_size]),
                *present_outputs]

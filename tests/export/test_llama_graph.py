@@ -13,6 +13,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from retarget.compile import PARITY_ATOL
+from retarget.errors import RetargetError
 from retarget.export.llama_graph import fuse_rows, llama_graph, unsupported_reason
 from retarget.export.matmulnbits import lower_matmuls, lower_tied_embedding
 from retarget.export.onnx_export import write_accuracy_variant
@@ -65,6 +66,26 @@ def test_float_graph_matches_transformers(tmp_path: Path, overrides: dict) -> No
     ref = torch_logits(model, ids)
     np.testing.assert_allclose(rt.logits(ids).numpy(), ref, atol=1e-4)
     np.testing.assert_allclose(incremental_logits(rt, ids.numpy(), PROMPT), ref[PROMPT - 1:-1], atol=1e-4)
+
+
+def test_logits_to_keep_runs_lm_head_on_the_last_rows(tmp_path: Path) -> None:
+    """logits_to_keep is a graph input: 0 gives every position, k the last k (what a prompt in `start` asks
+    for); a step past start's max_length is refused rather than written beyond the cache."""
+    import onnxruntime as ort
+
+    model = tiny_llama()
+    rt = save(llama_graph(model)[0], tmp_path)
+    assert "logits_to_keep" in rt.input_names
+    ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(2)).numpy()
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    full, last2 = (session.run(["logits"], {**rt._feeds(ids, 0, np.array([k], np.int64)), **rt.empty_past()})[0]
+                   for k in (0, 2))
+    assert full.shape == (1, 12, 256) and last2.shape == (1, 2, 256)
+    np.testing.assert_allclose(last2[0], full[0, -2:], atol=1e-5)
+    np.testing.assert_allclose(rt.start(ids, 13), full[0, -1], atol=1e-5)
+    rt.step(ids[:, :1])
+    with pytest.raises(RetargetError, match="max_length"):
+        rt.step(ids[:, :1])
 
 
 def test_quantized_graph_matches_quantized_torch(tmp_path: Path) -> None:
