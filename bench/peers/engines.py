@@ -22,9 +22,8 @@ LLAMA_CPP_VERSION = "0.3.36"
 class OrtEngine:
     """An ONNX Runtime graph through OrtCausalLM (IO binding; shared KV buffer on GroupQueryAttention graphs)."""
 
-    def __init__(self, path: Path, max_length: int, threads: int | None = None,
-                 prefill_path: Path | None = None, spin: bool = True) -> None:
-        self.runtime = OrtCausalLM(path, threads=threads, prefill_path=prefill_path, spin=spin)
+    def __init__(self, path: Path, max_length: int, threads: int | None = None, spin: bool = True) -> None:
+        self.runtime = OrtCausalLM(path, threads=threads, spin=spin)
         self.max_length = max_length
 
     def prefill(self, ids: np.ndarray) -> int:

@@ -81,13 +81,12 @@ def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out
             "bytes": sum(f.stat().st_size for f in out_dir.glob("model.onnx*"))}
 
 
-def write_accuracy_variant(model_path: Path, accuracy_level: int, variant_path: Path,
-                           keep: tuple[str, ...] = ()) -> Path:
+def write_accuracy_variant(model_path: Path, accuracy_level: int, variant_path: Path) -> Path:
     """Copy MODEL_PATH's graph (sharing its external data file) with every MatMulNBits at ACCURACY_LEVEL
-    (the attribute added where a node has none), except the nodes named in KEEP."""
+    (the attribute added where a node has none)."""
     proto = onnx.load(str(model_path), load_external_data=False)
     for node in proto.graph.node:
-        if node.op_type == "MatMulNBits" and node.name not in keep:
+        if node.op_type == "MatMulNBits":
             kept = [a for a in node.attribute if a.name != "accuracy_level"]
             del node.attribute[:]
             node.attribute.extend([*kept, onnx.helper.make_attribute("accuracy_level", accuracy_level)])

@@ -62,14 +62,10 @@ class OrtCausalLM:
     """An ONNX Runtime session over an exported decoder with KV cache."""
 
     def __init__(self, path: Path, threads: int | None = None, qdq_accuracy_level: int | None = None,
-                 prefill_path: Path | None = None, spin: bool = True) -> None:
+                 spin: bool = True) -> None:
         """QDQ_ACCURACY_LEVEL: the accuracy_level of the MatMulNBits ORT fuses 4-bit QDQ weights into (ORT's
-        default is 4, int8 activations; 0 keeps the product exact). PREFILL_PATH: the same graph with other
-        kernel settings (e.g. MatMulNBits accuracy levels) that `start` runs prompts through; decode steps
-        run PATH. The two sessions share the KV cache. SPIN: see session_options."""
+        default is 4, int8 activations; 0 keeps the product exact). SPIN: see session_options."""
         self.session = _session(path, threads, qdq_accuracy_level, spin)
-        self.prefill_session = (_session(prefill_path, threads, qdq_accuracy_level, spin) if prefill_path
-                                else self.session)
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values")]
         if not self.past_inputs:
             raise RetargetError("no past_key_values.* inputs: not a decoder exported with KV cache", source=str(path))
@@ -151,11 +147,6 @@ class OrtCausalLM:
             self._cache = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)) for _ in self.past_inputs]
         else:
             self._cache = self._empty_cache()
-        if self.prefill_session is not self.session and prompt.shape[1] > 1:
-            self._binding = self.prefill_session.io_binding()
-            self._bind_cache()
-            self.step(prompt[:, :-1], self.prefill_session)
-            prompt = prompt[:, -1:]  # the last prompt token goes through the decode session
         self._binding = self.session.io_binding()
         self._bind_cache()
         return self.step(prompt)
@@ -172,7 +163,7 @@ class OrtCausalLM:
             else:
                 self._binding.bind_output(present, "cpu")
 
-    def step(self, ids: np.ndarray, session: ort.InferenceSession | None = None) -> np.ndarray:
+    def step(self, ids: np.ndarray) -> np.ndarray:
         """Run IDS [1, L] after the cached tokens, keeping the cache in ORT memory; returns the last logits [V].
 
         The inputs and the logits are bound by pointer to arrays this object keeps (a decode step copies
@@ -193,12 +184,11 @@ class OrtCausalLM:
             binding.bind_cpu_input("position_ids", np.arange(self._filled, total, dtype=np.int64)[None])
         logits = self._logits_buffer(kept)
         binding.bind_output(self.output_names[0], "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
-        session = session or self.session
-        session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding)
         self._filled = total
         if not self.shares_buffer:
             self._cache = list(binding.get_outputs()[1:])
-            self._binding = session.io_binding()
+            self._binding = self.session.io_binding()
             self._bind_cache()
         return logits[0, -1].copy()
 

@@ -108,21 +108,21 @@ def test_quantized_graph_matches_quantized_torch(tmp_path: Path) -> None:
     assert np.abs(incremental_logits(rt, ids.numpy(), PROMPT) - ref[PROMPT - 1:-1]).max() <= PARITY_ATOL
 
 
-def test_prefill_session_shares_the_cache(tmp_path: Path) -> None:
-    """A prompt through a second graph (accuracy level 0 prefill), decode through the first (level 4)."""
+def test_level4_variant_decodes_close_to_exact(tmp_path: Path) -> None:
+    """The accuracy-level-4 copy (int8 activations: what the CPU target runs) through prefill and decode, against
+    the level-0 graph it was written from."""
     model = tiny_llama()
     quantized = copy.deepcopy(model)
     quantize_(quantized, Int4WeightOnlyConfig(group_size=32))
     qweights = {n: m.qweight for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
     proto, renamed = llama_graph(model, qweights)
     lower_matmuls(proto, renamed)
-    save(proto, tmp_path)
-    exact = OrtCausalLM(tmp_path / "model.onnx")
-    level4 = write_accuracy_variant(tmp_path / "model.onnx", 4, tmp_path / "level4.onnx")
-    mixed = OrtCausalLM(level4, prefill_path=tmp_path / "model.onnx")
+    exact = save(proto, tmp_path)
+    level4 = OrtCausalLM(write_accuracy_variant(tmp_path / "model.onnx", 4, tmp_path / "level4.onnx"))
     ids = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(4)).numpy()
     reference = incremental_logits(exact, ids, PROMPT)
-    assert np.abs(incremental_logits(mixed, ids, PROMPT) - reference).max() < 0.05  # int8 activations in decode
+    difference = np.abs(incremental_logits(level4, ids, PROMPT) - reference).max()
+    assert 0 < difference < 0.05  # int8 activations: close, and not the same graph
 
 
 def test_mixed_formats_stay_unfused(tmp_path: Path) -> None:
