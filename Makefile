@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: install run test test-slow bench lint clean chromium
+.PHONY: install run test test-slow bench sweep lint clean chromium
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -35,6 +35,10 @@ bench: $(STAMP)
 	# llama.cpp, a peer in bench/test_cpu_speed.py (builds from source: about 12 minutes on 2 cores, then cached)
 	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PY) -m pip install -q llama-cpp-python==0.3.36
 	$(PY) -m pytest -q bench --benchmark-only -p no:cacheprovider -o addopts=''
+
+# `retarget compile` with every registered recipe, one after another (about an hour on 2 cores)
+sweep: $(STAMP)
+	$(PY) bench/compile_sweep.py
 
 lint: $(STAMP)
 	.venv/bin/ruff check retarget tests bench

@@ -37,9 +37,10 @@ def _progress(console: Console | None) -> Progress:
 
 def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe: str = "auto",
                   out: Path = Path("out/smollm2"), eval_tokens: int | None = None,
-                  console: Console | None = None, lowering: str = "auto") -> dict[str, Any]:
+                  console: Console | None = None, lowering: str = "auto", loaded: Any = None) -> dict[str, Any]:
     """Compile MODEL_REF for TARGET with RECIPE into OUT; returns the report (also written as report.json).
-    LOWERING ('auto', 'matmulnbits', 'qdq') picks how the weights go into the ONNX graph."""
+    LOWERING ('auto', 'matmulnbits', 'qdq') picks how the weights go into the ONNX graph. LOADED: MODEL_REF
+    already loaded by retarget.models.load.load_model (a sweep over recipes loads it once)."""
     import torch
 
     from retarget.eval.corpus import corpus_text, describe
@@ -76,7 +77,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     with _progress(console) as progress:
         t0 = time.perf_counter()
         task = progress.add_task("load model", total=1)
-        loaded = load_model(model_ref)
+        loaded = loaded or load_model(model_ref)
         progress.advance(task)
         timings["load_s"] = time.perf_counter() - t0
         spec = ModelSpec.from_hf_config(loaded.model.config.to_dict(), name=loaded.name)
