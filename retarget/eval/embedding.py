@@ -39,7 +39,7 @@ def sentence_set(count: int = SENTENCES, modules: tuple[str, ...] = EVAL_MODULES
     return tuple(chosen)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: see retarget.eval.metrics.Evaluator.reference
 def embed(encoder: LoadedEncoder, sentences: tuple[str, ...] | list[str], model: torch.nn.Module | None = None,
           batch: int = BATCH) -> torch.Tensor:
     """Sentence embeddings [n, d] (float32) of SENTENCES by MODEL (default: the encoder's own float model)."""

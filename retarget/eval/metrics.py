@@ -44,13 +44,15 @@ class Evaluator:
     def predicted_tokens(self) -> int:
         return sum(len(w) - 1 for w in self.windows)
 
-    @torch.inference_mode()
+    # no_grad, not inference_mode: tensor-subclass weights (optimum-quanto's int4) fail under inference_mode
+    # ("Cannot set version_counter for inference tensor", torch 2.13, quanto 0.2.7)
+    @torch.no_grad()
     def reference(self, logits_fn: LogitsFn, label: str = "reference", progress: Progress | None = None) -> Score:
         """Score the reference model and keep its log-probabilities."""
         self._reference = []
         return self._run(logits_fn, label, progress, keep=True)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def score(self, logits_fn: LogitsFn, label: str, progress: Progress | None = None) -> Score:
         """Perplexity of a candidate and its KL to the reference."""
         if not self._reference:
