@@ -7,6 +7,8 @@ Runtime exactly as `retarget compile --recipe NAME` does (the model is loaded on
 Target: cpu-x86; a recipe whose lowering no CPU provider runs (FP4: TensorRT only) is compiled for
 FALLBACK_TARGET instead, where `retarget compile` checks it through ONNX's reference DequantizeLinear
 (the report's `ort.runs` says so). A recipe that fails is a row with its one-line error, not a lost run.
+`python bench/compile_sweep.py NAME ...` compiles only those recipes; rows of earlier runs are kept, each
+with the start time of the run that measured it ("run").
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def markdown(rows: dict[str, dict], meta: dict) -> str:
     lines = [f"# `retarget compile` for every recipe: SmolLM2-135M ({meta['date']})", "",
              f"`{meta['command']}` on {meta['machine']['cpu']} ({meta['machine']['cores']} cores), onnxruntime "
              f"{meta['machine']['versions'].get('onnxruntime')}, torch {meta['machine']['versions'].get('torch')}; "
-             f"{EVAL_TOKENS} scored tokens, one compile after another ({meta['run_s'] / 60:.0f} min in all). "
+             f"{EVAL_TOKENS} scored tokens, one compile after another (the last run took "
+             f"{meta['run_s'] / 60:.0f} min; each row's run is in the JSON). "
              "Parity: max |logit diff| of ONNX Runtime (fp32 activations) against the torch quantized model, "
              "tolerance 1e-2. ppl ORT / KL ORT: the artifact as the target runs it (CPU: MatMulNBits at "
              "accuracy_level 4, int8 activations).", "",
@@ -85,15 +88,21 @@ def markdown(rows: dict[str, dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _registry_order(name: str) -> int:
+    names = recipe_names()
+    return names.index(name) if name in names else len(names)
+
+
 def main(recipes: list[str]) -> None:
     started = time.perf_counter()
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     console = Console(stderr=True)
     loaded = load_model("default")
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict] = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else {}
     for i, recipe in enumerate(recipes, 1):
         console.rule(f"{i}/{len(recipes)} {recipe}")
-        rows[recipe] = compile_recipe(recipe, loaded, console)
+        rows[recipe] = {**compile_recipe(recipe, loaded, console), "run": date}
+        rows = {name: rows[name] for name in sorted(rows, key=_registry_order)}
         meta = {"command": "make sweep (python bench/compile_sweep.py)", "date": date,
                 "machine": provenance.machine(), "run_s": time.perf_counter() - started,
                 "eval_tokens": EVAL_TOKENS, "target": TARGET, "fallback_target": FALLBACK_TARGET}

@@ -9,7 +9,8 @@ Bits per element follow each format's block layout:
 * mxfp4: 32 x e2m1 + one e8m0 scale = 4.25 bits (OCP MX spec v1.0,
   https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf);
   nvfp4: 16 x e2m1 + one fp8 scale = 4.5 bits (NVIDIA, https://developer.nvidia.com/blog/introducing-nvfp4-for-efficient-and-accurate-low-precision-inference/).
-* int4-gG: 4 bits + an fp16 scale and fp16 zero per G weights (asymmetric group quantisation).
+* intB-gG (B = 2, 3, 4, 8): B bits + an fp16 scale, and for -asym an fp16 zero, per G weights (group
+  quantisation; weight-only, so the matmuls run at the bf16 rate).
 Weight-only formats (int4, GGUF k-quants) dequantise to bf16 and run at the bf16 rate; so do FP4 formats on
 devices without FP4 units (W4A16 kernels). FP8/INT8/FP4 formats
 keep the LM head in bf16 (`head_bits`), as ModelOpt/vLLM checkpoints do; GGUF files quantise it too.
@@ -68,19 +69,19 @@ _ALIASES = {
 
 
 def get_format(name: str) -> NumberFormat:
-    """The format NAME ('bf16', 'fp8-e4m3-block128', 'int4-g128-asym', 'q4_k_m', ...)."""
+    """The format NAME ('bf16', 'fp8-e4m3-block128', 'int4-g128-asym', 'int3-g64-asym', 'q4_k_m', ...)."""
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key in FORMATS:
         return FORMATS[key]
-    if m := re.fullmatch(r"int4-g(\d+)(-asym|-sym)?", key):
-        group = int(m.group(1))
-        zero = 16 if m.group(2) != "-sym" else 0
-        return NumberFormat(key, 4 + (16 + zero) / group, head_bits=16)
+    if m := re.fullmatch(r"int([2348])-g(\d+)(-asym|-sym)?", key):
+        bits, group = int(m.group(1)), int(m.group(2))
+        zero = 16 if m.group(3) != "-sym" else 0
+        return NumberFormat(key, bits + (16 + zero) / group, head_bits=16)
     for prefix, base in (("fp8", "fp8"), ("int8", "int8"), ("mxfp4", "mxfp4"), ("nvfp4", "nvfp4")):
         if key.startswith(prefix):
             return FORMATS[base]
-    known = ", ".join([*FORMATS, "int4-g<group>[-asym|-sym]"])
+    known = ", ".join([*FORMATS, "int{2,3,4,8}-g<group>[-asym|-sym]"])
     raise RetargetError(f"unknown number format {name!r}; known: {known}", field="format")
 
 

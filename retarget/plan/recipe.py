@@ -15,6 +15,9 @@ from retarget.quantize.configs import (
     KeepSourceConfig,
     QuantConfig,
 )
+from retarget.quantize.fp4 import Fp4WeightConfig
+from retarget.quantize.fp8 import Fp8WeightConfig
+from retarget.quantize.smoothquant import W8A8Int8Config
 
 # lowering -> the ONNX Runtime execution providers that run it (None: every provider). Basis per entry in
 # docs/onnx-lowerings.md: CPU measured here (ORT 1.32), the others from their providers' documentation.
@@ -67,13 +70,21 @@ class Recipe:
 
     @property
     def weight_format(self) -> str:
-        """The number format retarget.perf predicts with (keep: GGUF Q4_1 = 4-bit, g32 scale and minimum)."""
-        if isinstance(self.weights, KeepSourceConfig):
+        """The number format retarget.perf predicts with (keep: GGUF Q4_1 = 4-bit, g32 scale and minimum;
+        per-channel INT8 and W8A8: 'int8'; FP8 weights: 'fp8'; FP4: its scheme; a KV-only recipe: 'fp32')."""
+        weights = self.weights
+        if isinstance(weights, KeepSourceConfig):
             return "int4-g32-asym"
-        if isinstance(self.weights, IntWeightOnlyConfig) and self.weights.bits == 4:
-            return f"int4-g{self.weights.group_size}-{'sym' if self.weights.symmetric else 'asym'}"
-        if isinstance(self.weights, IntWeightOnlyConfig):
-            return f"int{self.weights.bits}"
+        if isinstance(weights, IntWeightOnlyConfig):
+            if weights.group_size is None:
+                return f"int{weights.bits}"
+            return f"int{weights.bits}-g{weights.group_size}-{'sym' if weights.symmetric else 'asym'}"
+        if isinstance(weights, Fp8WeightConfig):
+            return "fp8"
+        if isinstance(weights, Fp4WeightConfig):
+            return weights.scheme
+        if isinstance(weights, W8A8Int8Config):
+            return "int8"
         return "fp32"
 
     def to_dict(self) -> dict[str, Any]:
