@@ -8,7 +8,9 @@ MatMulNBits (https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOper
     zero_points: optional; uint8 [N * ceil(n_blocks * bits / 8)] packed like B, or the type of A (float
                  zero points, which carry llama.cpp Q4_1 minimums over exactly); absent means 2**(bits - 1)
     n_blocks = ceil(K / block_size); block_size is a power of two >= 16; the last block is padded.
-A per-channel weight (one group spanning K) is re-blocked at 128 with its scale repeated: same numbers.
+A per-channel weight (one group spanning K) is re-blocked with its scale repeated (same numbers), in the
+largest power-of-two block <= 128 that tiles K (K = 576: 64), so that a tied embedding can read lm_head's
+blocks through GatherBlockQuantized; 128 with a padded last block when none does.
 
 Float zero points are exact in ORT but take a slow CPU path (measured here: 17 ms against 0.8 ms for a
 6144 x 576 weight at M = 1). When K is a whole number of blocks they are lowered instead as
@@ -66,8 +68,9 @@ def _block_size(qw: QuantizedWeight) -> tuple[int, np.ndarray, np.ndarray]:
     k = qw.shape[1]
     if scale.shape[1] != 1:
         raise RetargetError(f"group size {g} is not a power of two >= 16", field="group_size")
-    blocks = -(-k // PER_CHANNEL_BLOCK)
-    return PER_CHANNEL_BLOCK, np.repeat(scale, blocks, axis=1), np.repeat(zero, blocks, axis=1)
+    block = next((b for b in (PER_CHANNEL_BLOCK, 64, 32, 16) if k % b == 0), PER_CHANNEL_BLOCK)
+    blocks = -(-k // block)
+    return block, np.repeat(scale, blocks, axis=1), np.repeat(zero, blocks, axis=1)
 
 
 def pack_matmulnbits(qw: QuantizedWeight) -> PackedNBits:

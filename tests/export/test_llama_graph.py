@@ -18,7 +18,7 @@ from retarget.export.llama_graph import fuse_rows, llama_graph, unsupported_reas
 from retarget.export.matmulnbits import lower_matmuls, lower_tied_embedding
 from retarget.export.onnx_export import write_accuracy_variant
 from retarget.export.runtime import OrtCausalLM
-from retarget.quantize import Int4WeightOnlyConfig, QuantLinear, quantize_
+from retarget.quantize import Int4WeightOnlyConfig, Int8WeightOnlyConfig, QuantLinear, quantize_
 from retarget.quantize.api import untie_lm_head
 from retarget.quantize.weight import quantize_rtn
 
@@ -106,6 +106,26 @@ def test_quantized_graph_matches_quantized_torch(tmp_path: Path) -> None:
     ref = torch_logits(quantized, ids)
     assert np.abs(rt.logits(ids).numpy() - ref).max() <= PARITY_ATOL
     assert np.abs(incremental_logits(rt, ids.numpy(), PROMPT) - ref[PROMPT - 1:-1]).max() <= PARITY_ATOL
+
+
+def test_per_channel_int8_head_feeds_the_embedding(tmp_path: Path) -> None:
+    """A per-channel INT8 lm_head whose K is no multiple of 128 (hidden 96, as SmolLM2's 576) is re-blocked at
+    the largest block that tiles K, so the tied embedding reads its blocks (GatherBlockQuantized) instead of
+    keeping a float table; logits still match the torch quantized model."""
+    model = tiny_llama(hidden_size=96, num_attention_heads=3, num_key_value_heads=1)
+    quantized = copy.deepcopy(model)
+    quantize_(quantized, Int8WeightOnlyConfig())
+    qweights = {n: m.qweight for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
+    proto, renamed = llama_graph(model, qweights)
+    lower_matmuls(proto, renamed)
+    assert lower_tied_embedding(proto)
+    head = next(n for n in proto.graph.node if n.name == "lm_head/MatMulNBits")
+    assert {a.name: a.i for a in head.attribute}["block_size"] == 32  # 96 = 3 x 32
+    assert "model.embed_tokens.weight" not in {t.name for t in proto.graph.initializer}
+    rt = save(proto, tmp_path)
+    ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(5))
+    quantized.get_input_embeddings().weight.data = quantized.lm_head.qweight.dequantize()
+    assert np.abs(rt.logits(ids).numpy() - torch_logits(quantized, ids)).max() <= PARITY_ATOL
 
 
 def test_level4_variant_decodes_close_to_exact(tmp_path: Path) -> None:
