@@ -102,13 +102,14 @@ class OrtCausalLM:
         """Bytes the cache tensors of the last `start` / `step` hold per token position (batch 1)."""
         return sum(CACHE_TYPES[v.data_type()][2] * int(np.prod(v.shape())) / v.shape()[2] for v in self._cache)
 
-    def _feeds(self, ids: np.ndarray, past_len: int, keep: np.ndarray = ALL_POSITIONS) -> dict[str, np.ndarray]:
+    def _feeds(self, ids: np.ndarray, past_len: int) -> dict[str, np.ndarray]:
+        """Inputs of a whole-sequence run (evaluation, prompt_cache): logits at every position."""
         length = ids.shape[1]
         feeds = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones((1, past_len + length), np.int64)}
         if "position_ids" in self.input_names:
             feeds["position_ids"] = np.arange(past_len, past_len + length, dtype=np.int64)[None]
         if "logits_to_keep" in self.input_names:  # retarget's graph
-            feeds["logits_to_keep"] = keep
+            feeds["logits_to_keep"] = ALL_POSITIONS
         return feeds
 
     def forward(self, ids: np.ndarray, past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

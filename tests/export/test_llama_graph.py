@@ -78,8 +78,8 @@ def test_logits_to_keep_runs_lm_head_on_the_last_rows(tmp_path: Path) -> None:
     assert "logits_to_keep" in rt.input_names
     ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(2)).numpy()
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    full, last2 = (session.run(["logits"], {**rt._feeds(ids, 0, np.array([k], np.int64)), **rt.empty_past()})[0]
-                   for k in (0, 2))
+    feeds = {**rt._feeds(ids, 0), **rt.empty_past()}
+    full, last2 = (session.run(["logits"], {**feeds, "logits_to_keep": np.array([k], np.int64)})[0] for k in (0, 2))
     assert full.shape == (1, 12, 256) and last2.shape == (1, 2, 256)
     np.testing.assert_allclose(last2[0], full[0, -2:], atol=1e-5)
     np.testing.assert_allclose(rt.start(ids, 13), full[0, -1], atol=1e-5)
