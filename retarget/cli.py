@@ -152,5 +152,54 @@ def lockin_cmd(
     run_or_exit(run_lockin, _csv_list(models), _csv_list(targets), workload, set_ or [], out, kernels_json, console)
 
 
+@app.command("fleet")
+def fleet_cmd(
+    vendor: Annotated[list[str] | None, typer.Option(help="only these hardware vendors (comma-separated)")] = None,
+    exclude_vendor: Annotated[list[str] | None, typer.Option(help="never these hardware vendors")] = None,
+    country: Annotated[list[str] | None, typer.Option(help="only hardware designed in (US, CN)")] = None,
+    exclude_country: Annotated[list[str] | None, typer.Option(help="never hardware designed in")] = None,
+    no_export_controlled: Annotated[bool, typer.Option(help="leave out parts under US export licensing")] = False,
+    origin: Annotated[list[str] | None, typer.Option(help="only models from these countries (US, CN, FR, AE)")] = None,
+    exclude_origin: Annotated[list[str] | None, typer.Option(help="never models from these countries")] = None,
+    license: Annotated[list[str] | None, typer.Option(help="only licenses containing this text (apache, mit)")] = None,
+    exclude_license: Annotated[list[str] | None, typer.Option(help="never licenses containing this text")] = None,
+    min_quality: Annotated[float | None, typer.Option(help="quality floor, MMLU-Pro %")] = None,
+    models: Annotated[list[str] | None, typer.Option(help="registry models (default: all)")] = None,
+    targets: Annotated[list[str] | None, typer.Option(help="profile ids (default: all bundled)")] = None,
+    prompt_len: Annotated[int, typer.Option(help="prompt tokens per request")] = 2048,
+    output_len: Annotated[int, typer.Option(help="generated tokens per request (sets the prefill/decode mix)")] = 512,
+    batch: Annotated[int, typer.Option(help="concurrent requests per replica")] = 16,
+    tokens_s: Annotated[float | None, typer.Option("--tokens-s", help="generated tokens/s to serve")] = None,
+    utilisation: Annotated[float, typer.Option(help="assumed share of hours serving")] = 0.6,
+    years: Annotated[float, typer.Option(help="assumed amortisation years of a purchase")] = 4.0,
+    power_price: Annotated[float, typer.Option(help="assumed USD per kWh")] = 0.12,
+    blocs: Annotated[bool, typer.Option("--blocs", help="print the origin x hardware-bloc matrix")] = False,
+    bloc_floor: Annotated[float, typer.Option(help="quality floor of the bloc view (MMLU-Pro %)")] = 65.0,
+    rows: Annotated[int, typer.Option(help="plans printed")] = 20,
+    out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path("out/fleet"),
+) -> None:
+    """Which open model to run on which hardware you can get: ranked plans with predicted speed, $ and kWh per
+    1M tokens, quality, lock-in; with --blocs, model origin x hardware bloc."""
+    from retarget.fleet.constraints import Constraints, FleetWorkload
+    from retarget.fleet.costs import Assumptions
+    from retarget.fleet.run import run as run_fleet
+
+    def build() -> None:
+        if not 0 < utilisation <= 1:
+            raise RetargetError("must be in (0, 1]", field="--utilisation")
+        if years <= 0 or power_price < 0:
+            raise RetargetError("years must be > 0 and the power price >= 0", field="--years/--power-price")
+        c = Constraints.of(vendor=_csv_list(vendor), exclude_vendor=_csv_list(exclude_vendor),
+                           country=_csv_list(country), exclude_country=_csv_list(exclude_country),
+                           no_export_controlled=no_export_controlled, origin=_csv_list(origin),
+                           exclude_origin=_csv_list(exclude_origin), license=_csv_list(license),
+                           exclude_license=_csv_list(exclude_license), min_quality=min_quality)
+        wl = FleetWorkload(prompt_len, output_len, batch, tokens_s)
+        a = Assumptions(utilisation, years, power_price)
+        run_fleet(c, wl, a, _csv_list(models), _csv_list(targets), blocs, bloc_floor, rows, out, console)
+
+    run_or_exit(build)
+
+
 if __name__ == "__main__":
     app()

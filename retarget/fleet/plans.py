@@ -1,0 +1,175 @@
+"""Ranked plans: for every allowed model x device, the best recipe on the fewest devices it fits (the lock-in
+recipe rules), its predicted speed (retarget.perf), cost and energy per million tokens, quality, lock-in
+index and the accuracy cost of its format conversions; and why the other pairs are left out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import retarget.perf
+from retarget.fleet.constraints import Constraints, FleetWorkload
+from retarget.fleet.costs import Assumptions, Cost, cost_per_mtok
+from retarget.fleet.facts import BLOCS, DeviceFacts, ModelFacts, facts_for, model_facts, tdp
+from retarget.hw_profiles.schema import HardwareProfile
+from retarget.lockin.index import Evaluator
+from retarget.lockin.matrix import model_row
+from retarget.lockin.recipe import CellRecipe
+from retarget.models.spec import ModelSpec
+
+COST_MODEL = "retarget.fleet cost v1 (speed from retarget.perf roofline v1)"
+
+# Accuracy cost of a conversion note made by lockin.recipe.convert, by the marker text in the note. Only
+# exact re-encodings are known to cost nothing; requantisations have no published or measured figure here.
+ACCURACY: tuple[tuple[str, str], ...] = (
+    ("dequantised", "none (exact up-cast to a wider format)"),
+    ("re-encoded", "none expected (exact e4m3fn -> e4m3fnuz re-encoding, scales x2)"),
+    ("kept, W4A16", "none (same 4-bit weights, dequantised in the kernel)"),
+    ("INT8 per-channel", "unknown (FP8 -> INT8 requantisation; not measured for this model)"),
+    ("int4 g32", "unknown (MXFP4/NVFP4 -> int4 requantisation; not measured for this model)"),
+    ("-> fp16", "small expected (BF16 -> FP16 narrows the exponent range); not measured"),
+)
+
+
+def accuracy_cost(conversions: tuple[str, ...]) -> str:
+    """What the recipe's conversions cost in accuracy, where known."""
+    if not conversions:
+        return "none (native formats)"
+    verdicts = [next((v for marker, v in ACCURACY if marker in c), "unknown") for c in conversions]
+    return "; ".join(dict.fromkeys(verdicts))
+
+
+@cache
+def validated_devices() -> frozenset[str]:
+    """Profiles with published measurements in the perf model's validation set (validation_map.yaml)."""
+    path = Path(retarget.perf.__file__).parent / "validation_map.yaml"
+    return frozenset(yaml.safe_load(path.read_text())["hardware"].values())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One way to serve the workload: a model on COUNT devices (REPLICAS x the devices one copy needs)."""
+
+    model: str
+    mfacts: ModelFacts
+    profile: HardwareProfile
+    dfacts: DeviceFacts
+    recipe: CellRecipe
+    replicas: int
+    ttft_s: float
+    output_tokens_s: float  # one replica
+    tokens_s: float  # one replica, prompt + generated
+    cost: Cost
+    li: float | None
+    home: str  # the model's home device (registry, else where it runs best), for the lock-in index
+
+    @property
+    def devices(self) -> int:
+        return self.recipe.devices * self.replicas
+
+    @property
+    def quality(self) -> float | None:
+        return self.mfacts.quality.value if self.mfacts.quality else None
+
+    def to_dict(self, a: Assumptions) -> dict[str, Any]:
+        """JSON-able; every number labelled predicted / published / assumed."""
+        p, d = self.profile, self.dfacts
+        power = tdp(p)
+        inputs = [*a.lines(), *(f"{name}: {s.value:g} {s.currency} ({s.kind}, {s.source})" for name, s in
+                                (("rent per device-hour", d.rent_usd_per_hour), ("purchase", d.purchase_usd),
+                                 ("TDP W", power)) if s)]
+
+        def pred(v: float | None, unit: str, assumptions: list[str] | None = None) -> dict[str, Any]:
+            return {"value": v, "unit": unit, "provenance": "predicted", "model": COST_MODEL,
+                    "assumptions": assumptions or []}
+
+        q = self.mfacts.quality
+        return {
+            "model": self.model, "origin": self.mfacts.country, "developer": self.mfacts.developer,
+            "license": self.mfacts.license.name,
+            "device": p.id, "vendor": p.vendor, "bloc": d.bloc, "bloc_name": BLOCS[d.bloc],
+            "device_country": d.country, "export_control": d.export_control.status,
+            "devices_per_replica": self.recipe.devices, "replicas": self.replicas, "devices": self.devices,
+            "recipe": self.recipe.describe(), "conversions": list(self.recipe.conversions),
+            "weight_format": self.recipe.weight_format, "expert_format": self.recipe.expert_format,
+            "kv_format": self.recipe.kv_format,
+            "ttft_s": pred(self.ttft_s, "s", self.recipe.prediction.assumptions if self.recipe.prediction else []),
+            "output_tokens_s": pred(self.output_tokens_s * self.replicas, "tokens/s"),
+            "tokens_s": pred(self.tokens_s * self.replicas, "tokens/s"),
+            "rental_usd_per_mtok": pred(self.cost.rental_usd, "USD/1M tokens", inputs),
+            "purchase_usd_per_mtok": pred(self.cost.purchase_usd, "USD/1M tokens", inputs),
+            "kwh_per_mtok": pred(self.cost.kwh, "kWh/1M tokens", inputs),
+            "quality": None if q is None else {"value": q.value, "unit": "% MMLU-Pro", "provenance": "published",
+                                               "url": q.source, "note": q.note},
+            "home_device": self.home,
+            "lock_in_index": {"value": self.li, "unit": "ratio", "provenance": "predicted",
+                              "model": "retarget.lockin v1"},
+            "accuracy_cost": accuracy_cost(self.recipe.conversions),
+            "validated_device": p.id in validated_devices(),
+        }
+
+
+@dataclass(frozen=True)
+class Rejection:
+    model: str
+    device: str  # '*' = every device
+    reason: str
+
+
+def speed(recipe: CellRecipe, wl: FleetWorkload) -> tuple[float, float, float]:
+    """(TTFT s, generated tokens/s, prompt + generated tokens/s) of one replica: a batch is one prefill
+    followed by OUTPUT_LEN decode steps at the mean cache length (recipe.prediction)."""
+    pred = recipe.prediction
+    assert pred is not None
+    seconds = pred.ttft_s + wl.output_len * pred.tpot_s
+    return pred.ttft_s, wl.batch * wl.output_len / seconds, wl.batch * (wl.prompt_len + wl.output_len) / seconds
+
+
+def _plan(spec: ModelSpec, mf: ModelFacts, profile: HardwareProfile, recipe: CellRecipe, row: dict[str, Any],
+          wl: FleetWorkload, a: Assumptions) -> Plan:
+    df = facts_for(profile)
+    ttft, out_s, all_s = speed(recipe, wl)
+    cost = cost_per_mtok(all_s, recipe.devices, df.rent_usd_per_hour, df.purchase_usd, tdp(profile), a)
+    li = row["cells"][profile.id]["li"]["value"]
+    return Plan(spec.name, mf, profile, df, recipe, wl.replicas(out_s), ttft, out_s, all_s, cost, li, row["home"])
+
+
+def sort_key(plan: Plan) -> tuple[float, float]:
+    """Cheapest first (rental, else purchase; unknown price last), then fastest."""
+    usd = plan.cost.best_usd
+    return (usd if usd is not None else float("inf"), -plan.output_tokens_s * plan.replicas)
+
+
+def build_plans(specs: list[ModelSpec], profiles: list[HardwareProfile], allowed: list[HardwareProfile],
+                c: Constraints, wl: FleetWorkload, a: Assumptions) -> tuple[list[Plan], list[Rejection]]:
+    """Plans for SPECS on the ALLOWED profiles (a subset of PROFILES, over which the lock-in index's home
+    device is chosen), ranked; and the rejected models and pairs with their reasons."""
+    ev = Evaluator(wl.lockin_workload())
+    plans: list[Plan] = []
+    rejected: list[Rejection] = []
+    facts = model_facts()
+    for spec in specs:
+        mf = facts.get(spec.name)
+        if mf is None:
+            rejected.append(Rejection(spec.name, "*", "no fleet facts (developer, license, quality) for this model"))
+            continue
+        why = c.model_allowed(mf) or c.quality_ok(mf)
+        if why:
+            rejected.append(Rejection(spec.name, "*", why))
+            continue
+        row = model_row(spec, profiles, ev, attribute=False)
+        runs = []
+        for profile in allowed:
+            recipe = ev.recipe(spec, (spec.name, frozenset()), profile)
+            if not recipe.runs:
+                rejected.append(Rejection(spec.name, profile.id, recipe.why_not))
+                continue
+            runs.append(_plan(spec, mf, profile, recipe, row, wl, a))
+        if not runs and allowed:
+            rejected.append(Rejection(spec.name, "*", "does not fit any allowed device"))
+        plans.extend(runs)
+    return sorted(plans, key=sort_key), rejected
