@@ -175,6 +175,7 @@ def fleet_cmd(
     power_price: Annotated[float, typer.Option(help="assumed USD per kWh")] = 0.12,
     blocs: Annotated[bool, typer.Option("--blocs", help="print the origin x hardware-bloc matrix")] = False,
     bloc_floor: Annotated[float, typer.Option(help="quality floor of the bloc view (MMLU-Pro %)")] = 65.0,
+    rank_by: Annotated[str, typer.Option(help="cost (rent, else own), rent, own, energy, speed, quality")] = "cost",
     rows: Annotated[int, typer.Option(help="plans printed")] = 20,
     out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path("out/fleet"),
 ) -> None:
@@ -196,7 +197,7 @@ def fleet_cmd(
                            exclude_license=_csv_list(exclude_license), min_quality=min_quality)
         wl = FleetWorkload(prompt_len, output_len, batch, tokens_s)
         a = Assumptions(utilisation, years, power_price)
-        run_fleet(c, wl, a, _csv_list(models), _csv_list(targets), blocs, bloc_floor, rows, out, console)
+        run_fleet(c, wl, a, _csv_list(models), _csv_list(targets), blocs, bloc_floor, rank_by, rows, out, console)
 
     run_or_exit(build)
 

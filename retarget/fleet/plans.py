@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 import retarget.perf
+from retarget.errors import RetargetError
 from retarget.fleet.constraints import Constraints, FleetWorkload
 from retarget.fleet.costs import Assumptions, Cost, cost_per_mtok
 from retarget.fleet.facts import BLOCS, DeviceFacts, ModelFacts, facts_for, model_facts, tdp
@@ -138,16 +139,32 @@ def _plan(spec: ModelSpec, mf: ModelFacts, profile: HardwareProfile, recipe: Cel
     return Plan(spec.name, mf, profile, df, recipe, wl.replicas(out_s), ttft, out_s, all_s, cost, li, row["home"])
 
 
-def sort_key(plan: Plan) -> tuple[float, float]:
-    """Cheapest first (rental, else purchase; unknown price last), then fastest."""
-    usd = plan.cost.best_usd
-    return (usd if usd is not None else float("inf"), -plan.output_tokens_s * plan.replicas)
+def _unknown_last(x: float | None) -> float:
+    return float("inf") if x is None else x
+
+
+# --rank-by: plan -> key, smallest first; unknown figures sort last, ties go to the faster plan
+RANKINGS = {
+    "cost": lambda p: _unknown_last(p.cost.best_usd),  # rental where known, else amortised purchase
+    "rent": lambda p: _unknown_last(p.cost.rental_usd),
+    "own": lambda p: _unknown_last(p.cost.purchase_usd),
+    "energy": lambda p: _unknown_last(p.cost.kwh),
+    "speed": lambda p: -p.output_tokens_s / p.recipe.devices,
+    "quality": lambda p: -(p.quality if p.quality is not None else float("-inf")),
+}
+
+
+def ranked(plans: list[Plan], by: str = "cost") -> list[Plan]:
+    """PLANS ordered by the ranking BY (a key of RANKINGS)."""
+    if by not in RANKINGS:
+        raise RetargetError(f"unknown ranking {by!r}; known: {', '.join(RANKINGS)}", field="--rank-by")
+    return sorted(plans, key=lambda p: (RANKINGS[by](p), -p.output_tokens_s * p.replicas))
 
 
 def build_plans(specs: list[ModelSpec], profiles: list[HardwareProfile], allowed: list[HardwareProfile],
                 c: Constraints, wl: FleetWorkload, a: Assumptions) -> tuple[list[Plan], list[Rejection]]:
     """Plans for SPECS on the ALLOWED profiles (a subset of PROFILES, over which the lock-in index's home
-    device is chosen), ranked; and the rejected models and pairs with their reasons."""
+    device is chosen), and the rejected models and pairs with their reasons."""
     ev = Evaluator(wl.lockin_workload())
     plans: list[Plan] = []
     rejected: list[Rejection] = []
@@ -172,4 +189,4 @@ def build_plans(specs: list[ModelSpec], profiles: list[HardwareProfile], allowed
         if not runs and allowed:
             rejected.append(Rejection(spec.name, "*", "does not fit any allowed device"))
         plans.extend(runs)
-    return sorted(plans, key=sort_key), rejected
+    return plans, rejected

@@ -15,7 +15,7 @@ from retarget.fleet.blocs import bloc_matrix
 from retarget.fleet.constraints import Constraints, FleetWorkload
 from retarget.fleet.costs import Assumptions
 from retarget.fleet.facts import BLOCS, device_facts, facts_for, model_facts, quality_index, tdp
-from retarget.fleet.plans import COST_MODEL, build_plans, validated_devices
+from retarget.fleet.plans import COST_MODEL, build_plans, ranked, validated_devices
 from retarget.hw_profiles import list_profiles, load_profile
 from retarget.models.registry import get_spec, load_registry
 from retarget.outdir import atomic_dir, check_writable
@@ -45,7 +45,7 @@ def device_table(profiles: list[Any], a: Assumptions) -> list[dict[str, Any]]:
 
 def fleet(constraints: Constraints, workload: FleetWorkload, assumptions: Assumptions,
           models: list[str] | None = None, targets: list[str] | None = None,
-          bloc_floor: float = BLOC_FLOOR) -> dict[str, Any]:
+          bloc_floor: float = BLOC_FLOOR, rank_by: str = "cost") -> dict[str, Any]:
     """The whole result as one JSON-able dict: plans (ranked), rejections, devices, bloc view."""
     every = list_profiles()
     profiles = [load_profile(t) for t in targets] if targets else every
@@ -57,9 +57,11 @@ def fleet(constraints: Constraints, workload: FleetWorkload, assumptions: Assump
         why = constraints.device_allowed(p, facts_for(p))
         (excluded if why else allowed).append((p, why))
     plans, rejected = build_plans(specs, every, [p for p, _ in allowed], constraints, workload, assumptions)
+    plans = ranked(plans, rank_by)
     q = quality_index()
     return {
         "cost_model": COST_MODEL,
+        "rank_by": rank_by,
         "workload": {**vars(workload), "decode_share": workload.decode_share},
         "constraints": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in vars(constraints).items()},
         "assumptions": assumptions.to_dict(), "assumption_lines": assumptions.lines(),
@@ -73,8 +75,8 @@ def fleet(constraints: Constraints, workload: FleetWorkload, assumptions: Assump
 
 
 def plans_table(result: dict[str, Any], rows: int) -> Table:
-    table = Table(title=f"Plans, cheapest first (of {len(result['plans'])}; predicted speed, published prices, "
-                        "assumed utilisation)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=f"Plans ranked by {result['rank_by']} (of {len(result['plans'])}; predicted speed, "
+                        "published prices, assumed utilisation)", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("model", "origin", "device", "n", "recipe", "tok/s", "TTFT s", "$/1M rent", "$/1M own",
                  "kWh/1M", "MMLU-Pro", "LI"):
         table.add_column(name, justify="left" if name in ("model", "origin", "device", "recipe") else "right")
@@ -108,7 +110,7 @@ def bloc_table(result: dict[str, Any]) -> Table:
 
 def run(constraints: Constraints, workload: FleetWorkload, assumptions: Assumptions,
         models: list[str] | None = None, targets: list[str] | None = None, blocs: bool = False,
-        bloc_floor: float = BLOC_FLOOR, rows: int = 20, out: Path = Path("out/fleet"),
+        bloc_floor: float = BLOC_FLOOR, rank_by: str = "cost", rows: int = 20, out: Path = Path("out/fleet"),
         console: Console | None = None) -> dict[str, Any]:
     """Compute, print, and write the report files to OUT; returns the result dict."""
     from retarget.report.fleet_html import write_html
@@ -117,7 +119,7 @@ def run(constraints: Constraints, workload: FleetWorkload, assumptions: Assumpti
     console = console or Console()
     start = time.perf_counter()
     check_writable(Path(out))
-    result = fleet(constraints, workload, assumptions, models, targets, bloc_floor)
+    result = fleet(constraints, workload, assumptions, models, targets, bloc_floor, rank_by)
     with atomic_dir(Path(out)) as tmp:
         write_json(result, tmp / "fleet.json")
         write_csv(result, tmp / "fleet.csv")

@@ -30,12 +30,14 @@ def _scatter(result: dict[str, Any]) -> dict[str, Any]:
         traces.append({"type": "scatter", "mode": "markers", "name": name, "x": cost,
                        "y": [p["quality"]["value"] for p in pts], "text": hover,
                        "hovertemplate": "%{text}<br>$%{x:.3g}/1M tokens, MMLU-Pro %{y}<extra></extra>",
-                       "marker": {"size": 9, "opacity": 0.75}})
+                       "marker": {"size": 9, "opacity": 0.75, "symbol": [
+                           "circle" if p["rental_usd_per_mtok"]["value"] else "diamond" for p in pts]}})
     layout = {"height": 560, "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
               "xaxis": {"type": "log",
                         "title": {"text": "$ per 1M tokens (predicted; rental, else amortised purchase)"}},
               "yaxis": {"title": {"text": "MMLU-Pro % (published)"}},
-              "title": {"text": "Cost vs quality: every plan with a price and a published quality figure"}}
+              "title": {"text": "Cost vs quality: every plan with a price and a published quality figure "
+                                "(circle: rental, diamond: amortised purchase)"}}
     return {"data": traces, "layout": layout}
 
 
@@ -121,7 +123,8 @@ Speeds and times are <b>predicted</b> by the analytic performance model; prices,
 <p><b>Devices with no validation rows</b> (the performance model was never checked against a measurement on
 them; marked *): {_e(', '.join(unvalidated) or 'none')}.</p>
 {scatter}
-<h2>Plans, cheapest first</h2><p>{len(result['plans'])} plans; the first {min(MAX_ROWS, len(result['plans']))}
+<h2>Plans ranked by {_e(result['rank_by'])}</h2>
+<p>{len(result['plans'])} plans; the first {min(MAX_ROWS, len(result['plans']))}
 shown (all are in fleet.json and fleet.csv).</p>{_plans(result)}
 <h2>Bloc view</h2>{_blocs(result)}
 <h2>Left out</h2><p>Models and model x device pairs that cannot meet the constraints, the quality floor or fit:</p>
