@@ -144,3 +144,17 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
     assert not errors, errors
     assert dom.stdout.count('class="main-svg"') >= 1  # plotly drew the scatter...
     assert dom.stdout.count('class="point"') >= 5  # ...with its markers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["--exclude-vendor", "nvidia"], ["--blocs"]])
+def test_cli_takes_under_five_seconds(args: list[str], tmp_path: Path) -> None:
+    """The issue's bar for `retarget fleet --exclude-vendor nvidia` and the bloc view, process start included;
+    run on an otherwise idle machine (`make test-slow`)."""
+    import sys
+    import time
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "retarget.cli", "fleet", *args, "--out", str(tmp_path / "t")],
+                   check=True, capture_output=True)
+    assert time.perf_counter() - start < 5.0
