@@ -17,7 +17,7 @@ from retarget.fleet.costs import Assumptions
 from retarget.fleet.facts import BLOCS, device_facts, facts_for, model_facts, quality_index, tdp
 from retarget.fleet.plans import COST_MODEL, build_plans, ranked, validated_devices
 from retarget.hw_profiles import list_profiles, load_profile
-from retarget.models.registry import get_spec, load_registry
+from retarget.models.registry import get_spec, load_registry, registry_entries
 from retarget.outdir import atomic_dir, check_writable
 
 BLOC_FLOOR = 65.0  # default quality floor of the bloc view (MMLU-Pro %)
@@ -40,6 +40,20 @@ def device_table(profiles: list[Any], a: Assumptions) -> list[dict[str, Any]]:
                     "rent_usd_per_hour": f.rent_usd_per_hour.model_dump() if f.rent_usd_per_hour else None,
                     "purchase_usd": f.purchase_usd.model_dump() if f.purchase_usd else None,
                     "validated": p.id in validated_devices()})
+    return out
+
+
+def model_table(names: list[str]) -> list[dict[str, Any]]:
+    """Per model: developer, origin, license and what it restricts, release date, native checkpoint format
+    (from the registry) and the quality figure, or 'not covered'."""
+    entries, facts = registry_entries(), model_facts()
+    out = []
+    for name in names:
+        f = facts[name]
+        out.append({"name": name, "developer": f.developer, "country": f.country,
+                    "release_date": str(f.release_date), "license": f.license.model_dump(),
+                    "native_format": dict(entries[name].native_format),
+                    "quality": f.quality.model_dump() if f.quality else "not covered"})
     return out
 
 
@@ -70,6 +84,7 @@ def fleet(constraints: Constraints, workload: FleetWorkload, assumptions: Assump
         "rejected": [vars(r) for r in rejected],
         "excluded_devices": [{"device": p.id, "reason": why} for p, why in excluded],
         "devices": device_table([p for p, _ in allowed], assumptions),
+        "models": model_table([s.name for s in specs if s.name in model_facts()]),
         "blocs": bloc_matrix(plans, bloc_floor),
     }
 

@@ -101,6 +101,18 @@ def _devices(result: dict[str, Any]) -> str:
                    "rental", "purchase", "perf model validated"], rows)
 
 
+def _models(result: dict[str, Any]) -> str:
+    rows = []
+    for m in result["models"]:
+        lic, q = m["license"], m["quality"]
+        rows.append([_e(m["name"]), _e(m["developer"]), _e(m["country"]), _e(m["release_date"]),
+                     _link(lic["source"], lic["name"]) + ("" if lic["checked"] else " (not re-read)"),
+                     _e(lic["restricts"]), _e(", ".join(f"{k}: {v}" for k, v in m["native_format"].items())),
+                     _e(q) if isinstance(q, str) else _link(q["source"], f"{q['value']:g}") + f" {_e(q['note'])}"])
+    return _table(["model", "developer", "origin", "released", "license", "what it restricts",
+                   "native checkpoint format", "MMLU-Pro (published)"], rows)
+
+
 def write_html(result: dict[str, Any], path: Path) -> None:
     """The report page: scatter, plans, bloc view, rejections, devices, assumptions."""
     import plotly.io as pio
@@ -130,6 +142,7 @@ shown (all are in fleet.json and fleet.csv).</p>{_plans(result)}
 <h2>Left out</h2><p>Models and model x device pairs that cannot meet the constraints, the quality floor or fit:</p>
 {rejected}<p>Devices excluded by the constraints:</p>{excluded}
 <h2>Devices</h2>{_devices(result)}
+<h2>Models</h2>{_models(result)}
 <h2>Assumptions</h2><ul>{''.join(f'<li>{_e(x)}</li>' for x in result['assumption_lines'])}</ul>
 <p>Cost model: <code>{_e(result['cost_model'])}</code>. $/1M = devices x price per device-hour / (tokens/s x 3600
 x utilisation) x 1e6; kWh/1M = devices x TDP x (1e6 / (tokens/s x 3600)) / 1000.</p>

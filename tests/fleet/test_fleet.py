@@ -107,6 +107,10 @@ def test_files_agree(report: Path) -> None:
         assert float(row["output_tokens_s"]) == pytest.approx(plan["output_tokens_s"]["value"], rel=1e-5)
         assert row["output_tokens_s_provenance"] == "predicted"
         assert row["quality_mmlu_pro_provenance"] in ("published", "unknown")
+    models = {m["name"]: m for m in result["models"]}
+    assert models["olmo-2-7b"]["quality"] == "not covered"
+    assert models["deepseek-v3"]["native_format"]["linear"] == "fp8-e4m3-block128"  # read from the registry
+    assert models["deepseek-v3"]["quality"]["value"] == 75.9
     page = (report / "fleet.html").read_text()
     assert "<script src=" not in page and "<link" not in page  # nothing to fetch
     unvalidated = [d["id"] for d in result["devices"] if not d["validated"]]
