@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from retarget.errors import RetargetError
 from retarget.hw_profiles import load_profile, parse_overrides
-from retarget.models.spec import ModelSpec
+from retarget.models.inspect import resolve_spec
 from retarget.perf.model import predict
 from retarget.perf.prediction import Prediction
-
-
-def resolve_spec(model: str) -> ModelSpec:
-    """A registry name / HF id, a config.json file, or a folder holding one."""
-    path = Path(model)
-    if path.is_dir():
-        path = path / "config.json"
-    if path.suffix == ".json":
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise RetargetError(f"cannot read config: {err}", source=str(path)) from None
-        return ModelSpec.from_hf_config(config, path.parent.name, source=str(path))
-    from retarget.models.registry import get_spec
-
-    return get_spec(model)
 
 
 def prediction_tables(pred: Prediction) -> list[Table]:
