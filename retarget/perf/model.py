@@ -144,6 +144,30 @@ def _memory(
     )
 
 
+DEVICE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128)  # the device counts `smallest_fit` tries
+
+
+def check_context(spec: ModelSpec, ctx: int, prompt_len: int) -> None:
+    """A context longer than the model's `max_position_embeddings` is an error, not a prediction."""
+    longest = max(ctx, prompt_len)
+    if spec.max_position_embeddings and longest > spec.max_position_embeddings:
+        raise RetargetError(f"{longest} tokens exceed {spec.name}'s maximum context of "
+                            f"{spec.max_position_embeddings}", field="--ctx")
+
+
+def smallest_fit(spec: ModelSpec, profile: HardwareProfile, formats: dict[str, dict[str, str | None]], *,
+                 batch: int, ctx: int, prompt_len: int) -> dict[str, int]:
+    """Per recipe of FORMATS (recipe -> weight_format/expert_format/kv_format), the fewest of DEVICE_COUNTS
+    devices whose memory holds SPEC at this workload; recipes that fit on none are left out."""
+    out = {}
+    for recipe, kw in formats.items():
+        fmts = resolve_formats(kw["weight_format"] or "bf16", kw["kv_format"] or "bf16", kw["expert_format"])
+        fits = (d for d in DEVICE_COUNTS if _memory(spec, profile, fmts, batch, ctx, prompt_len, d).fits)
+        if (devices := next(fits, None)) is not None:
+            out[recipe] = devices
+    return out
+
+
 def resolve_formats(weight_format: str, kv_format: str, expert_format: str | None) -> dict[str, NumberFormat]:
     """Formats of the weights, routed experts, LM head/embedding and KV cache."""
     weights = get_format(weight_format)
