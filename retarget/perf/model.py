@@ -1,8 +1,9 @@
 """`predict`: roofline time per op class for prefill and decode, memory fit, multi-device cost.
 
 Per op class: time = max(FLOPs / (eta_c * peak), bytes / (eta_m * BW)); a step is the sum over op classes,
-plus collectives (ring all-reduce for tensor parallelism, all-to-all for expert parallelism) and a fixed
-per-layer overhead (kernel launches, synchronisation) of the engine. Tensor parallelism beyond one node
+plus collectives (ring all-reduce for tensor parallelism: bandwidth and a latency per call, a larger one for
+the hop across nodes) and a fixed per-layer overhead (kernel launches, synchronisation) of the engine, with
+an extra fixed cost per MoE layer where the engine's is fitted. Tensor parallelism beyond one node
 all-reduces hierarchically over the nodes' NICs. Efficiency factors and node assumptions: efficiency.yaml.
 """
 
@@ -68,7 +69,7 @@ def _comm_time(
         nodes = math.ceil(devices / local)
         across = calls * 2 * (nodes - 1) / nodes * msg / local
         moved += across
-        seconds += across / (link * node.nic_per_link) + calls * latency
+        seconds += across / (link * node.nic_per_link) + calls * eff.internode_latency_us * 1e-6
     return OpTime("comm", 0.0, moved, seconds, "interconnect")
 
 
@@ -101,7 +102,9 @@ def _phase(
     }
     ops = [_op_time(op, eff, profile, peaks[name]) for name, op in costs.items()]
     ops.append(_comm_time(spec, step, devices, parallelism, eff, profile))
-    ops.append(OpTime("overhead", 0.0, 0.0, eff.overhead_us_per_layer * 1e-6 * spec.num_layers, "fixed"))
+    moe_layers = sum(g.count for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe")
+    fixed = eff.overhead_us_per_layer * spec.num_layers + eff.moe_overhead_us_per_layer * moe_layers
+    ops.append(OpTime("overhead", 0.0, 0.0, fixed * 1e-6, "fixed"))
     return PhaseTime(ops)
 
 
@@ -226,7 +229,10 @@ def predict(
         f"KV cache {fmts['kv'].name}; LM head/embedding {fmts['head'].name}",
         f"efficiency: family {profile.family}, engine {engine} "
         f"(gemm {eff.gemm:.2f}, memory {eff.memory:.2f}, "
-        f"overhead {eff.overhead_us_per_layer:g} us/layer)",
+        f"overhead {eff.overhead_us_per_layer:g} us/layer"
+        + (f" + {eff.moe_overhead_us_per_layer:g} us/MoE layer"
+           if spec.is_moe and eff.moe_overhead_us_per_layer else "")
+        + ")",
         f"{devices} device(s), {parallelism}"
         + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else "")
         + (
