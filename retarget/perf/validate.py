@@ -297,11 +297,13 @@ def fitted_engines() -> list[str]:
 
 def in_calibration_split(row: dict[str, str], plan: RowPlan) -> bool:
     """Whether ROW is one the factors of its engine are fitted on: the engine has a rule in
-    validation_map.yaml `calibration` and the row matches its source, device family, profiles and batch sizes."""
+    validation_map.yaml `calibration` and the row matches its source, engine label, device family, profiles and
+    batch sizes."""
     rule = calibration_rule(plan.kwargs["engine"])
     return (
         rule is not None
         and rule["source_contains"] in row["source_url"]
+        and any(label in row["engine"] for label in rule.get("engine_contains", [row["engine"]]))
         and plan.profile.family.startswith(rule.get("family_prefix", ""))
         and plan.profile.id in rule.get("profiles", [plan.profile.id])
         and row["batch_size"].strip() in rule.get("batch_sizes", [row["batch_size"].strip()])

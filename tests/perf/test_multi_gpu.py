@@ -53,15 +53,17 @@ def test_moe_overhead_is_reproduced_by_its_calibration_rows():
     text = (ROOT / "retarget/perf/efficiency.yaml").read_text()
     recorded = float(re.search(r"^    moe_overhead_us_per_layer: ([0-9.]+)", text, re.M).group(1))
     fitted, _, rows = fit(MOE_FILE, "tuned")
-    assert rows == 3 and fitted["moe_overhead_us_per_layer"] == pytest.approx(recorded, rel=0.02)
+    assert rows == 6 and fitted["moe_overhead_us_per_layer"] == pytest.approx(recorded, rel=0.02)
     rule = yaml.safe_load((ROOT / "retarget/perf/validation_map.yaml").read_text())["calibration"]["tuned"]
     assert rule["free"] == ["moe_overhead_us_per_layer"]
 
 
-def test_batch_one_multi_node_deepseek_is_no_longer_several_times_optimistic():
+def test_batch_one_deepseek_is_no_longer_several_times_optimistic():
+    """Held-out batch-1 DeepSeek rows: without the MoE-layer cost these were predicted 5-9x too fast."""
     rows = run(MOE_FILE)["rows"]
-    assert [r["split"] for r in rows[:3]] == ["calibration"] * 3  # SGLang PR 2643, 8 x H200, batch 1/8/32
-    multi_node = [r for r in rows if r["index"] in (3, 4, 5)]  # 16 x H100, batch 1, held out
-    assert all(r["split"] == "evaluation" for r in multi_node)
-    for r in multi_node:  # TPOT: predicted / measured was ~0.19 (5x optimistic) without the MoE-layer cost
+    calibration = [r["index"] for r in rows if r["split"] == "calibration"]
+    assert calibration == [3, 4, 5, 9, 10, 11]  # the tenstorrent sweeps (SGLang 16 x H100, vLLM 8 x H100)
+    held_out = [r for r in rows if r["split"] == "evaluation" and r["workload"].startswith("b=1 ")]
+    assert held_out  # SGLang Dec-2024 on 8 x H200
+    for r in held_out:
         assert 0.5 < r["predicted"] / r["measured"] < 2.0
