@@ -97,6 +97,9 @@ def predict_cmd(
     kv: Annotated[str, typer.Option(help="KV-cache format: bf16, fp8, int8")] = "bf16",
     engine: Annotated[str, typer.Option(help="software stack factors: tuned, llama.cpp, tensorrt-llm or "
                                         "vllm-rocm")] = "tuned",
+    parallelism: Annotated[str, typer.Option(help="tp (tensor parallel, experts split in the group), pp (layers "
+                                             "split, llama.cpp) or ep (data-parallel attention, expert-parallel "
+                                             "MoE with all-to-all)")] = "tp",
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a profile FIELD=VALUE")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
 ) -> None:
@@ -104,7 +107,7 @@ def predict_cmd(
     from retarget.perf.show import show_prediction
 
     run_or_exit(show_prediction, model, target, set_ or [], as_json, console, devices=devices, batch=batch,
-                ctx=ctx, prompt_len=prompt_len, recipe=recipe, kv_format=kv, engine=engine)
+                ctx=ctx, prompt_len=prompt_len, recipe=recipe, kv_format=kv, engine=engine, parallelism=parallelism)
 
 
 @app.command("validate")

@@ -67,3 +67,26 @@ def test_batch_one_deepseek_is_no_longer_several_times_optimistic():
     assert held_out  # SGLang Dec-2024 on 8 x H200
     for r in held_out:
         assert 0.5 < r["predicted"] / r["measured"] < 2.0
+
+
+def test_expert_parallel_all_to_all_and_replicated_attention():
+    """DeepSeek-V3 on 16 x H100 with data-parallel attention and expert-parallel MoE, batch 256: hand-computed
+    dispatch + combine traffic, per-device attention at 16 sequences, experts at the global batch."""
+    spec, h100 = get_spec("deepseek-v3"), load_profile("h100-sxm")
+    eff = efficiency("nvidia-hopper")
+    ep = predict(spec, h100, devices=16, batch=256, ctx=2048, weight_format="fp8", parallelism="ep")
+    tokens, k, moe_layers = 256 // 16, 8, 58
+    per_call = tokens * k * spec.hidden_size * 2 * 15 / 16  # bf16 activations, 15 of 16 peers elsewhere
+    link = h100.interconnect_gb_s / 2 * 1e9 * eff.interconnect
+    cross = 8 / 16  # half the peers sit on the other node
+    expected = 2 * moe_layers * (per_call * (1 - cross) / link + per_call * cross / (link * 0.111)
+                                 + eff.internode_latency_us * 1e-6)
+    assert _op(ep, "decode", "comm") == pytest.approx(expected, rel=1e-9)
+    alone = predict(spec, h100, devices=1, batch=16, ctx=2048, weight_format="fp8")
+    assert _op(ep, "decode", "attention") == pytest.approx(_op(alone, "decode", "attention"))
+    tp = predict(spec, h100, devices=16, batch=256, ctx=2048, weight_format="fp8", parallelism="tp")
+    assert _op(ep, "decode", "moe") == pytest.approx(_op(tp, "decode", "moe"))
+    # every device holds all non-expert weights (FP8, embedding and LM head bf16) instead of 1/16 of them
+    embeddings = spec.params_embedding + spec.params_lm_head
+    non_expert = (spec.params_total - spec.expert_params - embeddings) * 1 + embeddings * 2
+    assert ep.memory.per_device_gb - tp.memory.per_device_gb == pytest.approx(non_expert * 15 / 16 / 1e9, rel=1e-6)
