@@ -88,10 +88,14 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tu
 
 
 def _folds(rows: Rows, scheme: str) -> Iterable[tuple[str, Rows, Rows]]:
-    """(held-out label, training rows, held-out rows) per fold: by device or by row."""
+    """(held-out label, training rows, held-out rows) per fold: by device, by device count or by row."""
     if scheme == "device":
         for held in sorted({plan.profile.id for _, plan, _ in rows}):
             yield held, [r for r in rows if r[1].profile.id != held], [r for r in rows if r[1].profile.id == held]
+    elif scheme == "devices":
+        for count in sorted({plan.kwargs["devices"] for _, plan, _ in rows}):
+            held = [r for r in rows if r[1].kwargs["devices"] == count]
+            yield f"{count} devices", [r for r in rows if r not in held], held
     else:
         for i, (_, plan, _) in enumerate(rows):
             label = f"{plan.profile.id} b={plan.batch or 'max'} {plan.input_len}/{plan.output_len}"

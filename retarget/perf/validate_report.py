@@ -102,7 +102,8 @@ def cv_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             for f in mine
         ]
         pooled = [e for f in mine for e in f["abs_errors_pct"]]
-        label = f"{engine}: all folds (pooled, leave one {mine[0]['scheme']} out)"
+        unit = {"devices": "run (device count)"}.get(mine[0]["scheme"], mine[0]["scheme"])
+        label = f"{engine}: all folds (pooled, leave one {unit} out)"
         out.append((label, str(len(pooled)), f"{statistics.fmean(pooled):.1f}", ""))
     return out
 
@@ -161,7 +162,8 @@ def to_markdown(report: dict[str, Any], heading: str = "## Validation against pu
             "calibration device's rows predicted with factors refitted on the other devices' rows).",
             "tensorrt-llm: leave one device out (H100, H200, B200) over all the table's rows. vllm-rocm:",
             "one device and one model only, so leave one row out over all four MI300X rows (refit on",
-            "the other three); this tests batch extrapolation, not other models or devices.",
+            "the other three); this tests batch extrapolation, not other models or devices. tuned",
+            "(MoE-layer cost): leave one run out, SGLang on 16 GPUs or vLLM on 8, refit on the other.",
             "",
             "| held out | rows | MAPE % | factors fitted without it |",
             "|---|---:|---:|---|",
