@@ -71,7 +71,8 @@ def profiles_show_cmd(
 
 @app.command("inspect")
 def inspect_cmd(
-    model: Annotated[str | None, typer.Argument(help="registry name/HF id, HF folder or config.json")] = None,
+    model: Annotated[str | None, typer.Argument(help="registry name/HF id, HF folder or config.json, GGUF "
+                                                "file, compiled artifact folder")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     list_all: Annotated[bool, typer.Option("--list", help="list the registry models")] = False,
 ) -> None:
@@ -83,17 +84,22 @@ def inspect_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    model: Annotated[str, typer.Argument(help="registry name/HF id, HF folder or config.json")],
+    model: Annotated[str, typer.Argument(help="registry name/HF id, HF folder or config.json, GGUF file, "
+                                         "compiled artifact folder")],
     target: Annotated[str, typer.Option(help="hardware profile id or YAML path")] = "h100-sxm",
     devices: Annotated[int, typer.Option(help="number of devices (tensor/expert parallel)")] = 1,
     batch: Annotated[int, typer.Option(help="concurrent sequences")] = 1,
     ctx: Annotated[int, typer.Option(help="cached tokens per sequence during decode")] = 4096,
     prompt_len: Annotated[int, typer.Option(help="prompt tokens per sequence for prefill / TTFT")] = 4096,
-    weights: Annotated[str, typer.Option("--recipe", "--weights", help="weight format, e.g. bf16, fp8, "
-                                         "int4-g128-asym, mxfp4, nvfp4, q4_k_m")] = "bf16",
+    recipe: Annotated[str, typer.Option("--recipe", "--weights", help="'native' (the checkpoint's formats), a "
+                                        "compile recipe (gptq-int4-g128-asym, w8a8-int8, fp8-block128, keep, "
+                                        "...+kv-fp8) or a number format (bf16, fp8, q4_k_m, nvfp4)")] = "native",
     kv: Annotated[str, typer.Option(help="KV-cache format: bf16, fp8, int8")] = "bf16",
     engine: Annotated[str, typer.Option(help="software stack factors: tuned, llama.cpp, tensorrt-llm or "
                                         "vllm-rocm")] = "tuned",
+    parallelism: Annotated[str, typer.Option(help="tp (tensor parallel, experts split in the group), pp (layers "
+                                             "split, llama.cpp) or ep (data-parallel attention, expert-parallel "
+                                             "MoE with all-to-all)")] = "tp",
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a profile FIELD=VALUE")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
 ) -> None:
@@ -101,7 +107,7 @@ def predict_cmd(
     from retarget.perf.show import show_prediction
 
     run_or_exit(show_prediction, model, target, set_ or [], as_json, console, devices=devices, batch=batch,
-                ctx=ctx, prompt_len=prompt_len, weight_format=weights, kv_format=kv, engine=engine)
+                ctx=ctx, prompt_len=prompt_len, recipe=recipe, kv_format=kv, engine=engine, parallelism=parallelism)
 
 
 @app.command("validate")

@@ -20,7 +20,7 @@ PEAK_FORMATS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp16_acc16", "
 # are looked up per family (see retarget/perf/efficiency.yaml).
 Family = Literal[
     "nvidia-ampere", "nvidia-ada", "nvidia-hopper", "nvidia-blackwell",
-    "amd-cdna3", "amd-cdna4", "amd-rdna3", "intel-gaudi", "ascend", "cambricon", "tpu", "apple", "cpu",
+    "amd-cdna3", "amd-cdna4", "amd-rdna3", "intel-gaudi", "ascend", "cambricon", "tpu", "aws-trainium", "apple", "cpu",
 ]
 
 # The scalar fields that must carry provenance when set.

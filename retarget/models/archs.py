@@ -38,6 +38,23 @@ def arch_class(model_type: str) -> type[DecoderArch] | None:
     return _ARCHS.get(model_type)
 
 
+# Canonical (Llama-style) key -> the names other configs use for it, in the order they are tried.
+KEY_ALIASES: dict[str, tuple[str, ...]] = {
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "n_layers", "num_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "n_heads", "num_heads"),
+    "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "kv_n_heads",
+                            "multi_query_group_num"),
+    "intermediate_size": ("intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim"),
+    "head_dim": ("head_dim", "kv_channels", "attention_head_dim"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"),
+    "n_routed_experts": ("n_routed_experts", "num_experts", "num_local_experts", "moe_num_experts"),
+    "num_experts_per_tok": ("num_experts_per_tok", "moe_topk", "moe_top_k", "moe_k", "num_selected_experts"),
+    "n_shared_experts": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts",
+                         "num_shared_expert"),
+}
+
+
 class Config:
     """Read access to a config dict through a key map; missing or bad fields raise RetargetError."""
 
@@ -45,8 +62,11 @@ class Config:
         self.raw, self.key_map, self.source = raw, key_map, source
 
     def key(self, key: str) -> str:
-        """The config's own name for canonical KEY."""
-        return self.key_map.get(key, key)
+        """The config's own name for canonical KEY: the arch's key map first, else the first of the key's
+        common aliases (GPT-2's `n_embd`, Falcon's `num_kv_heads`, ...) that the config sets."""
+        if key in self.key_map:
+            return self.key_map[key]
+        return next((a for a in KEY_ALIASES.get(key, ()) if self.raw.get(a) is not None), key)
 
     def has(self, key: str) -> bool:
         return self.raw.get(self.key(key)) is not None
@@ -138,6 +158,10 @@ class DecoderArch:
     def tied(self) -> bool:
         return bool(self.cfg.get("tie_word_embeddings", self.TIED_DEFAULT))
 
+    def position_rows(self) -> int:
+        """Rows of a learned absolute-position embedding table (0: rotary or no positions)."""
+        return 0
+
 
 def _run_length(layers: list[BlockGroup]) -> list[BlockGroup]:
     groups: list[BlockGroup] = []
@@ -163,13 +187,15 @@ def spec_from_hf_config(config: dict[str, Any], name: str | None = None, *, sour
     """Build a ModelSpec from an HF config dict. Unknown model types and bad fields raise RetargetError."""
     if not isinstance(config, dict):
         raise RetargetError("config must be a JSON object", source=source)
-    raw = _text_config(config)
+    raw = _flatten_nested(_text_config(config))
     model_type = raw.get("model_type")
-    if model_type not in _ARCHS:
-        supported = ", ".join(supported_model_types())
-        raise RetargetError(f"unsupported model_type {model_type!r}; supported: {supported}",
-                            source=source, field="model_type")
-    arch = _ARCHS[model_type](Config(raw, _ARCHS[model_type].KEY_MAP, source))
+    if not isinstance(model_type, str) or not model_type:
+        raise RetargetError("missing model_type", source=source, field="model_type")
+    if raw.get("is_encoder_decoder"):
+        raise RetargetError(f"{model_type} is an encoder-decoder model; only decoder-only LLMs are modelled",
+                            source=source, field="is_encoder_decoder")
+    arch_cls = _ARCHS.get(model_type, GenericArch)
+    arch = arch_cls(Config(raw, arch_cls.KEY_MAP, source))
     cfg = arch.cfg
     try:
         blocks = _run_length(arch.layer_blocks())
@@ -178,6 +204,7 @@ def spec_from_hf_config(config: dict[str, Any], name: str | None = None, *, sour
             hidden_size=cfg.int("hidden_size"), vocab_size=cfg.int("vocab_size"),
             tie_word_embeddings=arch.tied(),
             max_position_embeddings=cfg.get("max_position_embeddings"), blocks=blocks,
+            position_embeddings=arch.position_rows(),
             native_format=native_format or _native_format(raw), source=source)
     except ValidationError as err:
         first = err.errors()[0]
@@ -459,3 +486,105 @@ class JambaArch(MambaLayers, MoeMixin, LlamaArch):
         dt_rank = math.ceil(c.int("hidden_size") / 16) if auto else c.int("mamba_dt_rank")
         return SsmSpec(kind="mamba1", d_inner=self.d_inner(), d_state=c.int("mamba_d_state", 16),
                        d_conv=c.int("mamba_d_conv", 4), dt_rank=dt_rank)
+
+
+# Keys that mark recurrent or SSM layers GenericArch cannot see the layout of (Bamba, Zamba, LFM2, RWKV, ...).
+_RECURRENT_KEYS = ("mamba_d_state", "mamba_n_heads", "ssm_cfg", "state_size", "layers_block_type", "block_types",
+                   "attn_layer_indices", "conv_L_cache", "lru_width", "linear_num_value_heads", "attention_hidden_size")
+# Attention layer types of transformers' `layer_types` that GenericArch models; anything else is named.
+_ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention", "attention"}
+
+
+class GenericArch(MoeMixin, DecoderArch):
+    """Any other decoder config, read through `KEY_ALIASES`: full or sliding attention (per `layer_types`,
+    else `sliding_window` unless `use_sliding_window` is false), MQA where `multi_query` says so, MLA where
+    `kv_lora_rank` is set, and routed experts where an expert count is set (layer rules of Qwen, DeepSeek and
+    ERNIE; shared experts by count or width). Layer types it does not model raise one error naming them."""
+
+    GATED: ClassVar[bool] = True
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        marker = next((k for k in _RECURRENT_KEYS if cfg.raw.get(k) is not None), None)
+        if marker:
+            raise RetargetError("recurrent (SSM / linear-recurrence) layers of this model type are not modelled",
+                                source=cfg.source, field=marker)
+
+    def layer_types(self) -> list[str] | None:
+        types = self.cfg.per_layer("layer_types", self.num_layers())
+        if types:
+            unknown = sorted({str(t) for t in types} - _ATTENTION_LAYER_TYPES)
+            if unknown:
+                raise RetargetError(f"layer types not modelled: {', '.join(unknown)}", source=self.cfg.source,
+                                    field=self.cfg.key("layer_types"))
+        return types
+
+    def kv_heads(self) -> int:
+        multi_query = self.cfg.get("multi_query") and not self.cfg.get("new_decoder_architecture")
+        return 1 if multi_query else super().kv_heads()
+
+    def window(self, layer: int) -> int | None:
+        types = self.layer_types()
+        if types is not None:
+            return self.cfg.get("sliding_window") if types[layer] != "full_attention" else None
+        return self.cfg.get("sliding_window") if self.cfg.get("use_sliding_window", True) else None
+
+    def attention(self, layer: int) -> AttentionSpec | None:
+        if self.cfg.has("kv_lora_rank"):
+            return DeepseekV3Arch.attention(self, layer)  # type: ignore[arg-type]
+        return super().attention(layer)
+
+    def is_moe_layer(self, layer: int) -> bool:
+        c = self.cfg
+        if not c.int("n_routed_experts", 0):
+            return False
+        if c.has("moe_layer_start_index"):  # ERNIE 4.5
+            return (c.int("moe_layer_start_index") <= layer <= c.int("moe_layer_end_index", layer)
+                    and (layer + 1) % c.int("moe_layer_interval", 1) == 0)
+        return (layer >= c.int("first_k_dense_replace", 0) and layer not in c.get("mlp_only_layers", [])
+                and (layer + 1) % c.int("decoder_sparse_step", 1) == 0)
+
+    def expert_width(self, layer: int) -> int:
+        key = "moe_intermediate_size" if self.cfg.has("moe_intermediate_size") else "intermediate_size"
+        return self.cfg.int(key, layer=layer)
+
+    def shared(self, layer: int) -> tuple[int, int]:
+        for key in ("shared_expert_intermediate_size", "shared_intermediate_size"):
+            if self.cfg.int(key, 0):
+                return 1, self.cfg.int(key)
+        return self.cfg.int("n_shared_experts", 0), self.expert_width(layer)
+
+    def mlp(self, layer: int) -> MlpSpec | None:
+        if self.is_moe_layer(layer):
+            spec = super().mlp(layer)
+        else:
+            width = self.cfg.int("intermediate_size") if self.cfg.has("intermediate_size") else (
+                4 * self.cfg.int("hidden_size"))  # GPT-2's n_inner=None means 4 x hidden
+            spec = MlpSpec(kind="dense", intermediate=width)
+        return spec.model_copy(update={"gated": self.GATED}) if spec is not None else None
+
+
+@register_arch("gptj", "gpt_neox", "phi", "falcon", "starcoder2", "persimmon", "nemotron", "arcee", "apertus",
+               "bloom", "codegen", "mpt")
+class PlainMlpArch(GenericArch):
+    """Decoders whose FFN is up/down only (GELU, ReLU^2 or xIELU, no gate)."""
+
+    GATED = False
+
+
+@register_arch("gpt2", "gpt_bigcode", "gpt_neo", "opt", "biogpt")
+class LearnedPositionsArch(PlainMlpArch):
+    """GPT-2 style: plain FFN and a learned absolute-position table of `max_position_embeddings` rows."""
+
+    def position_rows(self) -> int:
+        return self.cfg.int("max_position_embeddings")
+
+
+def _flatten_nested(config: dict[str, Any]) -> dict[str, Any]:
+    """DBRX-style configs keep attention/FFN fields in nested `attn_config` / `ffn_config` dicts."""
+    out = dict(config)
+    for key in ("attn_config", "ffn_config"):
+        nested = config.get(key)
+        if isinstance(nested, dict):
+            out |= {k: v for k, v in nested.items() if k not in out}
+    return out

@@ -31,12 +31,18 @@ REPORTED_FORMATS = ("bf16", "fp8-e4m3", "int4-g128-asym", "mxfp4")
 
 
 def format_bits(fmt: str) -> float:
-    """Bits per weight of a format name such as 'fp8-e4m3-block128' or 'mxfp4' (keyed by its first part)."""
+    """Bits per weight of a format name such as 'fp8-e4m3-block128' or 'mxfp4' (keyed by its first part);
+    GGUF block formats (q4_0, q4_1, q8_0, q4_k_m) as retarget.perf.formats counts them."""
     bits = FORMAT_BITS.get(fmt.split("-")[0])
-    if bits is None:
-        raise RetargetError(f"unknown weight format {fmt!r}; known: {', '.join(FORMAT_BITS)}",
-                            field="native_format")
-    return bits
+    if bits is not None:
+        return bits
+    from retarget.perf.formats import get_format
+
+    try:
+        return get_format(fmt).bits
+    except RetargetError:
+        raise RetargetError(f"unknown weight format {fmt!r}; known: {', '.join(FORMAT_BITS)}, q4_0, q4_1, q8_0, "
+                            "q4_k_m", field="native_format") from None
 
 
 def _quantised(fmt: str) -> dict[str, float]:
@@ -44,21 +50,52 @@ def _quantised(fmt: str) -> dict[str, float]:
     return {"linear": format_bits(fmt), "embeddings": 16.0}
 
 
+def _spec_from_json(path: Path, name: str) -> ModelSpec:
+    """An HF config.json, a ModelSpec JSON, or a compile report.json (its `model.spec`)."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RetargetError(f"not valid JSON: {err}", source=str(path)) from None
+    except OSError as err:
+        raise RetargetError(f"cannot read: {err.strerror}", source=str(path)) from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "spec" in data["model"]:
+        return ModelSpec.from_dict(data["model"]["spec"], source=str(path))
+    if isinstance(data, dict) and "blocks" in data:
+        return ModelSpec.from_dict(data, source=str(path))
+    return ModelSpec.from_hf_config(data, name, source=str(path))
+
+
+def _spec_from_gguf(path: Path) -> ModelSpec:
+    from retarget.models.from_gguf import spec_config_from_gguf_file
+
+    config, name, native = spec_config_from_gguf_file(path)
+    return ModelSpec.from_hf_config(config, name or path.stem, source=str(path), native_format=native)
+
+
+def resolve_spec(model: str) -> ModelSpec:
+    """MODEL as a ModelSpec: a registry name / HF id, an HF config.json (or a folder holding one), a GGUF
+    file, a compiled artifact folder (its report.json), or a ModelSpec JSON."""
+    return resolve_model(model)[0]
+
+
 def resolve_model(model: str) -> tuple[ModelSpec, dict[str, Any] | None]:
-    """A registry name / HF id, an HF folder, or a config.json path -> (spec, registry entry dict or None)."""
+    """As `resolve_spec`, with the registry entry (dict) when MODEL names one."""
     path = Path(model)
-    if path.exists():
-        config_path = path / "config.json" if path.is_dir() else path
-        if not config_path.is_file():
-            raise RetargetError("no config.json in this folder", source=str(path))
-        try:
-            config = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise RetargetError(f"not valid JSON: {err}", source=str(config_path)) from None
-        name = path.name if path.is_dir() else path.parent.name or path.stem
-        return ModelSpec.from_hf_config(config, name, source=str(config_path)), None
-    entry = get_entry(model)
-    return entry.spec(), entry.model_dump(exclude={"config", "path"})
+    if not path.exists():
+        entry = get_entry(model)
+        return entry.spec(), entry.model_dump(exclude={"config", "path"})
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        candidates = [path / "config.json", path / "report.json", *ggufs[:1]]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise RetargetError("no config.json, report.json or .gguf file in this folder", source=str(path))
+        return resolve_model(str(found))[0], None
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic == b"GGUF":
+        return _spec_from_gguf(path), None
+    return _spec_from_json(path, path.parent.name or path.stem), None
 
 
 def _attention(spec: ModelSpec) -> dict[str, Any]:

@@ -5,7 +5,8 @@ A spec is a list of `BlockGroup`s (run-length groups of identical layers). Each 
 never copied from a publisher. Counting conventions (documented once, used everywhere):
 
 * matrices only, plus norms and small vectors (sinks, SSM A/D/dt); biases are ignored (< 0.1% everywhere);
-* MLPs are gated (SwiGLU/GeGLU: gate, up, down = 3 matrices), which holds for every registry model;
+* MLPs are gated (SwiGLU/GeGLU: gate, up, down = 3 matrices) unless `MlpSpec.gated` is False (GPT-2 style
+  up/down only);
 * `params_active` counts what one token touches when every top-k slot hits a real expert, *including* the
   embedding table and lm_head (DeepSeek's convention); `params_active_nonembedding_input` drops the input
   embedding table (a gather reads one row), which is OpenAI's convention for gpt-oss.
@@ -103,6 +104,7 @@ class MlpSpec(_Frozen):
     shared_experts: int = Field(default=0, ge=0)
     shared_intermediate: int = Field(default=0, ge=0)  # width of each shared expert
     zero_experts: int = Field(default=0, ge=0)  # LongCat identity experts (routable, no weights)
+    gated: bool = True  # gate, up, down (SwiGLU/GeGLU); False: up and down only (GPT-2, Phi-2, Nemotron)
 
     @model_validator(mode="after")
     def _check(self) -> MlpSpec:
@@ -114,13 +116,22 @@ class MlpSpec(_Frozen):
             raise ValueError(f"top_k {self.top_k} exceeds experts {self.experts}")
         return self
 
+    @property
+    def matrices(self) -> int:
+        """Weight matrices per FFN (3 gated, 2 plain)."""
+        return 3 if self.gated else 2
+
     def params(self, hidden: int, active: bool = False) -> int:
         """Weights of this MLP; with `active`, only those one token touches (top-k real experts)."""
-        n = 3 * hidden * (self.intermediate + self.shared_experts * self.shared_intermediate)
+        n = self.matrices * hidden * (self.intermediate + self.shared_experts * self.shared_intermediate)
         if self.kind == "moe":
             routed = min(self.top_k, self.experts) if active else self.experts
-            n += hidden * (self.experts + self.zero_experts) + routed * 3 * hidden * self.expert_intermediate
+            n += hidden * (self.experts + self.zero_experts) + routed * self.expert_params(hidden)
         return n
+
+    def expert_params(self, hidden: int) -> int:
+        """Weights of one routed expert."""
+        return self.matrices * hidden * self.expert_intermediate
 
 
 class SsmSpec(_Frozen):
@@ -186,6 +197,7 @@ class ModelSpec(_Frozen):
     vocab_size: int = Field(gt=0)
     tie_word_embeddings: bool = False
     max_position_embeddings: int | None = None
+    position_embeddings: int = Field(default=0, ge=0)  # rows of a learned absolute-position table (GPT-2)
     blocks: list[BlockGroup] = Field(min_length=1)
     native_format: dict[str, str] = Field(default_factory=lambda: {"all": "bf16"})
     source: str | None = None  # where the config came from (URL or file)
@@ -277,8 +289,8 @@ class ModelSpec(_Frozen):
     # ---- parameters -------------------------------------------------------------------------------------
     @property
     def params_embedding(self) -> int:
-        """Input embedding table (vocab x hidden)."""
-        return self.vocab_size * self.hidden_size
+        """Input embedding tables: tokens (vocab x hidden) and learned positions, if any."""
+        return (self.vocab_size + self.position_embeddings) * self.hidden_size
 
     @property
     def params_lm_head(self) -> int:
@@ -307,7 +319,7 @@ class ModelSpec(_Frozen):
     @property
     def expert_params(self) -> int:
         """Weights inside routed experts (the tensor group MoE formats such as MXFP4 apply to)."""
-        return sum(g.count * 3 * self.hidden_size * g.mlp.experts * g.mlp.expert_intermediate
+        return sum(g.count * g.mlp.experts * g.mlp.expert_params(self.hidden_size)
                    for g in self.blocks if g.mlp is not None and g.mlp.kind == "moe")
 
     def param_groups(self) -> dict[str, int]:

@@ -26,17 +26,19 @@ from retarget.perf.validate import (
     read_measurements,
 )
 
-BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 400.0)}
-START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0}
+BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 400.0),
+          "moe_overhead_us_per_layer": (0.0, 2000.0)}
+START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_layer": 200.0}
 Plans = list[tuple[RowPlan, float]]
 Rows = list[tuple[int, RowPlan, float]]
 
 
-def engine_rows(path: Path, engine: str, calibration_only: bool = True) -> Rows:
-    """(row index, plan, measured) for each row of ENGINE in the measurements CSV at PATH (outliers
-    excluded); by default only its calibration rows."""
+def engine_rows(path: Path | list[Path], engine: str, calibration_only: bool = True) -> Rows:
+    """(row index, plan, measured) for each row of ENGINE in the measurements CSV(s) at PATH (outliers
+    excluded); by default only its calibration rows. Indices count on across several files."""
+    paths = path if isinstance(path, list) else [path]
     out = []
-    for index, row in enumerate(read_measurements(path)):
+    for index, row in enumerate(r for p in paths for r in read_measurements(p)):
         plan = plan_row(row)
         if isinstance(plan, str) or is_outlier(row) or plan.kwargs["engine"] != engine:
             continue
@@ -51,9 +53,13 @@ def loss(plans: Plans, factors: dict[str, float]) -> float:
     return sum(math.log(predict_plan(plan, factors)[0] / measured) ** 2 for plan, measured in plans)
 
 
-def fit(path: Path, engine: str = "llama.cpp", rounds: int = 6, points: int = 9) -> tuple[dict[str, float], float, int]:
-    """Fitted factors of ENGINE, final loss and number of calibration rows."""
+def fit(path: Path | list[Path], engine: str = "llama.cpp", rounds: int = 6, points: int = 9
+        ) -> tuple[dict[str, float], float, int]:
+    """Fitted factors of ENGINE, final loss and number of calibration rows (an engine without calibration rows
+    in PATH keeps its efficiency.yaml factors)."""
     plans = [(plan, measured) for _, plan, measured in engine_rows(path, engine)]
+    if not plans:
+        return engine_entry(engine), 0.0, 0
     factors, final = fit_plans(plans, engine, rounds, points)
     return factors, final, len(plans)
 
@@ -62,7 +68,7 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tu
     """ENGINE's factors minimising `loss` over PLANS (only the rule's `free` factors move; the others keep
     their efficiency.yaml values), and that loss."""
     free = calibration_rule(engine)["free"]  # type: ignore[index]
-    best = {**START, **engine_entry(engine)}
+    best = {**{k: START[k] for k in free}, **engine_entry(engine)}
     best.update({k: START[k] for k in free})
     spans = {k: (BOUNDS[k][1] - BOUNDS[k][0]) / 2 for k in free}
     current = loss(plans, best)
@@ -82,10 +88,14 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tu
 
 
 def _folds(rows: Rows, scheme: str) -> Iterable[tuple[str, Rows, Rows]]:
-    """(held-out label, training rows, held-out rows) per fold: by device or by row."""
+    """(held-out label, training rows, held-out rows) per fold: by device, by device count or by row."""
     if scheme == "device":
         for held in sorted({plan.profile.id for _, plan, _ in rows}):
             yield held, [r for r in rows if r[1].profile.id != held], [r for r in rows if r[1].profile.id == held]
+    elif scheme == "devices":
+        for count in sorted({plan.kwargs["devices"] for _, plan, _ in rows}):
+            held = [r for r in rows if r[1].kwargs["devices"] == count]
+            yield f"{count} devices", [r for r in rows if r not in held], held
     else:
         for i, (_, plan, _) in enumerate(rows):
             label = f"{plan.profile.id} b={plan.batch or 'max'} {plan.input_len}/{plan.output_len}"
@@ -115,15 +125,23 @@ def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENC
     text = path.read_text()
     body = ", ".join(f"{k}: {factors[k]}" for k in ("compute", "memory", "overhead_us_per_layer"))
     pattern = rf"^  {re.escape(engine)}: \{{[^}}]*\}}"
+    if "moe_overhead_us_per_layer" in calibration_rule(engine)["free"]:  # type: ignore[index]
+        pattern, body = r"^    moe_overhead_us_per_layer: [0-9.]+", str(factors["moe_overhead_us_per_layer"])
+        if not re.search(pattern, text, flags=re.M):
+            raise KeyError(f"no `moe_overhead_us_per_layer:` line in {path}")
+        path.write_text(re.sub(pattern, lambda _: f"    moe_overhead_us_per_layer: {body}", text, count=1, flags=re.M))
+        return
     if not re.search(pattern, text, flags=re.M):
         raise KeyError(f"no `{engine}:` engine line in {path}")
     path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
 
 
-if __name__ == "__main__":  # python -m retarget.perf.calibrate ../shared/data/measured_benchmarks.csv
+if __name__ == "__main__":  # python -m retarget.perf.calibrate MEASUREMENTS.csv [MORE.csv ...]
     import sys
 
     for name in fitted_engines():
-        fitted, final_loss, n_rows = fit(Path(sys.argv[1]), name)
+        fitted, final_loss, n_rows = fit([Path(a) for a in sys.argv[1:]], name)
+        if not n_rows:
+            continue
         write_factors(name, fitted)
         print(f"{name} factors {fitted} on {n_rows} rows (loss {final_loss:.4f}) -> {EFFICIENCY_FILE}")

@@ -27,7 +27,9 @@ class Efficiency:
     memory: float
     interconnect: float
     collective_latency_us: float
+    internode_latency_us: float
     overhead_us_per_layer: float
+    moe_overhead_us_per_layer: float = 0.0
     fp16_accumulate: bool = False
 
     def compute(self, op_class: str) -> float:
@@ -45,7 +47,8 @@ def engines() -> list[str]:
 
 
 def engine_entry(engine: str) -> dict[str, float]:
-    """The factors efficiency.yaml records for ENGINE (compute, memory, overhead_us_per_layer)."""
+    """The factors efficiency.yaml records for ENGINE (compute, memory, overhead_us_per_layer, and
+    moe_overhead_us_per_layer where fitted)."""
     return dict(_table()["engines"][engine])
 
 
@@ -64,7 +67,9 @@ def efficiency(
         memory=base["memory"] * eng.get("memory", 1.0),
         interconnect=base["interconnect"],
         collective_latency_us=base["collective_latency_us"],
+        internode_latency_us=base["internode_latency_us"],
         overhead_us_per_layer=eng.get("overhead_us_per_layer", 0.0),
+        moe_overhead_us_per_layer=eng.get("moe_overhead_us_per_layer", 0.0),
         fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
     )
 

@@ -3,7 +3,8 @@ peak rate the matmuls run at on a device (the first format in `compute` the devi
 
 Bits per element follow each format's block layout:
 * q4_0: 32 x 4-bit + one fp16 scale = 18 bytes / 32 weights = 4.5 bits (ggml `block_q4_0`,
-  https://github.com/ggml-org/llama.cpp/blob/master/ggml/src/ggml-common.h); q8_0 likewise 34 / 32 -> 8.5.
+  https://github.com/ggml-org/llama.cpp/blob/master/ggml/src/ggml-common.h); q8_0 likewise 34 / 32 -> 8.5;
+  q4_1 adds an fp16 minimum: 20 / 32 bytes -> 5.0 bits.
 * q4_k_m: mixed Q4_K/Q6_K file; 4.90 bits is the measured file size (4.58 GiB for 8.03B params, XiongjieDai
   README, https://github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference) divided by the parameter count.
 * mxfp4: 32 x e2m1 + one e8m0 scale = 4.25 bits (OCP MX spec v1.0,
@@ -52,6 +53,7 @@ FORMATS: dict[str, NumberFormat] = {
         NumberFormat("mxfp4", 4.25, ("fp4", *_BF16_CHAIN), head_bits=16),
         NumberFormat("q8_0", 8.5),
         NumberFormat("q4_0", 4.5),
+        NumberFormat("q4_1", 5.0),
         NumberFormat("q4_k_m", 4.9),
     )
 }

@@ -1,14 +1,16 @@
 """`predict`: roofline time per op class for prefill and decode, memory fit, multi-device cost.
 
 Per op class: time = max(FLOPs / (eta_c * peak), bytes / (eta_m * BW)); a step is the sum over op classes,
-plus collectives (ring all-reduce for tensor parallelism, all-to-all for expert parallelism) and a fixed
-per-layer overhead (kernel launches, synchronisation) of the engine. Tensor parallelism beyond one node
+plus collectives (ring all-reduce for tensor parallelism: bandwidth and a latency per call, a larger one for
+the hop across nodes) and a fixed per-layer overhead (kernel launches, synchronisation) of the engine, with
+an extra fixed cost per MoE layer where the engine's is fitted. Tensor parallelism beyond one node
 all-reduces hierarchically over the nodes' NICs. Efficiency factors and node assumptions: efficiency.yaml.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 from retarget.errors import RetargetError
@@ -23,7 +25,7 @@ USABLE_MEMORY = 0.90  # assumed: share of device memory left for weights, cache 
 PREFILL_CHUNK = 8192  # assumed: engines prefill in chunks of at most this many tokens per sequence...
 STEP_TOKENS = 8192  # ...and hold at most this many tokens' activations per forward (max_num_batched_tokens)
 
-Parallelism = Literal["tp", "pp"]
+Parallelism = Literal["tp", "pp", "ep"]
 
 
 def _op_time(op: OpCost, eff: Efficiency, profile: HardwareProfile, peak_tflops: float) -> OpTime:
@@ -44,7 +46,7 @@ def _comm_time(
     """Collectives of one step: tensor parallel = one ring all-reduce of the step's activations after each
     mixer and after each MLP (routed experts are expert-parallel inside the TP group: each rank runs its
     experts on the tokens it already holds, and the combine is that same all-reduce); pipeline = one
-    activation hop per stage boundary."""
+    activation hop per stage boundary; expert parallel = two all-to-alls per MoE layer (`_all_to_all`)."""
     if devices == 1:
         return OpTime("comm", 0.0, 0.0, 0.0, "interconnect")
     if not profile.interconnect_gb_s:
@@ -55,6 +57,8 @@ def _comm_time(
     link = profile.interconnect_gb_s / 2 * 1e9 * eff.interconnect  # one direction
     latency = eff.collective_latency_us * 1e-6
     msg = step.tokens * spec.hidden_size * ACT_BYTES
+    if parallelism == "ep":
+        return _all_to_all(spec, step, devices, eff, link)
     if parallelism == "pp":
         return OpTime(
             "comm", 0.0, msg * (devices - 1), (devices - 1) * (msg / link + latency), "interconnect"
@@ -68,8 +72,49 @@ def _comm_time(
         nodes = math.ceil(devices / local)
         across = calls * 2 * (nodes - 1) / nodes * msg / local
         moved += across
-        seconds += across / (link * node.nic_per_link) + calls * latency
+        seconds += across / (link * node.nic_per_link) + calls * eff.internode_latency_us * 1e-6
     return OpTime("comm", 0.0, moved, seconds, "interconnect")
+
+
+def _moe_layers(spec: ModelSpec) -> list[tuple[int, float]]:
+    """(layers, real experts each token is routed to) per MoE block group."""
+    return [(g.count, g.mlp.top_k * g.mlp.experts / (g.mlp.experts + g.mlp.zero_experts))
+            for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe"]
+
+
+def _all_to_all(spec: ModelSpec, step: Step, devices: int, eff: Efficiency, link: float) -> OpTime:
+    """Expert parallelism with data-parallel attention: per MoE layer a dispatch and a combine all-to-all.
+    Each device sends the tokens of its share of STEP's sequences to the devices holding their top-k
+    experts, (devices - 1) / devices of them off-device; beyond one node the share bound for
+    other nodes crosses the NIC. Each all-to-all also pays one collective latency (the cross-node one when
+    the group spans nodes)."""
+    node = multi_node()
+    local = min(devices, node.devices_per_node)
+    cross = (devices - local) / devices  # share of the peers that sit on other nodes
+    latency = (eff.internode_latency_us if devices > local else eff.collective_latency_us) * 1e-6
+    tokens = math.ceil(step.batch / devices) * step.new_tokens
+    moved = seconds = 0.0
+    for layers, k in _moe_layers(spec):
+        per_call = tokens * k * spec.hidden_size * ACT_BYTES * (devices - 1) / devices
+        calls = 2 * layers
+        moved += calls * per_call
+        seconds += calls * (per_call * (1 - cross) / link + per_call * cross / (link * node.nic_per_link) + latency)
+    return OpTime("comm", 0.0, moved, seconds, "interconnect")
+
+
+def _step_costs(spec: ModelSpec, step: Step, fmts: dict[str, NumberFormat], devices: int,
+                parallelism: Parallelism) -> dict[str, OpCost]:
+    """Per-device op-class costs. Expert parallel: everything but the routed experts runs on this device's
+    share of the sequences with whole weights; the routed experts see every device's tokens, 1/devices of
+    the experts each (the tensor-parallel expert cost at the global batch)."""
+    widths = (fmts["weights"].bytes, fmts["experts"].bytes, fmts["head"].bytes, fmts["kv"].bytes)
+    if parallelism != "ep" or devices == 1:
+        return step_costs(spec, step, *widths)
+    local = replace(step, batch=math.ceil(step.batch / devices), tp=1)
+    costs = step_costs(spec, local, *widths)
+    if "moe" in costs:
+        costs["moe"] = step_costs(spec, replace(step, tp=devices), *widths)["moe"]
+    return costs
 
 
 def _phase(
@@ -81,9 +126,7 @@ def _phase(
     devices: int,
     parallelism: Parallelism,
 ) -> PhaseTime:
-    costs = step_costs(
-        spec, step, fmts["weights"].bytes, fmts["experts"].bytes, fmts["head"].bytes, fmts["kv"].bytes
-    )
+    costs = _step_costs(spec, step, fmts, devices, parallelism)
 
     def peak(fmt: NumberFormat) -> float:
         name, rate = compute_format(fmt, profile.peak_tflops)
@@ -101,7 +144,9 @@ def _phase(
     }
     ops = [_op_time(op, eff, profile, peaks[name]) for name, op in costs.items()]
     ops.append(_comm_time(spec, step, devices, parallelism, eff, profile))
-    ops.append(OpTime("overhead", 0.0, 0.0, eff.overhead_us_per_layer * 1e-6 * spec.num_layers, "fixed"))
+    moe_layers = sum(layers for layers, _ in _moe_layers(spec))
+    fixed = eff.overhead_us_per_layer * spec.num_layers + eff.moe_overhead_us_per_layer * moe_layers
+    ops.append(OpTime("overhead", 0.0, 0.0, fixed * 1e-6, "fixed"))
     return PhaseTime(ops)
 
 
@@ -129,6 +174,7 @@ def _memory(
     ctx: int,
     prompt_len: int,
     devices: int,
+    parallelism: Parallelism = "tp",
 ) -> MemoryBreakdown:
     weights = weight_bytes(spec, fmts)
     seq = max(ctx, prompt_len)
@@ -136,12 +182,39 @@ def _memory(
         spec.kv_cache_bytes(seq, fmts["kv"].bytes) + spec.state_bytes_per_sequence(fmts["kv"].bytes)
     )
     act = activation_bytes(spec, batch, prompt_len, devices)
-    per_device = (weights + kv) / devices + act
     capacity = (profile.memory_gb or math.inf) * 1e9 * USABLE_MEMORY
-    needed = math.ceil((weights + kv) / max(capacity - act, 1.0)) if capacity > act else -1
+    # expert parallel: every device holds all non-expert weights, 1/devices of the experts and of the sequences
+    shared = weights - spec.expert_params * fmts["experts"].bytes if parallelism == "ep" else 0.0
+    per_device = shared + (weights - shared + kv) / devices + act
+    room = capacity - act - shared
+    needed = math.ceil((weights - shared + kv) / max(room, 1.0)) if room > 0 else -1
     return MemoryBreakdown(
         weights / 1e9, kv / 1e9, act / 1e9, per_device / 1e9, capacity / 1e9, per_device <= capacity, needed
     )
+
+
+DEVICE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128)  # the device counts `smallest_fit` tries
+
+
+def check_context(spec: ModelSpec, ctx: int, prompt_len: int) -> None:
+    """A context longer than the model's `max_position_embeddings` is an error, not a prediction."""
+    longest = max(ctx, prompt_len)
+    if spec.max_position_embeddings and longest > spec.max_position_embeddings:
+        raise RetargetError(f"{longest} tokens exceed {spec.name}'s maximum context of "
+                            f"{spec.max_position_embeddings}", field="--ctx")
+
+
+def smallest_fit(spec: ModelSpec, profile: HardwareProfile, formats: dict[str, dict[str, str | None]], *,
+                 batch: int, ctx: int, prompt_len: int) -> dict[str, int]:
+    """Per recipe of FORMATS (recipe -> weight_format/expert_format/kv_format), the fewest of DEVICE_COUNTS
+    devices whose memory holds SPEC at this workload; recipes that fit on none are left out."""
+    out = {}
+    for recipe, kw in formats.items():
+        fmts = resolve_formats(kw["weight_format"] or "bf16", kw["kv_format"] or "bf16", kw["expert_format"])
+        fits = (d for d in DEVICE_COUNTS if _memory(spec, profile, fmts, batch, ctx, prompt_len, d).fits)
+        if (devices := next(fits, None)) is not None:
+            out[recipe] = devices
+    return out
 
 
 def resolve_formats(weight_format: str, kv_format: str, expert_format: str | None) -> dict[str, NumberFormat]:
@@ -173,9 +246,12 @@ def predict(
 ) -> Prediction:
     """Predict prefill (TTFT for BATCH prompts of PROMPT_LEN) and decode (one step with CTX cached tokens
     per sequence) of SPEC on DEVICES x PROFILE. `parallelism` 'tp' = tensor parallel attention/dense layers
-    with expert parallel MoE; 'pp' = layers split across devices (llama.cpp's multi-GPU mode)."""
+    with expert parallel MoE; 'pp' = layers split across devices (llama.cpp's multi-GPU mode); 'ep' = data
+    parallel attention with expert-parallel MoE and all-to-all dispatch/combine (DeepEP-style serving)."""
     if min(batch, ctx, prompt_len, devices) < 1:
         raise RetargetError("batch, ctx, prompt_len and devices must be >= 1", field="workload")
+    if parallelism not in ("tp", "pp", "ep"):
+        raise RetargetError(f"unknown parallelism {parallelism!r}; choose tp, pp or ep", field="--parallelism")
     if not profile.mem_bw_gb_s:
         raise RetargetError(
             f"{profile.id} has no memory bandwidth; set --set mem_bw_gb_s=...", field="mem_bw_gb_s"
@@ -193,7 +269,7 @@ def predict(
         )
         prefill = prefill.plus(_phase(spec, profile, later, fmts, eff, devices, parallelism), chunks - 1)
     decode = _phase(spec, profile, Step(batch, 1, ctx, tp, mla_absorb), fmts, eff, devices, parallelism)
-    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices)
+    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism)
     w_name, _ = compute_format(wfmt, profile.peak_tflops)
     node = multi_node()
     assumptions = [
@@ -202,13 +278,18 @@ def predict(
         f"KV cache {fmts['kv'].name}; LM head/embedding {fmts['head'].name}",
         f"efficiency: family {profile.family}, engine {engine} "
         f"(gemm {eff.gemm:.2f}, memory {eff.memory:.2f}, "
-        f"overhead {eff.overhead_us_per_layer:g} us/layer)",
+        f"overhead {eff.overhead_us_per_layer:g} us/layer"
+        + (f" + {eff.moe_overhead_us_per_layer:g} us/MoE layer"
+           if spec.is_moe and eff.moe_overhead_us_per_layer else "")
+        + ")",
         f"{devices} device(s), {parallelism}"
         + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else "")
+        + (", attention and dense layers data-parallel (weights replicated), routed experts split with a dispatch"
+           " and a combine all-to-all per MoE layer" if parallelism == "ep" and devices > 1 else "")
         + (
             f", {math.ceil(devices / node.devices_per_node)} nodes of {node.devices_per_node}"
             f" (NIC = {node.nic_per_link:.3g} x device link)"
-            if parallelism == "tp" and devices > node.devices_per_node
+            if parallelism in ("tp", "ep") and devices > node.devices_per_node
             else ""
         ),
         f"usable memory {USABLE_MEMORY:.0%} of capacity; prefill in chunks of <= {PREFILL_CHUNK} tokens",

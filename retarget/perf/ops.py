@@ -114,7 +114,7 @@ def _mlp(group: BlockGroup, hidden: int, step: Step, w_bytes: float, expert_byte
     mlp, tp = group.mlp, step.tp
     if mlp is None:
         return []
-    dense = 3 * hidden * (mlp.intermediate + mlp.shared_experts * mlp.shared_intermediate)
+    dense = mlp.matrices * hidden * (mlp.intermediate + mlp.shared_experts * mlp.shared_intermediate)
     if mlp.kind == "moe":
         dense += hidden * (mlp.experts + mlp.zero_experts)  # router
     out = []
@@ -126,7 +126,7 @@ def _mlp(group: BlockGroup, hidden: int, step: Step, w_bytes: float, expert_byte
         k_real = (
             mlp.top_k * mlp.experts / (mlp.experts + mlp.zero_experts)
         )  # identity experts have no weights
-        per_expert = 3 * hidden * mlp.expert_intermediate
+        per_expert = mlp.expert_params(hidden)
         touched = expected_experts(mlp.experts, k_real, step.tokens)
         cost = OpCost(
             "moe", 2 * step.tokens * k_real * per_expert / tp, 0.0, touched * per_expert * expert_bytes / tp

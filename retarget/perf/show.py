@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from retarget.errors import RetargetError
-from retarget.hw_profiles import load_profile, parse_overrides
+from retarget.hw_profiles import HardwareProfile, load_profile, parse_overrides
+from retarget.models.inspect import resolve_spec
 from retarget.models.spec import ModelSpec
-from retarget.perf.model import predict
+from retarget.perf.confidence import confidence
+from retarget.perf.model import DEVICE_COUNTS, check_context, predict, smallest_fit
 from retarget.perf.prediction import Prediction
-
-
-def resolve_spec(model: str) -> ModelSpec:
-    """A registry name / HF id, a config.json file, or a folder holding one."""
-    path = Path(model)
-    if path.is_dir():
-        path = path / "config.json"
-    if path.suffix == ".json":
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise RetargetError(f"cannot read config: {err}", source=str(path)) from None
-        return ModelSpec.from_hf_config(config, path.parent.name, source=str(path))
-    from retarget.models.registry import get_spec
-
-    return get_spec(model)
+from retarget.perf.recipes import NATIVE, PredictFormats, resolve_recipe
 
 
 def prediction_tables(pred: Prediction) -> list[Table]:
@@ -77,15 +63,39 @@ def prediction_tables(pred: Prediction) -> list[Table]:
     return [head, ops]
 
 
-def show_prediction(
-    model: str, target: str, overrides: list[str], as_json: bool, console: Console, **workload: Any
-) -> Prediction:
-    """Predict MODEL on TARGET (with `--set` OVERRIDES) for WORKLOAD (predict's keyword arguments); print."""
-    pred = predict(resolve_spec(model), load_profile(target, parse_overrides(overrides)), **workload)
+def _does_not_fit(spec: ModelSpec, profile: HardwareProfile, pred: Prediction, formats: PredictFormats,
+                  kv: str) -> RetargetError:
+    """The error for a configuration that does not fit: no speed, the smallest device count and recipe that do."""
+    w, mem = pred.workload, pred.memory
+    tries = {formats.recipe: formats.kwargs(kv)}
+    for name in ("fp8", "int4-g128-asym"):
+        tries.setdefault(name, resolve_recipe(name, spec).kwargs(kv))
+    fit = smallest_fit(spec, profile, tries, batch=w["batch"], ctx=w["ctx"], prompt_len=w["prompt_len"])
+    where = ("fits with " + ", ".join(f"--devices {d} --recipe {r}" for r, d in sorted(fit.items(), key=lambda x: x[1]))
+             if fit else f"nothing tried fits on {DEVICE_COUNTS[-1]} devices")
+    return RetargetError(f"{spec.name} with recipe {formats.recipe} needs {mem.per_device_gb:,.1f} GB per device on "
+                         f"{w['devices']} x {profile.id} ({mem.usable_per_device_gb:,.1f} GB usable): no speed is "
+                         f"predicted for a configuration that does not fit; {where}", field="--devices")
+
+
+def show_prediction(model: str, target: str, overrides: list[str], as_json: bool, console: Console, *,
+                    recipe: str = NATIVE, kv_format: str = "bf16", **workload: Any) -> Prediction:
+    """Predict MODEL on TARGET (with `--set` OVERRIDES) at RECIPE (see retarget.perf.recipes) for WORKLOAD
+    (predict's keyword arguments) and print it. A context beyond the model's maximum, or a configuration that
+    does not fit in memory, is an error naming what to change."""
+    spec = resolve_spec(model)
+    profile = load_profile(target, parse_overrides(overrides))
+    check_context(spec, workload.get("ctx", 4096), workload.get("prompt_len", 4096))
+    formats = resolve_recipe(recipe, spec)
+    pred = predict(spec, profile, **formats.kwargs(kv_format), **workload)
+    if not pred.memory.fits:
+        raise _does_not_fit(spec, profile, pred, formats, kv_format)
+    conf = confidence(profile, workload.get("engine", "tuned"))
     if as_json:
-        console.print_json(json.dumps(pred.to_dict()))
+        console.print_json(json.dumps({**pred.to_dict(), "recipe": formats.recipe, "confidence": conf}))
         return pred
     for table in prediction_tables(pred):
         console.print(table)
+    console.print(f"Recipe: {formats.recipe}. Confidence: {conf['summary']}", highlight=False)
     console.print("Assumptions: " + "; ".join(pred.assumptions), highlight=False)
     return pred

@@ -21,6 +21,7 @@ import yaml
 from retarget.errors import RetargetError
 from retarget.hw_profiles import HardwareProfile, load_profile
 from retarget.models.spec import ModelSpec
+from retarget.perf.labels import match_hardware, model_key
 from retarget.perf.model import (
     USABLE_MEMORY,
     activation_bytes,
@@ -56,9 +57,14 @@ def _map() -> dict[str, Any]:
 
 
 @cache
+def _extra_models() -> dict[str, Any]:
+    return yaml.safe_load((HERE / "validation_models.yaml").read_text())
+
+
+@cache
 def model_spec(name: str) -> ModelSpec:
     """A registry spec, or one of validation_models.yaml (measured models outside the registry)."""
-    extra = yaml.safe_load((HERE / "validation_models.yaml").read_text())
+    extra = _extra_models()
     if name in extra:
         return ModelSpec.from_hf_config(extra[name]["config"], name, source=extra[name]["source_url"])
     from retarget.models.registry import get_spec
@@ -112,13 +118,50 @@ def _first(rules: list[dict[str, Any]], test: Any) -> dict[str, Any] | None:
     return next((r for r in rules if test(r)), None)
 
 
+def _hardware(label: str) -> str:
+    """Profile id of a hardware LABEL (validation_map.yaml, then aliases), or a RetargetError naming the fix."""
+    exact = _map()["hardware"].get(label)
+    found = exact or match_hardware(label)
+    if isinstance(found, list):
+        raise RetargetError(f"hardware label is ambiguous ({' or '.join(found)}): map it in validation_map.yaml "
+                            "`hardware`")
+    if found is None:
+        raise RetargetError("no hardware profile matches this label: add a profile YAML to "
+                            "retarget/hw_profiles/profiles or map the label in validation_map.yaml `hardware`")
+    return found
+
+
+def _model(label: str) -> str:
+    """Spec name of a model LABEL (validation_map.yaml, then registry / validation_models.yaml aliases)."""
+    exact = _map()["models"].get(label)
+    if exact:
+        return exact
+    from retarget.models.registry import registry_entries
+
+    key = model_key(label)
+    names = {model_key(n): n for n in _extra_models()}
+    names |= {model_key(k): e.name for e in registry_entries().values() for k in (e.name, e.hf_id)}
+    if key not in names:
+        raise RetargetError("model label not mapped: add it to validation_map.yaml `models` (a registry name) or "
+                            "its config.json fields to validation_models.yaml")
+    return names[key]
+
+
+def _lengths(row: dict[str, str]) -> tuple[int | None, int | None]:
+    """Input and output lengths: the fixed columns, else the optional mean_input_len / mean_output_len."""
+    out = _int(row["output_len"]) if row["output_len"].strip() not in ("-", "") else 0
+    inp = _int(row["input_len"])
+    return (inp if inp is not None else _int(row.get("mean_input_len") or ""),
+            out if out is not None else _int(row.get("mean_output_len") or ""))
+
+
 def plan_row(row: dict[str, str]) -> RowPlan | str:
-    """The prediction plan for ROW, or the reason it cannot be expressed."""
+    """The prediction plan for ROW, or the reason it cannot be expressed (one a user can act on)."""
     m = _map()
-    if row["hardware"] not in m["hardware"]:
-        return "no hardware profile for this device"
-    if row["model"] not in m["models"]:
-        return "model not in the registry"
+    try:
+        profile_id, model_name = _hardware(row["hardware"]), _model(row["model"])
+    except RetargetError as err:
+        return str(err)
     fmt = _first(m["formats"], lambda r: re.search(r["pattern"], row["quant_format"], re.I))
     if fmt is None:
         return f"quant format {row['quant_format']!r} not mapped"
@@ -134,10 +177,13 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
         engine=eng["engine"],
         parallelism=eng["parallelism"],
     )
-    spec, profile = model_spec(m["models"][row["model"]]), load_profile(m["hardware"][row["hardware"]])
+    spec, profile = model_spec(model_name), load_profile(profile_id)
     phase, metric, batch = row["phase"], row["metric"], _int(row["batch_size"])
-    out = _int(row["output_len"]) if row["output_len"].strip() not in ("-", "") else 0
-    inp = _int(row["input_len"])
+    inp, out = _lengths(row)
+    peaks = [src.kind for key, src in profile.provenance.items() if key.startswith("peak_tflops")]
+    if phase == "prefill" and peaks and set(peaks) == {"assumed"}:
+        return (f"{profile.id} has no published compute peak (its peaks are assumed floors), so a compute-bound "
+                "prefill is not predicted: set a measured peak with --set fp16=...")
     if phase == "decode" and (
         step := re.fullmatch(r"(\d+)(?: context \+ (\d+))? \((\d+) tokens?/step\)", row["input_len"].strip())
     ):
@@ -145,11 +191,12 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
         past, new = (int(first), int(second)) if second else (0, int(first))
         return RowPlan(spec, profile, "step", int(per_step), past + new // 2, 0, kwargs)
     if inp is None or out is None:
-        return "input/output length not a fixed number (variable dataset or production mix)"
+        return ("input/output lengths vary (dataset or production mix): add mean_input_len and mean_output_len "
+                "columns to predict it at the mean lengths")
     if phase == "offline-throughput" and row["batch_size"] == "max" and metric == "output tokens/s":
         return RowPlan(spec, profile, "offline", 0, inp, out, kwargs, max_batch=eng.get("max_batch", 256))
     if batch is None:
-        return f"batch {row['batch_size']!r} not a number"
+        return f"batch {row['batch_size']!r} not a number: the model predicts fixed batch sizes (state the batch)"
     kinds = {
         ("decode", "tokens/s"): "generate",
         ("decode", "output tokens/s"): "generate",
@@ -250,11 +297,13 @@ def fitted_engines() -> list[str]:
 
 def in_calibration_split(row: dict[str, str], plan: RowPlan) -> bool:
     """Whether ROW is one the factors of its engine are fitted on: the engine has a rule in
-    validation_map.yaml `calibration` and the row matches its source, device family, profiles and batch sizes."""
+    validation_map.yaml `calibration` and the row matches its source, engine label, device family, profiles and
+    batch sizes."""
     rule = calibration_rule(plan.kwargs["engine"])
     return (
         rule is not None
         and rule["source_contains"] in row["source_url"]
+        and any(label in row["engine"] for label in rule.get("engine_contains", [row["engine"]]))
         and plan.profile.family.startswith(rule.get("family_prefix", ""))
         and plan.profile.id in rule.get("profiles", [plan.profile.id])
         and row["batch_size"].strip() in rule.get("batch_sizes", [row["batch_size"].strip()])

@@ -1,0 +1,64 @@
+"""`retarget predict` answers honestly: no speed for what does not fit, compile recipe names and `native`,
+context limits, and a stated confidence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from retarget.cli import app
+from retarget.models.registry import get_spec
+from retarget.perf.recipes import resolve_recipe
+
+runner = CliRunner()
+
+
+def _predict(*args: str):
+    return runner.invoke(app, ["predict", *args], env={"COLUMNS": "400"})
+
+
+def test_a_model_that_does_not_fit_gets_no_speed_but_the_smallest_fit():
+    result = _predict("deepseek-v3", "--target", "h100-sxm")
+    assert result.exit_code == 2 and "tokens/s" not in result.output
+    # 671B FP8 weights (1 byte each, spec arithmetic) over 72 GB usable per H100: 8 devices hold 576 GB,
+    # so native needs 16; 4-bit weights (~0.53 bytes/param incl. scales, bf16 embeddings) fit 8
+    assert "--devices 16 --recipe native" in result.output
+    assert "--devices 8 --recipe int4-g128-asym" in result.output
+    assert "Traceback" not in result.output
+    assert _predict("deepseek-v3", "--target", "h100-sxm", "--devices", "16", "--json").exit_code == 0
+
+
+def test_context_beyond_the_model_maximum_is_an_error():
+    result = _predict("llama-3.1-8b", "--ctx", "1000000")
+    assert result.exit_code == 2 and "131072" in result.output and "--ctx" in result.output
+
+
+def test_native_is_the_checkpoint_format_and_every_prediction_states_confidence():
+    result = _predict("gpt-oss-20b", "--target", "h100-sxm", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["recipe"] == "native" and data["workload"]["expert_format"] == "mxfp4"
+    assert data["confidence"]["profile"] == "high" and "nvidia-hopper / tuned" in data["confidence"]["summary"]
+
+
+def test_compile_recipe_names_map_to_their_number_formats():
+    spec = get_spec("llama-3.1-8b")
+    assert resolve_recipe("gptq-int4-g128-asym", spec).weights == "int4-g128-asym"
+    assert resolve_recipe("w8a8-int8", spec).weights == "int8"
+    assert resolve_recipe("fp8-block128+kv-fp8", spec).kwargs("bf16") == {
+        "weight_format": "fp8", "expert_format": None, "kv_format": "fp8"}
+    assert resolve_recipe("keep", get_spec("deepseek-v3")).weights == "fp8-e4m3-block128"
+    result = _predict("llama-3.1-8b", "--recipe", "int5-magic")
+    assert result.exit_code == 2 and "gptq-int4-g128-asym" in result.output
+
+
+@pytest.mark.parametrize("recipe, bits", [("native", 16), ("awq-int4-g128-asym", 4 + 32 / 128)])
+def test_recipe_sets_the_weight_bytes(recipe, bits):
+    data = json.loads(_predict("llama-3.1-8b", "--recipe", recipe, "--json").output)
+    spec = get_spec("llama-3.1-8b")
+    linear = spec.params_total - spec.params_embedding - spec.params_lm_head
+    # 4-bit g128 asym adds an fp16 scale and zero per 128 weights; embeddings and LM head stay bf16
+    expected = linear * bits / 8 + (spec.params_embedding + spec.params_lm_head) * 2
+    assert data["memory"]["weights_gb"]["value"] * 1e9 == pytest.approx(expected, rel=1e-6)

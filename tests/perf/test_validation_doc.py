@@ -1,0 +1,30 @@
+"""docs/validation.md and validation_summary.json are what the committed code makes of the committed data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retarget.perf.confidence import SUMMARY_FILE
+from retarget.perf.validation_doc import DEFAULT_FILES, ROOT, build
+
+
+def targets_table_lines(markdown: str) -> list[str]:
+    """The targets table at the top of docs/validation.md (from its header to the first blank line)."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| measurements |"))
+    end = lines.index("", start)
+    return lines[start:end]
+
+
+@pytest.mark.skipif(not DEFAULT_FILES[0].exists(), reason="shared measurements not found beside the repository")
+def test_docs_and_summary_are_regenerated_from_the_committed_files():
+    markdown, summary = build(list(DEFAULT_FILES))
+    assert (ROOT / "docs" / "validation.md").read_text() == markdown, "run python -m retarget.perf.validation_doc"
+    assert json.loads(SUMMARY_FILE.read_text()) == json.loads(json.dumps(summary))
+    assert "| all files | decode |" in markdown and "target %" in markdown
+    readme = (ROOT / "README.md").read_text()
+    assert all(line in readme for line in targets_table_lines(markdown)), "copy the targets table into README.md"
+    hopper = summary["groups"]["nvidia-hopper / tuned"]["decode"]
+    assert hopper["rows"] >= 4  # the DeepSeek multi-GPU rows and the shared vLLM/SGLang rows
