@@ -24,7 +24,7 @@ DATA_DIR = Path(__file__).parent / "data"
 BLOCS: dict[str, str] = {
     "nvidia-full": "NVIDIA full-spec", "nvidia-china": "NVIDIA China-market", "amd": "AMD",
     "huawei-ascend": "Huawei Ascend", "cambricon": "Cambricon", "google-tpu": "Google TPU",
-    "intel-gaudi": "Intel Gaudi", "apple": "Apple", "cpu": "CPUs",
+    "aws-trainium": "AWS Trainium", "intel-gaudi": "Intel Gaudi", "apple": "Apple", "cpu": "CPUs",
 }
 ExportStatus = Literal["restricted", "china-market", "below-threshold", "not-us"]
 

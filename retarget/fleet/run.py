@@ -21,6 +21,7 @@ from retarget.models.registry import get_spec, load_registry, registry_entries
 from retarget.outdir import atomic_dir, check_writable
 
 BLOC_FLOOR = 65.0  # default quality floor of the bloc view (MMLU-Pro %)
+NO_FACTS = "no fleet facts (country of design, bloc, export status, price) for this device"
 
 
 def _num(x: float | None, spec: str = ".3g") -> str:
@@ -64,11 +65,12 @@ def fleet(constraints: Constraints, workload: FleetWorkload, assumptions: Assump
     every = list_profiles()
     profiles = [load_profile(t) for t in targets] if targets else every
     specs = [get_spec(m) for m in models] if models else list(load_registry().values())
-    constraints.check_names({p.vendor for p in every}, {f.country for f in device_facts().values()},
+    constraints.check_names({p.vendor for p in [*every, *profiles]}, {f.country for f in device_facts().values()},
                             {f.country for f in model_facts().values()})
     allowed, excluded = [], []
     for p in profiles:
-        why = constraints.device_allowed(p, facts_for(p))
+        facts = device_facts().get(p.id)  # a user's own profile YAML may have none: listed, not planned
+        why = NO_FACTS if facts is None else constraints.device_allowed(p, facts)
         (excluded if why else allowed).append((p, why))
     plans, rejected = build_plans(specs, every, [p for p, _ in allowed], constraints, workload, assumptions)
     plans = ranked(plans, rank_by)

@@ -16,8 +16,9 @@ from retarget.cli import app
 from retarget.fleet.constraints import Constraints, FleetWorkload
 from retarget.fleet.costs import Assumptions
 from retarget.fleet.facts import device_facts, model_facts
-from retarget.fleet.run import fleet, run
+from retarget.fleet.run import NO_FACTS, fleet, run
 from retarget.hw_profiles import load_profile
+from retarget.hw_profiles.loader import PROFILE_DIR
 from retarget.models.registry import get_spec
 from retarget.perf import predict
 
@@ -162,3 +163,16 @@ def test_cli_takes_under_five_seconds(args: list[str], tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "retarget.cli", "fleet", *args, "--out", str(tmp_path / "t")],
                    check=True, capture_output=True)
     assert time.perf_counter() - start < 5.0
+
+
+def test_a_user_profile_without_fleet_facts_is_listed_not_planned(tmp_path: Path) -> None:
+    text = (PROFILE_DIR / "h100-sxm.yaml").read_text().replace("id: h100-sxm", "id: my-accel")
+    (path := tmp_path / "my-accel.yaml").write_text(text)
+    r = fleet(Constraints.of(), WL, Assumptions(), ["qwen3-32b"], [str(path), "mi300x"])
+    assert {x["device"]: x["reason"] for x in r["excluded_devices"]} == {"my-accel": NO_FACTS}
+    assert {p["device"] for p in r["plans"]} == {"mi300x"}
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["fleet", "--targets", f"{path},mi300x", "--models", "qwen3-32b",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "fleet.json").read_text())["excluded_devices"][0]["device"] == "my-accel"
