@@ -113,7 +113,7 @@ class RayPool:
         owned = not ray.is_initialized()
         if owned:
             self._connect()
-        task = ray.remote(_ray_job).options(num_cpus=self.cpus, max_calls=1)
+        task = ray.remote(num_cpus=self.cpus, max_calls=1)(_ray_job)
         pending = {}
         try:
             for job in jobs:

@@ -16,12 +16,12 @@ from retarget.sweep.store import SweepDir, atomic_write
 
 
 def rows(sweep: SweepDir, jobs: list[Job], axes: list[str]) -> list[dict[str, Any]]:
-    """One row per job, in spec order; each option AXES names (an option the spec lists values of) a column."""
+    """One row per job, in spec order; each of AXES (an option the spec lists values of) is a column options.NAME."""
     out = []
     for job in jobs:
         record = sweep.record(job)
         row = {"model": job.model, "recipe": job.recipe, "target": job.target,
-               **{key: job.options.get(key) for key in axes},
+               **{f"options.{key}": job.options.get(key) for key in axes},
                "status": record["status"] if record else "not run", "error": record["error"] if record else None,
                "elapsed_s": record["elapsed_s"] if record else None, "record": f"jobs/{job.id}.json"}
         if record and record["status"] == "ok":

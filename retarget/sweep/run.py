@@ -64,8 +64,9 @@ def sweep(spec_path: Path | None = None, *, workers: int = 0, ray: str | None = 
         console.print("[yellow]interrupted[/]: finished jobs are kept; run the same command again to resume")
     meta["run_s"] = time.perf_counter() - started
     table = results.write(store, jobs, spec.axes(), meta)
-    _print_table(table, ["model", "recipe", "target", *spec.axes(), "status", *job_kind(spec.kind).summary,
-                         "pareto", "error"], console)
+    axes = [f"options.{a}" for a in spec.axes()]
+    _print_table(table, ["model", "recipe", "target", *axes, "status", *job_kind(spec.kind).summary, "pareto", "error"],
+                 console)
     console.print(f"results: {root}/results.{{md,csv,json}}" + (" and pareto.png" if
                                                                    (root / "pareto.png").exists() else ""))
     return SweepResult(root, table, len(jobs) - len(todo), interrupted)
