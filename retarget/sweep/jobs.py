@@ -38,9 +38,9 @@ class Job:
         readable = re.sub(r"[^A-Za-z0-9._=+-]+", "-", f"{self.model}__{self.recipe}__{self.target}").strip("-")
         return f"{readable[:100]}__{digest}"
 
-    @property
-    def label(self) -> str:
-        return f"{self.model} · {self.recipe} · {self.target}"
+    def label(self, axes: list[str]) -> str:
+        """Model, recipe, target and the options named in AXES, for people."""
+        return " · ".join([self.model, self.recipe, self.target, *(f"{a}={self.options[a]}" for a in axes)])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,7 +23,8 @@ def rows(sweep: SweepDir, jobs: list[Job], axes: list[str]) -> list[dict[str, An
         row = {"model": job.model, "recipe": job.recipe, "target": job.target,
                **{f"options.{key}": job.options.get(key) for key in axes},
                "status": record["status"] if record else "not run", "error": record["error"] if record else None,
-               "elapsed_s": record["elapsed_s"] if record else None, "record": f"jobs/{job.id}.json"}
+               "elapsed_s": record["elapsed_s"] if record else None,
+               "cpu_s": record.get("cpu_s") if record else None, "record": f"jobs/{job.id}.json"}
         if record and record["status"] == "ok":
             row.update(job_kind(job.kind).row(record["report"]))
         out.append(row)

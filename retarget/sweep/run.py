@@ -58,7 +58,7 @@ def sweep(spec_path: Path | None = None, *, workers: int = 0, ray: str | None = 
     started = time.perf_counter()
     interrupted = False
     try:
-        _run(pool, todo, store, console)
+        _run(pool, todo, store, spec.axes(), console)
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted[/]: finished jobs are kept; run the same command again to resume")
@@ -76,8 +76,9 @@ def _finished(record: dict[str, Any] | None, retry_failed: bool) -> bool:
     return record is not None and (record["status"] == "ok" or not retry_failed)
 
 
-def _run(pool: LocalPool | RayPool, jobs: list[Job], store: SweepDir, console: Console) -> None:
+def _run(pool: LocalPool | RayPool, jobs: list[Job], store: SweepDir, axes: list[str], console: Console) -> None:
     """Run JOBS on POOL with one progress line per running job; each record is on disk when its line ends."""
+    labels = {job.id: job.label(axes) for job in jobs}
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
@@ -85,7 +86,7 @@ def _run(pool: LocalPool | RayPool, jobs: list[Job], store: SweepDir, console: C
         running = {}
 
         def started(job: Job) -> None:
-            running[job.id] = progress.add_task(f"  {job.label}", total=None)
+            running[job.id] = progress.add_task(f"  {labels[job.id]}", total=None)
 
         for job, record in pool.run(jobs, started):
             if job.id in running:
@@ -95,7 +96,7 @@ def _run(pool: LocalPool | RayPool, jobs: list[Job], store: SweepDir, console: C
             if store.record(job) is None:  # a Ray task's record, or a local worker that died before writing
                 store.write_record(record)
             mark = "[green]ok[/]" if record["status"] == "ok" else f"[red]failed[/]: {record['error']}"
-            progress.console.print(f"{job.label}: {mark} ({record['elapsed_s']:.0f} s)", highlight=False)
+            progress.console.print(f"{labels[job.id]}: {mark} ({record['elapsed_s']:.0f} s)", highlight=False)
             progress.advance(overall)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import resource
 import socket
 import sys
 import time
@@ -29,9 +30,11 @@ def one_line(err: BaseException) -> str:
 
 def record(job: Job, *, report: dict[str, Any] | None = None, error: str | None = None,
            elapsed_s: float = 0.0) -> dict[str, Any]:
-    """A finished job: its report ('ok') or its one-line error ('failed')."""
+    """A finished job: its report ('ok') or its one-line error ('failed'). cpu_s: CPU seconds (user + system) of
+    this process so far; in a worker that ran one job, the job's with the imports it needed."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"id": job.id, "job": job.to_dict(), "status": "failed" if error else "ok", "error": error,
-            "elapsed_s": elapsed_s, "host": socket.gethostname(),
+            "elapsed_s": elapsed_s, "cpu_s": usage.ru_utime + usage.ru_stime, "host": socket.gethostname(),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "report": report}
 
 
