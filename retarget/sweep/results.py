@@ -22,9 +22,9 @@ def rows(sweep: SweepDir, jobs: list[Job], axes: list[str]) -> list[dict[str, An
         record = sweep.record(job)
         row = {"model": job.model, "recipe": job.recipe, "target": job.target,
                **{f"options.{key}": job.options.get(key) for key in axes},
-               "status": record["status"] if record else "not run", "error": record["error"] if record else None,
-               "elapsed_s": record["elapsed_s"] if record else None,
-               "cpu_s": record.get("cpu_s") if record else None, "record": f"jobs/{job.id}.json"}
+               "status": record["status"] if record else "not run",
+               **{key: (record or {}).get(key) for key in ("error", "elapsed_s", "cpu_s", "max_rss_mib")},
+               "record": f"jobs/{job.id}.json"}
         if record and record["status"] == "ok":
             row.update(job_kind(job.kind).row(record["report"]))
         out.append(row)

@@ -96,7 +96,8 @@ def _run(pool: LocalPool | RayPool, jobs: list[Job], store: SweepDir, axes: list
             if store.record(job) is None:  # a Ray task's record, or a local worker that died before writing
                 store.write_record(record)
             mark = "[green]ok[/]" if record["status"] == "ok" else f"[red]failed[/]: {record['error']}"
-            progress.console.print(f"{labels[job.id]}: {mark} ({record['elapsed_s']:.0f} s)", highlight=False)
+            took = "" if record["elapsed_s"] is None else f" ({record['elapsed_s']:.0f} s)"
+            progress.console.print(f"{labels[job.id]}: {mark}{took}", highlight=False)
             progress.advance(overall)
 
 

@@ -28,25 +28,26 @@ def one_line(err: BaseException) -> str:
     return text if isinstance(err, RetargetError) else f"{type(err).__name__}: {text}".rstrip(": ")
 
 
-def record(job: Job, *, report: dict[str, Any] | None = None, error: str | None = None,
-           elapsed_s: float = 0.0) -> dict[str, Any]:
-    """A finished job: its report ('ok') or its one-line error ('failed'). cpu_s: CPU seconds (user + system) of
-    this process so far; in a worker that ran one job, the job's with the imports it needed."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def record(job: Job, *, report: dict[str, Any] | None = None, error: str | None = None) -> dict[str, Any]:
+    """A finished job: its report ('ok') or its one-line error ('failed'); run_job adds what the job cost."""
     return {"id": job.id, "job": job.to_dict(), "status": "failed" if error else "ok", "error": error,
-            "elapsed_s": elapsed_s, "cpu_s": usage.ru_utime + usage.ru_stime, "host": socket.gethostname(),
+            "elapsed_s": None, "cpu_s": None, "max_rss_mib": None, "host": socket.gethostname(),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "report": report}
 
 
 def run_job(job: Job, artifacts: Path | None, console: Console) -> dict[str, Any]:
-    """JOB's record; an exception in the job is its error (the traceback goes to CONSOLE, the job's log)."""
+    """JOB's record; an exception in the job is its error (the traceback goes to CONSOLE, the job's log).
+    cpu_s and max_rss_mib: CPU seconds (user + system) and peak memory of this process, measured when the job
+    ends; in a worker process that runs one job, the job's cost with the imports it needed."""
     t0 = time.perf_counter()
     try:
-        report = job_kind(job.kind).run(job, artifacts, console)
+        result = record(job, report=job_kind(job.kind).run(job, artifacts, console))
     except Exception as err:  # noqa: BLE001 - a failing job is a row of the table, the sweep goes on
         console.print(traceback.format_exc(), highlight=False, markup=False)
-        return record(job, error=one_line(err), elapsed_s=time.perf_counter() - t0)
-    return record(job, report=report, elapsed_s=time.perf_counter() - t0)
+        result = record(job, error=one_line(err))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {**result, "elapsed_s": time.perf_counter() - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "max_rss_mib": usage.ru_maxrss / 1024}
 
 
 def main(argv: list[str]) -> None:

@@ -33,7 +33,7 @@ def test_rows_status_and_pareto_front(tmp_path: Path) -> None:
     points = {"a": (0.01, 100.0), "b": (0.02, 90.0), "c": (0.001, 50.0), "d": (0.01, 100.0), "e": (0.5, 200.0)}
     jobs = [Job("compile", "m", name, "cpu-x86") for name in [*points, "failing", "pending"]]
     for job in jobs[:5]:
-        sweep.write_record(record(job, report=_compile_report(*points[job.recipe]), elapsed_s=1.0))
+        sweep.write_record(record(job, report=_compile_report(*points[job.recipe])))
     sweep.write_record(record(jobs[5], error="recipe: no such recipe"))
     other_model = Job("compile", "m2", "b", "cpu-x86")  # its own front: KL is to each model's own fp32
     sweep.write_record(record(other_model, report=_compile_report(0.02, 90.0)))

@@ -69,6 +69,7 @@ def test_table_has_every_job_with_its_numbers_or_its_error(killed_and_resumed: t
     result = killed_and_resumed[2]
     assert [(r["model"], r["recipe"]) for r in result.rows] == [(m, r) for m in MODELS for r in RECIPES]
     for row in result.rows:
+        assert row["cpu_s"] > 0 and row["max_rss_mib"] > 0  # the worker process's own usage
         if row["recipe"] == "keep":
             assert row["status"] == "failed" and "needs a pre-quantized source" in row["error"]
             continue
