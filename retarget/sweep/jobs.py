@@ -112,8 +112,8 @@ KINDS["compile"] = JobKind(
     check_model=_check_model_ref, run=_run_compile, row=_compile_row, pareto=("decode_tok_s", "kl_ort"),
     options=frozenset({"eval_tokens", "lowering", "fallback_target"}),
     summary=("onnx_mib", "parity", "ppl_ort", "kl_ort", "decode_tok_s"),
-    provenance="measured on the machine in `machine` (each job's report has its own); speeds are measured "
-               "while the sweep's other jobs share the machine")
+    provenance="measured (each job's report names its machine and versions); speeds are measured while the "
+               "sweep's other jobs share the machine")
 
 
 def _resolve_spec(model: str) -> None:

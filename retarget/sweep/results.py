@@ -84,5 +84,8 @@ def write(sweep: SweepDir, jobs: list[Job], axes: list[str], meta: dict[str, Any
     atomic_write(sweep.root / "results.md", markdown(table, meta))
     axes = job_kind(meta["kind"]).pareto
     if axes and any("pareto" in r for r in table):
-        atomic_write(sweep.root / "pareto.png", plot(table, *axes, title=f"{meta['name']}: {meta['provenance']}"))
+        machine = meta["machine"]
+        title = (f"{meta['name']}: {meta['provenance']}; driver on {machine['cpu']} ({machine['cores']} cores), "
+                 f"{meta['pool']}")
+        atomic_write(sweep.root / "pareto.png", plot(table, *axes, title=title))
     return table
