@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from retarget import provenance
+from retarget.errors import RetargetError
 from retarget.outdir import check_writable
 from retarget.sweep import results
 from retarget.sweep.jobs import Job, job_kind
@@ -40,6 +41,9 @@ def sweep(spec_path: Path | None = None, *, workers: int = 0, ray: str | None = 
     processes (0: the spec's) or on the Ray cluster at RAY, and merge all records into OUT's table.
     RETRY_FAILED runs failed jobs again (by default a recorded failure is finished, like a success)."""
     console = console or Console(stderr=True)
+    for field, value in (("--workers", workers), ("--threads", threads_per_job)):
+        if value < 0:
+            raise RetargetError("must be >= 0", field=field)
     spec = load_spec(spec_path)
     root = Path(out or spec.out or Path("out/sweeps") / spec.name)
     check_writable(root)
@@ -93,7 +97,7 @@ def _run(pool: LocalPool | RayPool, jobs: list[Job], store: SweepDir, axes: list
                 progress.remove_task(running.pop(job.id))
             if record is None:
                 continue
-            if store.record(job) is None:  # a Ray task's record, or a local worker that died before writing
+            if store.record(job) != record:  # a Ray task's record, or a local worker that died before writing
                 store.write_record(record)
             mark = "[green]ok[/]" if record["status"] == "ok" else f"[red]failed[/]: {record['error']}"
             took = "" if record["elapsed_s"] is None else f" ({record['elapsed_s']:.0f} s)"

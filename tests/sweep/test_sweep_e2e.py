@@ -47,6 +47,7 @@ def killed_and_resumed(spec: Path) -> tuple[dict, set[str], SweepResult]:
     deadline = time.monotonic() + 600
     while not _records(out) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _records(out)
