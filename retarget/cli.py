@@ -208,5 +208,26 @@ def fleet_cmd(
     run_or_exit(build)
 
 
+@app.command("sweep")
+def sweep_cmd(
+    spec: Annotated[Path | None, typer.Argument(help="sweep spec YAML (default: the bundled model, every recipe, "
+                                                     "cpu-x86)")] = None,
+    workers: Annotated[int, typer.Option(help="jobs at a time on the local pool (0: the spec's)")] = 0,
+    ray: Annotated[str | None, typer.Option(help="run on the Ray cluster at ADDRESS ('local': start one here)")] = None,
+    out: Annotated[Path | None, typer.Option(help="the sweep's folder (default: the spec's out)")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="run failed jobs again")] = False,
+    threads: Annotated[int, typer.Option(help="threads (Ray: CPUs) per job (0: cores / workers; Ray: 1)")] = 0,
+) -> None:
+    """Every job of the spec (models x recipes x targets x options) in its own process; a rerun resumes."""
+    from retarget.sweep.run import sweep
+
+    result = run_or_exit(sweep, spec, workers=workers, ray=ray, out=out, retry_failed=retry_failed,
+                         threads_per_job=threads, console=console)
+    if result.interrupted:
+        sys.exit(130)
+    if result.failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     app()
