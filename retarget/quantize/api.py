@@ -142,11 +142,13 @@ def _linear_view(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return linear
 
 
-def _quantize_fused(model: nn.Module, handler: Handler, config: QuantConfig, stats: dict[str, LayerStats]) -> int:
+def _quantize_fused(model: nn.Module, handler: Handler, config: QuantConfig, stats: dict[str, LayerStats]
+                    ) -> tuple[int, list[str]]:
     """Quantize every expert matrix of every fused expert module; the module then computes with the dequantized
-    values. Smoothing (SmoothQuant) needs a per-expert input scale the shared fused input cannot carry: such
-    experts are quantized without it. Returns how many matrices were quantized."""
-    done = 0
+    values. Smoothing (SmoothQuant) needs a per-expert input scale the shared fused input cannot carry, and the
+    fused expert op takes float inputs: such experts are quantized weight-only. Returns how many matrices were
+    quantized and the modules where the recipe's activation quantization was dropped."""
+    done, float_inputs = 0, []
     for path, (module, layout) in fused_experts(model).items():
         qweights: dict[str, QuantizedWeight] = {}
         for matrix in layout.matrices:
@@ -159,11 +161,13 @@ def _quantize_fused(model: nn.Module, handler: Handler, config: QuantConfig, sta
                     result = handler(key, view, config, LayerContext(None, None))
                 if result is None:
                     continue
+                if isinstance(result, QuantLinear) and result.act is not None and path not in float_inputs:
+                    float_inputs.append(path)
                 qweights[key] = result.qweight if isinstance(result, QuantLinear) else result
                 param.data[e] = qweights[key].dequantize(param.dtype).T
         setattr(module, FUSED_ATTR, qweights)
         done += len(qweights)
-    return done
+    return done, float_inputs
 
 
 def quantized_weights(model: nn.Module) -> dict[str, QuantizedWeight]:
@@ -207,18 +211,25 @@ def _float_reason(model: nn.Module, name: str, routers: set[str], tied: bool) ->
     return f"{kind}.{leaf}: not a matrix the recipes quantize"
 
 
-def _kept_float(model: nn.Module, tied: bool) -> list[dict[str, Any]]:
-    """Float parameters grouped by name pattern (layer and expert numbers as *) and reason."""
+def _grouped(rows: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """(name, reason) rows grouped by name pattern (layer and expert numbers as *) and reason, with counts."""
+    groups: dict[tuple[str, str], int] = {}
+    for name, reason in rows:
+        key = (re.sub(r"(?<=\.)\d+(?=\.|$)", "*", name), reason)
+        groups[key] = groups.get(key, 0) + 1
+    return [{"tensors": pattern, "count": count, "reason": reason} for (pattern, reason), count in groups.items()]
+
+
+def _kept_float(model: nn.Module, tied: bool, float_inputs: list[str]) -> list[dict[str, Any]]:
+    """Float parameters (and fused experts whose activations stay float), grouped by name pattern and reason."""
     routers = router_names(model)
     quantized_fused = {id(getattr(module, matrix)) for module, layout in fused_experts(model).values()
                        if getattr(module, FUSED_ATTR, None) for matrix in layout.matrices}
-    groups: dict[tuple[str, str], int] = {}
-    for name, param in model.named_parameters():
-        if id(param) in quantized_fused:
-            continue
-        key = (re.sub(r"(?<=\.)\d+(?=\.|$)", "*", name), _float_reason(model, name, routers, tied))
-        groups[key] = groups.get(key, 0) + 1
-    return [{"tensors": pattern, "count": count, "reason": reason} for (pattern, reason), count in groups.items()]
+    rows = [(name, _float_reason(model, name, routers, tied)) for name, param in model.named_parameters()
+            if id(param) not in quantized_fused]
+    rows += [(f"{path} (inputs)", "activations of fused experts: the fused expert op takes float inputs, so "
+              "the recipe's activation quantization is left out there") for path in float_inputs]
+    return _grouped(rows)
 
 
 @torch.no_grad()
@@ -270,16 +281,17 @@ def quantize_(model: nn.Module, config: QuantConfig,
     if tied and isinstance(head, QuantLinear):  # keep them tied: the embedding reads lm_head's blocks
         emb = model.get_input_embeddings()
         emb.weight.data.copy_(head.reference_weight(emb.weight.dtype))
-    fused = _quantize_fused(model, handler, config, stats)
-    setattr(model, REPORT_ATTR, _report(model, config, replaced + fused, layers, stats, tied))
+    fused, float_inputs = _quantize_fused(model, handler, config, stats)
+    setattr(model, REPORT_ATTR, _report(model, config, replaced + fused, layers, stats, tied, float_inputs))
     return replaced
 
 
 def _report(model: nn.Module, config: QuantConfig, matrices: int, layers: dict[str, nn.Linear],
-            stats: dict[str, LayerStats], tied: bool) -> QuantizationReport:
+            stats: dict[str, LayerStats], tied: bool, float_inputs: list[str]) -> QuantizationReport:
     expert_matrices = [n for n in layers if expert_of(n)] + [k for m in model.modules()
                                                             for k in getattr(m, FUSED_ATTR, {})]
     experts = {expert_of(n) for n in expert_matrices}
     unreached = {expert_of(n) for n in expert_matrices if n not in stats} if config.needs_calibration else set()
     return QuantizationReport(config.name, matrices, config.needs_calibration, len(experts), len(unreached),
-                              _kept_float(model, tied and isinstance(model.get_output_embeddings(), QuantLinear)))
+                              _kept_float(model, tied and isinstance(model.get_output_embeddings(), QuantLinear),
+                                          float_inputs))

@@ -165,3 +165,15 @@ def test_llama4_router_stays_float_and_model_runs() -> None:
     kept = {row["tensors"]: row["reason"] for row in quantization_report(quantized).kept_float}
     assert "router" in kept["model.layers.*.feed_forward.router.weight"]
     assert "model.layers.*.feed_forward.experts.gate_up_proj" not in kept
+
+
+def test_smoothquant_on_fused_experts_is_weight_only_and_says_so() -> None:
+    model = copy.deepcopy(_float("gpt-oss"))
+    quantize_(model, config_from_name("w8a8-smoothquant"), calibration=calibration_tokens(tiny_tokenizer(), 1))
+    weights, float_experts = quantized_weights(model), _fused_float("gpt-oss")
+    for key, w in float_experts.items():  # INT8 per channel of the unsmoothed weights
+        assert torch.equal(weights[key].codes, quantize_rtn(w, 8, w.shape[1], symmetric=True).codes), key
+    kept = {row["tensors"]: row["reason"] for row in quantization_report(model).kept_float}
+    assert "float inputs" in kept["model.layers.*.mlp.experts (inputs)"]
+    with torch.no_grad():
+        assert torch.isfinite(model(_ids()).logits).all()
