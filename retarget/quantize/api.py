@@ -142,8 +142,8 @@ def _linear_view(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return linear
 
 
-def _quantize_fused(model: nn.Module, handler: Handler, config: QuantConfig, stats: dict[str, LayerStats]
-                    ) -> tuple[int, list[str]]:
+def _quantize_fused(model: nn.Module, handler: Handler, config: QuantConfig, stats: dict[str, LayerStats],
+                    source: dict[str, QuantizedWeight]) -> tuple[int, list[str]]:
     """Quantize every expert matrix of every fused expert module; the module then computes with the dequantized
     values. Smoothing (SmoothQuant) needs a per-expert input scale the shared fused input cannot carry, and the
     fused expert op takes float inputs: such experts are quantized weight-only. Returns how many matrices were
@@ -156,9 +156,9 @@ def _quantize_fused(model: nn.Module, handler: Handler, config: QuantConfig, sta
             for e in range(param.shape[0]):
                 key = expert_key(path, matrix, e)
                 view = _linear_view(expert_matrix(module, matrix, e), None if bias is None else bias[e])
-                result = handler(key, view, config, LayerContext(None, stats.get(key)))
+                result = handler(key, view, config, LayerContext(source.get(key), stats.get(key)))
                 if isinstance(result, QuantLinear) and result.smooth is not None:
-                    result = handler(key, view, config, LayerContext(None, None))
+                    result = handler(key, view, config, LayerContext(source.get(key), None))
                 if result is None:
                     continue
                 if isinstance(result, QuantLinear) and result.act is not None and path not in float_inputs:
@@ -248,7 +248,7 @@ def quantize_(model: nn.Module, config: QuantConfig,
         raise RetargetError(f"no quantization handler for {type(config).__name__}", field="--recipe")
     source = source_weights or {}
     if isinstance(config, KeepSourceConfig) and not source:
-        raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors)",
+        raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors, MXFP4 experts)",
                             field="--recipe")
     tied = ties_embedding(model)
     if config.include_lm_head:
@@ -281,7 +281,7 @@ def quantize_(model: nn.Module, config: QuantConfig,
     if tied and isinstance(head, QuantLinear):  # keep them tied: the embedding reads lm_head's blocks
         emb = model.get_input_embeddings()
         emb.weight.data.copy_(head.reference_weight(emb.weight.dtype))
-    fused, float_inputs = _quantize_fused(model, handler, config, stats)
+    fused, float_inputs = _quantize_fused(model, handler, config, stats, source)
     setattr(model, REPORT_ATTR, _report(model, config, replaced + fused, layers, stats, tied, float_inputs))
     return replaced
 
