@@ -83,9 +83,9 @@ TINY: dict[str, TinyFamily] = {
     "gpt-oss": TinyFamily("gpt_oss", {**_MOE, "intermediate_size": 32, "sliding_window": 16, "num_hidden_layers": 4,
                                       "rope_scaling": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 32.0,
                                                        "beta_slow": 1.0, "truncate": False,
-                                                       "original_max_position_embeddings": 64}},
+                                                       "original_max_position_embeddings": 512}},
                           "attention sinks, alternating 16-token window / full, biases everywhere, clamped SwiGLU "
-                          "experts (fused 3-D, gate/up interleaved), YaRN", seed=108),
+                          "experts (fused 3-D, gate/up interleaved), YaRN", seed=308),
     "gemma-3": TinyFamily("gemma3_text", {"num_hidden_layers": 6, "sliding_window": 16, "query_pre_attn_scalar": 16,
                                           "tie_word_embeddings": True, "hidden_activation": "gelu_pytorch_tanh"},
                           "5 local (16-token window) : 1 global, q/k norm, sandwich norms, embedding scale, GeGLU",
