@@ -201,3 +201,18 @@ def test_smoothquant_on_fused_experts_is_weight_only_and_says_so() -> None:
     assert "float inputs" in kept["model.layers.*.mlp.experts (inputs)"]
     with torch.no_grad():
         assert torch.isfinite(model(_ids()).logits).all()
+
+
+@pytest.mark.parametrize("name", ["hunyuan", "falcon-h1"])
+def test_every_float_parameter_is_listed_with_a_reason(name: str) -> None:
+    model = copy.deepcopy(_float(name))
+    quantize_(model, config_from_name("int4-g32-asym"))
+    rows = quantization_report(model).kept_float
+    assert sum(row["count"] for row in rows) == len(list(model.parameters()))  # QuantLinears hold buffers only
+    reasons = {row["tensors"]: row["reason"] for row in rows}
+    if name == "hunyuan":
+        assert "router" in reasons["model.layers.*.mlp.gate.wg.weight"]
+        assert not isinstance(model.model.layers[0].mlp.gate.wg, QuantLinear)
+    else:
+        assert "convolution" in reasons["model.layers.*.mamba.conv1d.weight"]
+        assert "norm" in reasons["model.final_layernorm.weight"]
