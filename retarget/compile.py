@@ -47,7 +47,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.eval.metrics import Evaluator, torch_logits_fn
     from retarget.export.activations import activation_quant
     from retarget.export.kv_parity import CODE_MISMATCH_TOLERANCE, SCALE_RTOL, replay_parity
-    from retarget.export.onnx_export import check_kv_cache_model, export_quantized, write_accuracy_variant
+    from retarget.export.onnx_export import check_exportable, export_quantized, write_accuracy_variant
     from retarget.export.qdq import write_reference_dequantized
     from retarget.export.runtime import OrtCausalLM
     from retarget.hw_profiles import list_profiles, load_profile
@@ -82,8 +82,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         timings["load_s"] = time.perf_counter() - t0
         spec = ModelSpec.from_hf_config(loaded.model.config.to_dict(), name=loaded.name)
         plan = plan_recipe(recipe, profile, has_source_blocks=bool(loaded.source_weights), lowering=lowering)
-        if plan.kv_cache is not None:
-            check_kv_cache_model(loaded.model)
+        kv_element = None if plan.kv_cache is None else KV_ELEMENTS[plan.kv_cache.element]
+        check_exportable(loaded.model, kv_element)  # a model or op the graph cannot lower stops here
 
         t0 = time.perf_counter()
         reference = loaded.model
@@ -108,7 +108,6 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             t0 = time.perf_counter()
             task = progress.add_task(f"export ONNX + lower {plan.lowering}", total=1)
             activations = activation_quant(quantized)
-            kv_element = None if plan.kv_cache is None else KV_ELEMENTS[plan.kv_cache.element]
             export_args = {"tied_embedding": ties_embedding(quantized), "lowering": plan.lowering,
                            "kv_cache": kv_element}
             onnx_info = export_quantized(reference, qweights, tmp, plan.accuracy_level, activations=activations,

@@ -1,15 +1,16 @@
-"""Export a transformers causal LM to ONNX with KV cache (optimum-onnx), then lower our quantized weights.
+"""Export a transformers causal LM to ONNX with KV cache, then lower our quantized weights.
 
-The float model is exported once; every MatMul whose module was quantized is then replaced by a
-MatMulNBits node built from our own codes (never ONNX Runtime's quantizer), and the graph is saved
-with its weights in one external-data file next to it.
+The float graph is built directly from the model's block descriptions (retarget.export.decoder: ONNX
+Runtime's fused attention, norm and MoE operators); every MatMul whose module was quantized is then replaced
+by the recipe's lowering built from our own codes (never ONNX Runtime's quantizer), and the graph is saved
+with its weights in one external-data file next to it. optimum-onnx's generic export (`export_float`) remains
+as the comparison point of the speed benchmarks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from torch import nn
 
 from retarget.errors import RetargetError
 from retarget.export.activations import ActivationQuant
-from retarget.export.llama_graph import llama_graph, unsupported_reason
+from retarget.export.decoder import build_decoder, check
 from retarget.export.lowering import lower_tied_embedding_for, lower_weights
 from retarget.quantize.weight import QuantizedWeight
 
@@ -37,12 +38,14 @@ def export_float(model: nn.Module, out_dir: Path) -> Path:
     return out_dir / MODEL_FILE
 
 
-def check_kv_cache_model(model: nn.Module) -> None:
-    """Refuse (one line, --recipe) a quantized KV cache for a model the direct graph cannot build."""
-    reason = unsupported_reason(model)
-    if reason is not None:
-        raise RetargetError(f"a quantized KV cache (kv-int8, kv-fp8) is lowered to ONNX for Llama decoders only; "
-                            f"this model: {reason}", field="--recipe")
+def check_exportable(model: nn.Module, kv_cache: str | None = None,
+                     activations: dict[str, ActivationQuant] | None = None) -> None:
+    """Refuse, before anything is built or written, a model or op the decoder graph cannot lower (one line
+    naming the op and the layer), or a quantized KV cache with quantized activations."""
+    if kv_cache is not None and activations:
+        raise RetargetError("a quantized KV cache combines with weight-only recipes, not quantized activations",
+                            field="--recipe")
+    check(model, kv_cache)
 
 
 def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out_dir: Path,
@@ -52,22 +55,11 @@ def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out
     """Write OUT_DIR/model.onnx (+ model.onnx.data): MODEL's graph with QWEIGHTS lowered by LOWERING
     (retarget.export.lowering: MatMulNBits by default, or QDQ) and, for TIED_EMBEDDING, the embedding reading
     lm_head's quantized table. ACTIVATIONS: the modules whose inputs are quantized too (W8A8), as QDQ.
-    Llama-family models lowered to MatMulNBits are built directly (retarget.export.llama_graph: ORT's
-    GroupQueryAttention and fused norms, projections fused where their formats agree); others via optimum.
-    KV_CACHE ('int8' or 'e4m3') stores the cache quantized, which only the direct graph does (with any
-    weight lowering, weight-only recipes)."""
+    The graph is retarget.export.decoder's (projections fused where their formats agree, MoE experts in one
+    node). KV_CACHE ('int8' or 'e4m3') stores the cache quantized (weight-only recipes)."""
     linears = len(qweights)
-    if kv_cache is not None:
-        check_kv_cache_model(model)
-        if activations:
-            raise RetargetError("a quantized KV cache combines with weight-only recipes, not quantized activations",
-                                field="--recipe")
-        proto, qweights = llama_graph(model, qweights, kv_cache)
-    elif lowering == "matmulnbits" and not activations and unsupported_reason(model) is None:
-        proto, qweights = llama_graph(model, qweights)  # ORT's fused ops: fewer nodes, much faster decode
-    else:
-        with tempfile.TemporaryDirectory(prefix="retarget-export-") as tmp:
-            proto = onnx.load(str(export_float(model, Path(tmp))))
+    check_exportable(model, kv_cache, activations)
+    proto, qweights = build_decoder(model, qweights, kv_cache)
     lowered = lower_weights(proto, qweights, lowering, accuracy_level, activations)
     embedding_quantized = tied_embedding and lower_tied_embedding_for(proto, lowering, qweights.get("lm_head"))
     onnx.save_model(proto, str(out_dir / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
