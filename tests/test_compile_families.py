@@ -59,8 +59,9 @@ def _tokens() -> list[int]:
     return list(_tokens_cached())
 
 
-@pytest.mark.parametrize(("name", "recipe"), CASES)
-def test_family_exports_and_verifies(name: str, recipe: str, tmp_path: Path) -> None:
+def _export_and_verify(name: str, recipe: str, folder: Path) -> tuple[torch.nn.Module, dict, dict]:
+    """Tiny family NAME quantized with RECIPE, exported and verified as `retarget compile` does: the float
+    model, export_artifact's summary and verify_artifact's entries."""
     loaded = load_tiny(name)
     plan = plan_recipe(recipe, load_profile("cpu-x86"), has_source_blocks=False)
     reference = loaded.model
@@ -68,8 +69,13 @@ def test_family_exports_and_verifies(name: str, recipe: str, tmp_path: Path) -> 
     quantized = copy.deepcopy(reference)
     quantize_(quantized, plan.weights)
     qweights = {n: m.qweight for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
-    info = export_artifact(reference, quantized, qweights, plan, tmp_path)
-    _, verification = verify_artifact(quantized, plan, tmp_path, _tokens())
+    info = export_artifact(reference, quantized, qweights, plan, folder)
+    return reference, info, verify_artifact(quantized, plan, folder, _tokens())[1]
+
+
+@pytest.mark.parametrize(("name", "recipe"), CASES)
+def test_family_exports_and_verifies(name: str, recipe: str, tmp_path: Path) -> None:
+    reference, info, verification = _export_and_verify(name, recipe, tmp_path)
 
     assert verification["parity_max_abs_logit_diff"]["value"] <= PARITY_ATOL
     decode = verification["decode"]
@@ -86,17 +92,9 @@ def test_family_exports_and_verifies(name: str, recipe: str, tmp_path: Path) -> 
 def test_int4_experts_go_into_qmoe(name: str, tmp_path: Path) -> None:
     """int4 with a group that tiles every expert matrix: the experts stay 4-bit inside QMoE, and the artifact
     matches the torch model quantized the same way."""
-    loaded = load_tiny(name)
-    plan = plan_recipe("int4-g32-sym", load_profile("cpu-x86"), has_source_blocks=False)
-    reference = loaded.model
-    untie_lm_head(reference)
-    quantized = copy.deepcopy(reference)
-    quantize_(quantized, plan.weights)
-    qweights = {n: m.qweight for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
-    info = export_artifact(reference, quantized, qweights, plan, tmp_path)
+    reference, info, verification = _export_and_verify(name, "int4-g32-sym", tmp_path)
     moe_layers = sum(isinstance(layer.mlp, MoE) for layer in describe(reference).layers)
     assert info["qmoe_nodes"] == moe_layers > 0
-    _, verification = verify_artifact(quantized, plan, tmp_path, _tokens())
     assert verification["parity_max_abs_logit_diff"]["value"] <= PARITY_ATOL
     assert verification["decode"]["greedy_equal"]
 
