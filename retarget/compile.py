@@ -47,8 +47,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.models.load import check_model_ref, load_model
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
-    from retarget.quantize import QuantLinear, calibration_tokens, quantize_
-    from retarget.quantize.api import untie_lm_head
+    from retarget.quantize import calibration_tokens, quantize_
+    from retarget.quantize.api import quantized_weights, untie_lm_head
     from retarget.quantize.kv_cache import kv_logits_fn
     from retarget.report.compile_predictions import predictions_on_profiles
     from retarget.report.compile_report import build_report, write_report
@@ -81,7 +81,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         quantized = copy.deepcopy(reference)
         calibration = calibration_tokens(loaded.tokenizer) if plan.weights.needs_calibration else None
         replaced = quantize_(quantized, plan.weights, loaded.source_weights, progress, calibration=calibration)
-        qweights = {name: m.qweight for name, m in quantized.named_modules() if isinstance(m, QuantLinear)}
+        qweights = quantized_weights(quantized)  # every Linear and fused expert matrix the recipe quantized
         timings["quantize_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -22,15 +22,13 @@ from retarget.export.onnx_export import export_artifact
 from retarget.hw_profiles import load_profile
 from retarget.models.tiny import load_tiny
 from retarget.plan import plan_recipe
-from retarget.quantize import QuantLinear, quantize_
-from retarget.quantize.api import untie_lm_head
+from retarget.quantize import quantize_
+from retarget.quantize.api import quantized_weights, untie_lm_head
 
-FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "qwen3-moe", "mixtral", "glm-4.5", "gpt-oss", "gemma-3", "phi-3",
-            "olmoe", "olmo-2"]
+FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "qwen3-moe", "mixtral", "glm-4.5", "gpt-oss", "gemma-3", "llama-4",
+            "phi-3", "olmoe", "olmo-2"]
 RECIPES = ["int4-g128-asym", "fp8-channel"]
-# Llama 4's router is a Linear subclass returning a tuple, which weight quantization cannot replace yet: its graph
-# (chunked attention, NoPE temperature, L2 q/k norm, input-scaled top-1 experts) is checked with float weights
-CASES = [(name, recipe) for name in FAMILIES for recipe in RECIPES] + [("llama-4", "fp32")]
+CASES = [(name, recipe) for name in FAMILIES for recipe in RECIPES]
 # the most nodes a layer takes: attention + MLP ~10; q/k norms, biases, sandwich norms, rotary outside
 # GroupQueryAttention and GLM's group-limited routing add standard ops, never a node per expert
 MAX_NODES_PER_LAYER = 40
@@ -68,7 +66,7 @@ def _export_and_verify(name: str, recipe: str, folder: Path) -> tuple[torch.nn.M
     untie_lm_head(reference)
     quantized = copy.deepcopy(reference)
     quantize_(quantized, plan.weights)
-    qweights = {n: m.qweight for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
+    qweights = quantized_weights(quantized)
     info = export_artifact(reference, quantized, qweights, plan, folder)
     return reference, info, verify_artifact(quantized, plan, folder, _tokens())[1]
 
@@ -88,7 +86,7 @@ def test_family_exports_and_verifies(name: str, recipe: str, tmp_path: Path) -> 
     assert info["moe_nodes"] == moe_layers  # every expert of a layer in one MoE / QMoE node
 
 
-@pytest.mark.parametrize("name", ["mixtral", "qwen3-moe"])
+@pytest.mark.parametrize("name", ["mixtral", "qwen3-moe", "gpt-oss", "llama-4"])
 def test_int4_experts_go_into_qmoe(name: str, tmp_path: Path) -> None:
     """int4 with a group that tiles every expert matrix: the experts stay 4-bit inside QMoE, and the artifact
     matches the torch model quantized the same way."""
