@@ -169,5 +169,11 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                   f"perplexity on {report['corpus']['tokens_scored']} tokens of {report['corpus']['name']}; "
                   f"written to {report['out']}", highlight=False)
     console.print(f"KV cache: {ort['kv_cache_bytes_per_token']['value']:,.0f} bytes per token "
-                  f"({ort['kv_cache_bytes_per_token']['cache']})", highlight=False)
+                  f"({ort['kv_cache_bytes_per_token']['cache']}); graph: {report['onnx']['nodes_per_layer']:.0f} nodes "
+                  "per layer", highlight=False)
+    decode = ort.get("decode")
+    if decode is not None:
+        console.print(f"KV-cache decode: {decode['steps']} steps after {decode['prompt']} tokens within "
+                      f"{decode['max_abs_logit_diff']['value']:.1e} of transformers'; {decode['greedy_tokens']} greedy "
+                      f"tokens {'equal' if decode['greedy_equal'] else 'differ at a near tie'}", highlight=False)
     console.print(f"generation: {ort['generation']['text']!r}", highlight=False)
