@@ -24,7 +24,7 @@ import torch
 
 from bench.peers.engines import LlamaCppEngine, OrtEngine, TorchEagerEngine, llama_cpp_version
 from retarget import provenance
-from retarget.export.llama_graph import llama_graph
+from retarget.export.decoder import build_decoder
 from retarget.export.onnx_export import export_float, export_quantized, write_accuracy_variant
 from retarget.quantize import QuantLinear, config_from_name, quantize_
 
@@ -76,7 +76,7 @@ def artifacts(smollm2, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     paths: dict[str, Path] = {}
     optimum = export_float(smollm2.model, tmp_path_factory.mktemp("optimum"))
     paths["ORT fp32 (optimum export)"] = optimum
-    paths["ORT fp32 (retarget graph)"] = _save(llama_graph(smollm2.model)[0], tmp_path_factory.mktemp("fp32"))
+    paths["ORT fp32 (retarget graph)"] = _save(build_decoder(smollm2.model)[0], tmp_path_factory.mktemp("fp32"))
     for recipe in ("int4-g128-asym", "keep"):
         exact = _ours(smollm2, recipe, tmp_path_factory.mktemp(recipe))
         paths[f"retarget {recipe}"] = write_accuracy_variant(exact, 4, exact.with_name("level4.onnx"))

@@ -1,4 +1,4 @@
-"""The quantized KV cache of retarget.export.llama_graph: keys and values stored as INT8 or FP8 E4M3 codes
+"""The quantized KV cache of retarget.export.decoder: keys and values stored as INT8 or FP8 E4M3 codes
 with one float32 scale per [batch, head, token] row, the storage of retarget.quantize.kv_cache.
 
 Per layer the cache is four tensors, past_key_values.N.{key, key_scale, value, value_scale}
@@ -50,7 +50,7 @@ def cache_io(layers: int, kv_heads: int, head_dim: int, element: str
 
 
 class QuantizedCache:
-    """Writes the attention of each layer over an ELEMENT cache into builder B (llama_graph's _Builder)."""
+    """Writes the attention of each layer over an ELEMENT cache into B (a retarget.export.decoder GraphBuilder)."""
 
     def __init__(self, b: Any, element: str, heads: int, kv_heads: int, head_dim: int) -> None:
         if element not in CODE_TYPES:
@@ -74,22 +74,23 @@ class QuantizedCache:
     def _node(self, op_type: str, inputs: list[str], scope: str, tag: str, **attrs) -> str:
         return self.b.op(op_type, inputs, [f"/{scope}/{tag}"], f"{scope}.{tag}", **attrs)[0]
 
-    def attention(self, qkv: list[str], layer: int, attn: str, scale: float) -> str:
-        """Rotary, cache update and GroupQueryAttention of LAYER (scope ATTN) over the projections QKV
-        (one fused output, or q, k, v); returns the attention output [B, S, heads * head_dim]."""
+    def attention(self, qkv: list[str], layer: int, attn: str, scale: float, cos: str, sin: str) -> str:
+        """Rotary (tables COS, SIN), cache update and GroupQueryAttention of LAYER (scope ATTN) over the
+        projections QKV (one fused output, or q, k, v); returns the attention output [B, S, heads * head_dim]."""
         if len(qkv) == 1:
             qkv = self.b.op("Split", [qkv[0], self.qkv_split], [f"/{attn}/q", f"/{attn}/k", f"/{attn}/v"], attn,
                             axis=-1)
-        q = self._rotary(qkv[0], self.heads, attn, "q_rotary")
-        keys, past_keys = self._store(self._rotary(qkv[1], self.kv_heads, attn, "k_rotary"), layer, "key", attn)
+        q = self._rotary(qkv[0], self.heads, attn, "q_rotary", cos, sin)
+        keys, past_keys = self._store(self._rotary(qkv[1], self.kv_heads, attn, "k_rotary", cos, sin), layer, "key",
+                                      attn)
         values, past_values = self._store(qkv[2], layer, "value", attn)
         return self.b.op("GroupQueryAttention",
                          [q, keys, values, past_keys, past_values, "seqlens_k", "total_sequence_length"],
                          [f"/{attn}/attention", f"/{attn}/keys", f"/{attn}/values"], attn,
                          num_heads=self.heads, kv_num_heads=self.kv_heads, do_rotary=0, scale=scale)[0]
 
-    def _rotary(self, x: str, heads: int, attn: str, tag: str) -> str:
-        return self._node("RotaryEmbedding", [x, self.past_length, "cos_cache", "sin_cache"], attn, tag,
+    def _rotary(self, x: str, heads: int, attn: str, tag: str, cos: str, sin: str) -> str:
+        return self._node("RotaryEmbedding", [x, self.past_length, cos, sin], attn, tag,
                           num_heads=heads, interleaved=0)
 
     def _store(self, x: str, layer: int, part: str, attn: str) -> tuple[str, str]:

@@ -13,12 +13,12 @@ import pytest
 import torch
 from onnx import TensorProto, numpy_helper
 
-from retarget.compile import PARITY_ATOL
 from retarget.errors import RetargetError
+from retarget.eval.verify import PARITY_ATOL
+from retarget.export.decoder import build_decoder
 from retarget.export.kv_parity import CODE_MISMATCH_TOLERANCE, SCALE_RTOL, replay_parity
-from retarget.export.llama_graph import llama_graph
 from retarget.export.matmulnbits import lower_matmuls
-from retarget.export.onnx_export import check_kv_cache_model
+from retarget.export.onnx_export import check_exportable
 from retarget.export.runtime import OrtCausalLM
 from retarget.quantize import Int4WeightOnlyConfig, KVCacheConfig, QuantLinear, kv_logits_fn, quantize_
 from retarget.quantize.api import untie_lm_head
@@ -69,7 +69,7 @@ def torch_decode(model: torch.nn.Module, config: KVCacheConfig, ids: torch.Tenso
 def test_graph_matches_torch_quantized_cache(model, ids, tmp_path: Path, element: str) -> None:
     """Whole prompt and prefill + decode steps: ORT reads the values torch's QuantizedKVCache reads."""
     config = KVCacheConfig(element=element)
-    proto, _ = llama_graph(model, kv_cache=ELEMENTS[element])
+    proto, _ = build_decoder(model, kv_cache=ELEMENTS[element])
     types = {o.name: o.type.tensor_type.elem_type for o in proto.graph.output}
     assert types["present.0.key"] == types["present.1.value"] == CODE_TYPES[element]
     assert types["present.0.key_scale"] == TensorProto.FLOAT
@@ -92,11 +92,11 @@ def test_cache_bytes_per_token(model, ids, tmp_path: Path) -> None:
     cfg = model.config
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     rows = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads  # key and value rows per token
-    quantized = runtime(llama_graph(model, kv_cache="int8")[0], tmp_path)
+    quantized = runtime(build_decoder(model, kv_cache="int8")[0], tmp_path)
     quantized.start(ids.numpy(), LENGTH + 1)
     assert quantized.cache_bytes_per_token() == rows * (head_dim + 4)
     (tmp_path / "float").mkdir()
-    floating = runtime(llama_graph(model)[0], tmp_path / "float")
+    floating = runtime(build_decoder(model)[0], tmp_path / "float")
     floating.start(ids.numpy(), LENGTH + 1)
     assert floating.cache_bytes_per_token() == rows * head_dim * 4
 
@@ -104,7 +104,7 @@ def test_cache_bytes_per_token(model, ids, tmp_path: Path) -> None:
 @pytest.mark.parametrize("element", ["int8", "fp8"])
 def test_replay_parity(model, ids, tmp_path: Path, element: str) -> None:
     """compile's check: torch reading ORT's cache matches ORT, and ORT's codes are torch's rounding."""
-    rt = runtime(llama_graph(model, kv_cache=ELEMENTS[element])[0], tmp_path)
+    rt = runtime(build_decoder(model, kv_cache=ELEMENTS[element])[0], tmp_path)
     parity = replay_parity(rt, model, ELEMENTS[element], ids)
     assert parity["max_abs_logit_diff"] <= 1e-4
     assert parity["code_mismatch_fraction"] <= CODE_MISMATCH_TOLERANCE
@@ -114,13 +114,13 @@ def test_replay_parity(model, ids, tmp_path: Path, element: str) -> None:
 def test_replay_parity_catches_wrong_storage(model, ids, tmp_path: Path) -> None:
     """A cache stored wrongly (rows scaled to 100 instead of 127; rounded down) still attends consistently,
     so the logits agree, but the storage check sees it."""
-    proto, _ = llama_graph(model, kv_cache="int8")
+    proto, _ = build_decoder(model, kv_cache="int8")
     qmax = next(t for t in proto.graph.initializer if t.name == "kv_cache.qmax")
     qmax.CopyFrom(numpy_helper.from_array(np.array(100.0, np.float32), qmax.name))
     parity = replay_parity(runtime(proto, tmp_path), model, "int8", ids)
     assert parity["max_abs_logit_diff"] <= 1e-4
     assert parity["scale_max_rel_diff"] == pytest.approx(127 / 100 - 1, rel=1e-4)
-    proto, _ = llama_graph(model, kv_cache="int8")
+    proto, _ = build_decoder(model, kv_cache="int8")
     for node in proto.graph.node:
         node.op_type = "Floor" if node.op_type == "Round" else node.op_type
     (tmp_path / "floor").mkdir()
@@ -133,7 +133,7 @@ def test_quantized_weights_with_quantized_cache(model, ids, tmp_path: Path) -> N
     quantized = copy.deepcopy(model)
     quantize_(quantized, Int4WeightOnlyConfig(group_size=32))
     qweights = {n: m.qweight for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
-    proto, renamed = llama_graph(model, qweights, kv_cache="int8")
+    proto, renamed = build_decoder(model, qweights, kv_cache="int8")
     lower_matmuls(proto, renamed)
     assert "MatMulNBits" in {n.op_type for n in proto.graph.node}
     rt = runtime(proto, tmp_path)
@@ -144,6 +144,11 @@ def test_quantized_weights_with_quantized_cache(model, ids, tmp_path: Path) -> N
 
 
 def test_unsupported_model_is_refused() -> None:
+    """Qwen3's per-head q/k norms run inside GroupQueryAttention, which the quantized cache bypasses."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    qwen3 = Qwen3ForCausalLM(Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=2, head_dim=8))
     with pytest.raises(RetargetError) as err:
-        check_kv_cache_model(tiny_llama(attention_bias=True))
-    assert err.value.field == "--recipe" and "attention bias" in str(err.value)
+        check_exportable(qwen3, kv_cache="int8")
+    assert err.value.field == "--recipe" and "layer 0" in str(err.value) and "q/k norms" in str(err.value)
