@@ -91,10 +91,11 @@ class OrtCausalLM:
         self._mask = np.ones((1, 0), np.int64)
         graph = onnx.load(str(path), load_external_data=False).graph
         self.quantized_cache = any(i.name.endswith("_scale") for i in self.past_inputs)
-        # GroupQueryAttention appends to a preallocated buffer in place; every other cache tensor is fed back
+        # when GroupQueryAttention reads every cache tensor it appends to preallocated buffers in place; otherwise
+        # (SSM states beside it: ORT 1.32's memory planner aborted here on shared buffers mixed with fed-back
+        # states) each step's present outputs are fed back as the next past
         gqa_past = {name for n in graph.node if n.op_type == "GroupQueryAttention" for name in n.input[3:5]}
-        self.shared = [not self.quantized_cache and i.name in gqa_past for i in self.past_inputs]
-        self.shares_buffer = all(self.shared)
+        self.shares_buffer = not self.quantized_cache and all(i.name in gqa_past for i in self.past_inputs)
         self._cache: list[ort.OrtValue] = []
         self._binding = self.session.io_binding()
         self._filled = 0
@@ -166,8 +167,7 @@ class OrtCausalLM:
         """Prefill PROMPT [1, L] into a fresh cache with room for MAX_LENGTH tokens; returns the last logits [V]."""
         self._filled = 0
         self._mask = np.ones((1, max_length), np.int64)  # each step binds its first filled + L columns
-        self._cache = [full if shared else empty for full, empty, shared
-                       in zip(self._empty_cache(max_length), self._empty_cache(), self.shared, strict=True)]
+        self._cache = self._empty_cache(max_length if self.shares_buffer else 0)
         self._binding = self.session.io_binding()
         self._bind_cache()
         return self.step(prompt)
@@ -176,10 +176,10 @@ class OrtCausalLM:
         """Bind the logits (output 0, first: get_outputs() lists outputs in binding order; `step` rebinds it to
         its buffer in place) and the cache as past (and, for a shared buffer, as present too)."""
         self._binding.bind_output(self.output_names[0], "cpu")
-        for spec, value, shared in zip(self.past_inputs, self._cache, self.shared, strict=True):
+        for spec, value in zip(self.past_inputs, self._cache, strict=True):
             self._binding.bind_ortvalue_input(spec.name, value)
             present = spec.name.replace("past_key_values", "present")
-            if shared:
+            if self.shares_buffer:
                 self._binding.bind_ortvalue_output(present, value)
             else:
                 self._binding.bind_output(present, "cpu")
@@ -207,7 +207,7 @@ class OrtCausalLM:
         binding.bind_output(self.output_names[0], "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
         self.session.run_with_iobinding(binding)
         self._filled = total
-        if not self.shares_buffer:  # shared buffers come back as themselves
+        if not self.shares_buffer:
             self._cache = list(binding.get_outputs()[1:])
             self._binding = self.session.io_binding()
             self._bind_cache()
