@@ -26,6 +26,11 @@ class GroupQueryAttentionLowering:
     """q/k/v projections (fused when they can be), GroupQueryAttention, o_proj."""
 
     def check(self, block: Attention, layer: int, kv_cache: str | None) -> None:
+        rope = block.rope
+        if rope is not None and rope.dim < block.head_dim and (rope.dim // 2) % 8:
+            raise Unsupported(f"layer {layer}: partial rotary over {rope.dim} of {block.head_dim} channels "
+                              f"({block.path}); GroupQueryAttention needs rotary_dim / 2 to be a multiple of 8",
+                              field="partial_rotary_factor")
         if kv_cache is None:
             return
         features = {"a sliding window": block.window, "q/k norms": block.qk_norm, "attention sinks": block.sinks,

@@ -70,7 +70,10 @@ class MoE(Block):
     token also goes through (its output times sigmoid(shared_gate(x)) when SHARED_GATE). router: the routing
     Linear's name in the module. Experts are a ModuleList of MLPs with EXPERT_NAMES (gate, up, down) Linears,
     or (FUSED_EXPERTS 'interleaved' / 'halves') 3-D parameters gate_up_proj [E, hidden, 2 * inter] (gate and up
-    interleaved or in halves) and down_proj [E, inter, hidden]. scaling multiplies the routed experts' sum."""
+    interleaved or in halves) and down_proj [E, inter, hidden]. scaling multiplies the routed experts' sum.
+    correction_bias: the router's e_score_correction_bias is added to the scores for choosing experts only;
+    groups > 1: group-limited routing (experts chosen within the TOPK_GROUPS groups whose two best scores sum
+    highest, DeepSeek-V3 / GLM-4.5)."""
 
     experts: int = 0
     top_k: int = 1
@@ -87,6 +90,9 @@ class MoE(Block):
     expert_names: tuple[str, str, str] = ("gate_proj", "up_proj", "down_proj")
     fused_experts: str | None = None
     scaling: float = 1.0
+    correction_bias: bool = False
+    groups: int = 1
+    topk_groups: int = 1
 
 
 @dataclass(frozen=True)

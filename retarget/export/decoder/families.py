@@ -71,12 +71,17 @@ def _mlp(model: nn.Module, path: str, mlp: nn.Module, layer: int) -> Block:
         return GatedMlp(path, mlp, activation=act)
     shared = next((n for n in ("shared_expert", "shared_experts") if getattr(mlp, n, None) is not None), None)
     common: dict[str, Any] = {
-        "experts": int(getattr(config, "num_local_experts", None) or config.num_experts),
+        "experts": int(getattr(config, "num_local_experts", None) or getattr(config, "num_experts", 0)),
         "top_k": int(config.num_experts_per_tok), "activation": act,
         "normalize": bool(getattr(config, "norm_topk_prob", True)),
         "shared": GatedMlp(f"{path}.{shared}", getattr(mlp, shared), activation=act) if shared else None,
         "shared_gate": hasattr(mlp, "shared_expert_gate")}
     experts = mlp.experts
+    router = getattr(mlp, "gate", None)
+    if router is not None and hasattr(router, "e_score_correction_bias"):  # GLM-4.5 / DeepSeek-V3 style router
+        common |= {"experts": int(config.n_routed_experts), "routing": "sigmoid", "correction_bias": True,
+                   "groups": int(config.n_group), "topk_groups": int(config.topk_group),
+                   "scaling": float(config.routed_scaling_factor)}
     if isinstance(experts, nn.ModuleList):
         names = ("w1", "w3", "w2") if hasattr(experts[0], "w1") else ("gate_proj", "up_proj", "down_proj")
         return MoE(path, mlp, **common, expert_names=names)
@@ -118,10 +123,12 @@ def describe_standard(model: nn.Module, *, sandwich: bool = False, norm_offset: 
                    logit_softcap=getattr(config, "final_logit_softcapping", None))
 
 
-@family("llama", "mistral", "qwen2", "qwen3", "phi3", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss")
+@family("llama", "mistral", "qwen2", "qwen3", "phi3", "olmoe", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss",
+        "glm4_moe")
 def describe_llama_like(model: nn.Module) -> Decoder:
     """Pre-norm decoders: Llama, Mistral, Qwen2/3 (biases, q/k norms), Phi-3 (fused projections), OLMoE,
-    Mixtral, Qwen-MoE (shared experts), gpt-oss (sinks, alternating windows, clamped SwiGLU experts)."""
+    Mixtral, Qwen-MoE (shared experts), gpt-oss (sinks, alternating windows, clamped SwiGLU experts), GLM-4.5
+    (partial rotary, dense first layers, sigmoid group-limited routing with shared experts)."""
     return describe_standard(model)
 
 

@@ -5,55 +5,148 @@ ORT's CPU MoE (measured on 1.32): softmax over the router logits, top-k, optiona
 (normalize_routing_weights); activation 'swiglu' with gate/up interleaved in fc1 (swiglu_fusion=1, the only
 layout the CPU kernel takes): gate * sigmoid(alpha * gate) * (up + beta), with swiglu_limit clamping as
 gpt-oss; per-expert biases on both matmuls. Sigmoid routing normalized over the top k is softmax routing of
-log(sigmoid(logits)). Expert weights quantized by the recipe are dequantized into the node (MoE holds float
-experts); the quantized ones go into QMoE (retarget.export.decoder.qmoe) where its formats allow.
+log(sigmoid(logits)). Experts the recipe quantized to int4 with a power-of-two group (symmetric or integer
+zero points) go into QMoE, which reads MatMulNBits' packing (4-bit codes two per byte, scales per block,
+uint8 zero points); other formats are dequantized into MoE (float experts, exact but not smaller).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from retarget.export.decoder.blocks import MoE
+from retarget.export.decoder.fusion import fuse_rows
 from retarget.export.decoder.graph import array
 from retarget.export.decoder.mlp import GatedMlpLowering
 from retarget.export.decoder.registry import Unsupported, lowers
+from retarget.export.matmulnbits import pack_matmulnbits
 from retarget.quantize.weight import QuantizedWeight
 
 if TYPE_CHECKING:
     from retarget.export.decoder.build import DecoderGraph
 
 
-def _matrix(g: DecoderGraph, key: str, value: torch.Tensor) -> torch.Tensor:
-    """The [out, in] matrix the model multiplies by: the recipe's dequantized weight under KEY if quantized
-    (consumed from the graph's pending quantized weights), else VALUE."""
-    qw: QuantizedWeight | None = g.qweights.pop(key, None)
-    return value.detach().float() if qw is None else qw.dequantize().float()
+Weight = torch.Tensor | QuantizedWeight  # one expert matrix, [out, in]: float, or the recipe's quantized codes
 
 
-def expert_weights(g: DecoderGraph, block: MoE) -> dict[str, np.ndarray | None]:
-    """fc1 [E, 2I, H] (gate and up rows interleaved), fc1_bias [E, 2I], fc2 [E, H, I], fc2_bias [E, H] of BLOCK's
-    experts, in MoE's layout ([out, in] per expert)."""
+def _rows(w: Weight, order: torch.Tensor) -> Weight:
+    """W with its output rows in ORDER (quantization is per row, so rows move with their scales)."""
+    if isinstance(w, torch.Tensor):
+        return w[order]
+    return dataclasses.replace(w, codes=w.codes[order], scale=w.scale[order], zero=w.zero[order])
+
+
+def _stack_rows(parts: list[Weight]) -> Weight:
+    """PARTS one above the other (float if any part is float, or their formats differ)."""
+    if all(isinstance(p, QuantizedWeight) for p in parts):
+        fused = fuse_rows(parts)
+        if fused is not None:
+            return fused
+    return torch.cat([_float(p) for p in parts])
+
+
+def _float(w: Weight) -> torch.Tensor:
+    return w.detach().float() if isinstance(w, torch.Tensor) else w.dequantize().float()
+
+
+def _interleave(rows: int) -> torch.Tensor:
+    """The row order that turns [gate | up] (ROWS rows) into gate and up rows interleaved (g0, u0, g1, ...)."""
+    half = torch.arange(rows // 2)
+    return torch.stack([half, half + rows // 2], dim=1).flatten()
+
+
+def expert_weights(g: DecoderGraph, block: MoE) -> tuple[list[Weight], list[Weight], dict[str, torch.Tensor | None]]:
+    """fc1 (gate and up rows interleaved, [2I, H]) and fc2 ([H, I]) of each expert of BLOCK, quantized where the
+    recipe quantized them (consumed from the graph's pending quantized weights), and the experts' biases
+    (fc1 interleaved [E, 2I], fc2 [E, H]) if any."""
     experts, path = block.module.experts, f"{block.path}.experts"
+
+    def weight(key: str, value: torch.Tensor) -> Weight:
+        return g.qweights.pop(key, None) or value.detach().float()
+
     if block.fused_experts is None:
-        gate, up, down = (torch.stack([_matrix(g, f"{path}.{e}.{name}", getattr(m, name).weight)
-                                       for e, m in enumerate(experts)]) for name in block.expert_names)
-        fc1 = torch.stack([gate, up], dim=2).flatten(1, 2)  # rows g0, u0, g1, u1, ...
-        return {"fc1": array(fc1), "fc1_bias": None, "fc2": array(down), "fc2_bias": None}
+        gate, up, down = block.expert_names
+        fc1 = [_stack_rows([weight(f"{path}.{e}.{gate}", getattr(m, gate).weight),
+                            weight(f"{path}.{e}.{up}", getattr(m, up).weight)]) for e, m in enumerate(experts)]
+        fc2 = [weight(f"{path}.{e}.{down}", getattr(m, down).weight) for e, m in enumerate(experts)]
+        return [_rows(w, _interleave(w.shape[0])) for w in fc1], fc2, {"fc1_bias": None, "fc2_bias": None}
     count = experts.gate_up_proj.shape[0]
-    gate_up = torch.stack([_matrix(g, f"{path}.gate_up_proj.{e}", experts.gate_up_proj[e].T) for e in range(count)])
-    down = torch.stack([_matrix(g, f"{path}.down_proj.{e}", experts.down_proj[e].T) for e in range(count)])
+    fc1 = [weight(f"{path}.gate_up_proj.{e}", experts.gate_up_proj[e].T) for e in range(count)]
+    fc2 = [weight(f"{path}.down_proj.{e}", experts.down_proj[e].T) for e in range(count)]
     bias = getattr(experts, "gate_up_proj_bias", None)
     if block.fused_experts == "halves":  # [gate | up] -> interleaved rows
-        inter = gate_up.shape[1] // 2
-        gate_up = torch.stack([gate_up[:, :inter], gate_up[:, inter:]], dim=2).flatten(1, 2)
-        if bias is not None:
-            bias = torch.stack([bias[:, :inter], bias[:, inter:]], dim=2).flatten(1, 2)
-    down_bias = getattr(experts, "down_proj_bias", None)
-    return {"fc1": array(gate_up), "fc1_bias": None if bias is None else array(bias), "fc2": array(down),
-            "fc2_bias": None if down_bias is None else array(down_bias)}
+        fc1 = [_rows(w, _interleave(w.shape[0])) for w in fc1]
+        bias = None if bias is None else bias[:, _interleave(bias.shape[1])]
+    return fc1, fc2, {"fc1_bias": bias, "fc2_bias": getattr(experts, "down_proj_bias", None)}
+
+
+def qmoe_block_size(weights: list[Weight]) -> int | None:
+    """The block size QMoE can carry WEIGHTS in (all int4 with one power-of-two group size >= 16 that tiles
+    their K, and one kind of zero point: none or integer), or None: they go into MoE as float."""
+    if not all(isinstance(w, QuantizedWeight) for w in weights):
+        return None
+    kinds = {(w.element, w.bits, w.group_size, w.block_rows, w.symmetric, w.integer_zero) for w in weights}
+    if len(kinds) != 1:
+        return None
+    element, bits, group, block_rows, symmetric, integer_zero = kinds.pop()
+    fits = all(w.shape[1] % group == 0 for w in weights)
+    if element != "int" or bits != 4 or block_rows != 1 or group < 16 or group & (group - 1) or not fits:
+        return None  # ORT 1.32's CPU QMoE: 8-bit experts measured wrong here (max |diff| 0.14 vs dequantized)
+    return group if symmetric or integer_zero else None
+
+
+def _packed(weights: list[Weight]) -> dict[str, np.ndarray | None]:
+    """QMoE's weights [E, N, K/2], scales [E, N, K/block] and zero points (uint8, packed like MatMulNBits)."""
+    packs = [pack_matmulnbits(w) for w in weights]
+    zero = None if packs[0].zero_points is None else np.stack([p.zero_points.reshape(p.n, -1) for p in packs])
+    return {"weights": np.stack([p.b.reshape(p.n, -1) for p in packs]),
+            "scales": np.stack([p.scales.reshape(p.n, -1) for p in packs]), "zero_points": zero}
+
+
+def _top_mask(g: DecoderGraph, x: str, k: int, scope: str) -> str:
+    """Bool mask of the K largest entries of X along its last axis (x >= its k-th largest value)."""
+    top = g.op("TopK", [x, g.const(f"{scope}.k", np.array([k], np.int64))], [f"/{scope}/top", f"/{scope}/top_idx"],
+               scope, axis=-1)[0]
+    kth = g.op("ReduceMin", [top, g.const("last_axis", np.array([-1], np.int64))], [f"/{scope}/kth"], scope,
+               keepdims=1)[0]
+    return g.op("GreaterOrEqual", [x, kth], [f"/{scope}/mask"], scope)[0]
+
+
+def _sigmoid_routing(g: DecoderGraph, block: MoE, logits: str) -> str:
+    """Router logits for MoE's softmax that reproduce normalized sigmoid routing: log(sigmoid(logits)) (softmax
+    of it over the chosen k is sigmoid / sum of the chosen sigmoids), with the experts not chosen (by score plus
+    correction bias, within the best groups) pushed to -1e30 when the choice differs from the top-k scores."""
+    path = f"{block.path}.router"
+    scores = g.op("Sigmoid", [logits], [f"/{path}/sigmoid"], path)[0]
+    log_scores = g.op("Log", [scores], [f"/{path}/log_sigmoid"], path)[0]
+    if not block.correction_bias and block.groups == 1:
+        return log_scores
+    router = getattr(block.module, block.router)
+    choice = g.op("Add", [scores, g.const(f"{path}.correction_bias", array(router.e_score_correction_bias))],
+                  [f"/{path}/choice"], path)[0]
+    if block.groups > 1:  # keep the topk_groups groups whose two best choice scores sum highest
+        per_group = block.experts // block.groups
+        grouped = g.op("Reshape", [choice, g.const(f"{path}.group_shape", np.array([-1, block.groups, per_group],
+                                                                                   np.int64))],
+                       [f"/{path}/grouped"], path)[0]
+        best2 = g.op("TopK", [grouped, g.const("two", np.array([2], np.int64))],
+                     [f"/{path}/best2", f"/{path}/best2_idx"], path, axis=-1)[0]
+        group_score = g.op("ReduceSum", [best2, g.const("last_axis", np.array([-1], np.int64))],
+                           [f"/{path}/group_score"], path, keepdims=0)[0]
+        group_mask = g.op("Unsqueeze", [_top_mask(g, group_score, block.topk_groups, f"{path}.groups"),
+                                        g.const("last_axis", np.array([-1], np.int64))], [f"/{path}/group_mask3"],
+                          path)[0]
+        zero = g.const("zero_f", np.array(0, np.float32))
+        kept = g.op("Where", [group_mask, grouped, zero], [f"/{path}/kept_groups"], path)[0]
+        choice = g.op("Reshape", [kept, g.const(f"{path}.flat_shape", np.array([-1, block.experts], np.int64))],
+                      [f"/{path}/choice_kept"], path)[0]
+    chosen = _top_mask(g, choice, block.top_k, f"{path}.choice")
+    return g.op("Where", [chosen, log_scores, g.const("minus_inf", np.array(-1e30, np.float32))],
+                [f"/{path}/routed"], path)[0]
 
 
 @lowers(MoE)
@@ -74,18 +167,9 @@ class MoELowering:
                     [f"/{path}/rows"], path)[0]
         router = getattr(module, block.router)
         logits = g.linear(rows, router.weight, f"{path}.{block.router}", getattr(router, "bias", None))
-        if block.routing == "sigmoid":  # normalized sigmoid weights are softmax weights of log(sigmoid)
-            logits = g.op("Log", [g.op("Sigmoid", [logits], [f"/{path}/router_sigmoid"], f"{path}.router")[0]],
-                          [f"/{path}/router_log_sigmoid"], f"{path}.router")[0]
-        weights = expert_weights(g, block)
-        names = {k: g.const(f"{path}.experts.{k}", v) for k, v in weights.items() if v is not None}
-        inputs = [rows, logits, names["fc1"], names.get("fc1_bias", ""), names["fc2"], names.get("fc2_bias", "")]
-        attrs = {"k": block.top_k, "normalize_routing_weights": int(block.normalize), "activation_type": "swiglu",
-                 "swiglu_fusion": 1, "activation_alpha": block.alpha,
-                 "activation_beta": 1.0 if block.activation == "swiglu_clamp" else 0.0}
-        if block.limit is not None:
-            attrs["swiglu_limit"] = block.limit
-        out = g.op("MoE", [i for i in inputs], [f"/{path}/experts"], f"{path}.experts", **attrs)[0]
+        if block.routing == "sigmoid":
+            logits = _sigmoid_routing(g, block, logits)
+        out = self._experts(g, block, rows, logits)
         if block.scaling != 1.0:
             out = g.op("Mul", [out, g.const(f"{path}.scaling", np.array(block.scaling, np.float32))],
                        [f"/{path}/scaled"], f"{path}.scaling")[0]
@@ -99,3 +183,31 @@ class MoELowering:
             out = g.op("Add", [out, shared], [f"/{path}/with_shared"], path)[0]
         shape = g.op("Shape", [x], [f"/{path}/shape"], f"{path}.shape")[0]
         return g.op("Reshape", [out, shape], [f"/{path}/output"], path)[0]
+
+    @staticmethod
+    def _experts(g: DecoderGraph, block: MoE, rows: str, logits: str) -> str:
+        """All experts of BLOCK in one node: QMoE over int4 codes when the recipe's experts fit it, else MoE."""
+        fc1, fc2, biases = expert_weights(g, block)
+        scope = f"{block.path}.experts"
+        bias = {k: "" if v is None else g.const(f"{scope}.{k}", array(v)) for k, v in biases.items()}
+        attrs = {"k": block.top_k, "normalize_routing_weights": int(block.normalize), "activation_type": "swiglu",
+                 "swiglu_fusion": 1, "activation_alpha": block.alpha,
+                 "activation_beta": 1.0 if block.activation == "swiglu_clamp" else 0.0}
+        if block.limit is not None:
+            attrs["swiglu_limit"] = block.limit
+        block_size = qmoe_block_size(fc1 + fc2)
+        if block_size is None:
+            fc1_name = g.const(f"{scope}.fc1", np.stack([array(_float(w)) for w in fc1]))
+            fc2_name = g.const(f"{scope}.fc2", np.stack([array(_float(w)) for w in fc2]))
+            inputs = [rows, logits, fc1_name, bias["fc1_bias"], fc2_name, bias["fc2_bias"]]
+            return g.op("MoE", inputs, [f"/{block.path}/experts"], scope, **attrs)[0]
+        packed = {"fc1": _packed(fc1), "fc2": _packed(fc2)}
+        names = {f"{fc}.{k}": "" if v is None else g.const(f"{scope}.{fc}.{k}", v)
+                 for fc, parts in packed.items() for k, v in parts.items()}
+        inputs = [rows, logits, names["fc1.weights"], names["fc1.scales"], bias["fc1_bias"], names["fc2.weights"],
+                  names["fc2.scales"], bias["fc2_bias"], "", "", "", names["fc1.zero_points"],
+                  names["fc2.zero_points"]]
+        while inputs[-1] == "":
+            inputs.pop()
+        return g.op("QMoE", inputs, [f"/{block.path}/experts"], scope, **attrs, expert_weight_bits=4,
+                    block_size=block_size)[0]
