@@ -65,7 +65,7 @@ def transformers_cache(model: torch.nn.Module) -> object:
     if name is None:
         return DynamicCache()
     module = __import__(type(model).__module__, fromlist=[name])
-    return getattr(module, name)(model.config, 1, torch.float32)
+    return getattr(module, name)(model.config, 1, torch.float32, ["cpu"] * model.config.num_hidden_layers)
 
 
 def check_decode(rt: OrtCausalLM, model: torch.nn.Module, prompt: torch.Tensor, steps: int = 64,
