@@ -7,8 +7,6 @@ place only when every step has passed, so a failure leaves nothing half-written 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,16 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from retarget import provenance
 from retarget.errors import RetargetError
+from retarget.eval.verify import PARITY_ATOL
 from retarget.outdir import atomic_dir, check_writable
 
 DEFAULT_EVAL_TOKENS = 2048
-EVAL_WINDOW = 1024
-PARITY_TOKENS = 128
-# ORT's MatMulNBits (accuracy_level 0: fp32 activations) and torch's dequantize-then-matmul differ only in
-# summation order; over 30 layers that stays well below this, while one wrong block or nibble order breaks it.
-PARITY_ATOL = 1e-2
+EVAL_WINDOW = 1024  # or the model's context, when shorter
+MIN_EVAL_TOKENS = 128
+SPEED_PROMPT, SPEED_DECODE = 128, 64
 CHAT_PROMPT = "What is the capital of France? Answer in one sentence."
 
 
@@ -45,22 +41,17 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
 
     from retarget.eval.corpus import corpus_text, describe
     from retarget.eval.metrics import Evaluator, torch_logits_fn
-    from retarget.export.activations import activation_quant
-    from retarget.export.kv_parity import CODE_MISMATCH_TOLERANCE, SCALE_RTOL, replay_parity
-    from retarget.export.onnx_export import check_exportable, export_quantized, write_accuracy_variant
-    from retarget.export.qdq import write_reference_dequantized
-    from retarget.export.runtime import OrtCausalLM
+    from retarget.eval.verify import remove_parity_copies, verify_artifact
+    from retarget.export.onnx_export import check_exportable, export_artifact
     from retarget.hw_profiles import list_profiles, load_profile
     from retarget.models.load import check_model_ref, load_model
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
-    from retarget.plan.recipe import runs_on_cpu
     from retarget.quantize import QuantLinear, calibration_tokens, quantize_
-    from retarget.quantize.api import ties_embedding, untie_lm_head
-    from retarget.quantize.kv_cache import ELEMENTS as KV_ELEMENTS
+    from retarget.quantize.api import untie_lm_head
     from retarget.quantize.kv_cache import kv_logits_fn
     from retarget.report.compile_predictions import predictions_on_profiles
-    from retarget.report.compile_report import write_report
+    from retarget.report.compile_report import build_report, write_report
 
     # fail fast on bad input, before any heavy work
     out = Path(out)
@@ -69,8 +60,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     profile = load_profile(target)
     plan_recipe(recipe, profile, has_source_blocks=True, lowering=lowering)  # the recipe exists, the target runs it
     eval_tokens = eval_tokens or DEFAULT_EVAL_TOKENS
-    if eval_tokens < EVAL_WINDOW:
-        raise RetargetError(f"must be at least {EVAL_WINDOW}", field="--eval-tokens")
+    if eval_tokens < MIN_EVAL_TOKENS:
+        raise RetargetError(f"must be at least {MIN_EVAL_TOKENS}", field="--eval-tokens")
     torch.manual_seed(0)
     timings: dict[str, float] = {}
 
@@ -82,8 +73,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         timings["load_s"] = time.perf_counter() - t0
         spec = ModelSpec.from_hf_config(loaded.model.config.to_dict(), name=loaded.name)
         plan = plan_recipe(recipe, profile, has_source_blocks=bool(loaded.source_weights), lowering=lowering)
-        kv_element = None if plan.kv_cache is None else KV_ELEMENTS[plan.kv_cache.element]
-        check_exportable(loaded.model, kv_element)  # a model or op the graph cannot lower stops here
+        check_exportable(loaded.model, plan.kv_element)  # a model or op the graph cannot lower stops here
 
         t0 = time.perf_counter()
         reference = loaded.model
@@ -98,146 +88,57 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         tokens = loaded.tokenizer(corpus_text(), add_special_tokens=False)["input_ids"]
         if len(tokens) < eval_tokens:
             raise RetargetError(f"the corpus has only {len(tokens)} tokens", field="--eval-tokens")
-        evaluator = Evaluator(tokens[:eval_tokens], window=EVAL_WINDOW)
-        ref_score = evaluator.reference(torch_logits_fn(reference), "fp32 (torch)", progress)
-        # a quantized KV cache (plan.kv_cache) is simulated in torch by retarget.quantize.kv_cache
-        torch_score = evaluator.score(kv_logits_fn(quantized, plan.kv_cache), f"{plan.name} (torch)", progress)
+        context = int(reference.config.max_position_embeddings)
+        window = min(EVAL_WINDOW, eval_tokens, context)
+        evaluator = Evaluator(tokens[:eval_tokens], window=window)
+        scores = {"fp32": evaluator.reference(torch_logits_fn(reference), "fp32 (torch)", progress),
+                  # a quantized KV cache (plan.kv_cache) is simulated in torch by retarget.quantize.kv_cache
+                  "torch": evaluator.score(kv_logits_fn(quantized, plan.kv_cache), f"{plan.name} (torch)", progress)}
         timings["evaluate_s"] = time.perf_counter() - t0
 
         with atomic_dir(out) as tmp:
             t0 = time.perf_counter()
             task = progress.add_task(f"export ONNX + lower {plan.lowering}", total=1)
-            activations = activation_quant(quantized)
-            export_args = {"tied_embedding": ties_embedding(quantized), "lowering": plan.lowering,
-                           "kv_cache": kv_element}
-            onnx_info = export_quantized(reference, qweights, tmp, plan.accuracy_level, activations=activations,
-                                         **export_args)
+            onnx_info = export_artifact(reference, quantized, qweights, plan, tmp)
             progress.advance(task)
             timings["export_s"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            # parity of the lowering itself: the same graph with fp32 activations against the torch model; a
-            # lowering ORT's CPU provider has no kernel for (FP4) is checked, evaluated and timed through a copy
-            # whose DequantizeLinear nodes ONNX's reference implementation computed
-            cpu_runs = runs_on_cpu(plan.lowering)
-            parity_model = quantized
-            if any(a.element is not None for a in activations.values()):
-                # W8A8: a per-token rounding flip in one runtime and not the other grows over 30 layers (measured
-                # max |dlogit| 2.9), so parity checks weights + smoothing with float activations in both runtimes;
-                # the activation quantization itself is compared through the ORT-vs-torch perplexity and KL
-                parity_model = _float_activations(quantized)
-                (tmp / "parity").mkdir()
-                export_quantized(reference, qweights, tmp / "parity", 0, **export_args,
-                                 activations={n: dataclasses.replace(a, element=None) for n, a in activations.items()})
-                source_path = tmp / "parity" / "model.onnx"
-            else:
-                source_path = tmp / "model.onnx"
-            exact_path = (write_accuracy_variant(source_path, 0, source_path.parent / "parity.onnx") if cpu_runs
-                          else write_reference_dequantized(source_path, source_path.parent / "parity.onnx"))
-            parity_ids = torch.tensor([tokens[:PARITY_TOKENS]])
-            with torch.inference_mode():
-                torch_logits = kv_logits_fn(parity_model, plan.kv_cache)(parity_ids)
-            exact = OrtCausalLM(exact_path, qdq_accuracy_level=0)
-            max_diff = (exact.logits(parity_ids) - torch_logits).abs().max().item()
-            kv_parity = {}
-            if kv_element is not None:
-                # each runtime rounding its own states drifts apart (retarget.export.kv_parity): parity replays
-                # ORT's cache in torch, and checks ORT's codes against torch's rounding separately
-                kv_parity = {"free_running_max_abs_logit_diff": max_diff,
-                             **replay_parity(exact, parity_model, kv_element, parity_ids)}
-                max_diff = kv_parity["max_abs_logit_diff"]
-                if not (kv_parity["code_mismatch_fraction"] <= CODE_MISMATCH_TOLERANCE
-                        and kv_parity["scale_max_rel_diff"] <= SCALE_RTOL):
-                    raise RuntimeError(f"ONNX Runtime's KV cache disagrees with torch's: scales up to "
-                                       f"{kv_parity['scale_max_rel_diff']:.3g} apart, "
-                                       f"{kv_parity['code_mismatch_fraction']:.3g} of the codes differ")
-            if not max_diff <= PARITY_ATOL:
-                raise RuntimeError(f"ONNX Runtime disagrees with torch: max |logit diff| {max_diff:.3g}")
-            runtime = OrtCausalLM(tmp / "model.onnx", qdq_accuracy_level=plan.accuracy_level) if cpu_runs else exact
-            ort_score = evaluator.score(runtime.logits, f"{plan.name} (ONNX Runtime)", progress)
-            task = progress.add_task("generate + measure speed", total=2)
-            chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": CHAT_PROMPT}],
-                                                        add_generation_prompt=True)
-            generated = runtime.generate(chat, 32, stop=_stop_ids(loaded))
-            progress.advance(task)
+            task = progress.add_task("verify in ONNX Runtime", total=3)
+            runtime, verification = verify_artifact(quantized, plan, tmp, tokens, progress, task)
+            scores["ort"] = evaluator.score(runtime.logits, f"{plan.name} (ONNX Runtime)", progress)
+            generation = _generate(runtime, loaded)
             cache_bytes = runtime.cache_bytes_per_token()  # the cache the generation above filled
-            speed = runtime.speed()
+            prompt_len = min(SPEED_PROMPT, context - SPEED_DECODE - 1)
+            speed = runtime.speed(prompt_len, SPEED_DECODE)
             progress.advance(task)
-            for path in tmp.glob("parity.onnx*"):
-                path.unlink()
-            shutil.rmtree(tmp / "parity", ignore_errors=True)
+            remove_parity_copies(tmp)
             timings["verify_s"] = time.perf_counter() - t0
 
             loaded.tokenizer.save_pretrained(tmp)
-            across_devices = predictions_on_profiles(spec, plan.weight_format, list_profiles())
-            report = {
-                "retarget_version": provenance.machine()["versions"]["retarget"],
-                "model": {"ref": model_ref, "path": str(loaded.path), "source_format": loaded.source_format,
-                          "source_bytes": loaded.path.stat().st_size if loaded.path.is_file() else None,
-                          "spec": spec.to_dict(), "params_total": spec.params_total},
-                "target": profile.id,
-                "recipe": plan.to_dict(),
-                "quantized_linears": replaced,
-                "corpus": {**describe(), "tokens_scored": evaluator.predicted_tokens, "window": EVAL_WINDOW},
-                "torch": {
-                    "fp32": _measured_score(ref_score),
-                    "quantized": _measured_score(torch_score),
-                },
-                "onnx": {**onnx_info, "files": sorted(p.name for p in tmp.iterdir())},
-                "ort": {
-                    "parity_max_abs_logit_diff": provenance.measured(
-                        max_diff, "logit", tolerance=PARITY_ATOL, tokens=PARITY_TOKENS,
-                        note=f"{plan.lowering} with fp32 activations (accuracy_level 0) vs the torch quantized model"
-                             + ("" if plan.kv_cache is None else f", torch reading ORT's {plan.kv_cache.name} cache")),
-                    "kv_cache_parity": _kv_parity_report(kv_parity, plan.kv_cache, CODE_MISMATCH_TOLERANCE, SCALE_RTOL),
-                    "accuracy_level": plan.accuracy_level,
-                    "runs": "the artifact" if cpu_runs else "a copy with DequantizeLinear computed by ONNX's "
-                            "reference implementation (ORT's CPU provider has no kernel for it); speed is that copy's",
-                    "quantized": _measured_score(ort_score),
-                    "generation": {"prompt": CHAT_PROMPT, "text": loaded.tokenizer.decode(generated),
-                                   "tokens": len(generated), "decoding": "greedy"},
-                    "prefill_tokens_per_s": provenance.measured(speed["prefill_tokens_per_s"], "tokens/s",
-                                                                prompt_len=speed["prompt_len"], batch=1),
-                    "decode_tokens_per_s": provenance.measured(speed["decode_tokens_per_s"], "tokens/s",
-                                                               decode_tokens=speed["decode_tokens"], batch=1),
-                    "kv_cache_bytes_per_token": provenance.measured(
-                        cache_bytes, "B/token", cache=plan.kv_cache.name if plan.kv_cache else "float32",
-                        note="bytes of ORT's cache tensors (codes and scales) per cached token, all layers, batch 1"),
-                },
-                "predicted_on_profiles": across_devices,
-                "timings_s": timings,
-                "out": str(out),
-            }
+            report = build_report(
+                model_ref=model_ref, loaded=loaded, spec=spec, profile=profile, plan=plan, replaced=replaced,
+                corpus={**describe(), "tokens_scored": evaluator.predicted_tokens, "window": window},
+                scores=scores, onnx_info=onnx_info, files=sorted(p.name for p in tmp.iterdir()),
+                verification=verification, generation=generation, speed=speed, cache_bytes=cache_bytes,
+                runs="the artifact" if plan.runs_on_cpu else "a copy with DequantizeLinear computed by ONNX's "
+                     "reference implementation (ORT's CPU provider has no kernel for it); speed is that copy's",
+                predictions=predictions_on_profiles(spec, plan.weight_format, list_profiles()), timings=timings,
+                out=out)
             write_report(report, tmp)
     return report
 
 
-def _kv_parity_report(parity: dict[str, Any], kv_cache: Any, code_tolerance: float, scale_rtol: float
-                      ) -> dict[str, Any] | None:
-    """The storage half of a quantized KV cache's parity, and the free-running difference (None: float cache)."""
-    if not parity:
-        return None
-    return {"scale_max_rel_diff": provenance.measured(
-                parity["scale_max_rel_diff"], "relative", tolerance=scale_rtol,
-                note=f"{kv_cache.name} row scales ORT stored against torch's, from torch's own states"),
-            "code_mismatch_fraction": provenance.measured(
-                parity["code_mismatch_fraction"], "fraction", tolerance=code_tolerance, codes=parity["codes"],
-                note=f"{kv_cache.name} codes ORT stored that differ from torch's rounding of its own states"),
-            "free_running_max_abs_logit_diff": provenance.measured(
-                parity["free_running_max_abs_logit_diff"], "logit", tokens=PARITY_TOKENS,
-                note="ORT and torch each quantizing their own cache (no tolerance: a state within float noise "
-                     "of a rounding boundary takes another code and the step spreads)")}
-
-
-def _float_activations(model: Any) -> Any:
-    """A copy of MODEL whose QuantLinears keep their smoothing but take float activations."""
-    from retarget.quantize import QuantLinear
-
-    twin = copy.deepcopy(model)
-    for module in twin.modules():
-        if isinstance(module, QuantLinear):
-            module.act = None
-    return twin
+def _generate(runtime: Any, loaded: Any) -> dict[str, Any]:
+    """Greedy generation for the chat prompt (the plain prompt when the tokenizer has no chat template)."""
+    tokenizer = loaded.tokenizer
+    if getattr(tokenizer, "chat_template", None):
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": CHAT_PROMPT}], add_generation_prompt=True)
+    else:
+        prompt = tokenizer(CHAT_PROMPT)["input_ids"]
+    generated = runtime.generate(prompt, 32, stop=_stop_ids(loaded))
+    return {"prompt": CHAT_PROMPT, "text": tokenizer.decode(generated), "tokens": len(generated),
+            "decoding": "greedy"}
 
 
 def _stop_ids(loaded: Any) -> frozenset[int]:
@@ -246,12 +147,6 @@ def _stop_ids(loaded: Any) -> frozenset[int]:
     eos = loaded.model.config.eos_token_id
     eos_ids = set(eos) if isinstance(eos, list) else {eos} if eos is not None else set()
     return frozenset(loaded.tokenizer.all_special_ids) | eos_ids
-
-
-def _measured_score(score: Any) -> dict[str, Any]:
-    return {"perplexity": provenance.measured(score.perplexity, "ppl", tokens=score.tokens),
-            "kl_to_fp32": None if score.kl_to_reference is None
-            else provenance.measured(score.kl_to_reference, "nats/token", tokens=score.tokens)}
 
 
 def print_summary(report: dict[str, Any], console: Console) -> None:

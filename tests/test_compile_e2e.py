@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from retarget.compile import PARITY_ATOL, compile_model
+from retarget.compile import compile_model
+from retarget.eval.verify import PARITY_ATOL
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from retarget.compile import PARITY_ATOL, compile_model
+from retarget.compile import compile_model
+from retarget.eval.verify import PARITY_ATOL
 from retarget.export.kv_parity import CODE_MISMATCH_TOLERANCE
 
 

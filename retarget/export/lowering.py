@@ -1,5 +1,6 @@
-"""Which lowering carries the quantized weights into the graph: `lower_weights` dispatches on the recipe's
-lowering name (retarget.plan.recipe.LOWERINGS says which ONNX Runtime providers run each one)."""
+"""Which lowering carries the quantized weights into the graph: `lower_weights` looks the recipe's lowering up
+in retarget.plan.recipe.LOWERING_REGISTRY (which also says which ONNX Runtime providers run it) and dispatches
+on its writer family."""
 
 from __future__ import annotations
 
@@ -18,8 +19,14 @@ from retarget.quantize.weight import QuantizedWeight
 
 
 def lowering_family(lowering: str) -> str:
-    """'qdq-fp8' -> 'qdq'; 'matmulnbits' -> 'matmulnbits'."""
-    return lowering.split("-")[0]
+    """The writer family of the registered LOWERING ('qdq-fp8' -> 'qdq'); one line naming --lowering if unknown."""
+    from retarget.plan.recipe import LOWERING_REGISTRY
+
+    registered = LOWERING_REGISTRY.get(lowering)
+    if registered is None:
+        raise RetargetError(f"unknown lowering {lowering!r}; known: {', '.join(LOWERING_REGISTRY)}",
+                            field="--lowering")
+    return registered.family
 
 
 def lower_weights(model: onnx.ModelProto, qweights: dict[str, QuantizedWeight], lowering: str = "matmulnbits",

@@ -10,9 +10,13 @@ as the comparison point of the speed benchmarks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import re
 import warnings
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import onnx
 from torch import nn
@@ -20,11 +24,13 @@ from torch import nn
 from retarget.errors import RetargetError
 from retarget.export.activations import ActivationQuant
 from retarget.export.decoder import build_decoder, check
+from retarget.export.graph import module_name_of
 from retarget.export.lowering import lower_tied_embedding_for, lower_weights
 from retarget.quantize.weight import QuantizedWeight
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
+LAYER = re.compile(r"model\.layers\.(\d+)\.")
 
 
 def export_float(model: nn.Module, out_dir: Path) -> Path:
@@ -66,11 +72,37 @@ def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out
                     location=DATA_FILE, size_threshold=1024)
     onnx.checker.check_model(str(out_dir / MODEL_FILE), full_check=True)
     ops = [n.op_type for n in proto.graph.node]
-    return {"matmulnbits_nodes": ops.count("MatMulNBits"), "float_matmul_nodes": ops.count("MatMul"),
+    return {"nodes": len(ops), "nodes_per_layer": nodes_per_layer(proto),
+            "moe_nodes": ops.count("MoE") + ops.count("QMoE"), "qmoe_nodes": ops.count("QMoE"),
+            "matmulnbits_nodes": ops.count("MatMulNBits"), "float_matmul_nodes": ops.count("MatMul"),
             "dequantize_linear_nodes": ops.count("DequantizeLinear"), "lowering": lowering,
             "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
             "lowered": lowered, "linears_lowered": linears, "embedding_quantized": embedding_quantized,
             "bytes": sum(f.stat().st_size for f in out_dir.glob("model.onnx*"))}
+
+
+def export_artifact(reference: nn.Module, quantized: nn.Module, qweights: dict[str, QuantizedWeight], plan: Any,
+                    folder: Path) -> dict[str, Any]:
+    """The artifact FOLDER/model.onnx of REFERENCE with QWEIGHTS lowered as PLAN (a retarget.plan.Recipe) says,
+    the activations QUANTIZED's modules quantize quantized too, and for those the float-activation parity twin
+    FOLDER/parity/model.onnx (retarget.eval.verify); returns export_quantized's summary of the artifact."""
+    from retarget.export.activations import activation_quant
+    from retarget.quantize.api import ties_embedding
+
+    activations = activation_quant(quantized)
+    export_args = {"tied_embedding": ties_embedding(quantized), "lowering": plan.lowering, "kv_cache": plan.kv_element}
+    info = export_quantized(reference, qweights, folder, plan.accuracy_level, activations=activations, **export_args)
+    if any(a.element is not None for a in activations.values()):
+        (folder / "parity").mkdir()
+        export_quantized(reference, qweights, folder / "parity", 0, **export_args,
+                         activations={n: dataclasses.replace(a, element=None) for n, a in activations.items()})
+    return info
+
+
+def nodes_per_layer(proto: onnx.ModelProto) -> float:
+    """Mean number of nodes per decoder layer (nodes of module model.layers.N, the lowerings' included)."""
+    layers = Counter(m.group(1) for n in proto.graph.node if (m := LAYER.match(module_name_of(n))))
+    return sum(layers.values()) / max(len(layers), 1)
 
 
 def write_accuracy_variant(model_path: Path, accuracy_level: int, variant_path: Path) -> Path:

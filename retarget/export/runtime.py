@@ -3,11 +3,11 @@ decode speed.
 
 Two graph layouts are served: optimum's export (input_ids, attention_mask, position_ids,
 past_key_values.N.key/value -> logits, present.N.key/value, the cache growing by concatenation) and
-retarget.export.llama_graph's (the same names without position_ids; GroupQueryAttention). Generation
+retarget.export.decoder's (the same names without position_ids; GroupQueryAttention). Generation
 keeps the cache in ORT's own memory through IO binding (no copy to numpy between steps); on a
 GroupQueryAttention graph past and present share one preallocated buffer per tensor, which the operator
 appends to in place (ORT's past_present_share_buffer mode: the past input holds max_length positions and
-attention_mask says how many are filled). A llama_graph with a quantized cache (inputs
+attention_mask says how many are filled). A decoder graph with a quantized cache (inputs
 past_key_values.N.key_scale ...: INT8 / FP8 codes and per-row scales, retarget.export.kv_cache_graph)
 grows by concatenation instead: each step's present outputs are fed back as the next step's past.
 """
@@ -233,7 +233,8 @@ class OrtCausalLM:
 
     def speed(self, prompt_len: int = 128, decode_tokens: int = 64, repeats: int = 3) -> dict[str, float]:
         """Prefill tokens/s over a PROMPT_LEN prompt and decode tokens/s over DECODE_TOKENS steps (best of REPEATS)."""
-        ids = np.random.default_rng(0).integers(100, 10_000, (1, prompt_len))
+        ids = np.random.default_rng(0).integers(min(100, self.vocab_size // 2), min(10_000, self.vocab_size),
+                                                (1, prompt_len))
         self.start(ids[:, :8], 8 + decode_tokens)  # warm-up
         prefill, decode = [], []
         for _ in range(repeats):

@@ -1,5 +1,7 @@
-"""Load a real model for compiling: the bundled default, a Hugging Face folder (safetensors only), or a GGUF file.
+"""Load a model for compiling: the bundled default, a Hugging Face folder (safetensors only), a GGUF file, or a
+tiny random model (`tiny:NAME`, retarget.models.tiny). A registry name (`qwen3-8b`) says where to get the weights.
 
+Each kind of reference is a `RefKind` in `REF_KINDS` (the first whose `matches` accepts MODEL handles it).
 Pickle checkpoints (`.bin`, `.pt`, `.pth`, `.ckpt`) are refused: loading them runs arbitrary code.
 """
 
@@ -9,9 +11,10 @@ import contextlib
 import importlib.util
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from retarget.errors import RetargetError
 from retarget.quantize.weight import QuantizedWeight
@@ -28,7 +31,7 @@ class LoadedModel:
 
     name: str
     path: Path
-    source_format: str  # "gguf" | "hf-safetensors"
+    source_format: str  # "gguf" | "hf-safetensors" | "tiny"
     model: Any  # transformers PreTrainedModel, float32, eval mode
     tokenizer: Any
     source_weights: dict[str, QuantizedWeight] = field(default_factory=dict)
@@ -46,8 +49,66 @@ def default_model_path() -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class RefKind:
+    """One kind of MODEL reference: whether it names one, a cheap check before any work, and the loader."""
+
+    name: str
+    matches: Callable[[str], bool]
+    check: Callable[[str], Path]
+    load: Callable[[str], LoadedModel]
+
+
 def check_model_ref(ref: str = DEFAULT_MODEL) -> Path:
-    """Resolve MODEL and check it cheaply (exists, not a pickle, GGUF magic, HF folder layout) before any work."""
+    """Check MODEL cheaply (exists, not a pickle, GGUF magic, HF folder layout, known tiny family) before any work."""
+    return ref_kind(ref).check(ref)
+
+
+def load_model(ref: str = DEFAULT_MODEL) -> LoadedModel:
+    """Load MODEL: 'default', a `.gguf` file, a Hugging Face folder with config.json and safetensors, or tiny:NAME."""
+    return ref_kind(ref).load(ref)
+
+
+def ref_kind(ref: str) -> RefKind:
+    """The kind of reference MODEL is (files and folders last: they accept anything)."""
+    return next(kind for kind in REF_KINDS if kind.matches(ref))
+
+
+def _check_tiny(ref: str) -> Path:
+    from retarget.models.tiny import get_family
+
+    get_family(ref.removeprefix(TINY_PREFIX))
+    return Path(ref)
+
+
+def _load_tiny(ref: str) -> LoadedModel:
+    from retarget.models.tiny import load_tiny
+
+    return load_tiny(ref.removeprefix(TINY_PREFIX))
+
+
+def _is_registry_name(ref: str) -> bool:
+    from retarget.models.registry import registry_entries
+
+    names = {k.lower() for e in registry_entries().values() for k in (e.name, e.hf_id)}
+    return not Path(ref).exists() and ref.lower() in names
+
+
+def _registry_weights_hint(ref: str) -> NoReturn:
+    """A registry name holds an architecture, not weights: say where to get them and how to compile them."""
+    from retarget.models.registry import get_entry
+    from retarget.models.tiny import TINY
+
+    entry = get_entry(ref)
+    folder = entry.name
+    tiny = next((f"; `retarget compile tiny:{n}` compiles a small random {n} now" for n, fam in TINY.items()
+                 if fam.model_type == entry.config.get("model_type")), "")
+    raise RetargetError(f"a registry architecture, not weights: download them (`hf download {entry.hf_id} "
+                        f"--local-dir {folder}`) and run `retarget compile ./{folder}`{tiny}", source=ref)
+
+
+def _check_file(ref: str) -> Path:
+    """Resolve MODEL and check it cheaply (exists, not a pickle, GGUF magic, HF folder layout)."""
     path = default_model_path() if ref == DEFAULT_MODEL else Path(ref)
     if not path.exists():
         raise RetargetError("no such file or folder", source=str(path))
@@ -70,9 +131,8 @@ def check_model_ref(ref: str = DEFAULT_MODEL) -> Path:
     raise RetargetError("expected a .gguf file or a Hugging Face folder", source=str(path))
 
 
-def load_model(ref: str = DEFAULT_MODEL) -> LoadedModel:
-    """Load MODEL: 'default', a `.gguf` file, or a Hugging Face folder with config.json and safetensors."""
-    path = check_model_ref(ref)
+def _load_file(ref: str) -> LoadedModel:
+    path = _check_file(ref)
     return _load_gguf(path) if path.is_file() else _load_hf_folder(path)
 
 
@@ -104,3 +164,11 @@ def _load_hf_folder(path: Path) -> LoadedModel:
     except (ValueError, KeyError, OSError) as err:
         raise RetargetError(f"cannot load ({str(err).splitlines()[0]})", source=str(path)) from err
     return LoadedModel(path.name, path, "hf-safetensors", model.eval(), tokenizer)
+
+
+TINY_PREFIX = "tiny:"
+REF_KINDS: list[RefKind] = [
+    RefKind("tiny", lambda ref: ref.startswith(TINY_PREFIX), _check_tiny, _load_tiny),
+    RefKind("registry", _is_registry_name, _registry_weights_hint, _registry_weights_hint),
+    RefKind("file", lambda ref: True, _check_file, _load_file),
+]

@@ -19,6 +19,23 @@ from retarget.quantize.fp4 import Fp4WeightConfig
 from retarget.quantize.fp8 import Fp8WeightConfig
 from retarget.quantize.smoothquant import W8A8Int8Config
 
+
+@dataclass(frozen=True)
+class Lowering:
+    """How a recipe's weights go into the ONNX graph: NAME (the recipe's lowering), FAMILY (the
+    retarget.export.lowering writer that emits it: 'matmulnbits', 'qdq' or 'float') and the ONNX Runtime
+    execution PROVIDERS that run it (None: every provider)."""
+
+    name: str
+    family: str
+    providers: frozenset[str] | None
+
+    @property
+    def runs_on_cpu(self) -> bool:
+        """Whether ONNX Runtime's CPU provider (the one verification uses) runs it."""
+        return self.providers is None or "CPUExecutionProvider" in self.providers
+
+
 # lowering -> the ONNX Runtime execution providers that run it (None: every provider). Basis per entry in
 # docs/onnx-lowerings.md: CPU measured here (ORT 1.32), the others from their providers' documentation.
 LOWERINGS: dict[str, set[str] | None] = {
@@ -39,6 +56,10 @@ LOWERINGS: dict[str, set[str] | None] = {
     "qdq-fp4": {"TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider"},
     "float": None,  # plain MatMul
 }
+# the registry: each lowering's name, the writer family that emits it, its providers
+LOWERING_REGISTRY: dict[str, Lowering] = {
+    name: Lowering(name, "qdq" if name.startswith("qdq-") else name, None if eps is None else frozenset(eps))
+    for name, eps in LOWERINGS.items()}
 # the quantized KV cache (retarget.export.kv_cache_graph: GroupQueryAttention and RotaryEmbedding over a
 # float32 graph, codes stored by Cast / Concat): verified on ORT 1.32's CPU provider only
 KV_CACHE_PROVIDERS = {"CPUExecutionProvider"}
@@ -47,8 +68,7 @@ LOWERING_CHOICES = ("auto", "matmulnbits", "qdq")  # --lowering: a family; the r
 
 def runs_on_cpu(lowering: str) -> bool:
     """Whether ONNX Runtime's CPU provider (the one verification uses) runs LOWERING."""
-    runners = LOWERINGS[lowering]
-    return runners is None or "CPUExecutionProvider" in runners
+    return LOWERING_REGISTRY[lowering].runs_on_cpu
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,24 @@ class Recipe:
         if self.kv_cache is None or self.kv_cache is self.weights:
             return self.weights.name
         return f"{self.weights.name}+{self.kv_cache.name}"
+
+    @property
+    def weight_lowering(self) -> Lowering:
+        """The registered lowering that carries the weights (retarget.export.lowering dispatches on it)."""
+        return LOWERING_REGISTRY[self.lowering]
+
+    @property
+    def runs_on_cpu(self) -> bool:
+        return self.weight_lowering.runs_on_cpu
+
+    @property
+    def kv_element(self) -> str | None:
+        """The quantized KV cache's element ('int8' or 'e4m3'; None: float cache)."""
+        if self.kv_cache is None:
+            return None
+        from retarget.quantize.kv_cache import ELEMENTS  # imports torch
+
+        return ELEMENTS[self.kv_cache.element]
 
     @property
     def weight_format(self) -> str:
@@ -119,7 +157,8 @@ def _lowering_for(config: QuantConfig, profile: HardwareProfile, family: str = "
     if family not in LOWERING_CHOICES:
         raise RetargetError(f"unknown lowering {family!r}; choose from {', '.join(LOWERING_CHOICES)}",
                             field="--lowering")
-    candidates = [c for c in _candidates(config) if family == "auto" or c == "float" or c.split("-")[0] == family]
+    candidates = [c for c in _candidates(config)
+                  if family in ("auto", LOWERING_REGISTRY[c].family) or LOWERING_REGISTRY[c].family == "float"]
     if not candidates:
         raise RetargetError(f"recipe {config.name} cannot be lowered as {family}; it needs "
                             f"{' or '.join(_candidates(config))}", field="--lowering")

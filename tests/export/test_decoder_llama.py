@@ -12,8 +12,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from retarget.compile import PARITY_ATOL
 from retarget.errors import RetargetError
+from retarget.eval.verify import PARITY_ATOL
 from retarget.export.decoder import build_decoder, unsupported_reason
 from retarget.export.decoder.fusion import fuse_rows
 from retarget.export.matmulnbits import lower_matmuls, lower_tied_embedding

@@ -13,8 +13,8 @@ import pytest
 import torch
 from onnx import TensorProto, numpy_helper
 
-from retarget.compile import PARITY_ATOL
 from retarget.errors import RetargetError
+from retarget.eval.verify import PARITY_ATOL
 from retarget.export.decoder import build_decoder
 from retarget.export.kv_parity import CODE_MISMATCH_TOLERANCE, SCALE_RTOL, replay_parity
 from retarget.export.matmulnbits import lower_matmuls

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from retarget.compile import PARITY_ATOL, PARITY_TOKENS
 from retarget.eval.corpus import corpus_text
 from retarget.eval.metrics import torch_logits_fn
+from retarget.eval.verify import PARITY_ATOL, PARITY_TOKENS
 from retarget.export.activations import activation_quant
 from retarget.export.onnx_export import MODEL_FILE, export_quantized
 from retarget.export.qdq import write_reference_dequantized

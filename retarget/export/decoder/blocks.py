@@ -37,8 +37,11 @@ class Attention(Block):
 
     rope None: no position embedding (NoPE layers). window: each query sees the last WINDOW keys (itself
     included). qk_norm 'head': RMSNorm over each head's channels of q and k before rotary (Qwen3, Gemma 3);
-    'projection': over the whole q and k projections (OLMoE). sinks: a learned per-head logit added to the
-    softmax denominator (gpt-oss). softcap: tanh capping of the scores."""
+    'projection': over the whole q and k projections (OLMoE); 'l2': weightless RMSNorm per head after rotary
+    (Llama 4). sinks: a learned per-head logit added to the softmax denominator (gpt-oss). softcap: tanh capping
+    of the scores. chunk: queries see only keys in their own CHUNK-token block (Llama 4). temperature
+    (floor_scale, attn_scale): q scaled by 1 + attn_scale * log(1 + floor((position + 1) / floor_scale))
+    (Llama 4's NoPE layers)."""
 
     heads: int = 0
     kv_heads: int = 0
@@ -51,6 +54,8 @@ class Attention(Block):
     norm_offset: float = 0.0
     sinks: bool = False
     softcap: float | None = None
+    chunk: int | None = None
+    temperature: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class MoE(Block):
     Linear's name in the module. Experts are a ModuleList of MLPs with EXPERT_NAMES (gate, up, down) Linears,
     or (FUSED_EXPERTS 'interleaved' / 'halves') 3-D parameters gate_up_proj [E, hidden, 2 * inter] (gate and up
     interleaved or in halves) and down_proj [E, inter, hidden]. scaling multiplies the routed experts' sum.
+    scale_input: top-1 routing whose sigmoid weight scales the expert's input instead of its output (Llama 4).
     correction_bias: the router's e_score_correction_bias is added to the scores for choosing experts only;
     groups > 1: group-limited routing (experts chosen within the TOPK_GROUPS groups whose two best scores sum
     highest, DeepSeek-V3 / GLM-4.5)."""
@@ -90,6 +96,7 @@ class MoE(Block):
     expert_names: tuple[str, str, str] = ("gate_proj", "up_proj", "down_proj")
     fused_experts: str | None = None
     scaling: float = 1.0
+    scale_input: bool = False
     correction_bias: bool = False
     groups: int = 1
     topk_groups: int = 1

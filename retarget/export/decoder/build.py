@@ -68,6 +68,7 @@ class DecoderGraph(GraphBuilder):
         super().__init__()
         self.model, self.fused, self.qweights = model, fused, qweights
         self.kv_cache: QuantizedCache | None = None
+        self.outputs: set[str] = set()  # shared values already written (positions, masks), by tensor name
         self.max_positions = int(model.config.max_position_embeddings)
 
     def projection(self, x: str, block: Block, group: str) -> list[str]:
@@ -96,6 +97,16 @@ class DecoderGraph(GraphBuilder):
             self.const(f"{name}.cos", (angles.cos() * scale).float().numpy())
             self.const(f"{name}.sin", (angles.sin() * scale).float().numpy())
         return f"{name}.cos", f"{name}.sin"
+
+    def first_position(self) -> str:
+        """int64 [1]: the position of the first new token (total_sequence_length - sequence_length), for
+        RotaryEmbedding; right for both the growing cache and the preallocated one (whose past holds max_length)."""
+        if "/first_position" not in self.outputs:
+            length = self.op("Shape", ["input_ids"], ["/sequence_length"], "first_position", start=1, end=2)[0]
+            total = self.op("Shape", ["attention_mask"], ["/total_length"], "first_position", start=1, end=2)[0]
+            self.op("Sub", [total, length], ["/first_position"], "first_position")
+            self.outputs.add("/first_position")
+        return "/first_position"
 
     def norm_weight(self, norm: Norm) -> str:
         return self.const(f"{norm.path}.weight", array(norm.weight) + np.float32(norm.offset))

@@ -8,6 +8,7 @@ dynamic-NTK and LongRoPE tables change with the length and are refused.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torch import nn
@@ -85,6 +86,10 @@ def _mlp(model: nn.Module, path: str, mlp: nn.Module, layer: int) -> Block:
     if isinstance(experts, nn.ModuleList):
         names = ("w1", "w3", "w2") if hasattr(experts[0], "w1") else ("gate_proj", "up_proj", "down_proj")
         return MoE(path, mlp, **common, expert_names=names)
+    if hasattr(experts, "gate_up_proj") and hasattr(mlp, "router") and not hasattr(experts, "limit"):
+        # Llama 4: sigmoid top-1 weight on the expert's input, [gate | up] halves
+        return MoE(path, mlp, **common | {"routing": "sigmoid"}, scale_input=True, router="router",
+                   fused_experts="halves")
     if hasattr(experts, "gate_up_proj") and hasattr(experts, "limit"):  # gpt-oss: clamped SwiGLU, biases
         return MoE(path, mlp, **common | {"activation": "swiglu_clamp", "normalize": True}, limit=float(experts.limit),
                    alpha=float(experts.alpha), expert_bias=True, router="router", router_bias=True,
@@ -110,7 +115,7 @@ def describe_standard(model: nn.Module, *, sandwich: bool = False, norm_offset: 
         rope_path = local_rope if local_rope and _window(config, layer.self_attn, i) else "model.rotary_emb"
         mixer = _attention(model, f"{scope}.self_attn", layer.self_attn, i, norm_offset=norm_offset,
                            rope_path=rope_path)
-        mlp_name = "mlp" if hasattr(layer, "mlp") else "block_sparse_moe"
+        mlp_name = next(n for n in ("mlp", "block_sparse_moe", "feed_forward") if hasattr(layer, n))
         mlp = _mlp(model, f"{scope}.{mlp_name}", getattr(layer, mlp_name), i)
         if sandwich:
             norms = {"pre_mixer": "input_layernorm", "post_mixer": "post_attention_layernorm",
@@ -139,3 +144,24 @@ def describe_gemma3(model: nn.Module) -> Decoder:
     return describe_standard(model, sandwich=True, norm_offset=1.0,
                              embed_scale=float(model.model.embed_tokens.embed_scale),
                              local_rope="model.rotary_emb_local")
+
+
+@family("llama4_text")
+def describe_llama4(model: nn.Module) -> Decoder:
+    """Llama 4: chunked attention on rotary layers (interleaved rotary, weightless L2 q/k norm after it), NoPE
+    layers with global attention and query temperature tuning, sigmoid top-1 experts plus a shared expert."""
+    config = model.config
+    decoder = describe_standard(model)
+    layers = []
+    for layer in decoder.layers:
+        attn: Attention = layer.mixer  # type: ignore[assignment]
+        module = attn.module
+        rope = dataclasses.replace(attn.rope, interleaved=True) if module.use_rope else None
+        chunked = config.layer_types[layer.index] == "chunked_attention"
+        tuned = bool(config.attn_temperature_tuning) and not module.use_rope
+        mixer = dataclasses.replace(
+            attn, rope=rope, qk_norm="l2" if hasattr(module, "qk_norm") else None,
+            chunk=int(config.attention_chunk_size) if chunked else None,
+            temperature=(float(module.floor_scale), float(module.attn_scale)) if tuned else None)
+        layers.append(dataclasses.replace(layer, mixer=mixer))
+    return dataclasses.replace(decoder, layers=layers)

@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 ONNX_OPS = {"MatMul", "RMSNormalization", "Gather", "ReduceSum", "Sub", "Cast", "Shape", "Squeeze", "Split", "Mul",
             "Neg", "Slice", "Reshape", "Transpose", "Concat", "Abs", "ReduceMax", "Div", "Max", "Round", "Clip", "Add",
             "Gelu", "Tanh", "Sigmoid", "TopK", "Log", "Flatten", "Unsqueeze", "Where", "Equal", "Range", "Less",
-            "GreaterOrEqual", "Softmax", "ReduceMin", "Expand", "Greater", "And", "Or", "Not", "Softplus"}
+            "GreaterOrEqual", "Softmax", "Floor", "ReduceMin", "Expand", "Greater", "And", "Or", "Not", "Softplus"}
 
 
 def array(tensor: torch.Tensor) -> np.ndarray:

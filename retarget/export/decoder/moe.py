@@ -155,7 +155,10 @@ class MoELowering:
         if block.activation not in ("silu", "swiglu_clamp"):
             raise Unsupported(f"layer {layer}: MoE expert activation {block.activation!r} of {block.path} has no "
                               "lowering (ORT's CPU MoE runs SwiGLU)", field="hidden_act")
-        if block.routing == "sigmoid" and not block.normalize:
+        if block.scale_input and block.top_k != 1:
+            raise Unsupported(f"layer {layer}: routing weights applied to the expert input with top-{block.top_k} "
+                              f"({block.path}); one MoE node takes one input per token (top-1 only)", field="router")
+        if block.routing == "sigmoid" and not block.normalize and not block.scale_input:
             raise Unsupported(f"layer {layer}: MoE routing by unnormalized sigmoid weights ({block.path}) has no "
                               "lowering yet", field="router")
 
@@ -167,9 +170,14 @@ class MoELowering:
                     [f"/{path}/rows"], path)[0]
         router = getattr(module, block.router)
         logits = g.linear(rows, router.weight, f"{path}.{block.router}", getattr(router, "bias", None))
-        if block.routing == "sigmoid":
+        if block.scale_input:  # top-1: the expert reads x * sigmoid(best logit), its output weighs 1
+            best = g.op("ReduceMax", [logits, g.const("last_axis", np.array([-1], np.int64))], [f"/{path}/best"],
+                        path, keepdims=1)[0]
+            weight = g.op("Sigmoid", [best], [f"/{path}/input_weight"], path)[0]
+            experts_in = g.op("Mul", [rows, weight], [f"/{path}/scaled_rows"], path)[0]
+        elif block.routing == "sigmoid":
             logits = _sigmoid_routing(g, block, logits)
-        out = self._experts(g, block, rows, logits)
+        out = self._experts(g, block, experts_in if block.scale_input else rows, logits)
         if block.scaling != 1.0:
             out = g.op("Mul", [out, g.const(f"{path}.scaling", np.array(block.scaling, np.float32))],
                        [f"/{path}/scaled"], f"{path}.scaling")[0]
