@@ -64,8 +64,9 @@ def transformers_cache(model: torch.nn.Module) -> object:
     name = cache_class.get(model.config.model_type)
     if name is None:
         return DynamicCache()
-    module = __import__(type(model).__module__, fromlist=[name])
-    return getattr(module, name)(model.config, 1, torch.float32, ["cpu"] * model.config.num_hidden_layers)
+    cache_class = getattr(__import__(type(model).__module__, fromlist=[name]), name)
+    devices = [["cpu"] * model.config.num_hidden_layers] if model.config.model_type == "falcon_h1" else []
+    return cache_class(model.config, 1, torch.float32, *devices)
 
 
 def check_decode(rt: OrtCausalLM, model: torch.nn.Module, prompt: torch.Tensor, steps: int = 64,
@@ -75,13 +76,16 @@ def check_decode(rt: OrtCausalLM, model: torch.nn.Module, prompt: torch.Tensor, 
     cache = transformers_cache(model)
     tokens: list[int] = []
     with torch.inference_mode():
-        ref = model(input_ids=prompt, past_key_values=cache, use_cache=True).logits[0, -1]
+        # cache_position given: Falcon-H1's hybrid cache reports length 0, so its SSM would restart every step
+        ref = model(input_ids=prompt, past_key_values=cache, use_cache=True,
+                    cache_position=torch.arange(prompt.shape[1])).logits[0, -1]
         got = rt.start(prompt.numpy(), prompt.shape[1] + steps + 1)
         worst = float(np.abs(got - ref.numpy()).max())
-        for _ in range(steps):
+        for step in range(steps):
             tokens.append(int(ref.argmax()))
             token = torch.tensor([[tokens[-1]]])
-            ref = model(input_ids=token, past_key_values=cache, use_cache=True).logits[0, -1]
+            ref = model(input_ids=token, past_key_values=cache, use_cache=True,
+                        cache_position=torch.tensor([prompt.shape[1] + step])).logits[0, -1]
             got = rt.step(token.numpy())
             worst = max(worst, float(np.abs(got - ref.numpy()).max()))
     assert rt.generate(prompt[0].tolist(), greedy) == tokens[:greedy]
@@ -127,7 +131,7 @@ def test_cache_holds_latent_and_rope_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("config", "lowering"), [(Int4WeightOnlyConfig(group_size=32), "matmulnbits"),
-                                                 (Fp8WeightConfig(granularity="channel"), "qdq")],
+                                                 (Fp8WeightConfig(granularity="channel"), "qdq-fp8")],
                          ids=["int4-g32-asym", "fp8-channel"])
 def test_quantized_graph_matches_quantized_torch(tmp_path: Path, config: object, lowering: str) -> None:
     """Every projection and expert quantized: the graph (kv_b absorbed from its dequantized weight, experts in

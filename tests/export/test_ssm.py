@@ -113,7 +113,7 @@ def test_perf_model_state_bytes_match_the_graph(tmp_path: Path, name: str) -> No
 @pytest.mark.parametrize(("name", "config", "lowering"),
                          [("falcon-h1", Int4WeightOnlyConfig(group_size=32), "matmulnbits"),
                           ("jamba", Int4WeightOnlyConfig(group_size=32), "matmulnbits"),
-                          ("jamba", Fp8WeightConfig(granularity="channel"), "qdq")],
+                          ("jamba", Fp8WeightConfig(granularity="channel"), "qdq-fp8")],
                          ids=["falcon-h1-int4", "jamba-int4", "jamba-fp8"])
 def test_quantized_graph_matches_quantized_torch(tmp_path: Path, name: str, config: object, lowering: str) -> None:
     """in/x/dt/out projections, attention and experts quantized; the conv kernel, A, D and norms stay float."""

@@ -33,9 +33,6 @@ from retarget.export.decoder.registry import Unsupported, lowers
 if TYPE_CHECKING:
     from retarget.export.decoder.build import DecoderGraph
 
-MASKED = np.float32(-1e30)  # additive score of a future key
-
-
 @dataclass(frozen=True)
 class LatentAttention(Block):
     """DeepSeek's MLA: HEADS query heads of NOPE_DIM + ROPE_DIM channels scored against a shared latent of
@@ -58,28 +55,21 @@ class LatentAttention(Block):
         return self.kv_rank + self.rope_dim
 
 
-def past_length(g: DecoderGraph) -> str:
-    """Tokens already cached (int64 [1]): total_sequence_length minus the new tokens (built once per graph)."""
-    if not any("/past_length64" in n.output for n in g.nodes):
-        g.op("Shape", ["input_ids"], ["/new_tokens"], "past_length", start=1, end=2)
-        g.op("Sub", ["/total64", "/new_tokens"], ["/past_length64"], "past_length")
-    return "/past_length64"
-
-
 def causal_mask(g: DecoderGraph) -> str:
-    """Additive [new, total] mask: 0 where key position <= the query's position, MASKED after (built once)."""
-    if not any("/causal_mask" in n.output for n in g.nodes):
-        one = g.const("one", np.array(1, np.int64))
-        zero = g.const("zero", np.array(0, np.int64))
-        past = g.op("Squeeze", [past_length(g)], ["/past_scalar"], "causal_mask")[0]
-        queries = g.op("Range", [past, "/total64", one], ["/query_positions"], "causal_mask")[0]
-        queries = g.op("Unsqueeze", [queries, g.const("one_axis", np.array([1], np.int64))], ["/query_column"],
-                       "causal_mask")[0]
-        keys = g.op("Range", [zero, "/total64", one], ["/key_positions"], "causal_mask")[0]
-        future = g.op("Greater", [keys, queries], ["/future"], "causal_mask")[0]
-        g.op("Where", [future, g.const("masked", MASKED), g.const("unmasked", np.float32(0))], ["/causal_mask"],
-             "causal_mask")
-    return "/causal_mask"
+    """Additive [new, total] mask: 0 where the key's position <= the query's, -1e30 after (built once)."""
+    name = "/causal_mask"
+    if name not in g.outputs:
+        one, zero = g.const("one", np.array(1, np.int64)), g.const("zero_i", np.array(0, np.int64))
+        first = g.op("Squeeze", [g.first_position()], [f"{name}/first"], "causal_mask")[0]
+        queries = g.op("Range", [first, "/total64", one], [f"{name}/queries"], "causal_mask")[0]
+        queries = g.op("Unsqueeze", [queries, g.const("last_axis", np.array([-1], np.int64))],
+                       [f"{name}/query_column"], "causal_mask")[0]
+        keys = g.op("Range", [zero, "/total64", one], [f"{name}/keys"], "causal_mask")[0]
+        future = g.op("Greater", [keys, queries], [f"{name}/future"], "causal_mask")[0]
+        g.op("Where", [future, g.const("minus_inf", np.array(-1e30, np.float32)),
+                       g.const("zero_f", np.array(0, np.float32))], [name], "causal_mask")
+        g.outputs.add(name)
+    return name
 
 
 @lowers(LatentAttention)
@@ -154,9 +144,9 @@ class LatentAttentionLowering:
 
     @staticmethod
     def _rope(g: DecoderGraph, block: LatentAttention, x: str, heads: int, which: str) -> str:
-        """RotaryEmbedding on X ([B, H, S, rope] queries or [B, S, rope] keys) at positions past_length + i."""
+        """RotaryEmbedding on X ([B, H, S, rope] queries or [B, S, rope] keys) at the new tokens' positions."""
         cos, sin = g.rope_tables(block.rope)
-        return g.op("RotaryEmbedding", [x, past_length(g), cos, sin], [f"/{block.path}/{which}_rotated"],
+        return g.op("RotaryEmbedding", [x, g.first_position(), cos, sin], [f"/{block.path}/{which}_rotated"],
                     f"{block.path}.{which}_rope", interleaved=int(block.rope.interleaved),
                     **({"num_heads": 1, "rotary_embedding_dim": block.rope_dim} if heads == 1 else {}))[0]
 

@@ -217,5 +217,15 @@ class MoELowering:
                   names["fc2.zero_points"]]
         while inputs[-1] == "":
             inputs.pop()
-        return g.op("QMoE", inputs, [f"/{block.path}/experts"], scope, **attrs, expert_weight_bits=4,
-                    block_size=block_size)[0]
+        out = g.op("QMoE", inputs, [f"/{block.path}/experts"], scope, **attrs, expert_weight_bits=4,
+                   block_size=block_size)[0]
+        if block.normalize:
+            return out
+        # ORT 1.32's CPU QMoE renormalizes the top-k weights even at normalize_routing_weights=0 (measured: same
+        # output for 0 and 1); the output is linear in them, so times the top-k softmax mass undoes it
+        probs = g.op("Softmax", [logits], [f"/{block.path}/routing_probs"], scope, axis=-1)[0]
+        top = g.op("TopK", [probs, g.const(f"{scope}.k", np.array([block.top_k], np.int64))],
+                   [f"/{block.path}/top_probs", f"/{block.path}/top_experts"], scope, axis=-1)[0]
+        mass = g.op("ReduceSum", [top, g.const("last_axis", np.array([-1], np.int64))], [f"/{block.path}/top_mass"],
+                    scope, keepdims=1)[0]
+        return g.op("Mul", [out, mass], [f"/{block.path}/experts_unnormalized"], scope)[0]
