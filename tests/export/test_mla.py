@@ -12,10 +12,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from retarget.compile import PARITY_ATOL
 from retarget.errors import RetargetError
+from retarget.eval.reference_cache import positions, reference_cache
 from retarget.export.decoder import build_decoder
 from retarget.export.onnx_export import export_quantized
 from retarget.export.runtime import OrtCausalLM
@@ -58,34 +59,22 @@ def runtime(proto: onnx.ModelProto, tmp_path: Path) -> OrtCausalLM:
     return OrtCausalLM(tmp_path / "model.onnx", spin=False)
 
 
-def transformers_cache(model: torch.nn.Module) -> object:
-    """The cache transformers' cached forward of MODEL takes (hybrid SSM models have their own class)."""
-    cache_class = {"falcon_h1": "FalconHybridMambaAttentionDynamicCache", "jamba": "HybridMambaAttentionDynamicCache"}
-    name = cache_class.get(model.config.model_type)
-    if name is None:
-        return DynamicCache()
-    cache_class = getattr(__import__(type(model).__module__, fromlist=[name]), name)
-    devices = [["cpu"] * model.config.num_hidden_layers] if model.config.model_type == "falcon_h1" else []
-    return cache_class(model.config, 1, torch.float32, *devices)
-
-
 def check_decode(rt: OrtCausalLM, model: torch.nn.Module, prompt: torch.Tensor, steps: int = 64,
                  greedy: int = 32) -> float:
     """Prefill PROMPT in both runtimes, then STEPS greedy steps through each one's cache (transformers' tokens
     fed to both); returns the max |logit diff|; ORT's own GREEDY tokens must equal transformers'."""
-    cache = transformers_cache(model)
+    cache = reference_cache(model)
     tokens: list[int] = []
     with torch.inference_mode():
-        # cache_position given: Falcon-H1's hybrid cache reports length 0, so its SSM would restart every step
         ref = model(input_ids=prompt, past_key_values=cache, use_cache=True,
-                    cache_position=torch.arange(prompt.shape[1])).logits[0, -1]
+                    cache_position=positions(0, prompt.shape[1])).logits[0, -1]
         got = rt.start(prompt.numpy(), prompt.shape[1] + steps + 1)
         worst = float(np.abs(got - ref.numpy()).max())
         for step in range(steps):
             tokens.append(int(ref.argmax()))
             token = torch.tensor([[tokens[-1]]])
             ref = model(input_ids=token, past_key_values=cache, use_cache=True,
-                        cache_position=torch.tensor([prompt.shape[1] + step])).logits[0, -1]
+                        cache_position=positions(prompt.shape[1] + step, 1)).logits[0, -1]
             got = rt.step(token.numpy())
             worst = max(worst, float(np.abs(got - ref.numpy()).max()))
     assert rt.generate(prompt[0].tolist(), greedy) == tokens[:greedy]
