@@ -43,7 +43,7 @@ def decode_entry(check: Any, tolerance: float) -> dict[str, Any] | None:
     fields = dataclasses.asdict(check)
     return {**fields, "max_abs_logit_diff": provenance.measured(
         check.max_abs_logit_diff, "logit", tolerance=tolerance, prompt=check.prompt, steps=check.steps,
-        note="ORT's KV-cache decode against transformers' DynamicCache decode, same tokens, every step")}
+        note="ORT's cached decode against transformers' own cached decode, same tokens, every step")}
 
 
 def build_report(*, model_ref: str, loaded: Any, spec: Any, profile: Any, plan: Any, replaced: int,

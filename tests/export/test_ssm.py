@@ -58,7 +58,7 @@ def test_long_prompt_matches_chunked_scan(tmp_path: Path, name: str) -> None:
     assert np.abs(np.stack(rows) - ref[CHUNK + 2:-1]).max() < 1e-4
 
 
-@pytest.mark.parametrize("name", ["falcon-h1", "jamba"])
+@pytest.mark.parametrize("name", ["falcon-h1", pytest.param("jamba", marks=pytest.mark.slow)])
 def test_cached_decode_matches_transformers(tmp_path: Path, name: str) -> None:
     """64 steps through the conv/SSM states and K/V against transformers' hybrid cache; 32 greedy tokens."""
     model_type, config = FAMILIES[name]
