@@ -47,8 +47,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.models.load import check_model_ref, load_model
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
-    from retarget.quantize import QuantLinear, calibration_tokens, quantize_
-    from retarget.quantize.api import untie_lm_head
+    from retarget.quantize import calibration_tokens, quantize_
+    from retarget.quantize.api import quantized_weights, untie_lm_head
     from retarget.quantize.kv_cache import kv_logits_fn
     from retarget.report.compile_predictions import predictions_on_profiles
     from retarget.report.compile_report import build_report, write_report
@@ -81,7 +81,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         quantized = copy.deepcopy(reference)
         calibration = calibration_tokens(loaded.tokenizer) if plan.weights.needs_calibration else None
         replaced = quantize_(quantized, plan.weights, loaded.source_weights, progress, calibration=calibration)
-        qweights = {name: m.qweight for name, m in quantized.named_modules() if isinstance(m, QuantLinear)}
+        qweights = quantized_weights(quantized)  # every Linear and fused expert matrix the recipe quantized
         timings["quantize_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -171,7 +171,12 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                   f"perplexity on {report['corpus']['tokens_scored']} tokens of {report['corpus']['name']}; "
                   f"written to {report['out']}", highlight=False)
     console.print(f"KV cache: {ort['kv_cache_bytes_per_token']['value']:,.0f} bytes per token "
-                  f"({ort['kv_cache_bytes_per_token']['cache']})"
-                  + (f", plus {ort['state_bytes_per_sequence']['value']:,} bytes of SSM state per sequence"
-                     if ort["state_bytes_per_sequence"]["value"] else ""), highlight=False)
+                  f"({ort['kv_cache_bytes_per_token']['cache']}); graph: {report['onnx']['nodes_per_layer']:.0f} nodes "
+                  "per layer" + (f"; plus {ort['state_bytes_per_sequence']['value']:,} bytes of SSM state per sequence"
+                                 if ort["state_bytes_per_sequence"]["value"] else ""), highlight=False)
+    decode = ort.get("decode")
+    if decode is not None:
+        console.print(f"KV-cache decode: {decode['steps']} steps after {decode['prompt']} tokens within "
+                      f"{decode['max_abs_logit_diff']['value']:.1e} of transformers'; {decode['greedy_tokens']} greedy "
+                      f"tokens {'equal' if decode['greedy_equal'] else 'differ at a near tie'}", highlight=False)
     console.print(f"generation: {ort['generation']['text']!r}", highlight=False)

@@ -158,12 +158,15 @@ def _load_gguf(path: Path) -> LoadedModel:
 def _load_hf_folder(path: Path) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from retarget.quantize.mxfp4_source import read_mxfp4_experts
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True)
     except (ValueError, KeyError, OSError) as err:
         raise RetargetError(f"cannot load ({str(err).splitlines()[0]})", source=str(path)) from err
-    return LoadedModel(path.name, path, "hf-safetensors", model.eval(), tokenizer)
+    # MXFP4 experts (gpt-oss) load dequantized, in bfloat16: float32 like the rest, the blocks kept as the source
+    return LoadedModel(path.name, path, "hf-safetensors", model.float().eval(), tokenizer, read_mxfp4_experts(path))
 
 
 TINY_PREFIX = "tiny:"

@@ -4,7 +4,15 @@ Modules that define configs register their recipe names and handlers when import
 here (config_from_name imports this package: every recipe is known wherever a name is parsed).
 """
 
-from retarget.quantize.api import LayerContext, quantize_, register_handler, register_transform
+from retarget.quantize.api import (
+    LayerContext,
+    QuantizationReport,
+    quantization_report,
+    quantize_,
+    quantized_weights,
+    register_handler,
+    register_transform,
+)
 from retarget.quantize.awq import AWQConfig
 from retarget.quantize.calibration import LayerStats, calibration_tokens, collect_stats
 from retarget.quantize.configs import (
@@ -27,7 +35,8 @@ from retarget.quantize.mse import MSEConfig
 from retarget.quantize.smoothquant import SmoothQuantConfig, W8A8Int8Config
 from retarget.quantize.weight import QuantizedWeight, quantize_rtn
 
-__all__ = ["quantize_", "register_handler", "register_transform", "LayerContext", "LayerStats",
+__all__ = ["quantize_", "quantized_weights", "quantization_report", "QuantizationReport",
+           "register_handler", "register_transform", "LayerContext", "LayerStats",
            "calibration_tokens", "collect_stats", "QuantConfig", "IntWeightOnlyConfig", "Int4WeightOnlyConfig",
            "Int8WeightOnlyConfig", "KeepSourceConfig", "FloatConfig", "config_from_name", "register_recipe_name",
            "QuantLinear", "QuantizedWeight", "quantize_rtn", "GPTQConfig", "AWQConfig", "HQQConfig",

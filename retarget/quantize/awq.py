@@ -139,6 +139,8 @@ def _awq_scales(model: nn.Module, config: QuantConfig, stats: dict[str, LayerSta
     pairs = _pairs(model)
     task = progress.add_task("AWQ scale search", total=len(pairs)) if progress else None
     for producer, consumer, tie, head_dim in pairs:
+        if consumer not in stats:  # an expert no calibration token reached: quantize_ falls back to RTN
+            continue
         layer = model.get_submodule(consumer)
         group = config.group_size or layer.in_features
         s = search_scale(layer.weight, stats[consumer], config.bits, group, config.symmetric, config.grid, tie,

@@ -5,6 +5,10 @@ For each Linear with input X [T, K] (all calibration tokens), forward pre-hooks 
                                       ||dW X^T||^2 = tr(dW H dW^T))
     mean |x_k|, max |x_k| per input channel [K]  (AWQ, SmoothQuant)
 Linears fed the same tensor in consecutive calls (q/k/v, gate/up in a Llama block) share one LayerStats.
+Experts see only the tokens routed to them: an `experts` ModuleList through its Linears' own hooks, a fused
+3-D expert module (retarget.quantize.experts) through a hook that splits its input per expert, keyed
+`{module}.{matrix}.{e}`. An expert no calibration token reaches gets no statistics (quantize_ falls back to RTN
+for it and counts it); any other layer left unreached is an error.
 The text is the calibration corpus (retarget.eval.corpus.CALIBRATION_MODULES), disjoint from the
 evaluation text. Only the decoder body runs (no lm_head: its logits would cost more than the layers).
 """
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from rich.progress import Progress
 from torch import nn
+
+from retarget.quantize.experts import expert_key, expert_of, fused_experts
 
 # 16 x 512 = 8k tokens (GPTQ's usual is 128 x 2048): the Hessians of SmolLM2-135M's widest input (1536)
 # have full rank, and one pass stays within minutes on 2 CPU cores (measured: 286 s on 2 cores shared with
@@ -95,7 +101,21 @@ def collect_stats(model: nn.Module, tokens: list[int], layers: dict[str, nn.Line
             stats[name].add(x)
         return fn
 
+    def fused_hook(path: str, layout):
+        def fn(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            for e, inputs in enumerate(layout.expert_inputs(module, args, kwargs)):
+                for matrix, x in inputs.items():
+                    if len(x):
+                        key = expert_key(path, matrix, e)
+                        if key not in stats:
+                            stats[key] = LayerStats.empty(x.shape[-1])
+                            stats[key].names.append(key)
+                        stats[key].add(x)
+        return fn
+
     handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
+    handles += [mod.register_forward_pre_hook(fused_hook(path, layout), with_kwargs=True)
+                for path, (mod, layout) in fused_experts(model).items()]
     task = progress.add_task("calibrate (collect statistics)", total=len(ids)) if progress else None
     try:
         for batch in ids.split(BATCH):
@@ -106,7 +126,7 @@ def collect_stats(model: nn.Module, tokens: list[int], layers: dict[str, nn.Line
     finally:
         for h in handles:
             h.remove()
-    missing = sorted(set(layers) - set(stats))
+    missing = sorted(name for name in set(layers) - set(stats) if expert_of(name) is None)
     if missing:
         raise RuntimeError(f"calibration never reached {len(missing)} layers, e.g. {missing[0]}")
     return stats

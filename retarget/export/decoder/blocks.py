@@ -115,13 +115,13 @@ class Norm:
 @dataclass(frozen=True)
 class Layer:
     """One decoder layer: x += post_mixer(mixer(pre_mixer(x))); x += post_mlp(mlp(pre_mlp(x))).
-    post_* norms are Gemma's extra norms (None elsewhere)."""
+    post_* norms are Gemma's extra norms and OLMo 2's only ones (None: no norm there)."""
 
     index: int
     mixer: Block
     mlp: Block
-    pre_mixer: Norm
-    pre_mlp: Norm
+    pre_mixer: Norm | None
+    pre_mlp: Norm | None
     post_mixer: Norm | None = None
     post_mlp: Norm | None = None
 

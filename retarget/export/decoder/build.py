@@ -115,8 +115,14 @@ class DecoderGraph(GraphBuilder):
         return self.op("RMSNormalization", [x, self.norm_weight(norm)], [f"/{norm.path}/output"], norm.path,
                        epsilon=norm.eps, axis=-1)[0]
 
-    def add_norm(self, residual: str, out: str | None, norm: Norm) -> tuple[str, str]:
-        """(NORM(residual + OUT), residual + OUT) in one SkipSimplifiedLayerNormalization (OUT None: no add)."""
+    def add_norm(self, residual: str, out: str | None, norm: Norm | None) -> tuple[str, str]:
+        """(NORM(residual + OUT), residual + OUT) in one SkipSimplifiedLayerNormalization (OUT None: no add;
+        NORM None: the sum itself, as the block's input)."""
+        if norm is None:
+            if out is None:
+                return residual, residual
+            total = self.op("Add", [residual, out], [f"{out}/residual"], out.strip("/").replace("/", "."))[0]
+            return total, total
         if out is None:
             return self.norm(residual, norm), residual
         h, _, _, x = self.op("SkipSimplifiedLayerNormalization", [out, residual, self.norm_weight(norm)],

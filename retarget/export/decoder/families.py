@@ -104,10 +104,18 @@ def _norm(model: nn.Module, path: str, offset: float = 0.0) -> Norm:
     return Norm(path, module.weight, float(eps), offset)
 
 
-def describe_standard(model: nn.Module, *, sandwich: bool = False, norm_offset: float = 0.0,
+PRE_NORMS = {"pre_mixer": "input_layernorm", "pre_mlp": "post_attention_layernorm"}
+SANDWICH_NORMS = {"pre_mixer": "input_layernorm", "post_mixer": "post_attention_layernorm",
+                  "pre_mlp": "pre_feedforward_layernorm", "post_mlp": "post_feedforward_layernorm"}
+POST_NORMS = {"pre_mixer": None, "pre_mlp": None, "post_mixer": "post_attention_layernorm",
+              "post_mlp": "post_feedforward_layernorm"}
+
+
+def describe_standard(model: nn.Module, *, norms: dict[str, str | None] = PRE_NORMS, norm_offset: float = 0.0,
                       embed_scale: float | None = None, local_rope: str | None = None) -> Decoder:
-    """The shared layout. SANDWICH: Gemma's four norms per layer (pre/post attention, pre/post feed-forward);
-    NORM_OFFSET: norm weights stored minus one; LOCAL_ROPE: the rotary module sliding layers use."""
+    """The shared layout. NORMS: which norm module sits at each Layer position (PRE_NORMS: Llama; SANDWICH_NORMS:
+    Gemma's four; POST_NORMS: OLMo 2's); NORM_OFFSET: norm weights stored minus one; LOCAL_ROPE: the rotary
+    module sliding layers use."""
     config = model.config
     layers = []
     for i, layer in enumerate(model.model.layers):
@@ -117,12 +125,8 @@ def describe_standard(model: nn.Module, *, sandwich: bool = False, norm_offset: 
                            rope_path=rope_path)
         mlp_name = next(n for n in ("mlp", "block_sparse_moe", "feed_forward") if hasattr(layer, n))
         mlp = _mlp(model, f"{scope}.{mlp_name}", getattr(layer, mlp_name), i)
-        if sandwich:
-            norms = {"pre_mixer": "input_layernorm", "post_mixer": "post_attention_layernorm",
-                     "pre_mlp": "pre_feedforward_layernorm", "post_mlp": "post_feedforward_layernorm"}
-        else:
-            norms = {"pre_mixer": "input_layernorm", "pre_mlp": "post_attention_layernorm"}
-        layers.append(Layer(i, mixer, mlp, **{k: _norm(model, f"{scope}.{v}", norm_offset) for k, v in norms.items()}))
+        layers.append(Layer(i, mixer, mlp, **{k: v and _norm(model, f"{scope}.{v}", norm_offset)
+                                              for k, v in norms.items()}))
     return Decoder(config.model_type, "model.embed_tokens", layers, _norm(model, "model.norm", norm_offset),
                    int(config.vocab_size), int(config.max_position_embeddings), embed_scale=embed_scale,
                    logit_softcap=getattr(config, "final_logit_softcapping", None))
@@ -141,7 +145,7 @@ def describe_llama_like(model: nn.Module) -> Decoder:
 def describe_gemma3(model: nn.Module) -> Decoder:
     """Gemma 3: four norms per layer with weights stored minus one, embeddings times sqrt(hidden), q/k norms,
     5 local (sliding window, own rotary base) : 1 global layers, tanh GELU."""
-    return describe_standard(model, sandwich=True, norm_offset=1.0,
+    return describe_standard(model, norms=SANDWICH_NORMS, norm_offset=1.0,
                              embed_scale=float(model.model.embed_tokens.embed_scale),
                              local_rope="model.rotary_emb_local")
 
@@ -165,3 +169,10 @@ def describe_llama4(model: nn.Module) -> Decoder:
             temperature=(float(module.floor_scale), float(module.attn_scale)) if tuned else None)
         layers.append(dataclasses.replace(layer, mixer=mixer))
     return dataclasses.replace(decoder, layers=layers)
+
+
+@family("olmo2")
+def describe_olmo2(model: nn.Module) -> Decoder:
+    """OLMo 2: each block's output normalized before the residual add (no norm on its input), q/k RMSNorm over
+    the whole projections."""
+    return describe_standard(model, norms=POST_NORMS)

@@ -8,10 +8,10 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-ONNX_OPS = {"MatMul", "RMSNormalization", "Gather", "ReduceSum", "Sub", "Cast", "Shape", "Squeeze", "Split", "Mul",
-            "Neg", "Slice", "Reshape", "Transpose", "Concat", "Abs", "ReduceMax", "Div", "Max", "Round", "Clip", "Add",
-            "Gelu", "Tanh", "Sigmoid", "TopK", "Log", "Flatten", "Unsqueeze", "Where", "Equal", "Range", "Less",
-            "GreaterOrEqual", "Softmax", "Floor", "ReduceMin", "Expand", "Greater", "And", "Or", "Not", "Softplus"}
+# ONNX Runtime's contrib operators the lowerings use (domain com.microsoft); every other op is standard ONNX
+# (RotaryEmbedding is both: ORT's, with its rotary_embedding_dim and interleaved attributes, is meant)
+CONTRIB_OPS = {"GroupQueryAttention", "SkipSimplifiedLayerNormalization", "QuickGelu", "RotaryEmbedding", "MoE",
+               "QMoE", "MatMulNBits", "MoEGroupRouter", "LinearAttention", "CausalConvWithState", "GatedRMSNorm"}
 
 
 def array(tensor: torch.Tensor) -> np.ndarray:
@@ -36,9 +36,9 @@ class GraphBuilder:
         return name
 
     def op(self, op_type: str, inputs: list[str], outputs: list[str], scope: str, **attrs) -> list[str]:
-        """Append an OP_TYPE node named '/SCOPE/OP_TYPE' (ONNX domain for standard ops, com.microsoft else);
+        """Append an OP_TYPE node named '/SCOPE/OP_TYPE' (domain com.microsoft for CONTRIB_OPS, else ONNX's);
         SCOPE's dots become slashes, so a MatMul's name gives its module ('model.layers.0.mlp.down_proj')."""
-        domain = "" if op_type in ONNX_OPS else "com.microsoft"
+        domain = "com.microsoft" if op_type in CONTRIB_OPS else ""
         path = "/" + scope.replace(".", "/") if scope else ""
         name, count = f"{path}/{op_type}", 1
         while name in self._node_names:  # a second node of the type in one scope: '/scope/Reshape_1'
