@@ -6,8 +6,10 @@ family's distinguishing features kept on: sliding windows of 16 tokens (a 64-ste
 The vocabulary is the bundled SmolLM2 tokenizer's, so the evaluation corpus tokenizes.
 
 Weights come from the model's own initialiser under a fixed seed per family; then every constant parameter
-(zero biases, unit norms, sinks) gets noise so the graph that reads it is exercised, and lm_head is scaled so
-greedy tokens are decided by margins far above float summation-order noise (tests/models/test_tiny.py).
+(zero biases, unit norms, sinks) gets noise so the graph that reads it is exercised, and the final norm is scaled
+so logits have std ~4 and greedy tokens are decided by margins far above float summation-order noise
+(tests/models/test_tiny.py). Built in about a second each on 2 CPU cores (6.4M parameters, 6.3M of them the
+49,152 x 64 embedding and lm_head).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ FINAL_NORMS = ("norm", "final_layernorm")  # the decoder's last norm, by attribu
 TOKENIZER_CACHE = "RETARGET_CACHE"  # environment variable: where the GGUF's tokenizer is kept as tokenizer.json
 
 _BASE: dict[str, Any] = {"hidden_size": HIDDEN, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-                         "intermediate_size": 128, "num_hidden_layers": 2, "max_position_embeddings": 512,
+                         "intermediate_size": 128, "num_hidden_layers": 2, "max_position_embeddings": 4096,
                          "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None,
                          "rms_norm_eps": 1e-6}
 _MOE = {"num_local_experts": 8, "num_experts_per_tok": 2}
@@ -81,9 +83,9 @@ TINY: dict[str, TinyFamily] = {
     "gpt-oss": TinyFamily("gpt_oss", {**_MOE, "intermediate_size": 32, "sliding_window": 16, "num_hidden_layers": 4,
                                       "rope_scaling": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 32.0,
                                                        "beta_slow": 1.0, "truncate": False,
-                                                       "original_max_position_embeddings": 64}},
+                                                       "original_max_position_embeddings": 512}},
                           "attention sinks, alternating 16-token window / full, biases everywhere, clamped SwiGLU "
-                          "experts (fused 3-D, gate/up interleaved), YaRN", seed=108),
+                          "experts (fused 3-D, gate/up interleaved), YaRN", seed=308),
     "gemma-3": TinyFamily("gemma3_text", {"num_hidden_layers": 6, "sliding_window": 16, "query_pre_attn_scalar": 16,
                                           "tie_word_embeddings": True, "hidden_activation": "gelu_pytorch_tanh"},
                           "5 local (16-token window) : 1 global, q/k norm, sandwich norms, embedding scale, GeGLU",
@@ -185,7 +187,7 @@ def build_tiny(name: str) -> Any:
     hf_logging.set_verbosity_error()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(family.seed)
-        model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         _perturb_constants(model)
         _scale_logits(model)
     return model.eval()

@@ -192,7 +192,7 @@ def _float_reason(model: nn.Module, name: str, routers: set[str], tied: bool) ->
     owner, _, leaf = name.rpartition(".")
     module = model.get_submodule(owner) if owner else model
     kind = type(module).__name__
-    if owner in routers or "Router" in kind or "Gate" in kind:
+    if owner in routers or "Router" in kind:
         return "MoE router/gate: kept float (rounding would change which experts a token visits)"
     if isinstance(module, nn.Embedding):
         return ("input embedding, tied: reads lm_head's dequantized blocks" if tied
@@ -206,6 +206,8 @@ def _float_reason(model: nn.Module, name: str, routers: set[str], tied: bool) ->
     if isinstance(module, nn.Linear):
         return ("Linear subclass with its own forward, kept float" if type(module) is not nn.Linear
                 else "Linear the recipe leaves float")
+    if isinstance(module, nn.Conv1d):
+        return "convolution kernel (a state-space mixer's short causal conv)"
     if model.get_parameter(name).dim() == 3:
         return "fused 3-D expert tensor of a layout retarget.quantize.experts does not register"
     return f"{kind}.{leaf}: not a matrix the recipes quantize"

@@ -83,22 +83,20 @@ def collect_stats(model: nn.Module, tokens: list[int], layers: dict[str, nn.Line
     ids = torch.tensor(tokens[: len(tokens) - len(tokens) % seq_len], dtype=torch.long).view(-1, seq_len)
     stats: dict[str, LayerStats] = {}
     last: list[tuple[torch.Tensor, LayerStats] | None] = [None]  # the previous hook's input and its stats
-    first_batch = [True]
 
     def hook(name: str):
         def fn(module: nn.Module, args: tuple) -> None:
             x = args[0]
-            if first_batch[0]:
+            if x.numel() == 0:  # an expert called with no routed tokens: it stays unreached
+                return
+            if name not in stats:  # first call (an expert may first be reached in a later batch)
                 prev = last[0]
                 shared = prev is not None and prev[0] is x
                 stats[name] = prev[1] if shared else LayerStats.empty(x.shape[-1])
                 stats[name].names.append(name)
-                last[0] = (x, stats[name])
-                if shared:
-                    return
-            elif stats[name].names[0] != name:
-                return  # a sibling reading the same input already counted it
-            stats[name].add(x)
+            last[0] = (x, stats[name])
+            if stats[name].names[0] == name:  # a sibling reading the same input counts it otherwise
+                stats[name].add(x)
         return fn
 
     def fused_hook(path: str, layout):
@@ -120,7 +118,7 @@ def collect_stats(model: nn.Module, tokens: list[int], layers: dict[str, nn.Line
     try:
         for batch in ids.split(BATCH):
             _body(model)(input_ids=batch, use_cache=False)
-            first_batch[0], last[0] = False, None
+            last[0] = None
             if progress and task is not None:
                 progress.advance(task, len(batch))
     finally:

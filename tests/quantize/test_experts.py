@@ -4,6 +4,7 @@ routers stay float, and calibrated recipes see each expert's own tokens (RTN for
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from functools import cache
 
 import pytest
@@ -14,11 +15,13 @@ from retarget.models.tiny import build_tiny, tiny_tokenizer
 from retarget.quantize import (
     QuantLinear,
     calibration_tokens,
+    collect_stats,
     config_from_name,
     quantization_report,
     quantize_,
     quantized_weights,
 )
+from retarget.quantize.api import linear_layers
 from retarget.quantize.experts import expert_matrix, fused_experts
 from retarget.quantize.float_formats import decode
 from retarget.quantize.weight import quantize_rtn
@@ -110,25 +113,46 @@ def test_quantized_moe_logits_match_dequantized_weights_and_stay_close(name: str
     assert report.quantized_matrices == len(quantized_weights(quantized)) == len(linears) + len(_fused_float(name))
 
 
-def _routed_experts(name: str, tokens: list[int]) -> set[tuple[int, int]]:
-    """(layer, expert) pairs the float model routes at least one calibration token to, read off the routers."""
-    model, seen, handles = _float(name), set(), []
+def _routed_counts(name: str, tokens: list[int], seq_len: int = 512) -> Counter[tuple[int, int]]:
+    """Tokens the float model routes to each (layer, expert), read off the routers' own outputs."""
+    model, counts, handles = _float(name), Counter(), []
     for i, layer in enumerate(model.model.layers):
         mlp = layer.mlp
         if name == "gpt-oss":
             def hook(mod, args, out, i=i):
-                seen.update((i, int(e)) for e in out[1].unique())
+                counts.update((i, int(e)) for e in out[1].flatten())
             handles.append(mlp.router.register_forward_hook(hook))
         elif hasattr(mlp, "gate"):
             def hook(mod, args, out, i=i, k=model.config.num_experts_per_tok):
-                seen.update((i, int(e)) for e in out.topk(k, dim=-1).indices.unique())
+                counts.update((i, int(e)) for e in out.topk(k, dim=-1).indices.flatten())
             handles.append(mlp.gate.register_forward_hook(hook))
     with torch.no_grad():
-        for chunk in torch.tensor(tokens).view(-1, 512).split(4):
+        for chunk in torch.tensor(tokens).view(-1, seq_len).split(4):
             model.model(input_ids=chunk, use_cache=False)
     for h in handles:
         h.remove()
-    return seen
+    return counts
+
+
+def _routed_experts(name: str, tokens: list[int]) -> set[tuple[int, int]]:
+    return set(_routed_counts(name, tokens))
+
+
+@pytest.mark.parametrize("name", ["qwen3-moe", "gpt-oss"])
+def test_expert_statistics_count_exactly_the_routed_tokens(name: str) -> None:
+    # first batch: one token repeated (routing concentrates on few experts); the others appear in the second
+    text = calibration_tokens(tiny_tokenizer(), sequences=4, seq_len=64)
+    tokens = [text[0]] * len(text) + text
+    stats = collect_stats(_float(name), tokens, linear_layers(_float(name), include_lm_head=False), seq_len=64)
+    counts = _routed_counts(name, tokens, seq_len=64)
+    first_batch = _routed_counts(name, tokens[:len(text)], seq_len=64)
+    assert set(counts) - set(first_batch)  # some experts are first reached in the second batch
+    matrix = "gate_up_proj.{e}" if name == "gpt-oss" else "{e}.gate_proj"
+    for layer, expert in counts:
+        key = f"model.layers.{layer}.mlp.experts." + matrix.format(e=expert)
+        assert stats[key].tokens == counts[layer, expert], key
+    expert_keys = {k for k in stats if ".experts." in k}
+    assert len(expert_keys) == len(counts) * (2 if name == "gpt-oss" else 3)  # matrices per reached expert
 
 
 @pytest.mark.parametrize("name", ["qwen3-moe", "gpt-oss"])
@@ -177,3 +201,18 @@ def test_smoothquant_on_fused_experts_is_weight_only_and_says_so() -> None:
     assert "float inputs" in kept["model.layers.*.mlp.experts (inputs)"]
     with torch.no_grad():
         assert torch.isfinite(model(_ids()).logits).all()
+
+
+@pytest.mark.parametrize("name", ["hunyuan", "falcon-h1"])
+def test_every_float_parameter_is_listed_with_a_reason(name: str) -> None:
+    model = copy.deepcopy(_float(name))
+    quantize_(model, config_from_name("int4-g32-asym"))
+    rows = quantization_report(model).kept_float
+    assert sum(row["count"] for row in rows) == len(list(model.parameters()))  # QuantLinears hold buffers only
+    reasons = {row["tensors"]: row["reason"] for row in rows}
+    if name == "hunyuan":
+        assert "router" in reasons["model.layers.*.mlp.gate.wg.weight"]
+        assert not isinstance(model.model.layers[0].mlp.gate.wg, QuantLinear)
+    else:
+        assert "convolution" in reasons["model.layers.*.mamba.conv1d.weight"]
+        assert "norm" in reasons["model.final_layernorm.weight"]
