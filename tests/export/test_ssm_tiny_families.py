@@ -17,8 +17,8 @@ from retarget.hw_profiles import load_profile
 from retarget.models.spec import ModelSpec
 from retarget.models.tiny import build_tiny, tiny_tokenizer
 from retarget.plan import plan_recipe
-from retarget.quantize import QuantLinear, quantize_
-from retarget.quantize.api import untie_lm_head
+from retarget.quantize import quantize_
+from retarget.quantize.api import quantized_weights, untie_lm_head
 
 
 @pytest.mark.parametrize(("name", "recipe"), [("deepseek-v3", "int4-g128-asym"), ("kimi-k2", "int4-g128-asym"),
@@ -30,7 +30,7 @@ def test_tiny_family_compiles_and_verifies(tmp_path: Path, name: str, recipe: st
     plan = plan_recipe(recipe, load_profile("cpu-x86"), has_source_blocks=False)
     quantized = copy.deepcopy(model)
     quantize_(quantized, plan.weights)
-    qweights = {n: m.qweight for n, m in quantized.named_modules() if isinstance(m, QuantLinear)}
+    qweights = quantized_weights(quantized)
     info = export_artifact(model, quantized, qweights, plan, tmp_path)
     assert info["lowered"] > 0
     tokens = tiny_tokenizer()(corpus_text(), add_special_tokens=False)["input_ids"][:200]
