@@ -9,7 +9,10 @@ GroupQueryAttention graph past and present share one preallocated buffer per ten
 appends to in place (ORT's past_present_share_buffer mode: the past input holds max_length positions and
 attention_mask says how many are filled). A decoder graph with a quantized cache (inputs
 past_key_values.N.key_scale ...: INT8 / FP8 codes and per-row scales, retarget.export.kv_cache_graph)
-grows by concatenation instead: each step's present outputs are fed back as the next step's past.
+grows by concatenation instead: each step's present outputs are fed back as the next step's past. So does
+any other cache a lowering declares (retarget.export.decoder.cache: MLA's latent, SSM conv and state
+tensors), its shapes read from the graph's inputs: a past_sequence_length axis grows, a tensor without one is
+a fixed-size state replaced each step.
 """
 
 from __future__ import annotations
