@@ -109,6 +109,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             scores["ort"] = evaluator.score(runtime.logits, f"{plan.name} (ONNX Runtime)", progress)
             generation = _generate(runtime, loaded)
             cache_bytes = runtime.cache_bytes_per_token()  # the cache the generation above filled
+            state_bytes = runtime.state_bytes_per_sequence()  # SSM and conv states: fixed per sequence
             prompt_len = min(SPEED_PROMPT, context - SPEED_DECODE - 1)
             speed = runtime.speed(prompt_len, SPEED_DECODE)
             progress.advance(task)
@@ -121,6 +122,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                 corpus={**describe(), "tokens_scored": evaluator.predicted_tokens, "window": window},
                 scores=scores, onnx_info=onnx_info, files=sorted(p.name for p in tmp.iterdir()),
                 verification=verification, generation=generation, speed=speed, cache_bytes=cache_bytes,
+                state_bytes=state_bytes,
                 runs="the artifact" if plan.runs_on_cpu else "a copy with DequantizeLinear computed by ONNX's "
                      "reference implementation (ORT's CPU provider has no kernel for it); speed is that copy's",
                 predictions=predictions_on_profiles(spec, plan.weight_format, list_profiles()), timings=timings,
@@ -170,7 +172,8 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                   f"written to {report['out']}", highlight=False)
     console.print(f"KV cache: {ort['kv_cache_bytes_per_token']['value']:,.0f} bytes per token "
                   f"({ort['kv_cache_bytes_per_token']['cache']}); graph: {report['onnx']['nodes_per_layer']:.0f} nodes "
-                  "per layer", highlight=False)
+                  "per layer" + (f"; plus {ort['state_bytes_per_sequence']['value']:,} bytes of SSM state per sequence"
+                                 if ort["state_bytes_per_sequence"]["value"] else ""), highlight=False)
     decode = ort.get("decode")
     if decode is not None:
         console.print(f"KV-cache decode: {decode['steps']} steps after {decode['prompt']} tokens within "

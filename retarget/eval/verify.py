@@ -100,22 +100,24 @@ def decode_check(runtime: OrtCausalLM, model: nn.Module, ids: list[int], steps: 
     """Prefill IDS, then decode STEPS tokens with transformers' cache, each time feeding its greedy token to
     both runtimes and comparing their logits; then ORT generates GREEDY tokens on its own (its own argmax),
     which must be transformers' first GREEDY choices."""
-    from transformers import DynamicCache
+    from retarget.eval.reference_cache import positions, reference_cache
 
     prompt = torch.tensor([ids])
     expected: list[int] = []
     gaps: list[float] = []
     with torch.inference_mode():
-        cache = DynamicCache()
-        torch_last = model(input_ids=prompt, past_key_values=cache, use_cache=True).logits[0, -1]
+        cache = reference_cache(model)
+        torch_last = model(input_ids=prompt, past_key_values=cache, use_cache=True,
+                           cache_position=positions(0, len(ids))).logits[0, -1]
         ort_last = runtime.start(prompt.numpy(), len(ids) + steps + 1)
         worst = float(np.abs(ort_last - torch_last.numpy()).max())
-        for _ in range(steps):
+        for step in range(steps):
             top2 = torch_last.topk(2)
             expected.append(int(top2.indices[0]))
             gaps.append(float(top2.values[0] - top2.values[1]))
             token = top2.indices[:1].view(1, 1)
-            torch_last = model(input_ids=token, past_key_values=cache, use_cache=True).logits[0, -1]
+            torch_last = model(input_ids=token, past_key_values=cache, use_cache=True,
+                               cache_position=positions(len(ids) + step, 1)).logits[0, -1]
             ort_last = runtime.step(token.numpy())
             worst = max(worst, float(np.abs(ort_last - torch_last.numpy()).max()))
     if not worst <= PARITY_ATOL:

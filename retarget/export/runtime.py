@@ -9,7 +9,10 @@ GroupQueryAttention graph past and present share one preallocated buffer per ten
 appends to in place (ORT's past_present_share_buffer mode: the past input holds max_length positions and
 attention_mask says how many are filled). A decoder graph with a quantized cache (inputs
 past_key_values.N.key_scale ...: INT8 / FP8 codes and per-row scales, retarget.export.kv_cache_graph)
-grows by concatenation instead: each step's present outputs are fed back as the next step's past.
+grows by concatenation instead: each step's present outputs are fed back as the next step's past. So does
+any other cache a lowering declares (retarget.export.decoder.cache: MLA's latent, SSM conv and state
+tensors), its shapes read from the graph's inputs: a past_sequence_length axis grows, a tensor without one is
+a fixed-size state replaced each step.
 """
 
 from __future__ import annotations
@@ -58,6 +61,16 @@ def _session(path: Path, threads: int | None, qdq_accuracy_level: int | None, sp
         raise RetargetError(f"ONNX Runtime cannot load it ({str(err).splitlines()[0]})", source=str(path)) from err
 
 
+def _seq_axis(shape: list) -> int | None:
+    """The axis of a cache input's SHAPE that holds the past tokens (None: a fixed-size state)."""
+    return next((axis for axis, dim in enumerate(shape) if dim == "past_sequence_length"), None)
+
+
+def _shape(shape: list, batch: int, length: int) -> tuple[int, ...]:
+    """A cache input's declared SHAPE made concrete: BATCH on axis 0, LENGTH past positions, fixed dims kept."""
+    return tuple(batch if axis == 0 else length if isinstance(dim, str) else dim for axis, dim in enumerate(shape))
+
+
 class OrtCausalLM:
     """An ONNX Runtime session over an exported decoder with KV cache."""
 
@@ -69,7 +82,8 @@ class OrtCausalLM:
         self.past_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values")]
         if not self.past_inputs:
             raise RetargetError("no past_key_values.* inputs: not a decoder exported with KV cache", source=str(path))
-        _, self.kv_heads, _, self.head_dim = self.past_inputs[0].shape
+        # the axis each cached tensor grows along (None: a fixed-size state; retarget.export.decoder.cache)
+        self.seq_axis = [_seq_axis(i.shape) for i in self.past_inputs]
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.vocab_size = self.session.get_outputs()[0].shape[-1]
@@ -80,27 +94,38 @@ class OrtCausalLM:
         self._mask = np.ones((1, 0), np.int64)
         graph = onnx.load(str(path), load_external_data=False).graph
         self.quantized_cache = any(i.name.endswith("_scale") for i in self.past_inputs)
-        self.shares_buffer = any(n.op_type == "GroupQueryAttention" for n in graph.node) and not self.quantized_cache
+        # when GroupQueryAttention reads every cache tensor it appends to preallocated buffers in place; otherwise
+        # (SSM states beside it: ORT 1.32's memory planner aborted here on shared buffers mixed with fed-back
+        # states) each step's present outputs are fed back as the next past
+        gqa_past = {name for n in graph.node if n.op_type == "GroupQueryAttention" for name in n.input[3:5]}
+        self.shares_buffer = not self.quantized_cache and all(i.name in gqa_past for i in self.past_inputs)
         self._cache: list[ort.OrtValue] = []
         self._binding = self.session.io_binding()
         self._filled = 0
 
     def empty_past(self, batch: int = 1) -> dict[str, np.ndarray]:
         """An empty float cache as numpy arrays (float-cache graphs; see `_empty_cache` for every layout)."""
-        return {i.name: np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32) for i in self.past_inputs}
+        return {i.name: np.zeros(_shape(i.shape, batch, 0), np.float32) for i in self.past_inputs}
 
-    def _empty_cache(self) -> list[ort.OrtValue]:
-        """An empty cache of the graph's own types (float, or codes and scales), one OrtValue per past input."""
+    def _empty_cache(self, length: int = 0) -> list[ort.OrtValue]:
+        """A cache of the graph's own types (float, or codes and scales), one OrtValue per past input: zeros,
+        LENGTH positions along a growing axis (fixed-size states: their zero initial state)."""
         cache = []
         for spec in self.past_inputs:
             container, element, _ = CACHE_TYPES[spec.type]
-            shape = (1, self.kv_heads, 0, 1 if spec.name.endswith("_scale") else self.head_dim)
-            cache.append(ort.OrtValue.ortvalue_from_numpy_with_onnx_type(np.zeros(shape, container), element))
+            value = np.zeros(_shape(spec.shape, 1, length), container)
+            cache.append(ort.OrtValue.ortvalue_from_numpy_with_onnx_type(value, element))
         return cache
 
     def cache_bytes_per_token(self) -> float:
-        """Bytes the cache tensors of the last `start` / `step` hold per token position (batch 1)."""
-        return sum(CACHE_TYPES[v.data_type()][2] * int(np.prod(v.shape())) / v.shape()[2] for v in self._cache)
+        """Bytes the growing cache tensors of the last `start` / `step` hold per token position (batch 1)."""
+        return sum(CACHE_TYPES[v.data_type()][2] * int(np.prod(v.shape())) / v.shape()[axis]
+                   for v, axis in zip(self._cache, self.seq_axis, strict=True) if axis is not None)
+
+    def state_bytes_per_sequence(self) -> int:
+        """Bytes of the fixed-size cache tensors (SSM and convolution states) per sequence, batch 1."""
+        return sum(CACHE_TYPES[spec.type][2] * int(np.prod(_shape(spec.shape, 1, 0)))
+                   for spec, axis in zip(self.past_inputs, self.seq_axis, strict=True) if axis is None)
 
     def _feeds(self, ids: np.ndarray, past_len: int) -> dict[str, np.ndarray]:
         """Inputs of a whole-sequence run (evaluation, prompt_cache): logits at every position."""
@@ -114,7 +139,9 @@ class OrtCausalLM:
 
     def forward(self, ids: np.ndarray, past: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One step: IDS [1, L] after PAST; returns logits [1, L, V] and the new past (numpy, copied)."""
-        outputs = self.session.run(None, {**self._feeds(ids, next(iter(past.values())).shape[2]), **past})
+        past_len = next((v.shape[axis] for v, axis in zip(past.values(), self.seq_axis, strict=True)
+                         if axis is not None), 0)
+        outputs = self.session.run(None, {**self._feeds(ids, past_len), **past})
         present = {n.replace("present", "past_key_values"): v
                    for n, v in zip(self.output_names[1:], outputs[1:], strict=True)}
         return outputs[0], present
@@ -143,11 +170,7 @@ class OrtCausalLM:
         """Prefill PROMPT [1, L] into a fresh cache with room for MAX_LENGTH tokens; returns the last logits [V]."""
         self._filled = 0
         self._mask = np.ones((1, max_length), np.int64)  # each step binds its first filled + L columns
-        if self.shares_buffer:
-            shape = (1, self.kv_heads, max_length, self.head_dim)
-            self._cache = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)) for _ in self.past_inputs]
-        else:
-            self._cache = self._empty_cache()
+        self._cache = self._empty_cache(max_length if self.shares_buffer else 0)
         self._binding = self.session.io_binding()
         self._bind_cache()
         return self.step(prompt)

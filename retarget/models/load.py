@@ -165,6 +165,9 @@ def _load_hf_folder(path: Path) -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True)
     except (ValueError, KeyError, OSError) as err:
         raise RetargetError(f"cannot load ({str(err).splitlines()[0]})", source=str(path)) from err
+    for module in model.modules():  # Jamba's config asks for the CUDA Mamba kernels; the torch reference runs on CPU
+        if getattr(module, "use_fast_kernels", False):
+            module.use_fast_kernels = False
     # MXFP4 experts (gpt-oss) load dequantized, in bfloat16: float32 like the rest, the blocks kept as the source
     return LoadedModel(path.name, path, "hf-safetensors", model.float().eval(), tokenizer, read_mxfp4_experts(path))
 

@@ -43,14 +43,14 @@ def decode_entry(check: Any, tolerance: float) -> dict[str, Any] | None:
     fields = dataclasses.asdict(check)
     return {**fields, "max_abs_logit_diff": provenance.measured(
         check.max_abs_logit_diff, "logit", tolerance=tolerance, prompt=check.prompt, steps=check.steps,
-        note="ORT's KV-cache decode against transformers' DynamicCache decode, same tokens, every step")}
+        note="ORT's cached decode against transformers' own cached decode, same tokens, every step")}
 
 
 def build_report(*, model_ref: str, loaded: Any, spec: Any, profile: Any, plan: Any, replaced: int,
                  corpus: dict[str, Any], scores: dict[str, Any], onnx_info: dict[str, Any], files: list[str],
                  verification: dict[str, Any], generation: dict[str, Any], speed: dict[str, float],
-                 cache_bytes: float, runs: str, predictions: Any, timings: dict[str, float], out: Path
-                 ) -> dict[str, Any]:
+                 cache_bytes: float, runs: str, predictions: Any, timings: dict[str, float], out: Path,
+                 state_bytes: int = 0) -> dict[str, Any]:
     """The report of one compile (every number measured here, or predicted with its model)."""
     return {
         "retarget_version": provenance.machine()["versions"]["retarget"],
@@ -76,6 +76,9 @@ def build_report(*, model_ref: str, loaded: Any, spec: Any, profile: Any, plan: 
             "kv_cache_bytes_per_token": provenance.measured(
                 cache_bytes, "B/token", cache=plan.kv_cache.name if plan.kv_cache else "float32",
                 note="bytes of ORT's cache tensors (codes and scales) per cached token, all layers, batch 1"),
+            "state_bytes_per_sequence": provenance.measured(
+                state_bytes, "B", note="bytes of ORT's fixed-size cache tensors (SSM and convolution states), all "
+                                       "layers, batch 1: the same at any length"),
         },
         "predicted_on_profiles": predictions,
         "timings_s": timings,

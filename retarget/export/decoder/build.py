@@ -25,12 +25,14 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from retarget.export.decoder import attention, families, mlp, moe  # noqa: F401  (register themselves)
+from retarget.export.decoder import attention, families, families_mla_ssm, mlp, moe  # noqa: F401  (register)
 from retarget.export.decoder.blocks import Block, Decoder, Norm, Rope
+from retarget.export.decoder.cache import cache_io
 from retarget.export.decoder.fusion import FUSED, fused_groups
 from retarget.export.decoder.graph import GraphBuilder, array
 from retarget.export.decoder.registry import FAMILIES, Unsupported, lowering_for
-from retarget.export.kv_cache_graph import QuantizedCache, cache_io
+from retarget.export.kv_cache_graph import QuantizedCache
+from retarget.export.kv_cache_graph import cache_io as quantized_cache_io
 from retarget.quantize.weight import QuantizedWeight
 
 OPSET = 23  # RMSNormalization
@@ -138,17 +140,13 @@ def _sequence_inputs(g: DecoderGraph) -> None:
     g.op("Cast", ["/total64"], ["total_sequence_length"], "total", to=TensorProto.INT32)
 
 
-def _io(decoder: Decoder, kv_heads: int, head_dim: int, kv_cache: str | None
-        ) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
-    layers = len(decoder.layers)
+def _io(decoder: Decoder, kv_cache: str | None) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
     if kv_cache:
-        past_inputs, present_outputs = cache_io(layers, kv_heads, head_dim, kv_cache)
-    else:
-        past = ["batch_size", kv_heads, "past_sequence_length", head_dim]
-        present = ["batch_size", kv_heads, "total_sequence_length", head_dim]
-        kv = [(f"past_key_values.{i}.{t}", f"present.{i}.{t}") for i in range(layers) for t in ("key", "value")]
-        past_inputs = [helper.make_tensor_value_info(p, TensorProto.FLOAT, past) for p, _ in kv]
-        present_outputs = [helper.make_tensor_value_info(p, TensorProto.FLOAT, present) for _, p in kv]
+        first = decoder.layers[0].mixer
+        past_inputs, present_outputs = quantized_cache_io(len(decoder.layers), first.kv_heads, first.head_dim,
+                                                          kv_cache)
+    else:  # what each layer's lowering declares it caches (retarget.export.decoder.cache)
+        past_inputs, present_outputs = cache_io(decoder)
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
                                             ["batch_size", "total_sequence_length"]),
@@ -203,7 +201,7 @@ def build_decoder(model: nn.Module, qweights: dict[str, QuantizedWeight] | None 
         g.op("Mul", [g.op("Tanh", [g.op("Div", [logits, cap], ["/lm_head/over_cap"], "lm_head.softcap")[0]],
                           ["/lm_head/tanh"], "lm_head.softcap")[0], cap], ["logits"], "lm_head.softcap")
 
-    inputs, outputs = _io(decoder, first.kv_heads, first.head_dim, kv_cache)
+    inputs, outputs = _io(decoder, kv_cache)
     graph = helper.make_graph(g.nodes, decoder.model_type, inputs, outputs, g.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                     helper.make_opsetid("com.microsoft", 1)])

@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 # ONNX Runtime's contrib operators the lowerings use (domain com.microsoft); every other op is standard ONNX
 # (RotaryEmbedding is both: ORT's, with its rotary_embedding_dim and interleaved attributes, is meant)
 CONTRIB_OPS = {"GroupQueryAttention", "SkipSimplifiedLayerNormalization", "QuickGelu", "RotaryEmbedding", "MoE",
-               "QMoE", "MatMulNBits"}
+               "QMoE", "MatMulNBits", "MoEGroupRouter", "LinearAttention", "CausalConvWithState", "GatedRMSNorm"}
 
 
 def array(tensor: torch.Tensor) -> np.ndarray:

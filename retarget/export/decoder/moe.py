@@ -107,46 +107,22 @@ def _packed(weights: list[Weight]) -> dict[str, np.ndarray | None]:
             "scales": np.stack([p.scales.reshape(p.n, -1) for p in packs]), "zero_points": zero}
 
 
-def _top_mask(g: DecoderGraph, x: str, k: int, scope: str) -> str:
-    """Bool mask of the K largest entries of X along its last axis (x >= its k-th largest value)."""
-    top = g.op("TopK", [x, g.const(f"{scope}.k", np.array([k], np.int64))], [f"/{scope}/top", f"/{scope}/top_idx"],
-               scope, axis=-1)[0]
-    kth = g.op("ReduceMin", [top, g.const("last_axis", np.array([-1], np.int64))], [f"/{scope}/kth"], scope,
-               keepdims=1)[0]
-    return g.op("GreaterOrEqual", [x, kth], [f"/{scope}/mask"], scope)[0]
-
-
 def _sigmoid_routing(g: DecoderGraph, block: MoE, logits: str) -> str:
     """Router logits for MoE's softmax that reproduce normalized sigmoid routing: log(sigmoid(logits)) (softmax
-    of it over the chosen k is sigmoid / sum of the chosen sigmoids), with the experts not chosen (by score plus
-    correction bias, within the best groups) pushed to -1e30 when the choice differs from the top-k scores."""
+    of it over the chosen k is sigmoid / sum of the chosen sigmoids). With a correction bias or expert groups,
+    ONNX Runtime's MoEGroupRouter chooses (by score plus bias, within the topk_groups groups whose two best
+    choice scores sum highest: DeepSeek-V3's noaux_tc) and writes -1e30 at the experts not chosen; measured on
+    ORT 1.32's CPU provider: the same choice as transformers' DeepseekV3TopkRouter, log-scores within 3e-7."""
     path = f"{block.path}.router"
-    scores = g.op("Sigmoid", [logits], [f"/{path}/sigmoid"], path)[0]
-    log_scores = g.op("Log", [scores], [f"/{path}/log_sigmoid"], path)[0]
     if not block.correction_bias and block.groups == 1:
-        return log_scores
+        scores = g.op("Sigmoid", [logits], [f"/{path}/sigmoid"], path)[0]
+        return g.op("Log", [scores], [f"/{path}/log_sigmoid"], path)[0]
     router = getattr(block.module, block.router)
-    choice = g.op("Add", [scores, g.const(f"{path}.correction_bias", array(router.e_score_correction_bias))],
-                  [f"/{path}/choice"], path)[0]
-    if block.groups > 1:  # keep the topk_groups groups whose two best choice scores sum highest
-        per_group = block.experts // block.groups
-        grouped = g.op("Reshape", [choice, g.const(f"{path}.group_shape", np.array([-1, block.groups, per_group],
-                                                                                   np.int64))],
-                       [f"/{path}/grouped"], path)[0]
-        best2 = g.op("TopK", [grouped, g.const("two", np.array([2], np.int64))],
-                     [f"/{path}/best2", f"/{path}/best2_idx"], path, axis=-1)[0]
-        group_score = g.op("ReduceSum", [best2, g.const("last_axis", np.array([-1], np.int64))],
-                           [f"/{path}/group_score"], path, keepdims=0)[0]
-        group_mask = g.op("Unsqueeze", [_top_mask(g, group_score, block.topk_groups, f"{path}.groups"),
-                                        g.const("last_axis", np.array([-1], np.int64))], [f"/{path}/group_mask3"],
-                          path)[0]
-        zero = g.const("zero_f", np.array(0, np.float32))
-        kept = g.op("Where", [group_mask, grouped, zero], [f"/{path}/kept_groups"], path)[0]
-        choice = g.op("Reshape", [kept, g.const(f"{path}.flat_shape", np.array([-1, block.experts], np.int64))],
-                      [f"/{path}/choice_kept"], path)[0]
-    chosen = _top_mask(g, choice, block.top_k, f"{path}.choice")
-    return g.op("Where", [chosen, log_scores, g.const("minus_inf", np.array(-1e30, np.float32))],
-                [f"/{path}/routed"], path)[0]
+    bias = getattr(router, "e_score_correction_bias", None) if block.correction_bias else None
+    bias = np.zeros(block.experts, np.float32) if bias is None else array(bias)
+    return g.op("MoEGroupRouter", [logits, g.const(f"{path}.correction_bias", bias)], [f"/{path}/routed"], path,
+                n_group=block.groups, topk_group=block.topk_groups, top_k=block.top_k, group_topk=2,
+                router_sentinel=-1e30)[0]
 
 
 @lowers(MoE)
@@ -217,5 +193,15 @@ class MoELowering:
                   names["fc2.zero_points"]]
         while inputs[-1] == "":
             inputs.pop()
-        return g.op("QMoE", inputs, [f"/{block.path}/experts"], scope, **attrs, expert_weight_bits=4,
-                    block_size=block_size)[0]
+        out = g.op("QMoE", inputs, [f"/{block.path}/experts"], scope, **attrs, expert_weight_bits=4,
+                   block_size=block_size)[0]
+        if block.normalize:
+            return out
+        # ORT 1.32's CPU QMoE renormalizes the top-k weights even at normalize_routing_weights=0 (measured: same
+        # output for 0 and 1); the output is linear in them, so times the top-k softmax mass undoes it
+        probs = g.op("Softmax", [logits], [f"/{block.path}/routing_probs"], scope, axis=-1)[0]
+        top = g.op("TopK", [probs, g.const(f"{scope}.k", np.array([block.top_k], np.int64))],
+                   [f"/{block.path}/top_probs", f"/{block.path}/top_experts"], scope, axis=-1)[0]
+        mass = g.op("ReduceSum", [top, g.const("last_axis", np.array([-1], np.int64))], [f"/{block.path}/top_mass"],
+                    scope, keepdims=1)[0]
+        return g.op("Mul", [out, mass], [f"/{block.path}/experts_unnormalized"], scope)[0]
