@@ -158,9 +158,9 @@ class SsmSpec(_Frozen):
         return in_proj + conv_dim * self.d_conv + 3 * self.n_heads + d + d * hidden
 
     def state_bytes(self, bytes_per_elem: float) -> float:
-        """Fixed per-sequence state: SSM state plus the conv window."""
+        """Fixed per-sequence state: SSM state plus the d_conv - 1 inputs the causal conv carries."""
         bc = 2 * self.n_groups * self.d_state if self.kind == "mamba2" else 0
-        conv = (self.d_inner + bc) * self.d_conv
+        conv = (self.d_inner + bc) * (self.d_conv - 1)  # the causal conv carries d_conv - 1 past inputs
         return (self.d_inner * self.d_state + conv) * bytes_per_elem
 
 

@@ -100,8 +100,6 @@ def test_cache_is_kv_plus_fixed_states(tmp_path: Path, name: str) -> None:
     assert rt.state_bytes_per_sequence() == states
 
 
-@pytest.mark.xfail(strict=True, reason="ModelSpec's SsmSpec.state_bytes counts d_conv conv positions (transformers' "
-                   "cache layout); the graph caches the d_conv - 1 the causal conv needs")
 @pytest.mark.parametrize("name", ["falcon-h1", "jamba"])
 def test_perf_model_state_bytes_match_the_graph(tmp_path: Path, name: str) -> None:
     model_type, config = FAMILIES[name]
