@@ -1,0 +1,17 @@
+"""Tile choices per vendor family, as data. Chunked scan: block_m = chunk length, block_n = P channels per
+program (the state tile is [block_n, N], N = 128 for Mamba2: 32 KB of float32 registers at 64 channels).
+State update: block_n channels per program, no tensor cores."""
+
+from retarget.kernels._config import KernelConfig
+
+CHUNK_SCAN = {
+    "nvidia": KernelConfig(64, 32, 0, num_warps=4, num_stages=2),
+    "amd-cdna": KernelConfig(64, 32, 0, num_warps=4, num_stages=1),
+    "amd-rdna": KernelConfig(32, 16, 0, num_warps=4, num_stages=1),
+}
+
+STATE_UPDATE = {
+    "nvidia": KernelConfig(1, 16, 0, num_warps=4, num_stages=1),
+    "amd-cdna": KernelConfig(1, 16, 0, num_warps=4, num_stages=1),
+    "amd-rdna": KernelConfig(1, 16, 0, num_warps=4, num_stages=1),
+}
