@@ -32,7 +32,7 @@ from retarget.errors import RetargetError
 from retarget.kernels._aot import AotCase
 from retarget.kernels.targets import BY_NAME, TARGETS, Target
 
-OPS = ("w4a16_gemm", "w8a8_int8_gemm", "fp8_gemm", "mxfp4_gemm")
+OPS = ("w4a16_gemm", "w8a8_int8_gemm", "fp8_gemm", "mxfp4_gemm", "attention", "mla_decode", "fused_moe", "mamba2")
 # the default-test subset: a bf16 tiled GEMM and an fp8 GEMM on Hopper and MI300
 SMOKE_CASES = ("w4a16_gemm/w4a16-tiled-m512", "fp8_gemm/channel")
 SMOKE_TARGETS = ("sm_90", "gfx942")
@@ -61,6 +61,18 @@ FORMAT_KERNELS = {
     "fp8-e4m3-block128": ("fp8_gemm/block128",),
     "fp8-e4m3-block128-ue8m0": ("fp8_gemm/block128-ue8m0",),
     "mxfp4": ("mxfp4_gemm/dot_scaled-mxfp8", "mxfp4_gemm/dequant-bf16"),
+}
+
+# lock-in evidence for architecture features: feature -> the kernels it needs, all of them (the verdict is
+# the worst of theirs: a feature runs natively only when every kernel it needs does)
+FEATURE_KERNELS = {
+    "attention-window-sinks": ("attention/decode-splitkv", "attention/decode-combine",
+                               "attention/prefill-window-sinks"),
+    "mla": ("mla_decode/latent-splitkv", "attention/decode-combine"),
+    "moe-bf16": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-bf16"),
+    "moe-w4a16": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-w4a16-g128"),
+    "moe-fp8-block": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-fp8-block128"),
+    "mamba2": ("mamba2/chunk-scan", "mamba2/state-update"),
 }
 
 
@@ -159,8 +171,9 @@ def compile_case(case: AotCase, target: Target) -> dict[str, Any]:
                             attrs=case.attrs())
             kernel = triton.compile(src, target=target.gpu_target(), options=case.config.options())
     except Exception as err:  # noqa: BLE001 - the compiler's error is the result
-        return {**row, "compiled": False, "error": _short_error(err),
-                "compile_s": round(time.perf_counter() - start, 2)}
+        row.update(compiled=False, error=_short_error(err), compile_s=round(time.perf_counter() - start, 2))
+        row["lacks"] = lacks(row, target)
+        return row
     row["compile_s"] = round(time.perf_counter() - start, 2)
     asm = kernel.asm.get("ptx") or kernel.asm.get("amdgcn") or ""
     pattern = _PTX_MMA if target.backend == "cuda" else _AMD_MMA
@@ -179,7 +192,29 @@ def compile_case(case: AotCase, target: Target) -> dict[str, Any]:
                shared_fits=shared <= target.shared_limit)
     row.update(_nvidia_resources(kernel.asm["cubin"]) if target.backend == "cuda"
                else _amd_resources(kernel.asm["amdgcn"]))
+    row["lacks"] = lacks(row, target)
     return row
+
+
+def lacks(row: dict[str, Any], target: Target) -> list[str]:
+    """What TARGET lacks for this kernel, in words (instruction, data type, registers, shared memory); empty
+    when the kernel compiled natively, without spills, within the shared-memory limit."""
+    if not row["compiled"]:
+        return [f"does not compile for {target.name}: {row['error']}"]
+    out = []
+    wanted = row["wanted_mma"]
+    if row["native"] == "upcast":
+        out.append(f"no {wanted} tensor-core instruction: the compiler widens the operands to "
+                   f"{row['mma_format']} on {row['mma_family']}")
+    elif row["native"] == "no-mma":
+        out.append(f"no tensor-core instruction for {wanted}: the products run on scalar FMA units")
+    if row.get("spills"):
+        out.append(f"not enough registers: {row['spills']} spills ({row['spills_unit']}) at "
+                   f"{row['registers']} registers per thread")
+    if not row["shared_fits"]:
+        out.append(f"not enough shared memory: {row['shared_bytes'] / 1024:.0f} KB wanted, "
+                   f"{target.shared_limit / 1024:.0f} KB per block")
+    return out
 
 
 def _job(kernel: str, target_name: str) -> dict[str, Any]:
@@ -192,7 +227,7 @@ def _crashed(kernel: str, target_name: str) -> dict[str, Any]:
     target = BY_NAME[target_name]
     case = next(c for c in cases_for(target.family) if c.name == kernel)
     return {**_header(case, target), "compiled": False, "error": "compiler process crashed",
-            "compile_s": None}
+            "compile_s": None, "lacks": [f"does not compile for {target_name}: the compiler process crashed"]}
 
 
 def _quiet() -> None:
@@ -294,7 +329,28 @@ def evidence(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any
                 verdict = "upcast"
             out[target][fmt] = {"verdict": verdict, "kernel": best["kernel"], "spills": best.get("spills"),
                                 "shared_fits": best.get("shared_fits")}
+        for feature, kernels in FEATURE_KERNELS.items():
+            rows = [by[(k, target)] for k in kernels if (k, target) in by]
+            if len(rows) == len(kernels):
+                out[target][feature] = feature_verdict(rows)
     return out
+
+
+def feature_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worst verdict over the kernels a feature needs: error > upcast > spills / shared memory > native,
+    with everything those kernels lack."""
+    if not all(r["compiled"] for r in rows):
+        verdict = "error"
+    elif any(r["native"] in ("upcast", "no-mma") for r in rows):
+        verdict = "upcast"
+    elif any(r.get("spills") or not r["shared_fits"] for r in rows):
+        verdict = "constrained"
+    else:
+        verdict = "native"
+    return {"verdict": verdict, "kernel": ", ".join(r["kernel"] for r in rows),
+            "spills": sum(r.get("spills") or 0 for r in rows),
+            "shared_fits": all(r.get("shared_fits", False) for r in rows),
+            "lacks": [f"{r['kernel']}: {text}" for r in rows for text in r.get("lacks", [])]}
 
 
 def cell(row: dict[str, Any], markup: bool = False) -> str:
@@ -373,6 +429,26 @@ def to_markdown(matrix: dict[str, Any]) -> str:
     for target, verdicts in matrix["evidence"].items():
         out.append(f"| {target} | " + " | ".join(verdicts[f]["verdict"] if f in verdicts else "-"
                                                    for f in formats) + " |")
+    features = [f for f in FEATURE_KERNELS if any(f in v for v in matrix["evidence"].values())]
+    if features:
+        out += ["", "## Architecture features per target", "",
+                "A feature is **native** when every kernel it needs compiles to the tensor-core instructions of "
+                "its own format with no spills within the shared-memory limit; **constrained** when it "
+                "compiles natively but spills or overflows shared memory; **upcast** when an operand is "
+                "widened; **error** when a kernel does not compile.", "",
+                "| target | " + " | ".join(features) + " |", "|---|" + "---|" * len(features)]
+        for target, verdicts in matrix["evidence"].items():
+            out.append(f"| {target} | " + " | ".join(verdicts[f]["verdict"] if f in verdicts else "-"
+                                                       for f in features) + " |")
+    lacking = [r for r in matrix["results"] if r.get("lacks")]
+    if lacking:
+        out += ["", "## What each target lacks", "",
+                "Per kernel and target, in words, from the compiled artifacts (kernels not listed compile "
+                "natively, without spills, within the target's shared memory).", ""]
+        for target in names:
+            items = [f"`{r['kernel']}`: {'; '.join(r['lacks'])}" for r in lacking if r["target"] == target]
+            if items:
+                out += [f"**{target}**", ""] + [f"- {item}" for item in items] + [""]
     errors = [r for r in matrix["results"] if not r["compiled"]]
     if errors:
         out += ["", "## Compiler errors", ""]

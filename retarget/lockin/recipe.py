@@ -2,7 +2,8 @@
 natively, or a real conversion of the native one, on the fewest devices the model fits on.
 
 Rules (the accuracy budget: never fewer bits than the checkpoint ships with, except MXFP4 -> int4 which
-requantises 4-bit blocks to 4-bit groups):
+requantises 4-bit blocks to 4-bit groups, and a model that fits no allowed number of devices otherwise,
+which is quantised weight-only to 8, else 4 bits to make it fit, and says so):
 * FP8 (per-tensor, per-channel or 128x128 blocks): FP8 where the device has an FP8 rate (FNUZ parts
   re-encode e4m3fn -> e4m3fnuz); else INT8 per-channel W8A8 where the device has INT8 matmuls; else BF16.
 * MXFP4 / NVFP4: kept where the device has FP4 units and the format; on CUDA/ROCm devices without FP4
@@ -21,6 +22,7 @@ from retarget.errors import RetargetError
 from retarget.hw_profiles.schema import HardwareProfile
 from retarget.models.spec import ModelSpec
 from retarget.perf import Prediction, predict
+from retarget.perf.formats import get_format
 from retarget.perf.model import USABLE_MEMORY
 
 MAX_DEVICES = 256  # assumed: the largest tensor/expert-parallel group considered
@@ -155,10 +157,17 @@ def _with_capacity(pred: Prediction, profile: HardwareProfile) -> Prediction:
                                         devices_needed=needed))
 
 
+# weight formats tried when the model fits no allowed number of devices in its recipe (the accuracy budget of
+# that case: group-wise weight-only quantisation down to 4 bits, as `retarget predict --recipe int4-g128-asym`
+# costs it); the fastest that fits wins
+FIT_LADDER = ("int8-g128-sym", "int4-g128-asym")
+
+
 def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
                 footprint: dict[Any, tuple[float, float]] | None = None, key: Any = None,
                 timings: dict[Any, Prediction] | None = None, time_key: Any = None) -> CellRecipe:
-    """The recipe SPEC runs best with on PROFILE for WORKLOAD, on the fewest (power-of-two) devices.
+    """The recipe SPEC runs best with on PROFILE for WORKLOAD, on the fewest (power-of-two) devices; when it
+    fits no allowed device count, the fastest FIT_LADDER format with fewer bits that makes it fit.
 
     FOOTPRINT caches (weights + KV GB, one-device activations GB) per (KEY, formats), which do not depend
     on the device, so the device count is found without a one-device trial prediction. TIMINGS caches
@@ -168,32 +177,65 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
     lin_native, exp_native = _group_formats(spec)
     weight, note_w = convert(lin_native, profile)
     expert, note_e = convert(exp_native, profile) if spec.is_moe else (weight, None)
-    kv = _dense_format(profile)
     notes = tuple(dict.fromkeys(n for n in (note_w, note_e) if n))
-    fkey = (key if key is not None else spec.name, weight, expert, kv)
-    footprint = {} if footprint is None else footprint
+    fit = _Fitter(spec, profile, workload, {} if footprint is None else footprint, key, timings, time_key)
+    recipe = fit(weight, expert, notes)
+    if recipe.runs:
+        return recipe
+    fitted = []
+    for fmt in FIT_LADDER:
+        bits = get_format(fmt).bits
+        smaller = tuple(fmt if bits < get_format(f).bits else f for f in (weight, expert))
+        if smaller == (weight, expert):
+            continue
+        changed = " and ".join(f"{a} -> {b}" for a, b in dict.fromkeys(zip((weight, expert), smaller, strict=True))
+                               if a != b)
+        fitted.append(fit(*smaller, (*notes, f"{changed} weight-only (quantised to fit: {recipe.why_not} "
+                                             f"in {weight})")))
+    return max((r for r in fitted if r.runs), key=lambda r: r.tokens_s_per_device, default=recipe)
 
-    def run(devices: int) -> Prediction:
-        tkey = (fkey, time_key, devices, profile.interconnect_gb_s if devices > 1 else None)
-        if timings is not None and time_key is not None and tkey in timings:
-            return _with_capacity(timings[tkey], profile)
-        pred = predict(spec, profile, batch=workload.batch, ctx=workload.ctx, prompt_len=workload.prompt_len,
-                       devices=devices, weight_format=weight, kv_format=kv, expert_format=expert)
-        if timings is not None and time_key is not None:
-            timings[tkey] = pred
-        if devices == 1:
-            mem = pred.memory
-            footprint[fkey] = (mem.weights_gb + mem.kv_cache_gb, mem.activations_gb)
-        return pred
 
-    devices = _devices_to_try(*footprint[fkey], profile) if fkey in footprint else 1
-    if devices > 1 and not profile.interconnect_gb_s:
-        return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
-    while devices <= MAX_DEVICES:
-        pred = run(devices)
-        if pred.memory.fits:
-            return CellRecipe(weight, expert, kv, devices, notes, pred, workload.throughput(pred))
-        if not profile.interconnect_gb_s:
+@dataclass
+class _Fitter:
+    """Fits one model on one device for a given pair of formats (see best_recipe for the caches)."""
+
+    spec: ModelSpec
+    profile: HardwareProfile
+    workload: Workload
+    footprint: dict[Any, tuple[float, float]]
+    key: Any
+    timings: dict[Any, Prediction] | None
+    time_key: Any
+
+    def __call__(self, weight: str, expert: str, notes: tuple[str, ...]) -> CellRecipe:
+        profile, workload = self.profile, self.workload
+        kv = _dense_format(profile)
+        fkey = (self.key if self.key is not None else self.spec.name, weight, expert, kv)
+
+        def run(devices: int) -> Prediction:
+            tkey = (fkey, self.time_key, devices, profile.interconnect_gb_s if devices > 1 else None)
+            cached = self.timings is not None and self.time_key is not None
+            if cached and tkey in self.timings:
+                return _with_capacity(self.timings[tkey], profile)
+            pred = predict(self.spec, profile, batch=workload.batch, ctx=workload.ctx,
+                           prompt_len=workload.prompt_len, devices=devices, weight_format=weight, kv_format=kv,
+                           expert_format=expert)
+            if cached:
+                self.timings[tkey] = pred
+            if devices == 1:
+                mem = pred.memory
+                self.footprint[fkey] = (mem.weights_gb + mem.kv_cache_gb, mem.activations_gb)
+            return pred
+
+        devices = _devices_to_try(*self.footprint[fkey], profile) if fkey in self.footprint else 1
+        if devices > 1 and not profile.interconnect_gb_s:
             return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
-        devices = max(devices * 2, _devices_to_try(*footprint[fkey], profile)) if devices == 1 else devices * 2
-    return CellRecipe(weight, expert, kv, devices, notes, why_not=f"does not fit {MAX_DEVICES} devices")
+        while devices <= MAX_DEVICES:
+            pred = run(devices)
+            if pred.memory.fits:
+                return CellRecipe(weight, expert, kv, devices, notes, pred, workload.throughput(pred))
+            if not profile.interconnect_gb_s:
+                return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
+            devices = max(devices * 2, _devices_to_try(*self.footprint[fkey], profile)) if devices == 1 \
+                else devices * 2
+        return CellRecipe(weight, expert, kv, devices, notes, why_not=f"does not fit {MAX_DEVICES} devices")
