@@ -72,6 +72,7 @@ FEATURE_KERNELS = {
     "moe-bf16": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-bf16"),
     "moe-w4a16": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-w4a16-g128"),
     "moe-fp8-block": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-fp8-block128"),
+    "moe-mxfp4": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-mxfp4"),
     "mamba2": ("mamba2/chunk-scan", "mamba2/state-update"),
 }
 

@@ -1,5 +1,5 @@
 """Fused MoE against the torch per-expert loop, in the interpreter: routing (softmax; sigmoid + bias with
-group-limited top-k), the sort/align invariants, and the grouped GEMM with fp16, W4A16 and FP8-block experts
+group-limited top-k), the sort/align invariants, and the grouped GEMM with fp16, W4A16, FP8-block and MXFP4 experts
 on odd sizes (7 tokens, hidden 80, intermediate 40, 6 experts, top-3)."""
 
 import pytest
@@ -8,9 +8,12 @@ import torch
 from retarget.kernels._config import KernelConfig
 from retarget.kernels.fp8_gemm.reference import expand_scales, quantize
 from retarget.kernels.fused_moe import ExpertWeights, fused_moe, moe_align, moe_ref, route, route_ref
+from retarget.kernels.mxfp4_gemm.reference import dequantize as mx_dequantize
+from retarget.kernels.mxfp4_gemm.reference import quantize_mxfp4
 from retarget.kernels.w4a16_gemm.reference import dequantize
 
 TILES = KernelConfig(16, 32, 16, group_m=2)
+MX_TILES = KernelConfig(16, 32, 32, group_m=2)   # whole 32-element MXFP4 blocks per K step
 T, H, INTER, E, TOP_K = 7, 80, 40, 6, 3
 
 
@@ -64,7 +67,13 @@ def _fp8_experts(gen, n, k):
     return ExpertWeights.from_fp8_block(torch.stack([c for c, _ in parts]), torch.stack([s for _, s in parts])), dense
 
 
-@pytest.mark.parametrize("fmt", ["float", "w4a16", "fp8-block"])
+def _mxfp4_experts(gen, n, k):
+    parts = [quantize_mxfp4(torch.randn(n, k, generator=gen) * 0.1) for _ in range(E)]
+    dense = torch.stack([mx_dequantize(c, s) for c, s in parts])
+    return ExpertWeights.from_mxfp4(torch.stack([c for c, _ in parts]), torch.stack([s for _, s in parts])), dense
+
+
+@pytest.mark.parametrize("fmt", ["float", "w4a16", "fp8-block", "mxfp4"])
 def test_fused_moe_matches_expert_loop(fmt):
     gen = torch.Generator().manual_seed(3)
     x, weights, ids = _routing(gen)
@@ -75,9 +84,12 @@ def test_fused_moe_matches_expert_loop(fmt):
     elif fmt == "w4a16":
         w13, dense13 = _int_experts(gen, 2 * INTER, H, 16)
         w2, dense2 = _int_experts(gen, H, INTER, 16)
-    else:
+    elif fmt == "fp8-block":
         w13, dense13 = _fp8_experts(gen, 2 * INTER, H)
         w2, dense2 = _fp8_experts(gen, H, INTER)
-    out = fused_moe(x, w13, w2, weights, ids, E, config=TILES)
+    else:
+        w13, dense13 = _mxfp4_experts(gen, 2 * INTER, H)
+        w2, dense2 = _mxfp4_experts(gen, H, INTER)
+    out = fused_moe(x, w13, w2, weights, ids, E, config=MX_TILES if fmt == "mxfp4" else TILES)
     ref = moe_ref(x, dense13.half(), dense2.half(), weights, ids)
     torch.testing.assert_close(out.float(), ref.float(), rtol=2e-2, atol=2e-2 * ref.abs().max().item())

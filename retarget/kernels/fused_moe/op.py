@@ -11,17 +11,19 @@ from retarget.kernels import _device
 from retarget.kernels._aot import AotCase, mma_name, pointer_type
 from retarget.kernels._config import KernelConfig, check_family, pick
 from retarget.kernels.fused_moe import configs
-from retarget.kernels.fused_moe._kernel import FLOAT, FP8_BLOCK, INT_GROUP, moe_gemm_kernel
+from retarget.kernels.fused_moe._kernel import FLOAT, FP8_BLOCK, INT_GROUP, MXFP4, moe_gemm_kernel
 from retarget.kernels.fused_moe._routing import routing_kernel
 from retarget.kernels.fused_moe.align import Alignment, moe_align
+from retarget.kernels.mxfp4_gemm.op import pack as pack_mxfp4
 from retarget.kernels.w4a16_gemm.layout import pack
 
 
 @dataclass(frozen=True)
 class ExpertWeights:
-    """Stacked expert weights [E, N, K] in one of three formats (W_FORMAT of the kernel):
+    """Stacked expert weights [E, N, K] in one of four formats (W_FORMAT of the kernel):
     'float' (fp16 / bf16 w), 'int' (w4a16_gemm layout per expert: codes [E, ceil(K*bits/8), N], scale / zero
-    [E, G, N]) or 'fp8-block' (e4m3 w [E, N, K], float32 scale [E, ceil(N/128), ceil(K/128)])."""
+    [E, G, N]), 'fp8-block' (e4m3 w [E, N, K], float32 scale [E, ceil(N/128), ceil(K/128)]) or 'mxfp4'
+    (mxfp4_gemm layout per expert: E2M1 [E, ceil(K/2), N], E8M0 scale [E, N, ceil(K/32)])."""
 
     format: str
     w: torch.Tensor
@@ -48,9 +50,16 @@ class ExpertWeights:
     def from_fp8_block(cls, w: torch.Tensor, scale: torch.Tensor) -> ExpertWeights:
         return cls("fp8-block", w.contiguous(), w.shape[1], w.shape[2], scale.float().contiguous(), bits=8)
 
+    @classmethod
+    def from_mxfp4(cls, codes: torch.Tensor, scales: torch.Tensor) -> ExpertWeights:
+        """E2M1 codes uint8 [E, N, K] (0..15) and E8M0 scales uint8 [E, N, ceil(K/32)], repacked per expert."""
+        packed = [pack_mxfp4(codes[e], scales[e]) for e in range(codes.shape[0])]
+        return cls("mxfp4", torch.stack([p.qweight for p in packed]), codes.shape[1], codes.shape[2],
+                   torch.stack([p.scale for p in packed]), bits=4, group_size=32)
+
     @property
     def kernel_format(self) -> int:
-        return {"float": FLOAT, "int": INT_GROUP, "fp8-block": FP8_BLOCK}[self.format]
+        return {"float": FLOAT, "int": INT_GROUP, "fp8-block": FP8_BLOCK, "mxfp4": MXFP4}[self.format]
 
 
 def route(logits: torch.Tensor, top_k: int, n_group: int = 1, topk_group: int = 1, scoring: str = "softmax",
@@ -85,6 +94,8 @@ def moe_gemm(a: torch.Tensor, w: ExpertWeights, align: Alignment, num_pairs: int
         raise ValueError(f"activations have K={a.shape[-1]}, experts have K={w.k}")
     if w.format == "int" and w.group_size % cfg.block_k:
         raise ValueError(f"BLOCK_K={cfg.block_k} must divide the group size {w.group_size}")
+    if w.format == "mxfp4" and cfg.block_k % 32:
+        raise ValueError(f"BLOCK_K={cfg.block_k} must be a multiple of the MXFP4 block (32)")
     a = a.contiguous()
     c = torch.empty(num_pairs, w.n, device=a.device, dtype=a.dtype)
     scale = w.scale if w.scale is not None else c
@@ -122,7 +133,7 @@ _GEMM_STRIDES = ("stride_am", "stride_we", "stride_wr", "stride_se", "stride_sr"
 
 
 def aot_cases(family: str) -> list[AotCase]:
-    """Routing, and the gate/up GEMM with bf16, W4A16 (g128) and FP8-block experts."""
+    """Routing, and the gate/up GEMM with bf16, W4A16 (g128), FP8-block and MXFP4 experts."""
     d = _DSV3
     cfg = choose(64 * d["top_k"], d["experts"], check_family(family))
     bf = pointer_type(torch.bfloat16)
@@ -141,7 +152,8 @@ def aot_cases(family: str) -> list[AotCase]:
     for variant, w_type, fmt, bits, s_type in (("bf16", bf, FLOAT, 16, "*fp32"),
                                                ("w4a16-g128", "*u8", INT_GROUP, 4, bf),
                                                ("fp8-block128", pointer_type(torch.float8_e4m3fn), FP8_BLOCK, 8,
-                                                "*fp32")):
+                                                "*fp32"),
+                                               ("mxfp4", "*u8", MXFP4, 4, "*u8")):
         types = {"a_ptr": bf, "w_ptr": w_type, "s_ptr": s_type, "z_ptr": s_type, "c_ptr": bf, "rw_ptr": "*fp32",
                  "sorted_ptr": "*i32", "expert_ptr": "*i32", "padded": "i32", "num_pairs": "i32", "N": "i32",
                  "K": "i32", **dict.fromkeys(_GEMM_STRIDES, "i32")}
