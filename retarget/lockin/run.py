@@ -1,5 +1,6 @@
 """`retarget lockin`: compute the matrix for the chosen models, devices and workload, print it, and write
-lockin.json, lockin.csv, lockin.png, lockin.html and lockin.md into an output folder atomically."""
+lockin.json, lockin.csv, lockin.png, lockin.html, lockin.md and lockin-evidence.md into an output folder
+atomically."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from rich.table import Table
 
 from retarget.hw_profiles import list_profiles, load_profile
 from retarget.lockin.evidence import annotate, load_evidence
+from retarget.lockin.evidence_report import write_evidence
 from retarget.lockin.matrix import lockin_matrix
 from retarget.lockin.recipe import get_workload
+from retarget.lockin.runtimes import annotate_runtimes
 from retarget.lockin.whatif import apply_all, changes, describe, split_overrides
 from retarget.models.registry import get_spec, load_registry
 from retarget.outdir import atomic_dir, check_writable
@@ -121,16 +124,18 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
             evidence = load_evidence(profiles, kernels_json)
             matrix["kernel_evidence"] = evidence
             annotate(matrix, evidence)
+            annotate_runtimes(matrix, {s.name: s for s in specs})
             draw(matrix)
             write_json(matrix, tmp / "lockin.json")
             write_csv(matrix, tmp / "lockin.csv")
             write_html(matrix, evidence, tmp / "lockin.html")
             write_markdown(matrix, tmp / "lockin.md")
+            write_evidence(matrix, tmp / "lockin-evidence.md")
         finally:
             drawn()
     console.print(render_table(matrix, console.width))
     for line in whatif_lines:
         console.print(line, highlight=False)
     console.print(f"{len(specs)} models x {len(profiles)} devices in {time.perf_counter() - start:.1f} s; "
-                  f"wrote {out}/lockin.{{json,csv,png,html,md}}")
+                  f"wrote {out}/lockin.{{json,csv,png,html,md}} and lockin-evidence.md")
     return matrix
