@@ -41,7 +41,7 @@ def moe_ref(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch
     """x [T, H] through the chosen experts (float weights W13 [E, 2I, H], W2 [E, H, I]), a loop over experts
     in float32, returned in x's dtype."""
     inter = w2.shape[2]
-    out = torch.zeros(x.shape, dtype=torch.float32)
+    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     for e in ids.unique().tolist():
         tok, slot = (ids == e).nonzero(as_tuple=True)
         h = x[tok].float() @ w13[e].float().T
