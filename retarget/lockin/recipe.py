@@ -5,7 +5,9 @@ Rules (the accuracy budget: never fewer bits than the checkpoint ships with, exc
 requantises 4-bit blocks to 4-bit groups, and a model that fits no allowed number of devices otherwise,
 which is quantised weight-only to 8, else 4 bits to make it fit, and says so):
 * FP8 (per-tensor, per-channel or 128x128 blocks): FP8 where the device has an FP8 rate (FNUZ parts
-  re-encode e4m3fn -> e4m3fnuz); else INT8 per-channel W8A8 where the device has INT8 matmuls; else BF16.
+  re-encode e4m3fn -> e4m3fnuz); else INT8 per-channel W8A8 where the device has INT8 matmuls (or GPTQ int4
+  g128 W4A16 when that is faster and its measured price is within the accuracy budget, accuracy.py); else
+  BF16. Conversions carry their measured accuracy price where bench/conversion_cost.py measured it.
 * MXFP4 / NVFP4: kept where the device has FP4 units and the format; on CUDA/ROCm devices without FP4
   the 4-bit blocks stay and a W4A16 kernel dequantises them to BF16 (as Marlin / Triton do); elsewhere
   they are requantised to int4 with a group of 32 (W4A16).
@@ -20,6 +22,7 @@ from typing import Any
 
 from retarget.errors import RetargetError
 from retarget.hw_profiles.schema import HardwareProfile
+from retarget.lockin import accuracy
 from retarget.models.spec import ModelSpec
 from retarget.perf import Prediction, predict
 from retarget.perf.formats import get_format
@@ -108,7 +111,8 @@ def convert(native: str, profile: HardwareProfile) -> tuple[str, str | None]:
             return "fp8", None
         if profile.peak("int8") or "int8" in profile.native_formats:
             rate = "" if profile.peak("int8") else " (no sourced INT8 rate: matmuls costed at the BF16 rate)"
-            return "int8", f"{native} -> INT8 per-channel W8A8{rate}"
+            price = accuracy.describe(_fp8_stand_in(key), "w8a8-int8")
+            return "int8", f"{native} -> INT8 per-channel W8A8{rate}{price}"
         return dense, f"{native} -> {dense} (dequantised, 2x weight bytes)"
     if key.startswith(("mxfp4", "nvfp4")):
         base = "mxfp4" if key.startswith("mxfp4") else "nvfp4"
@@ -116,11 +120,28 @@ def convert(native: str, profile: HardwareProfile) -> tuple[str, str | None]:
             return base, None
         if profile.triton_backend == "official":
             return base, f"{native} kept, W4A16 kernel dequantises to {dense} (no FP4 units)"
-        return "int4-g32-sym", f"{native} -> int4 g32 W4A16 (requantised; no FP4 units, no MXFP4 kernel)"
+        return "int4-g32-sym", (f"{native} -> int4 g32 W4A16 (requantised; no FP4 units, no MXFP4 kernel)"
+                                f"{accuracy.describe('mxfp4', 'int4-g32-sym')}")
     key = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(key, key)
     if key in ("bf16", "fp16", "fp32"):
         return dense, None if key == dense else f"{native} -> {dense}"
     return key, None
+
+
+def _fp8_stand_in(key: str) -> str:
+    """The measured stand-in recipe of an FP8 checkpoint format (bench/conversion_cost.py)."""
+    return "fp8-block128-ue8m0" if "ue8m0" in key else "fp8-block128"
+
+
+def _budget_alternatives(weight: str, expert: str, notes: tuple[str, ...]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Cheaper conversions of FP8 -> INT8 groups allowed by the accuracy budget (accuracy.py): GPTQ int4 g128
+    W4A16 when its measured price is within it."""
+    p = accuracy.price("fp8-block128", "gptq-int4-g128-asym")
+    if p is None or not p["within_budget"] or "int8" not in (weight, expert):
+        return []
+    swap = tuple("int4-g128-asym" if f == "int8" else f for f in (weight, expert))
+    return [(*swap, (*notes, "INT8 -> GPTQ int4 g128 W4A16, within the accuracy budget"
+                             f"{accuracy.describe('fp8-block128', 'gptq-int4-g128-asym')}"))]
 
 
 def _group_formats(spec: ModelSpec) -> tuple[str, str]:
@@ -180,8 +201,9 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
     notes = tuple(dict.fromkeys(n for n in (note_w, note_e) if n))
     fit = _Fitter(spec, profile, workload, {} if footprint is None else footprint, key, timings, time_key)
     recipe = fit(weight, expert, notes)
-    if recipe.runs:
-        return recipe
+    options = [recipe, *(fit(*alt) for alt in _budget_alternatives(weight, expert, notes))]
+    if any(r.runs for r in options):
+        return max((r for r in options if r.runs), key=lambda r: r.tokens_s_per_device)
     fitted = []
     for fmt in FIT_LADDER:
         bits = get_format(fmt).bits
