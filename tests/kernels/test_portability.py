@@ -109,3 +109,21 @@ def test_new_kernels_compile_for_hopper_and_mi300():
     assert rows["attention/decode-splitkv", "gfx942"]["mma_family"] == "mfma"
     assert rows["attention/decode-splitkv", "gfx942"]["native"] == "native"
     assert rows["mamba2/state-update", "sm_90"]["native"] == "n/a"   # no tensor cores by design
+
+
+def test_merge_replaces_recompiled_kernels_and_keeps_the_rest():
+    from retarget.kernels.portability import merge
+
+    def matrix(kernels, date, spills):
+        rows = [{**_row(kernel=k, spills=spills), "target": "sm_90", "op": k.split("/")[0]} for k in kernels]
+        return {"triton_version": "3.9.0", "date": date, "wall_s": 1.0, "machine": {}, "kernels": kernels,
+                "results": rows}
+
+    old = matrix(["a/x", "b/y"], "old", 4)
+    m = merge(old, matrix(["b/y", "c/z"], "new", 0))
+    assert m["kernels"] == ["a/x", "b/y", "c/z"] and m["merged"] == {"date": "old", "wall_s": 1.0, "machine": {},
+                                                                     "kernels": ["a/x"]}
+    by = {r["kernel"]: r for r in m["results"]}
+    assert by["b/y"]["spills"] == 0 and by["a/x"]["lacks"][0].startswith("not enough registers: 4 spills")
+    with pytest.raises(RetargetError, match="Triton"):
+        merge(old, {**matrix([], "new", 0), "triton_version": "3.6.0"})
