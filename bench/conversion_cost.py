@@ -15,6 +15,7 @@ scores the target quantized straight from float, so the price of the conversion 
 direct) is separated from the price of the target format.
 
     python bench/conversion_cost.py      # writes bench/results/conversion-cost.{json,md}
+    python bench/conversion_cost.py --skip gptq-int4-g128-asym   # without the (slow) GPTQ target
 """
 
 from __future__ import annotations
@@ -66,19 +67,24 @@ def quantized(model: nn.Module, recipe: str, tokenizer, seq_len: int) -> nn.Modu
     return q
 
 
-def variants(model: nn.Module, tokenizer, seq_len: int):
+def variants(model: nn.Module, tokenizer, seq_len: int, conversions: tuple[tuple[str, str], ...]):
     """(label, model) for every native format, conversion and direct target quantization."""
-    natives = {n: quantized(model, n, tokenizer, seq_len) for n in dict.fromkeys(n for n, _ in CONVERSIONS)}
+    natives = {n: quantized(model, n, tokenizer, seq_len) for n in dict.fromkeys(n for n, _ in conversions)}
     for name, q in natives.items():
         yield name, "native", q
-    for native, target in CONVERSIONS:
+    for native, target in conversions:
         yield f"{native} -> {target}", "converted", quantized(dequantized(copy.deepcopy(natives[native])), target,
                                                               tokenizer, seq_len)
-    for target in dict.fromkeys(t for _, t in CONVERSIONS):
+    for target in dict.fromkeys(t for _, t in conversions):
         yield target, "direct", quantized(model, target, tokenizer, seq_len)
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip", action="append", default=[], help="a target recipe to leave out")
+    conversions = tuple((n, t) for n, t in CONVERSIONS if t not in parser.parse_args().skip)
     from retarget.models.encoder import load_encoder
     from retarget.models.load import load_model
 
@@ -89,17 +95,17 @@ def main() -> None:
     tokens = lm.tokenizer(corpus_text(), add_special_tokens=False)["input_ids"][:TOKENS]
     ev = Evaluator(tokens, window=WINDOW)
     ref = ev.reference(torch_logits_fn(lm.model))
-    for label, kind, model in variants(lm.model, lm.tokenizer, 256):
+    for label, kind, model in variants(lm.model, lm.tokenizer, 256, conversions):
         score = ev.score(torch_logits_fn(model), label)
         rows.setdefault(label, {"name": label, "kind": kind})["smollm2"] = {
             **score.to_dict(), "perplexity_ratio": score.perplexity / ref.perplexity}
         print(label, rows[label]["smollm2"], file=sys.stderr, flush=True)
     enc = load_encoder()
     scorer = EmbeddingScorer(enc)
-    for label, kind, model in variants(enc.model, enc.tokenizer, 128):
+    for label, kind, model in variants(enc.model, enc.tokenizer, 128, conversions):
         rows.setdefault(label, {"name": label, "kind": kind})["minilm"] = scorer.score(model).to_dict()
         print(label, rows[label]["minilm"], file=sys.stderr, flush=True)
-    for native, target in CONVERSIONS:
+    for native, target in conversions:
         row = rows[f"{native} -> {target}"]
         row["native"], row["target"] = native, target
         for model in ("smollm2", "minilm"):
@@ -108,7 +114,7 @@ def main() -> None:
             row[model]["conversion_price"] = conv - direct   # what converting adds on top of the format
     out = {"provenance": "measured", "machine": provenance.machine(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "command": "python bench/conversion_cost.py", "tokens": TOKENS, "window": WINDOW,
+           "command": " ".join(["python bench/conversion_cost.py", *sys.argv[1:]]), "tokens": TOKENS, "window": WINDOW,
            "reference": {"smollm2_perplexity": ref.perplexity, "minilm": "float32 model, cosine 1"},
            "wall_s": round(time.perf_counter() - start, 1), "rows": list(rows.values())}
     RESULTS.mkdir(exist_ok=True)
