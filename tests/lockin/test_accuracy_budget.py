@@ -50,3 +50,14 @@ def test_budget_decides_the_ascend_recipe(cost_file, int4_ppl, expected):
     r = best_recipe(get_spec("deepseek-v3"), load_profile("ascend-910b"), get_workload("decode-b1"))
     assert r.weight_format == expected
     assert any("measured on SmolLM2-135M" in c for c in r.conversions)
+
+
+def test_measured_prices_reach_the_recipes():
+    """bench/results/conversion-cost.json (measured here) prices the conversions lock-in's recipes make, and
+    the recipe text carries the price: DeepSeek-V3's FP8 blocks become INT8 W8A8 on Ascend 910B."""
+    for native, target in (("fp8-block128", "w8a8-int8"), ("fp8-block128-ue8m0", "fp8-block128"),
+                           ("mxfp4", "int4-g32-sym")):
+        p = accuracy.price(native, target)
+        assert p is not None and 0.5 < p["ppl_ratio_vs_native"] < 10 and abs(p["cosine_drop_vs_native"]) < 0.5
+    r = best_recipe(get_spec("deepseek-v3"), load_profile("ascend-910b"), get_workload("decode-b1"))
+    assert r.weight_format == "int8" and "measured on SmolLM2-135M: perplexity x" in r.describe()
