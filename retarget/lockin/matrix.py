@@ -63,6 +63,8 @@ def _li_cell(mv: ModelVariants, g: HardwareProfile, h: HardwareProfile, ev: Eval
         "li": predicted(li, "ratio", MODEL_NAME),
         "recipe": cell_dict(m, phase),
         "reference_recipe": cell_dict(r, phase),
+        # M fits h only quantised: LI then compares quantised M with R(M) at R(M)'s own recipe
+        "quantised_to_fit": any("quantised to fit" in c for c in m.conversions),
     }
     if attribute and li is not None:
         out["attribution"] = shapley(mv, g, h, ev) if mv.features else {"total": 0.0, "shares": {}, "players": []}
