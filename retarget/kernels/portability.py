@@ -32,7 +32,7 @@ from retarget.errors import RetargetError
 from retarget.kernels._aot import AotCase
 from retarget.kernels.targets import BY_NAME, TARGETS, Target
 
-OPS = ("w4a16_gemm", "w8a8_int8_gemm", "fp8_gemm", "mxfp4_gemm")
+OPS = ("w4a16_gemm", "w8a8_int8_gemm", "fp8_gemm", "mxfp4_gemm", "attention", "mla_decode", "fused_moe", "mamba2")
 # the default-test subset: a bf16 tiled GEMM and an fp8 GEMM on Hopper and MI300
 SMOKE_CASES = ("w4a16_gemm/w4a16-tiled-m512", "fp8_gemm/channel")
 SMOKE_TARGETS = ("sm_90", "gfx942")
@@ -61,6 +61,19 @@ FORMAT_KERNELS = {
     "fp8-e4m3-block128": ("fp8_gemm/block128",),
     "fp8-e4m3-block128-ue8m0": ("fp8_gemm/block128-ue8m0",),
     "mxfp4": ("mxfp4_gemm/dot_scaled-mxfp8", "mxfp4_gemm/dequant-bf16"),
+}
+
+# lock-in evidence for architecture features: feature -> the kernels it needs, all of them (the verdict is
+# the worst of theirs: a feature runs natively only when every kernel it needs does)
+FEATURE_KERNELS = {
+    "attention-window-sinks": ("attention/decode-splitkv", "attention/decode-combine",
+                               "attention/prefill-window-sinks"),
+    "mla": ("mla_decode/latent-splitkv", "attention/decode-combine"),
+    "moe-bf16": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-bf16"),
+    "moe-w4a16": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-w4a16-g128"),
+    "moe-fp8-block": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-fp8-block128"),
+    "moe-mxfp4": ("fused_moe/routing-grouped-topk", "fused_moe/gemm-mxfp4"),
+    "mamba2": ("mamba2/chunk-scan", "mamba2/state-update"),
 }
 
 
@@ -159,8 +172,9 @@ def compile_case(case: AotCase, target: Target) -> dict[str, Any]:
                             attrs=case.attrs())
             kernel = triton.compile(src, target=target.gpu_target(), options=case.config.options())
     except Exception as err:  # noqa: BLE001 - the compiler's error is the result
-        return {**row, "compiled": False, "error": _short_error(err),
-                "compile_s": round(time.perf_counter() - start, 2)}
+        row.update(compiled=False, error=_short_error(err), compile_s=round(time.perf_counter() - start, 2))
+        row["lacks"] = lacks(row, target)
+        return row
     row["compile_s"] = round(time.perf_counter() - start, 2)
     asm = kernel.asm.get("ptx") or kernel.asm.get("amdgcn") or ""
     pattern = _PTX_MMA if target.backend == "cuda" else _AMD_MMA
@@ -179,7 +193,29 @@ def compile_case(case: AotCase, target: Target) -> dict[str, Any]:
                shared_fits=shared <= target.shared_limit)
     row.update(_nvidia_resources(kernel.asm["cubin"]) if target.backend == "cuda"
                else _amd_resources(kernel.asm["amdgcn"]))
+    row["lacks"] = lacks(row, target)
     return row
+
+
+def lacks(row: dict[str, Any], target: Target) -> list[str]:
+    """What TARGET lacks for this kernel, in words (instruction, data type, registers, shared memory); empty
+    when the kernel compiled natively, without spills, within the shared-memory limit."""
+    if not row["compiled"]:
+        return [f"does not compile for {target.name}: {row['error']}"]
+    out = []
+    wanted = row["wanted_mma"]
+    if row["native"] == "upcast":
+        out.append(f"no {wanted} tensor-core instruction: the compiler widens the operands to "
+                   f"{row['mma_format']} on {row['mma_family']}")
+    elif row["native"] == "no-mma":
+        out.append(f"no tensor-core instruction for {wanted}: the products run on scalar FMA units")
+    if row.get("spills"):
+        out.append(f"not enough registers: {row['spills']} spills ({row['spills_unit']}) at "
+                   f"{row['registers']} registers per thread")
+    if not row["shared_fits"]:
+        out.append(f"not enough shared memory: {row['shared_bytes'] / 1024:.0f} KB wanted, "
+                   f"{target.shared_limit / 1024:.0f} KB per block")
+    return out
 
 
 def _job(kernel: str, target_name: str) -> dict[str, Any]:
@@ -192,7 +228,7 @@ def _crashed(kernel: str, target_name: str) -> dict[str, Any]:
     target = BY_NAME[target_name]
     case = next(c for c in cases_for(target.family) if c.name == kernel)
     return {**_header(case, target), "compiled": False, "error": "compiler process crashed",
-            "compile_s": None}
+            "compile_s": None, "lacks": [f"does not compile for {target_name}: the compiler process crashed"]}
 
 
 def _quiet() -> None:
@@ -273,6 +309,21 @@ def build_matrix(targets: list[Target], kernels: list[str] | None = None, worker
     }
 
 
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """NEW's rows over OLD's (same Triton version required): the kernels NEW compiled replace theirs in OLD,
+    the others keep OLD's rows, with what each target lacks recomputed; `merged` records OLD's run."""
+    if old["triton_version"] != new["triton_version"]:
+        raise RetargetError(f"cannot merge matrices of Triton {old['triton_version']} and {new['triton_version']}")
+    kept = [r for r in old["results"] if r["kernel"] not in new["kernels"]]
+    for r in kept:
+        r["lacks"] = lacks(r, BY_NAME[r["target"]])
+    rows = kept + new["results"]
+    kernels = [k for k in old["kernels"] if k not in new["kernels"]] + new["kernels"]
+    return {**new, "kernels": kernels, "results": rows, "evidence": evidence(rows),
+            "merged": {"date": old["date"], "wall_s": old["wall_s"], "machine": old["machine"],
+                       "kernels": [k for k in old["kernels"] if k not in new["kernels"]]}}
+
+
 def evidence(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """target -> format -> {verdict: native | upcast | error, kernel, spills, shared_fits}: how each format
     runs on each target, from the best kernel that compiled for it (the lock-in model's evidence)."""
@@ -294,7 +345,28 @@ def evidence(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any
                 verdict = "upcast"
             out[target][fmt] = {"verdict": verdict, "kernel": best["kernel"], "spills": best.get("spills"),
                                 "shared_fits": best.get("shared_fits")}
+        for feature, kernels in FEATURE_KERNELS.items():
+            rows = [by[(k, target)] for k in kernels if (k, target) in by]
+            if len(rows) == len(kernels):
+                out[target][feature] = feature_verdict(rows)
     return out
+
+
+def feature_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worst verdict over the kernels a feature needs: error > upcast > spills / shared memory > native,
+    with everything those kernels lack."""
+    if not all(r["compiled"] for r in rows):
+        verdict = "error"
+    elif any(r["native"] in ("upcast", "no-mma") for r in rows):
+        verdict = "upcast"
+    elif any(r.get("spills") or not r["shared_fits"] for r in rows):
+        verdict = "constrained"
+    else:
+        verdict = "native"
+    return {"verdict": verdict, "kernel": ", ".join(r["kernel"] for r in rows),
+            "spills": sum(r.get("spills") or 0 for r in rows),
+            "shared_fits": all(r.get("shared_fits", False) for r in rows),
+            "lacks": [f"{r['kernel']}: {text}" for r in rows for text in r.get("lacks", [])]}
 
 
 def cell(row: dict[str, Any], markup: bool = False) -> str:
@@ -347,7 +419,10 @@ def to_markdown(matrix: dict[str, Any]) -> str:
            "Generated by `retarget kernels --markdown docs/kernels.md --json docs/kernels.json` with "
            f"Triton {matrix['triton_version']} on {matrix['machine']['cpu']} ({matrix['date']}, "
            f"{matrix['wall_s']} s). No GPU is involved: each kernel is compiled ahead of time for each "
-           "target and the ISA is read back.",
+           "target and the ISA is read back." + (
+               f" Rows of {', '.join(f'`{k}`' for k in matrix['merged']['kernels'])} come from the run of "
+               f"{matrix['merged']['date']} ({matrix['merged']['wall_s']} s), same Triton."
+               if "merged" in matrix else ""),
            "",
            "Cell: tensor-core instruction family and operand format found in the ISA; **native** when that "
            "is the kernel's own format (fp8 on fp8 MMAs, int8 on int8, MXFP4 on block-scaled MMAs, "
@@ -373,6 +448,26 @@ def to_markdown(matrix: dict[str, Any]) -> str:
     for target, verdicts in matrix["evidence"].items():
         out.append(f"| {target} | " + " | ".join(verdicts[f]["verdict"] if f in verdicts else "-"
                                                    for f in formats) + " |")
+    features = [f for f in FEATURE_KERNELS if any(f in v for v in matrix["evidence"].values())]
+    if features:
+        out += ["", "## Architecture features per target", "",
+                "A feature is **native** when every kernel it needs compiles to the tensor-core instructions of "
+                "its own format with no spills within the shared-memory limit; **constrained** when it "
+                "compiles natively but spills or overflows shared memory; **upcast** when an operand is "
+                "widened; **error** when a kernel does not compile.", "",
+                "| target | " + " | ".join(features) + " |", "|---|" + "---|" * len(features)]
+        for target, verdicts in matrix["evidence"].items():
+            out.append(f"| {target} | " + " | ".join(verdicts[f]["verdict"] if f in verdicts else "-"
+                                                       for f in features) + " |")
+    lacking = [r for r in matrix["results"] if r.get("lacks")]
+    if lacking:
+        out += ["", "## What each target lacks", "",
+                "Per kernel and target, in words, from the compiled artifacts (kernels not listed compile "
+                "natively, without spills, within the target's shared memory).", ""]
+        for target in names:
+            items = [f"`{r['kernel']}`: {'; '.join(r['lacks'])}" for r in lacking if r["target"] == target]
+            if items:
+                out += [f"**{target}**", ""] + [f"- {item}" for item in items] + [""]
     errors = [r for r in matrix["results"] if not r["compiled"]]
     if errors:
         out += ["", "## Compiler errors", ""]

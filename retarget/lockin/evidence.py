@@ -61,21 +61,37 @@ def _matrix_format(fmt: str, native: str, fnuz: bool) -> str | None:
     return None
 
 
+def _feature_kernels(feature: str, expert_format: str) -> str | None:
+    """The kernel matrix's architecture-feature name for a model feature (portability.FEATURE_KERNELS)."""
+    if feature == "moe":
+        if expert_format.startswith("int"):
+            return "moe-w4a16"
+        return {"fp8": "moe-fp8-block", "mxfp4": "moe-mxfp4"}.get(expert_format, "moe-bf16")
+    return {"mla": "mla", "window": "attention-window-sinks", "ssm": "mamba2"}.get(feature)
+
+
 def annotate(matrix: dict[str, Any], evidence: dict[str, Any] | None) -> None:
     """Add to every cell's recipe `kernels`: {format: verdict} of the Triton kernels its low-bit formats
-    need on the device's compiler target (from EVIDENCE; nothing when there is none)."""
+    need on the device's compiler target, and `feature_kernels`: {feature: verdict} of the kernels its
+    architecture features need (MLA decode, fused MoE, window/sink attention, Mamba2 scan), from EVIDENCE;
+    nothing when there is none."""
     if not evidence:
         return
     fnuz = {p["id"]: p.get("fp8_variant") == "fnuz" for p in matrix["profiles"]}
     for m in matrix["models"]:
         natives = m["native_format"]
         for device, cell in m["cells"].items():
-            verdicts = evidence["devices"].get(device, {}).get("verdicts", {})
+            dev = evidence["devices"].get(device, {})
+            verdicts = dev.get("verdicts", {})
+            missing = "no Triton backend" if "note" in dev or not dev else "not in the kernel matrix"
             recipe = cell["recipe"]
             found = {}
             for group, fmt in (("linear", recipe["weight_format"]), ("experts", recipe["expert_format"])):
                 native = natives.get(group, natives.get("linear", natives.get("all", "")))
                 name = _matrix_format(fmt, native, fnuz.get(device, False))
                 if name is not None:
-                    found[name] = verdicts.get(name, "no Triton backend")
+                    found[name] = verdicts.get(name, missing)
             recipe["kernels"] = found
+            names = {f: _feature_kernels(f, recipe["expert_format"]) for f in m["features"]}
+            recipe["feature_kernels"] = {f"{f} ({n})": verdicts.get(n, missing)
+                                         for f, n in names.items() if n is not None}

@@ -3,9 +3,10 @@
     LI(M, h) = [T(M, g) / T(M, h)] / [T(R(M), g) / T(R(M), h)]
 
 T = predicted tokens/s per device of the best recipe (recipe.py) for the workload; g = the home device:
-the registry's stated hardware, else the device M fits best on (the highest tokens/s per device, so
-fewer devices or faster ones); R(M) = the portable reference (variants.reference). Throughput is per device so
-that a model needing more devices on h pays for them, as a deployment would.
+the registry's stated hardware, else the device M fits best on among all bundled profiles (the highest
+tokens/s per device, so fewer devices or faster ones), whichever targets a run shows; R(M) = the portable
+reference (variants.reference). Throughput is per device so that a model needing more devices on h pays
+for them, as a deployment would.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Evaluator:
         if k not in self._cache:
             if key not in self._compact:
                 self._compact[key] = compact(spec)
-            time_key = (profile.id, isinstance(k[1], tuple) and k[1][0] == "home")
+            time_key = (profile.id, k[1][0] if isinstance(k[1], tuple) else None)
             self._cache[k] = best_recipe(self._compact[key], profile, self.workload, self._footprint, key,
                                          self._timings, time_key)
         return self._cache[k]
@@ -105,15 +106,17 @@ def lock_in(t_m_g: float, t_m_h: float, t_r_g: float, t_r_h: float) -> float | N
     return (t_m_g / t_m_h) / (t_r_g / t_r_h)
 
 
-def choose_home(mv: ModelVariants, profiles: list[HardwareProfile], ev: Evaluator,
-                 stated: HardwareProfile | None) -> tuple[HardwareProfile, str]:
-    """(home device, why): the stated one, else the device where M fits best: the highest tokens/s per
-    device of its best recipe (a device it needs fewer of, or runs faster on, scores higher)."""
-    if stated is not None:
-        return stated, "stated in the model registry"
-    scores = {p.id: per_device(ev.recipe(mv.spec, mv.key(frozenset()), p)) for p in profiles}
-    home = max(profiles, key=lambda p: scores[p.id])
-    return home, "no stated hardware: the device with the highest predicted tokens/s per device"
+def choose_home(mv: ModelVariants, candidates: list[HardwareProfile], ev: Evaluator,
+                shared: frozenset[str] = frozenset()) -> tuple[HardwareProfile, str]:
+    """(home device, why) for a model with no stated hardware: of CANDIDATES (every bundled profile, as
+    bundled, so the choice depends neither on the targets of a run nor on its what-if overrides), the one
+    where M fits best: the highest tokens/s per device of its best recipe. SHARED: ids whose target column
+    is the bundled profile unchanged (its recipes are reused)."""
+    scores = {p.id: per_device(ev.recipe(mv.spec, mv.key(frozenset()), p,
+                                         None if p.id in shared else ("bundled", p.id))) for p in candidates}
+    home = max(candidates, key=lambda p: scores[p.id])
+    return home, (f"no stated hardware: the highest predicted tokens/s per device of all {len(candidates)} "
+                  "bundled profiles")
 
 
 def cell_dict(recipe: CellRecipe, phase: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import multiprocessing
 import os
 from typing import Any
 
-from retarget.hw_profiles import load_profile
+from retarget.hw_profiles import list_profiles, load_profile
 from retarget.hw_profiles.schema import HardwareProfile
 from retarget.lockin.attribution import shapley
 from retarget.lockin.index import MODEL_NAME, Evaluator, ModelVariants, cell_dict, choose_home, lock_in, per_device
@@ -33,15 +33,22 @@ ASSUMPTIONS = [
 ]
 
 
-def _stated_home(spec: ModelSpec, by_id: dict[str, HardwareProfile], overrides: Overrides) -> HardwareProfile | None:
-    """The registry's home device of SPEC: the target with that id, else the bundled profile with the same
-    what-if overrides the targets got."""
+def _home(spec: ModelSpec, mv: ModelVariants, ev: Evaluator, by_id: dict[str, HardwareProfile],
+          overrides: Overrides) -> tuple[HardwareProfile, str]:
+    """SPEC's home device and why: the registry's stated hardware, else the best fit over all bundled profiles
+    (index.choose_home). Either way the device is the target with that id when the run has it, else the
+    bundled profile with the run's what-if overrides: the choice is fixed, its evaluation follows the
+    what-if."""
     entry = registry_entries().get(spec.name)
-    if entry is None or not entry.home_hardware:
-        return None
-    if entry.home_hardware in by_id:
-        return by_id[entry.home_hardware]
-    return apply_all([load_profile(entry.home_hardware)], overrides or {})[0]
+    if entry is not None and entry.home_hardware:
+        home_id, why = entry.home_hardware, "stated in the model registry"
+    else:
+        bundled = list_profiles()
+        chosen, why = choose_home(mv, bundled, ev, frozenset(p.id for p in bundled if by_id.get(p.id) == p))
+        home_id = chosen.id
+    if home_id in by_id:
+        return by_id[home_id], why
+    return apply_all([load_profile(home_id)], overrides or {})[0], why
 
 
 def _li_cell(mv: ModelVariants, g: HardwareProfile, h: HardwareProfile, ev: Evaluator,
@@ -56,6 +63,8 @@ def _li_cell(mv: ModelVariants, g: HardwareProfile, h: HardwareProfile, ev: Eval
         "li": predicted(li, "ratio", MODEL_NAME),
         "recipe": cell_dict(m, phase),
         "reference_recipe": cell_dict(r, phase),
+        # M fits h only quantised: LI then compares quantised M with R(M) at R(M)'s own recipe
+        "quantised_to_fit": any("quantised to fit" in c for c in m.conversions),
     }
     if attribute and li is not None:
         out["attribution"] = shapley(mv, g, h, ev) if mv.features else {"total": 0.0, "shares": {}, "players": []}
@@ -86,7 +95,7 @@ def model_row(spec: ModelSpec, profiles: list[HardwareProfile], ev: Evaluator,
     """One model's row: home device, features, reference, and a cell per profile."""
     mv = ModelVariants.of(spec, max(ev.workload.ctx, ev.workload.prompt_len))
     by_id = {p.id: p for p in profiles}
-    g, why = choose_home(mv, profiles, ev, home or _stated_home(spec, by_id, overrides))
+    g, why = (home, "given") if home is not None else _home(spec, mv, ev, by_id, overrides)
     ref = reference(spec)
     cells = {h.id: _li_cell(mv, g, h, ev, attribute) for h in profiles}
     return {
@@ -118,7 +127,8 @@ def profile_summary(p: HardwareProfile) -> dict[str, Any]:
 def lockin_for_spec(spec: ModelSpec, profiles: list[HardwareProfile], workload: str = "decode-b1",
                     home: HardwareProfile | None = None, attribute: bool = True) -> dict[str, Any]:
     """LI, recipe, predicted speed and memory of SPEC on every profile in PROFILES (one model's row), for
-    the compile report. HOME defaults to the registry's stated device, else the best-fitting profile."""
+    the compile report. HOME defaults to the registry's stated device, else the best fit of all bundled
+    profiles."""
     ev = Evaluator(get_workload(workload))
     return {"workload": vars(ev.workload), "row": model_row(spec, profiles, ev, home, attribute)}
 

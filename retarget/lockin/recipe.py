@@ -2,9 +2,12 @@
 natively, or a real conversion of the native one, on the fewest devices the model fits on.
 
 Rules (the accuracy budget: never fewer bits than the checkpoint ships with, except MXFP4 -> int4 which
-requantises 4-bit blocks to 4-bit groups):
+requantises 4-bit blocks to 4-bit groups, and a model that fits no allowed number of devices otherwise,
+which is quantised weight-only to 8, else 4 bits to make it fit, and says so):
 * FP8 (per-tensor, per-channel or 128x128 blocks): FP8 where the device has an FP8 rate (FNUZ parts
-  re-encode e4m3fn -> e4m3fnuz); else INT8 per-channel W8A8 where the device has INT8 matmuls; else BF16.
+  re-encode e4m3fn -> e4m3fnuz); else INT8 per-channel W8A8 where the device has INT8 matmuls (or GPTQ int4
+  g128 W4A16 when that is faster and its measured price is within the accuracy budget, accuracy.py); else
+  BF16. Conversions carry their measured accuracy price where bench/conversion_cost.py measured it.
 * MXFP4 / NVFP4: kept where the device has FP4 units and the format; on CUDA/ROCm devices without FP4
   the 4-bit blocks stay and a W4A16 kernel dequantises them to BF16 (as Marlin / Triton do); elsewhere
   they are requantised to int4 with a group of 32 (W4A16).
@@ -19,8 +22,10 @@ from typing import Any
 
 from retarget.errors import RetargetError
 from retarget.hw_profiles.schema import HardwareProfile
+from retarget.lockin import accuracy
 from retarget.models.spec import ModelSpec
 from retarget.perf import Prediction, predict
+from retarget.perf.formats import get_format
 from retarget.perf.model import USABLE_MEMORY
 
 MAX_DEVICES = 256  # assumed: the largest tensor/expert-parallel group considered
@@ -106,7 +111,8 @@ def convert(native: str, profile: HardwareProfile) -> tuple[str, str | None]:
             return "fp8", None
         if profile.peak("int8") or "int8" in profile.native_formats:
             rate = "" if profile.peak("int8") else " (no sourced INT8 rate: matmuls costed at the BF16 rate)"
-            return "int8", f"{native} -> INT8 per-channel W8A8{rate}"
+            price = accuracy.describe(_fp8_stand_in(key), "w8a8-int8")
+            return "int8", f"{native} -> INT8 per-channel W8A8{rate}{price}"
         return dense, f"{native} -> {dense} (dequantised, 2x weight bytes)"
     if key.startswith(("mxfp4", "nvfp4")):
         base = "mxfp4" if key.startswith("mxfp4") else "nvfp4"
@@ -114,11 +120,28 @@ def convert(native: str, profile: HardwareProfile) -> tuple[str, str | None]:
             return base, None
         if profile.triton_backend == "official":
             return base, f"{native} kept, W4A16 kernel dequantises to {dense} (no FP4 units)"
-        return "int4-g32-sym", f"{native} -> int4 g32 W4A16 (requantised; no FP4 units, no MXFP4 kernel)"
+        return "int4-g32-sym", (f"{native} -> int4 g32 W4A16 (requantised; no FP4 units, no MXFP4 kernel)"
+                                f"{accuracy.describe('mxfp4', 'int4-g32-sym')}")
     key = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(key, key)
     if key in ("bf16", "fp16", "fp32"):
         return dense, None if key == dense else f"{native} -> {dense}"
     return key, None
+
+
+def _fp8_stand_in(key: str) -> str:
+    """The measured stand-in recipe of an FP8 checkpoint format (bench/conversion_cost.py)."""
+    return "fp8-block128-ue8m0" if "ue8m0" in key else "fp8-block128"
+
+
+def _budget_alternatives(weight: str, expert: str, notes: tuple[str, ...]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Cheaper conversions of FP8 -> INT8 groups allowed by the accuracy budget (accuracy.py): GPTQ int4 g128
+    W4A16 when its measured price is within it."""
+    p = accuracy.price("fp8-block128", "gptq-int4-g128-asym")
+    if p is None or not p["within_budget"] or "int8" not in (weight, expert):
+        return []
+    swap = tuple("int4-g128-asym" if f == "int8" else f for f in (weight, expert))
+    return [(*swap, (*notes, "INT8 -> GPTQ int4 g128 W4A16, within the accuracy budget"
+                             f"{accuracy.describe('fp8-block128', 'gptq-int4-g128-asym')}"))]
 
 
 def _group_formats(spec: ModelSpec) -> tuple[str, str]:
@@ -155,10 +178,17 @@ def _with_capacity(pred: Prediction, profile: HardwareProfile) -> Prediction:
                                         devices_needed=needed))
 
 
+# weight formats tried when the model fits no allowed number of devices in its recipe (the accuracy budget of
+# that case: group-wise weight-only quantisation down to 4 bits, as `retarget predict --recipe int4-g128-asym`
+# costs it); the fastest that fits wins
+FIT_LADDER = ("int8-g128-sym", "int4-g128-asym")
+
+
 def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
                 footprint: dict[Any, tuple[float, float]] | None = None, key: Any = None,
                 timings: dict[Any, Prediction] | None = None, time_key: Any = None) -> CellRecipe:
-    """The recipe SPEC runs best with on PROFILE for WORKLOAD, on the fewest (power-of-two) devices.
+    """The recipe SPEC runs best with on PROFILE for WORKLOAD, on the fewest (power-of-two) devices; when it
+    fits no allowed device count, the fastest FIT_LADDER format with fewer bits that makes it fit.
 
     FOOTPRINT caches (weights + KV GB, one-device activations GB) per (KEY, formats), which do not depend
     on the device, so the device count is found without a one-device trial prediction. TIMINGS caches
@@ -168,32 +198,66 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
     lin_native, exp_native = _group_formats(spec)
     weight, note_w = convert(lin_native, profile)
     expert, note_e = convert(exp_native, profile) if spec.is_moe else (weight, None)
-    kv = _dense_format(profile)
     notes = tuple(dict.fromkeys(n for n in (note_w, note_e) if n))
-    fkey = (key if key is not None else spec.name, weight, expert, kv)
-    footprint = {} if footprint is None else footprint
+    fit = _Fitter(spec, profile, workload, {} if footprint is None else footprint, key, timings, time_key)
+    recipe = fit(weight, expert, notes)
+    options = [recipe, *(fit(*alt) for alt in _budget_alternatives(weight, expert, notes))]
+    if any(r.runs for r in options):
+        return max((r for r in options if r.runs), key=lambda r: r.tokens_s_per_device)
+    fitted = []
+    for fmt in FIT_LADDER:
+        bits = get_format(fmt).bits
+        smaller = tuple(fmt if bits < get_format(f).bits else f for f in (weight, expert))
+        if smaller == (weight, expert):
+            continue
+        changed = " and ".join(f"{a} -> {b}" for a, b in dict.fromkeys(zip((weight, expert), smaller, strict=True))
+                               if a != b)
+        fitted.append(fit(*smaller, (*notes, f"{changed} weight-only (quantised to fit: {recipe.why_not} "
+                                             f"in {weight})")))
+    return max((r for r in fitted if r.runs), key=lambda r: r.tokens_s_per_device, default=recipe)
 
-    def run(devices: int) -> Prediction:
-        tkey = (fkey, time_key, devices, profile.interconnect_gb_s if devices > 1 else None)
-        if timings is not None and time_key is not None and tkey in timings:
-            return _with_capacity(timings[tkey], profile)
-        pred = predict(spec, profile, batch=workload.batch, ctx=workload.ctx, prompt_len=workload.prompt_len,
-                       devices=devices, weight_format=weight, kv_format=kv, expert_format=expert)
-        if timings is not None and time_key is not None:
-            timings[tkey] = pred
-        if devices == 1:
-            mem = pred.memory
-            footprint[fkey] = (mem.weights_gb + mem.kv_cache_gb, mem.activations_gb)
-        return pred
 
-    devices = _devices_to_try(*footprint[fkey], profile) if fkey in footprint else 1
-    if devices > 1 and not profile.interconnect_gb_s:
-        return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
-    while devices <= MAX_DEVICES:
-        pred = run(devices)
-        if pred.memory.fits:
-            return CellRecipe(weight, expert, kv, devices, notes, pred, workload.throughput(pred))
-        if not profile.interconnect_gb_s:
+@dataclass
+class _Fitter:
+    """Fits one model on one device for a given pair of formats (see best_recipe for the caches)."""
+
+    spec: ModelSpec
+    profile: HardwareProfile
+    workload: Workload
+    footprint: dict[Any, tuple[float, float]]
+    key: Any
+    timings: dict[Any, Prediction] | None
+    time_key: Any
+
+    def __call__(self, weight: str, expert: str, notes: tuple[str, ...]) -> CellRecipe:
+        profile, workload = self.profile, self.workload
+        kv = _dense_format(profile)
+        fkey = (self.key if self.key is not None else self.spec.name, weight, expert, kv)
+
+        def run(devices: int) -> Prediction:
+            tkey = (fkey, self.time_key, devices, profile.interconnect_gb_s if devices > 1 else None)
+            cached = self.timings is not None and self.time_key is not None
+            if cached and tkey in self.timings:
+                return _with_capacity(self.timings[tkey], profile)
+            pred = predict(self.spec, profile, batch=workload.batch, ctx=workload.ctx,
+                           prompt_len=workload.prompt_len, devices=devices, weight_format=weight, kv_format=kv,
+                           expert_format=expert)
+            if cached:
+                self.timings[tkey] = pred
+            if devices == 1:
+                mem = pred.memory
+                self.footprint[fkey] = (mem.weights_gb + mem.kv_cache_gb, mem.activations_gb)
+            return pred
+
+        devices = _devices_to_try(*self.footprint[fkey], profile) if fkey in self.footprint else 1
+        if devices > 1 and not profile.interconnect_gb_s:
             return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
-        devices = max(devices * 2, _devices_to_try(*footprint[fkey], profile)) if devices == 1 else devices * 2
-    return CellRecipe(weight, expert, kv, devices, notes, why_not=f"does not fit {MAX_DEVICES} devices")
+        while devices <= MAX_DEVICES:
+            pred = run(devices)
+            if pred.memory.fits:
+                return CellRecipe(weight, expert, kv, devices, notes, pred, workload.throughput(pred))
+            if not profile.interconnect_gb_s:
+                return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
+            devices = max(devices * 2, _devices_to_try(*self.footprint[fkey], profile)) if devices == 1 \
+                else devices * 2
+        return CellRecipe(weight, expert, kv, devices, notes, why_not=f"does not fit {MAX_DEVICES} devices")

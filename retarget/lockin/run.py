@@ -1,5 +1,6 @@
 """`retarget lockin`: compute the matrix for the chosen models, devices and workload, print it, and write
-lockin.json, lockin.csv, lockin.png, lockin.html and lockin.md into an output folder atomically."""
+lockin.json, lockin.csv, lockin.png, lockin.html, lockin.md and lockin-evidence.md into an output folder
+atomically."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from rich.table import Table
 
 from retarget.hw_profiles import list_profiles, load_profile
 from retarget.lockin.evidence import annotate, load_evidence
+from retarget.lockin.evidence_report import write_evidence
 from retarget.lockin.matrix import lockin_matrix
 from retarget.lockin.recipe import get_workload
-from retarget.lockin.whatif import apply_all, split_overrides
+from retarget.lockin.runtimes import annotate_runtimes
+from retarget.lockin.whatif import apply_all, changes, describe, split_overrides
 from retarget.models.registry import get_spec, load_registry
 from retarget.outdir import atomic_dir, check_writable
 from retarget.report.lockin_md import DEBATE_DEVICES
@@ -106,25 +109,33 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
     check_writable(Path(out))
     wl = get_workload(workload)
     specs = [get_spec(m) for m in models] if models else list(load_registry().values())
-    profiles = [load_profile(t) for t in targets] if targets else list_profiles()
-    split = split_overrides(overrides or [], [p.id for p in list_profiles()] + [p.id for p in profiles])
-    profiles = apply_all(profiles, split)
+    bundled = [load_profile(t) for t in targets] if targets else list_profiles()
+    split = split_overrides(overrides or [], [p.id for p in list_profiles()] + [p.id for p in bundled])
+    profiles = apply_all(bundled, split)
+    changed = changes(list_profiles(), apply_all(list_profiles(), split))
     with atomic_dir(Path(out)) as tmp:
         draw, drawn = _painter(tmp / "lockin.png")
         try:
             matrix = lockin_matrix(specs, profiles, wl, overrides=split)
             matrix["overrides"] = list(overrides or [])
+            matrix["whatif_changes"] = changed
+            homes = {m["name"]: m["home"] for m in matrix["models"]}
+            whatif_lines = describe(matrix["overrides"], changed, homes)
             evidence = load_evidence(profiles, kernels_json)
             matrix["kernel_evidence"] = evidence
             annotate(matrix, evidence)
+            annotate_runtimes(matrix, {s.name: s for s in specs})
             draw(matrix)
             write_json(matrix, tmp / "lockin.json")
             write_csv(matrix, tmp / "lockin.csv")
             write_html(matrix, evidence, tmp / "lockin.html")
             write_markdown(matrix, tmp / "lockin.md")
+            write_evidence(matrix, tmp / "lockin-evidence.md")
         finally:
             drawn()
     console.print(render_table(matrix, console.width))
+    for line in whatif_lines:
+        console.print(line, highlight=False)
     console.print(f"{len(specs)} models x {len(profiles)} devices in {time.perf_counter() - start:.1f} s; "
-                  f"wrote {out}/lockin.{{json,csv,png,html,md}}")
+                  f"wrote {out}/lockin.{{json,csv,png,html,md}} and lockin-evidence.md")
     return matrix

@@ -55,3 +55,36 @@ def apply_whatif(profile: HardwareProfile, overrides: dict[str, str]) -> Hardwar
 def apply_all(profiles: list[HardwareProfile], split: dict[str | None, dict[str, str]]) -> list[HardwareProfile]:
     """Each profile with the global overrides, then its own."""
     return [apply_whatif(p, {**split.get(None, {}), **split.get(p.id, {})}) for p in profiles]
+
+
+def _flat(profile: HardwareProfile) -> dict[str, object]:
+    data = profile.model_dump(exclude={"provenance"})
+    peaks = data.pop("peak_tflops", {}) or {}
+    return {**data, **{f"peak_tflops.{k}": v for k, v in peaks.items()}}
+
+
+def changes(before: list[HardwareProfile], after: list[HardwareProfile]) -> list[dict[str, object]]:
+    """Every field the overrides changed: [{device, field, before, after}], in profile order."""
+    out = []
+    for old, new in zip(before, after, strict=True):
+        a, b = _flat(old), _flat(new)
+        out += [{"device": new.id, "field": k, "before": a.get(k), "after": b.get(k)}
+                for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    return out
+
+
+def describe(overrides: list[str], changed: list[dict[str, object]], homes: dict[str, str]) -> list[str]:
+    """Lines echoing the what-if: the overrides, each field they changed, and the models whose home device
+    (HOMES: model -> home id) was evaluated with a changed profile."""
+    if not overrides:
+        return []
+    lines = [f"what-if: --set {' --set '.join(overrides)}"]
+    lines += [f"  {c['device']}.{c['field']}: {c['before']} -> {c['after']}" for c in changed]
+    if not changed:
+        lines.append("  (no field changed)")
+    touched = {str(c["device"]) for c in changed}
+    affected = sorted(m for m, h in homes.items() if h in touched)
+    if affected:
+        lines.append(f"  home profile overridden for: {', '.join(affected)} (T(M, g) and T(R(M), g) use the "
+                     "overridden profile; the choice of home does not)")
+    return lines

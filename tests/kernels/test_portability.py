@@ -67,3 +67,63 @@ def test_kernel_package_imports_stay_light():
             "weight_only_linear(torch.ones(2, 32), q, s, s * 8, 4, 32); "
             "assert 'triton' not in sys.modules, 'triton imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _row(**kw):
+    base = {"compiled": True, "error": None, "wanted_mma": "bf16", "native": "native", "mma_family": "wgmma",
+            "mma_format": "bf16", "spills": 0, "spills_unit": "STL instructions", "registers": 128,
+            "shared_bytes": 1024, "shared_fits": True, "kernel": "k"}
+    return {**base, **kw}
+
+
+def test_lacks_names_instruction_registers_and_shared_memory():
+    from retarget.kernels.portability import feature_verdict, lacks
+
+    gfx1100 = BY_NAME["gfx1100"]
+    assert lacks(_row(), gfx1100) == []
+    said = lacks(_row(native="upcast", mma_format="f16", mma_family="wmma", wanted_mma="e4m3", spills=36,
+                      shared_bytes=96 * 1024, shared_fits=False), gfx1100)
+    assert said == ["no e4m3 tensor-core instruction: the compiler widens the operands to f16 on wmma",
+                    "not enough registers: 36 spills (STL instructions) at 128 registers per thread",
+                    "not enough shared memory: 96 KB wanted, 64 KB per block"]
+    assert lacks(_row(compiled=False, error="CompilationError: x"), gfx1100)[0].startswith("does not compile")
+    assert feature_verdict([_row(), _row(spills=3)])["verdict"] == "constrained"
+    assert feature_verdict([_row(), _row(native="upcast")])["verdict"] == "upcast"
+    assert feature_verdict([_row(), _row(compiled=False)])["verdict"] == "error"
+
+
+def test_new_kernels_compile_for_hopper_and_mi300():
+    """Decode attention and the Mamba2 step compile for sm_90 and gfx942; decode attention's products run on
+    bf16 tensor cores on both (mma.sync or wgmma on Hopper, MFMA on CDNA3)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = ("import json, sys; from retarget.kernels.portability import build_matrix; "
+            "from retarget.kernels.targets import BY_NAME; "
+            "m = build_matrix([BY_NAME['sm_90'], BY_NAME['gfx942']], "
+            "['attention/decode-splitkv', 'mamba2/state-update'], workers=1); "
+            "json.dump(m['results'], sys.stdout, default=str)")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {(r["kernel"], r["target"]): r for r in json.loads(proc.stdout)}
+    assert all(r["compiled"] for r in rows.values())
+    assert rows["attention/decode-splitkv", "sm_90"]["mma_format"] == "bf16"
+    assert rows["attention/decode-splitkv", "gfx942"]["mma_family"] == "mfma"
+    assert rows["attention/decode-splitkv", "gfx942"]["native"] == "native"
+    assert rows["mamba2/state-update", "sm_90"]["native"] == "n/a"   # no tensor cores by design
+
+
+def test_merge_replaces_recompiled_kernels_and_keeps_the_rest():
+    from retarget.kernels.portability import merge
+
+    def matrix(kernels, date, spills):
+        rows = [{**_row(kernel=k, spills=spills), "target": "sm_90", "op": k.split("/")[0]} for k in kernels]
+        return {"triton_version": "3.9.0", "date": date, "wall_s": 1.0, "machine": {}, "kernels": kernels,
+                "results": rows}
+
+    old = matrix(["a/x", "b/y"], "old", 4)
+    m = merge(old, matrix(["b/y", "c/z"], "new", 0))
+    assert m["kernels"] == ["a/x", "b/y", "c/z"] and m["merged"] == {"date": "old", "wall_s": 1.0, "machine": {},
+                                                                     "kernels": ["a/x"]}
+    by = {r["kernel"]: r for r in m["results"]}
+    assert by["b/y"]["spills"] == 0 and by["a/x"]["lacks"][0].startswith("not enough registers: 4 spills")
+    with pytest.raises(RetargetError, match="Triton"):
+        merge(old, {**matrix([], "new", 0), "triton_version": "3.6.0"})

@@ -29,7 +29,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_files_agree(report: Path) -> None:
     names = sorted(p.name for p in report.iterdir())
-    assert names == ["lockin.csv", "lockin.html", "lockin.json", "lockin.md", "lockin.png"]
+    assert names == ["lockin-evidence.md", "lockin.csv", "lockin.html", "lockin.json", "lockin.md", "lockin.png"]
     matrix = json.loads((report / "lockin.json").read_text())
     rows = list(csv.DictReader((report / "lockin.csv").open()))
     assert len(rows) == len(MODELS) * len(TARGETS)
@@ -43,6 +43,18 @@ def test_files_agree(report: Path) -> None:
     assert "<script" in page and "<script src=" not in page and "<link" not in page  # nothing to fetch
     assert "cdn.plot.ly" not in page.split("</script>")[0][:2000]
     assert "INT8 per-channel W8A8" in page  # DeepSeek-V3 on Ascend 910B: the recipe is in the report
+    assert matrix["whatif_changes"] == []   # a bandwidth scale of 1 changes nothing, and says so
+
+
+def test_evidence_names_runtime_fallbacks(report: Path) -> None:
+    """DeepSeek-V3's experts export to QMoE, which CANN's kernel registry lacks (retarget/runtimes)."""
+    matrix = json.loads((report / "lockin.json").read_text())
+    ds = next(m for m in matrix["models"] if m["name"] == "deepseek-v3")
+    ops = {d: c["recipe"]["runtimes"]["ops"] for d, c in ds["cells"].items()}
+    assert "QMoE: native on CPU; falls back to CPU on CANN" in ops["ascend-910b"]
+    assert "QMoE: native on CUDA and CPU; falls back to CPU on TensorRT" in ops["h20"]
+    text = (report / "lockin-evidence.md").read_text()
+    assert "## deepseek-v3" in text and "mla: no ONNX Runtime operator" in text
 
 
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
