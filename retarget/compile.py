@@ -47,11 +47,12 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.models.load import check_model_ref, load_model
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
-    from retarget.quantize import calibration_tokens, quantize_
+    from retarget.quantize import calibration_tokens, quantization_report, quantize_
     from retarget.quantize.api import quantized_weights, untie_lm_head
     from retarget.quantize.kv_cache import kv_logits_fn
     from retarget.report.compile_predictions import predictions_on_profiles
     from retarget.report.compile_report import build_report, write_report
+    from retarget.runtimes import coverage
 
     # fail fast on bad input, before any heavy work
     out = Path(out)
@@ -126,7 +127,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
                 runs="the artifact" if plan.runs_on_cpu else "a copy with DequantizeLinear computed by ONNX's "
                      "reference implementation (ORT's CPU provider has no kernel for it); speed is that copy's",
                 predictions=predictions_on_profiles(spec, plan.weight_format, list_profiles()), timings=timings,
-                out=out)
+                out=out, quantization=quantization_report(quantized).to_dict(), runtimes=coverage(tmp / "model.onnx"))
             write_report(report, tmp)
     return report
 

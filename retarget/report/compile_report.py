@@ -50,15 +50,18 @@ def build_report(*, model_ref: str, loaded: Any, spec: Any, profile: Any, plan: 
                  corpus: dict[str, Any], scores: dict[str, Any], onnx_info: dict[str, Any], files: list[str],
                  verification: dict[str, Any], generation: dict[str, Any], speed: dict[str, float],
                  cache_bytes: float, runs: str, predictions: Any, timings: dict[str, float], out: Path,
-                 state_bytes: int = 0) -> dict[str, Any]:
-    """The report of one compile (every number measured here, or predicted with its model)."""
+                 state_bytes: int = 0, quantization: dict[str, Any] | None = None,
+                 runtimes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report of one compile (every number measured here, or predicted with its model). QUANTIZATION:
+    what the recipe quantized and what it kept float, with reasons (recipe.json carries it); RUNTIMES: which
+    ONNX Runtime execution providers run each op of the artifact (retarget.runtimes.coverage)."""
     return {
         "retarget_version": provenance.machine()["versions"]["retarget"],
         "model": {"ref": model_ref, "path": str(loaded.path), "source_format": loaded.source_format,
                   "source_bytes": loaded.path.stat().st_size if loaded.path.is_file() else None,
                   "spec": spec.to_dict(), "params_total": spec.params_total},
         "target": profile.id,
-        "recipe": plan.to_dict(),
+        "recipe": {**plan.to_dict(), **({"quantization": quantization} if quantization else {})},
         "quantized_linears": replaced,
         "corpus": corpus,
         "torch": {"fp32": measured_score(scores["fp32"]), "quantized": measured_score(scores["torch"])},
@@ -80,6 +83,7 @@ def build_report(*, model_ref: str, loaded: Any, spec: Any, profile: Any, plan: 
                 state_bytes, "B", note="bytes of ORT's fixed-size cache tensors (SSM and convolution states), all "
                                        "layers, batch 1: the same at any length"),
         },
+        "runtimes": runtimes,
         "predicted_on_profiles": predictions,
         "timings_s": timings,
         "out": str(out),
@@ -127,9 +131,23 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"> {ort['generation']['text'].strip()}",
         "",
+        *_runtime_rows(r.get("runtimes")),
         *compile_predictions.markdown(r["predicted_on_profiles"]),
     ]
     return "\n".join(lines)
+
+
+def _runtime_rows(runtimes: dict[str, Any] | None) -> list[str]:
+    """Which ONNX Runtime execution providers run the artifact's ops natively (published operator lists)."""
+    if not runtimes:
+        return []
+    rows = ["## Which ONNX Runtime execution providers run this graph", "",
+            f"From {runtimes['provenance']} (retrieved {runtimes['retrieved']}).", "",
+            "| provider | nodes run natively | ops it lacks | ops not checked |", "|---|---|---|---|"]
+    for name, p in runtimes["providers"].items():
+        rows.append(f"| {name} | {p['native_nodes']} of {p['nodes']} | {', '.join(p['leaves']) or '-'} | "
+                    f"{', '.join(p['not_checked']) or '-'} |")
+    return [*rows, ""]
 
 
 def _decode_rows(decode: dict[str, Any] | None) -> list[str]:
