@@ -13,7 +13,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from retarget.errors import RetargetError
 from retarget.hw_profiles import list_profiles, load_profile
+from retarget.inputs import load_json
 from retarget.lockin.evidence import annotate, load_evidence
 from retarget.lockin.matrix import lockin_matrix
 from retarget.lockin.recipe import get_workload
@@ -93,6 +95,22 @@ def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[],
     return send, wait
 
 
+def check_kernel_matrix(path: Path) -> None:
+    """PATH must be a kernel matrix as `retarget kernels --json` writes it: {'evidence': {target: {format:
+    {'verdict': ...}}}}; anything else fails naming the file and the first wrong field."""
+    matrix = load_json(path)
+    evidence = matrix.get("evidence") if isinstance(matrix, dict) else None
+    if not isinstance(evidence, dict):
+        raise RetargetError("expected a kernel matrix with an 'evidence' mapping", source=str(path),
+                            field="evidence")
+    for target, per_format in evidence.items():
+        if not isinstance(per_format, dict):
+            raise RetargetError("expected a mapping of format -> verdict", source=str(path), field=f"evidence.{target}")
+        for fmt, verdict in per_format.items():
+            if not isinstance(verdict, dict) or not isinstance(verdict.get("verdict"), str):
+                raise RetargetError("expected {'verdict': text}", source=str(path), field=f"evidence.{target}.{fmt}")
+
+
 def run(models: list[str] | None = None, targets: list[str] | None = None, workload: str = "decode-b1",
         overrides: list[str] | None = None, out: Path = Path("out/lockin"), kernels_json: Path | None = None,
         console: Console | None = None) -> dict[str, Any]:
@@ -103,11 +121,16 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
 
     console = console or Console()
     start = time.perf_counter()
-    check_writable(Path(out))
+    check_writable(Path(out), inputs=[kernels_json, *(Path(t) for t in targets or [])])
+    if kernels_json is not None:
+        check_kernel_matrix(Path(kernels_json))
     wl = get_workload(workload)
     specs = [get_spec(m) for m in models] if models else list(load_registry().values())
     profiles = [load_profile(t) for t in targets] if targets else list_profiles()
     split = split_overrides(overrides or [], [p.id for p in list_profiles()] + [p.id for p in profiles])
+    stray = [key for key in split if key is not None and key not in {p.id for p in profiles}]
+    if stray:
+        raise RetargetError(f"{stray[0]} is not among the targets of this run", source="--set", field=stray[0])
     profiles = apply_all(profiles, split)
     with atomic_dir(Path(out)) as tmp:
         draw, drawn = _painter(tmp / "lockin.png")
