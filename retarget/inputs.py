@@ -19,7 +19,7 @@ from retarget.errors import RetargetError
 
 MAX_TEXT_BYTES = 64 * 2**20  # config.json, profile YAML, measurements CSV, kernel matrix JSON
 MAX_NESTING = 64  # JSON / YAML containers inside each other
-MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 1_000_000  # YAML nodes after alias expansion
 MAX_NAME_CHARS = 4096  # a model or profile name / path given on the command line
 MAX_NUMBER_CHARS = 64  # a number written as text (CLI, --set, CSV)
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -116,25 +116,44 @@ def load_json(path: Path, *, limit: int = MAX_TEXT_BYTES, max_depth: int = MAX_N
     return parse_json(read_text(path, limit=limit), str(path), max_depth=max_depth)
 
 
+def _yaml_bounds(text: str, source: str, loader: Any) -> None:
+    """One pass over the YAML events of TEXT: at most MAX_NESTING levels and MAX_YAML_NODES nodes once every
+    alias is expanded (an alias counts as the whole node it repeats), so no fan-out bomb gets to be built."""
+    import yaml
+
+    sizes: dict[str, int] = {}  # anchor -> expanded node count
+    stack: list[list[Any]] = [[None, 0]]  # [anchor, nodes so far] per open container
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            stack.append([event.anchor, 1])
+            if len(stack) > MAX_NESTING + 1:
+                raise RetargetError(f"YAML nested deeper than {MAX_NESTING} levels", source=source)
+            continue
+        if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            anchor, nodes = stack.pop()
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in sizes:  # an alias inside its own anchor: a structure that holds itself
+                raise RetargetError(f"recursive YAML alias *{event.anchor}", source=source)
+            anchor, nodes = None, sizes[event.anchor]
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, nodes = event.anchor, 1
+        else:
+            continue
+        if anchor:
+            sizes[anchor] = nodes
+        stack[-1][1] += nodes
+        if stack[-1][1] > MAX_YAML_NODES:
+            raise RetargetError(f"more than {MAX_YAML_NODES} YAML nodes once aliases are expanded", source=source)
+
+
 def parse_yaml(text: str, source: str) -> Any:
-    """TEXT through YAML's safe loader (no Python tags) after a pass over its events that bounds aliases
-    (no fan-out bombs) and nesting."""
+    """TEXT through YAML's safe loader (no Python tags) after a pass over its events that bounds nesting and
+    the size aliases expand to (no fan-out bombs)."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster
     try:
-        aliases = depth = 0
-        for event in yaml.parse(text, Loader=loader):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_YAML_ALIASES:
-                    raise RetargetError(f"more than {MAX_YAML_ALIASES} YAML aliases", source=source)
-            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-                depth += 1
-                if depth > MAX_NESTING:
-                    raise RetargetError(f"YAML nested deeper than {MAX_NESTING} levels", source=source)
-            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-                depth -= 1
+        _yaml_bounds(text, source, loader)
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -146,6 +165,10 @@ def parse_yaml(text: str, source: str) -> Any:
 def load_yaml(path: Path, *, limit: int = MAX_TEXT_BYTES) -> Any:
     """A bounded UTF-8 YAML file (see `parse_yaml`)."""
     return parse_yaml(read_text(path, limit=limit), str(path))
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def number(value: Any, *, source: str | None, field: str | None, lo: float, hi: float,
@@ -166,6 +189,6 @@ def number(value: Any, *, source: str | None, field: str | None, lo: float, hi: 
         raise RetargetError(f"expected a whole number, got {value}", source=source, field=field)
     below = value <= lo if lo_open else value < lo
     if below or value > hi:
-        span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        span = f"{'(' if lo_open else '['}{_plain(lo)}, {_plain(hi)}]"
         raise RetargetError(f"{str(value)[:40]} is outside {span}", source=source, field=field)
     return int(value) if integer else value

@@ -7,15 +7,15 @@ their URL. `print_report` and `print_model_list` render it with rich.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from retarget.errors import RetargetError
+from retarget.inputs import load_json, ref_path
+from retarget.models.checks import check_config
 from retarget.models.registry import get_entry, registry_entries
 from retarget.models.spec import SPEC_VERSION, ModelSpec
 from retarget.provenance import predicted, published
@@ -46,15 +46,12 @@ def _quantised(fmt: str) -> dict[str, float]:
 
 def resolve_model(model: str) -> tuple[ModelSpec, dict[str, Any] | None]:
     """A registry name / HF id, an HF folder, or a config.json path -> (spec, registry entry dict or None)."""
-    path = Path(model)
-    if path.exists():
+    path = ref_path(model, "MODEL")
+    if path is not None:
         config_path = path / "config.json" if path.is_dir() else path
-        if not config_path.is_file():
+        if not config_path.exists():
             raise RetargetError("no config.json in this folder", source=str(path))
-        try:
-            config = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise RetargetError(f"not valid JSON: {err}", source=str(config_path)) from None
+        config = check_config(load_json(config_path), str(config_path))
         name = path.name if path.is_dir() else path.parent.name or path.stem
         return ModelSpec.from_hf_config(config, name, source=str(config_path)), None
     entry = get_entry(model)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from retarget.errors import RetargetError
+from retarget.inputs import ref_path
 from retarget.quantize.weight import QuantizedWeight
 
 DEFAULT_MODEL = "default"
@@ -48,7 +49,7 @@ def default_model_path() -> Path:
 
 def check_model_ref(ref: str = DEFAULT_MODEL) -> Path:
     """Resolve MODEL and check it cheaply (exists, not a pickle, GGUF magic, HF folder layout) before any work."""
-    path = default_model_path() if ref == DEFAULT_MODEL else Path(ref)
+    path = default_model_path() if ref == DEFAULT_MODEL else ref_path(ref, "MODEL") or Path(ref)
     if not path.exists():
         raise RetargetError("no such file or folder", source=str(path))
     if path.is_file() and path.suffix in PICKLE_SUFFIXES:
@@ -80,16 +81,21 @@ def _load_gguf(path: Path) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from retarget.models.checks import check_gguf, check_loaded
     from retarget.models.gguf_weights import read_quantized_linears
 
+    check_gguf(path)
     hf_logging.set_verbosity_error()
     try:  # transformers' own tqdm bar would interleave with ours: silence it
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
-    except (ValueError, KeyError, OSError, RuntimeError) as err:
-        raise RetargetError(f"cannot load GGUF ({str(err).splitlines()[0]})", source=str(path)) from err
+            model, info = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
+                                                               output_loading_info=True)
+    except Exception as err:  # noqa: BLE001 - whatever transformers trips on is in the user's file
+        raise RetargetError(f"cannot load GGUF ({(str(err) or type(err).__name__).splitlines()[0]})",
+                            source=str(path)) from err
+    check_loaded(model, info, str(path))
     cfg = model.config
     blocks = read_quantized_linears(path, cfg.num_attention_heads, cfg.num_key_value_heads)
     return LoadedModel(path.stem, path, "gguf", model.eval(), tokenizer, blocks)
@@ -98,9 +104,15 @@ def _load_gguf(path: Path) -> LoadedModel:
 def _load_hf_folder(path: Path) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from retarget.models.checks import check_hf_folder, check_loaded
+
+    check_hf_folder(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True)
-    except (ValueError, KeyError, OSError) as err:
-        raise RetargetError(f"cannot load ({str(err).splitlines()[0]})", source=str(path)) from err
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True,
+                                                           output_loading_info=True)
+    except Exception as err:  # noqa: BLE001 - whatever transformers trips on is in the user's files
+        raise RetargetError(f"cannot load ({(str(err) or type(err).__name__).splitlines()[0]})",
+                            source=str(path)) from err
+    check_loaded(model, info, str(path))
     return LoadedModel(path.name, path, "hf-safetensors", model.eval(), tokenizer)

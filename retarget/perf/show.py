@@ -9,8 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from retarget.errors import RetargetError
 from retarget.hw_profiles import load_profile, parse_overrides
+from retarget.inputs import load_json, ref_path
+from retarget.models.checks import check_config
 from retarget.models.spec import ModelSpec
 from retarget.perf.model import predict
 from retarget.perf.prediction import Prediction
@@ -18,14 +19,11 @@ from retarget.perf.prediction import Prediction
 
 def resolve_spec(model: str) -> ModelSpec:
     """A registry name / HF id, a config.json file, or a folder holding one."""
-    path = Path(model)
+    path = ref_path(model, "MODEL") or Path(model)
     if path.is_dir():
         path = path / "config.json"
     if path.suffix == ".json":
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise RetargetError(f"cannot read config: {err}", source=str(path)) from None
+        config = check_config(load_json(path), str(path))
         return ModelSpec.from_hf_config(config, path.parent.name, source=str(path))
     from retarget.models.registry import get_spec
 
