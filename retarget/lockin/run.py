@@ -4,6 +4,7 @@ lockin.json, lockin.csv, lockin.png, lockin.html and lockin.md into an output fo
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,8 @@ def _paint(conn: Any, other_end: Any, path: Path) -> None:
     from retarget.report.lockin_png import prepare, write_heatmap
 
     other_end.close()  # the fork copied the sender's end; closed here, recv sees EOF when the sender closes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the parent's to handle: it kills this process
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     prepare()
     try:
         matrix = conn.recv()
@@ -68,13 +71,13 @@ def _paint(conn: Any, other_end: Any, path: Path) -> None:
     write_heatmap(matrix, path)
 
 
-def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[bool], None]]:
     """(send, wait) of a forked process drawing the heatmap to PATH (matplotlib's import and drawing take
     seconds, which overlap with the matrix and the other files); without fork, send draws in place."""
     if "fork" not in multiprocessing.get_all_start_methods():
         from retarget.report.lockin_png import write_heatmap
 
-        return (lambda matrix: write_heatmap(matrix, path)), (lambda: None)
+        return (lambda matrix: write_heatmap(matrix, path)), (lambda abort: None)
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_paint, args=(child, parent, path))
@@ -86,10 +89,17 @@ def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[],
         parent.send(matrix)
         sent.append(True)
 
-    def wait() -> None:
+    def wait(abort: bool) -> None:
+        """Wait for the drawing; ABORT (the run failed or was interrupted): kill it first."""
         parent.close()
-        proc.join()
-        if sent and proc.exitcode != 0:
+        if abort:
+            proc.kill()
+        try:
+            proc.join()
+        except BaseException:
+            proc.kill()
+            raise
+        if sent and not abort and proc.exitcode != 0:
             raise RuntimeError(f"drawing {path.name} failed in its worker process (exit code {proc.exitcode})")
 
     return send, wait
@@ -145,8 +155,10 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
             write_csv(matrix, tmp / "lockin.csv")
             write_html(matrix, evidence, tmp / "lockin.html")
             write_markdown(matrix, tmp / "lockin.md")
-        finally:
-            drawn()
+        except BaseException:
+            drawn(True)
+            raise
+        drawn(False)
     console.print(render_table(matrix, console.width))
     console.print(f"{len(specs)} models x {len(profiles)} devices in {time.perf_counter() - start:.1f} s; "
                   f"wrote {out}/lockin.{{json,csv,png,html,md}}")
