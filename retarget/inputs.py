@@ -25,8 +25,9 @@ MAX_NUMBER_CHARS = 64  # a number written as text (CLI, --set, CSV)
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-def ref_path(ref: str, field: str | None = None) -> Path | None:
+def ref_path(ref: str | Path, field: str | None = None) -> Path | None:
     """REF as a path when something exists there, else None (a name). Over-long or NUL-holding REFs fail."""
+    ref = str(ref)
     if len(ref) > MAX_NAME_CHARS or "\0" in ref:
         raise RetargetError(f"name longer than {MAX_NAME_CHARS} characters or holds NUL", source=ref[:60] + "...",
                             field=field)
