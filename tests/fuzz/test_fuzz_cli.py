@@ -120,3 +120,15 @@ def test_validate_csv_encodings(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "m.csv"
     path.write_bytes(content)
     assert_clean(*invoke("validate", str(path)), str(path))
+
+
+@pytest.mark.parametrize("setting, field", [("h20.fp8=560", "h20"), ("scale_compute=nan", "--set"),
+                                            ("scale_bandwidth=1e400", "--set"), ("h100-sxm.memory_gb=inf", "memory_gb"),
+                                            ("memory_gb=" + "9" * 5000, "memory_gb")])
+def test_lockin_set(tmp_path: Path, setting: str, field: str) -> None:
+    """A what-if on a device that is not a target, or a number that is not finite, is refused before any work."""
+    out = tmp_path / "lockin"
+    code, stdout, err = invoke("lockin", "--models", "llama-3.1-8b", "--targets", "h100-sxm", "--set", setting,
+                               "--out", str(out))
+    assert_clean(code, stdout, err, field)
+    assert code == 2 and not out.exists() and list(tmp_path.iterdir()) == []
