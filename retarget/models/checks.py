@@ -48,6 +48,9 @@ def check_config(config: Any, source: str) -> dict[str, Any]:
     for key, (lo, hi) in CONFIG_FLOATS.items():
         if config.get(key) is not None:
             number(config[key], source=source, field=key, lo=lo, hi=hi, lo_open=True)
+    for key in ("model_type", "torch_dtype", "dtype", "hidden_act"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise RetargetError(f"expected text, got {type(config[key]).__name__}", source=source, field=key)
     vocab = config.get("vocab_size")
     for key in TOKEN_IDS:
         ids = config.get(key)
