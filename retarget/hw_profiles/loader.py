@@ -7,6 +7,7 @@ into `HardwareProfile.provenance` so code reads plain numbers.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ _NATIVE_FOR_PEAK = {"fp8_e4m3": ("fp8_e4m3", "fp8_e5m2", "mxfp8"), "fp4": ("fp4"
                     "fp32": ("fp32",)}
 # Ranges every profile number must lie in (YAML and --set alike): (low, high, low excluded, whole number).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    "memory_gb": (0, 1e5, True, False), "mem_bw_gb_s": (0, 1e6, True, False), "onchip_mb": (0, 1e6, False, False),
-    "interconnect_gb_s": (0, 1e6, True, False), "tdp_w": (0, 1e5, True, False), "peak_tflops": (0, 1e6, False, False),
+    "memory_gb": (1e-3, 1e5, False, False), "mem_bw_gb_s": (1e-3, 1e6, False, False),
+    "onchip_mb": (0, 1e6, False, False), "interconnect_gb_s": (1e-3, 1e6, False, False),
+    "tdp_w": (1e-3, 1e5, False, False), "peak_tflops": (1e-3, 1e6, False, False),
     "launch_year": (1950, 2100, False, True), "version": (1, 1, False, True)}
 
 
@@ -123,6 +125,8 @@ def _parse_value(raw: str, current: Any, name: str) -> Any:
         return [s.strip() for s in raw.split(",") if s.strip()]
     if raw.lower() in ("", "none", "null", "~"):
         return None
+    if name.startswith("peak_tflops.") and re.fullmatch(r"[+-]?0*\.?0*", raw.strip()):
+        return 0  # a peak of 0 removes the format
     if name.split(".")[0] in RANGES:
         return _checked(raw, name, "--set")
     return raw

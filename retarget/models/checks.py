@@ -26,7 +26,7 @@ CONFIG_INTS: dict[str, tuple[int, int]] = {
     "num_experts": (1, 4096), "num_experts_per_tok": (1, 256), "moe_intermediate_size": (1, 2**20),
     "sliding_window": (1, 2**24)}
 CONFIG_FLOATS: dict[str, tuple[float, float]] = {"rms_norm_eps": (0, 1), "layer_norm_eps": (0, 1),
-                                                 "rope_theta": (0, 1e12), "initializer_range": (0, 10)}
+                                                 "rope_theta": (1, 1e12), "initializer_range": (0, 10)}
 TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                       "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
@@ -47,7 +47,7 @@ def check_config(config: Any, source: str) -> dict[str, Any]:
             number(value, source=source, field=key, lo=lo, hi=hi, integer=True)
     for key, (lo, hi) in CONFIG_FLOATS.items():
         if config.get(key) is not None:
-            number(config[key], source=source, field=key, lo=lo, hi=hi, lo_open=True)
+            number(config[key], source=source, field=key, lo=lo, hi=hi, lo_open=lo == 0)
     for key in ("model_type", "torch_dtype", "dtype", "hidden_act"):
         if config.get(key) is not None and not isinstance(config[key], str):
             raise RetargetError(f"expected text, got {type(config[key]).__name__}", source=source, field=key)

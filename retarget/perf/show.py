@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +76,23 @@ def prediction_tables(pred: Prediction) -> list[Table]:
     return [head, ops]
 
 
+def _json_safe(data: Any) -> Any:
+    """DATA with every non-finite float (an unbounded quantity, e.g. the capacity of a device whose memory is
+    unknown) as null: JSON has no Infinity."""
+    if isinstance(data, dict):
+        return {k: _json_safe(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_json_safe(v) for v in data]
+    return None if isinstance(data, float) and not math.isfinite(data) else data
+
+
 def show_prediction(
     model: str, target: str, overrides: list[str], as_json: bool, console: Console, **workload: Any
 ) -> Prediction:
     """Predict MODEL on TARGET (with `--set` OVERRIDES) for WORKLOAD (predict's keyword arguments); print."""
     pred = predict(resolve_spec(model), load_profile(target, parse_overrides(overrides)), **workload)
     if as_json:
-        console.print_json(json.dumps(pred.to_dict()))
+        console.print_json(json.dumps(_json_safe(pred.to_dict())))
         return pred
     for table in prediction_tables(pred):
         console.print(table)
