@@ -166,7 +166,7 @@ def apply_overrides(profile: HardwareProfile, overrides: dict[str, str]) -> Hard
 def load_profile(id_or_path: str, overrides: dict[str, str] | None = None) -> HardwareProfile:
     """A bundled profile by id, or a user's profile YAML by path, with OVERRIDES applied."""
     path = ref_path(id_or_path, "--target") or Path(id_or_path)
-    if id_or_path.endswith((".yaml", ".yml")) or path.exists():
+    if id_or_path.endswith((".yaml", ".yml")) or (path.exists() and not path.is_dir()):
         profile = _read_yaml(path)
     else:
         bundled = _bundled()
