@@ -33,12 +33,14 @@ class Hang(Exception):
 
 
 @pytest.fixture(autouse=True)
-def no_hang() -> Iterator[None]:
+def no_hang(request: pytest.FixtureRequest) -> Iterator[None]:
+    limit = HANG_S * (10 if request.node.get_closest_marker("slow") else 1)
+
     def fire(_signum: int, _frame: object) -> None:
-        raise Hang(f"no result after {HANG_S} s")
+        raise Hang(f"no result after {limit} s")
 
     old = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(HANG_S)
+    signal.alarm(limit)
     try:
         yield
     finally:
