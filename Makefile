@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: install run test test-slow bench sweep lint clean chromium
+.PHONY: install run test test-slow fuzz bench sweep lint clean chromium
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -31,6 +31,10 @@ test: $(STAMP) chromium
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# the property-based fuzz suite with many more examples than `make test` runs (tests/fuzz/conftest.py profiles)
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz FUZZ_HANG_S=3600 $(PY) -m pytest -q tests/fuzz -p no:cacheprovider
 
 bench: $(STAMP)
 	# llama.cpp, a peer in bench/test_cpu_speed.py (builds from source: about 12 minutes on 2 cores, then cached)

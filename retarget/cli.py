@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +19,38 @@ console = Console()
 T = TypeVar("T")
 
 
+def _terminated(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds like an exception: temporary outputs are removed on the way
+
+
+def _error(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def run_or_exit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call FN; a RetargetError (bad user input) becomes one line on stderr and exit code 2."""
+    """Call FN; a RetargetError (bad user input) becomes one line on stderr and exit code 2; SIGINT and
+    SIGTERM leave nothing half-written and exit with 130 / 143."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return fn(*args, **kwargs)
     except RetargetError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        _error(str(err).replace("\n", " "))
         sys.exit(2)
+    except KeyboardInterrupt:
+        _error("interrupted; nothing was written")
+        sys.exit(130)
+    except SystemExit as exit_:
+        if exit_.code == 128 + signal.SIGTERM:
+            _error("terminated; nothing was written")
+        raise
+
+
+def check_options(**bounds: tuple[float, float, float]) -> None:
+    """Each option NAME=(value, lo, hi) must be a whole number in [lo, hi]; else one line, exit code 2."""
+    from retarget.inputs import number
+
+    for name, (value, lo, hi) in bounds.items():
+        run_or_exit(number, value, source=None, field=f"--{name.replace('_', '-')}", lo=lo, hi=hi, integer=True)
 
 
 @app.command("compile")
@@ -39,6 +65,7 @@ def compile_cmd(
     """Load, quantize, evaluate, export to ONNX, verify in ONNX Runtime and write the artifact."""
     from retarget.compile import compile_model, print_summary
 
+    check_options(eval_tokens=(eval_tokens, 0, 2**24))
     report = run_or_exit(compile_model, model, target=target, recipe=recipe, out=out,
                          eval_tokens=eval_tokens or None, lowering=lowering)
     print_summary(report, console)
@@ -106,6 +133,8 @@ def predict_cmd(
     """Predicted time to first token, tokens/s, memory fit and the bottleneck per op class."""
     from retarget.perf.show import show_prediction
 
+    check_options(devices=(devices, 1, 4096), batch=(batch, 1, 2**20), ctx=(ctx, 1, 2**24),
+                  prompt_len=(prompt_len, 1, 2**24))
     run_or_exit(show_prediction, model, target, set_ or [], as_json, console, devices=devices, batch=batch,
                 ctx=ctx, prompt_len=prompt_len, recipe=recipe, kv_format=kv, engine=engine, parallelism=parallelism)
 
@@ -129,11 +158,13 @@ def kernels_cmd(
     smoke: Annotated[bool, typer.Option(help="two kernels on sm_90 and gfx942 (the test subset)")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the matrix as JSON")] = None,
     markdown: Annotated[Path | None, typer.Option(help="write the matrix as Markdown")] = None,
-    workers: Annotated[int, typer.Option(help="compile processes (0: one per CPU)")] = 0,
+    workers: Annotated[int, typer.Option(help="compile processes (0: one per CPU, at most 64)")] = 0,
 ) -> None:
     """Compile every Triton kernel ahead of time for each GPU target and print the portability matrix."""
+    from retarget.kernels.portability import MAX_WORKERS
     from retarget.kernels.portability import run as run_kernels
 
+    check_options(workers=(workers, 0, MAX_WORKERS))
     run_or_exit(run_kernels, targets or None, smoke=smoke, json_path=json_out, markdown_path=markdown,
                 workers=workers, console=console)
 

@@ -56,8 +56,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
 
     # fail fast on bad input, before any heavy work
     out = Path(out)
-    check_writable(out)
-    check_model_ref(model_ref)
+    check_writable(out, inputs=[check_model_ref(model_ref)])
     profile = load_profile(target)
     plan_recipe(recipe, profile, has_source_blocks=True, lowering=lowering)  # the recipe exists, the target runs it
     eval_tokens = eval_tokens or DEFAULT_EVAL_TOKENS

@@ -7,15 +7,16 @@ into `HardwareProfile.provenance` so code reads plain numbers.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from retarget.errors import RetargetError
 from retarget.hw_profiles.schema import NUMERIC_FIELDS, PEAK_FORMATS, HardwareProfile
+from retarget.inputs import load_yaml, number, ref_path
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -25,6 +26,12 @@ _PEAK_ALIASES = {"fp8": "fp8_e4m3", **{fmt: fmt for fmt in PEAK_FORMATS}}
 _NATIVE_FOR_PEAK = {"fp8_e4m3": ("fp8_e4m3", "fp8_e5m2", "mxfp8"), "fp4": ("fp4", "mxfp4", "nvfp4"),
                     "int8": ("int8",), "bf16": ("bf16",), "fp16": ("fp16",), "tf32": ("tf32",),
                     "fp32": ("fp32",)}
+# Ranges every profile number must lie in (YAML and --set alike): (low, high, low excluded, whole number).
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "memory_gb": (1e-3, 1e5, False, False), "mem_bw_gb_s": (1e-3, 1e6, False, False),
+    "onchip_mb": (0, 1e6, False, False), "interconnect_gb_s": (1e-3, 1e6, False, False),
+    "tdp_w": (1e-3, 1e5, False, False), "peak_tflops": (1e-3, 1e6, False, False),
+    "launch_year": (1950, 2100, False, True), "version": (1, 1, False, True)}
 
 
 def _field_name(loc: tuple[Any, ...]) -> str | None:
@@ -35,6 +42,12 @@ def _raise_validation(err: ValidationError, source: str) -> None:
     first = err.errors()[0]
     msg = first["msg"].removeprefix("Value error, ")
     raise RetargetError(msg, source=source, field=_field_name(first["loc"])) from None
+
+
+def _checked(value: Any, name: str, source: str) -> Any:
+    """VALUE of field NAME (`peak_tflops.<fmt>` for a peak) when it is a finite number in its RANGES entry."""
+    lo, hi, lo_open, integer = RANGES[name.split(".")[0]]
+    return number(value, source=source, field=name, lo=lo, hi=hi, lo_open=lo_open, integer=integer)
 
 
 def _split_sourced(value: Any, name: str, provenance: dict[str, Any], source: str) -> Any:
@@ -56,12 +69,16 @@ def profile_from_dict(raw: Any, source: str) -> HardwareProfile:
     for name in NUMERIC_FIELDS:
         if name in data:
             data[name] = _split_sourced(data[name], name, provenance, source)
+    for name in RANGES.keys() - {"peak_tflops"}:
+        if data.get(name) is not None:
+            data[name] = _checked(data[name], name, source)
     peaks = data.get("peak_tflops") or {}
     if not isinstance(peaks, dict):
         raise RetargetError("expected a mapping of format -> {value, source}", source=source,
                             field="peak_tflops")
     data["peak_tflops"] = {
-        fmt: _split_sourced(v, f"peak_tflops.{fmt}", provenance, source) for fmt, v in peaks.items()}
+        fmt: _checked(_split_sourced(v, f"peak_tflops.{fmt}", provenance, source), f"peak_tflops.{fmt}", source)
+        for fmt, v in peaks.items()}
     data["provenance"] = provenance
     try:
         return HardwareProfile.model_validate(data)
@@ -71,16 +88,7 @@ def profile_from_dict(raw: Any, source: str) -> HardwareProfile:
 
 
 def _read_yaml(path: Path) -> HardwareProfile:
-    try:
-        raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~10x faster
-    except OSError as err:
-        raise RetargetError(f"cannot read: {err.strerror}", source=str(path)) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise RetargetError(f"not valid YAML ({getattr(err, 'problem', err)})", source=str(path),
-                            field=where) from None
-    return profile_from_dict(raw, str(path))
+    return profile_from_dict(load_yaml(path), str(path))
 
 
 @cache
@@ -111,11 +119,17 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _parse_value(raw: str, current: Any) -> Any:
+def _parse_value(raw: str, current: Any, name: str) -> Any:
+    """`--set` text for field NAME: a list, nothing ('', 'none'), a checked number, or the text itself."""
     if isinstance(current, list):
         return [s.strip() for s in raw.split(",") if s.strip()]
-    value = yaml.safe_load(raw) if raw else None
-    return None if value in ("none", "None") else value
+    if raw.lower() in ("", "none", "null", "~"):
+        return None
+    if name.startswith("peak_tflops.") and re.fullmatch(r"[+-]?0*\.?0*", raw.strip()):
+        return 0  # a peak of 0 removes the format
+    if name.split(".")[0] in RANGES:
+        return _checked(raw, name, "--set")
+    return raw
 
 
 def apply_overrides(profile: HardwareProfile, overrides: dict[str, str]) -> HardwareProfile:
@@ -125,7 +139,8 @@ def apply_overrides(profile: HardwareProfile, overrides: dict[str, str]) -> Hard
     for key, raw in overrides.items():
         fmt = _PEAK_ALIASES.get(key.removeprefix("peak_tflops."))
         if fmt is not None:
-            name, value = f"peak_tflops.{fmt}", _parse_value(raw, None)
+            name = f"peak_tflops.{fmt}"
+            value = _parse_value(raw, None, name)
             if value in (0, None):
                 data["peak_tflops"].pop(fmt, None)
                 data["provenance"].pop(name, None)
@@ -135,7 +150,7 @@ def apply_overrides(profile: HardwareProfile, overrides: dict[str, str]) -> Hard
                 continue
             data["peak_tflops"][fmt] = value
         elif key in HardwareProfile.model_fields and key not in ("provenance", "id"):
-            name, value = key, _parse_value(raw, data[key])
+            name, value = key, _parse_value(raw, data[key], key)
             data[key] = value
         else:
             known = sorted(set(HardwareProfile.model_fields) - {"provenance", "id"} | set(_PEAK_ALIASES))
@@ -150,8 +165,8 @@ def apply_overrides(profile: HardwareProfile, overrides: dict[str, str]) -> Hard
 
 def load_profile(id_or_path: str, overrides: dict[str, str] | None = None) -> HardwareProfile:
     """A bundled profile by id, or a user's profile YAML by path, with OVERRIDES applied."""
-    path = Path(id_or_path)
-    if id_or_path.endswith((".yaml", ".yml")) or path.is_file():
+    path = ref_path(id_or_path, "--target") or Path(id_or_path)
+    if id_or_path.endswith((".yaml", ".yml")) or (path.exists() and not path.is_dir()):
         profile = _read_yaml(path)
     else:
         bundled = _bundled()

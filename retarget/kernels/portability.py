@@ -36,6 +36,7 @@ OPS = ("w4a16_gemm", "w8a8_int8_gemm", "fp8_gemm", "mxfp4_gemm", "attention", "m
 # the default-test subset: a bf16 tiled GEMM and an fp8 GEMM on Hopper and MI300
 SMOKE_CASES = ("w4a16_gemm/w4a16-tiled-m512", "fp8_gemm/channel")
 SMOKE_TARGETS = ("sm_90", "gfx942")
+MAX_WORKERS = 64  # compile processes; each holds an LLVM instance
 
 # MMA operand formats a wanted kernel format runs natively as ('f16/bf16': tcgen05 kind::f16, whose
 # operand types live in the runtime instruction descriptor; 'mx': block-scaled MMA)
@@ -280,7 +281,7 @@ def build_matrix(targets: list[Target], kernels: list[str] | None = None, worker
 
     kernels = kernels or case_names()
     jobs = [(k, t.name) for t in targets for k in kernels]
-    workers = workers or os.cpu_count() or 1
+    workers = max(1, min(workers or os.cpu_count() or 1, MAX_WORKERS, len(jobs)))
     task = progress.add_task("compiling", total=len(jobs)) if progress else None
     start = time.perf_counter()
     rows = []
@@ -480,6 +481,13 @@ def run(targets: str | None = None, smoke: bool = False, json_path: Path | None 
     """`retarget kernels`: build the matrix, print it, optionally write JSON and Markdown."""
     from rich.progress import Progress
 
+    from retarget.outdir import check_output_file, write_files
+
+    if not 0 <= workers <= MAX_WORKERS:
+        raise RetargetError(f"must be between 0 and {MAX_WORKERS}", field="--workers")
+    outputs = {p: o for p, o in ((json_path, "--json"), (markdown_path, "--markdown")) if p is not None}
+    for path, option in outputs.items():
+        check_output_file(path, option)
     chosen = parse_targets(targets, smoke)
     kernels = list(SMOKE_CASES) if smoke else None
     with Progress(console=console, transient=True) as progress:
@@ -489,11 +497,6 @@ def run(targets: str | None = None, smoke: bool = False, json_path: Path | None 
         ok = sum(r["compiled"] for r in matrix["results"])
         console.print(f"{ok}/{len(matrix['results'])} compiled in {matrix['wall_s']} s "
                       f"(triton {matrix['triton_version']})")
-    for path, text in ((json_path, lambda: json.dumps(matrix, indent=1, default=str)),
-                       (markdown_path, lambda: to_markdown(matrix))):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text())
-            tmp.replace(path)
+    texts = {json_path: lambda: json.dumps(matrix, indent=1, default=str), markdown_path: lambda: to_markdown(matrix)}
+    write_files({path: texts[path]() for path in outputs}, outputs)
     return matrix

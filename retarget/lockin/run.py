@@ -5,6 +5,7 @@ atomically."""
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from retarget.errors import RetargetError
 from retarget.hw_profiles import list_profiles, load_profile
+from retarget.inputs import load_json
 from retarget.lockin.evidence import annotate, load_evidence
 from retarget.lockin.evidence_report import write_evidence
 from retarget.lockin.matrix import lockin_matrix
@@ -61,6 +64,8 @@ def _paint(conn: Any, other_end: Any, path: Path) -> None:
     from retarget.report.lockin_png import prepare, write_heatmap
 
     other_end.close()  # the fork copied the sender's end; closed here, recv sees EOF when the sender closes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the parent's to handle: it kills this process
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     prepare()
     try:
         matrix = conn.recv()
@@ -69,13 +74,13 @@ def _paint(conn: Any, other_end: Any, path: Path) -> None:
     write_heatmap(matrix, path)
 
 
-def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[bool], None]]:
     """(send, wait) of a forked process drawing the heatmap to PATH (matplotlib's import and drawing take
     seconds, which overlap with the matrix and the other files); without fork, send draws in place."""
     if "fork" not in multiprocessing.get_all_start_methods():
         from retarget.report.lockin_png import write_heatmap
 
-        return (lambda matrix: write_heatmap(matrix, path)), (lambda: None)
+        return (lambda matrix: write_heatmap(matrix, path)), (lambda abort: None)
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_paint, args=(child, parent, path))
@@ -87,13 +92,36 @@ def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[],
         parent.send(matrix)
         sent.append(True)
 
-    def wait() -> None:
+    def wait(abort: bool) -> None:
+        """Wait for the drawing; ABORT (the run failed or was interrupted): kill it first."""
         parent.close()
-        proc.join()
-        if sent and proc.exitcode != 0:
+        if abort:
+            proc.kill()
+        try:
+            proc.join()
+        except BaseException:
+            proc.kill()
+            raise
+        if sent and not abort and proc.exitcode != 0:
             raise RuntimeError(f"drawing {path.name} failed in its worker process (exit code {proc.exitcode})")
 
     return send, wait
+
+
+def check_kernel_matrix(path: Path) -> None:
+    """PATH must be a kernel matrix as `retarget kernels --json` writes it: {'evidence': {target: {format:
+    {'verdict': ...}}}}; anything else fails naming the file and the first wrong field."""
+    matrix = load_json(path)
+    evidence = matrix.get("evidence") if isinstance(matrix, dict) else None
+    if not isinstance(evidence, dict):
+        raise RetargetError("expected a kernel matrix with an 'evidence' mapping", source=str(path),
+                            field="evidence")
+    for target, per_format in evidence.items():
+        if not isinstance(per_format, dict):
+            raise RetargetError("expected a mapping of format -> verdict", source=str(path), field=f"evidence.{target}")
+        for fmt, verdict in per_format.items():
+            if not isinstance(verdict, dict) or not isinstance(verdict.get("verdict"), str):
+                raise RetargetError("expected {'verdict': text}", source=str(path), field=f"evidence.{target}.{fmt}")
 
 
 def run(models: list[str] | None = None, targets: list[str] | None = None, workload: str = "decode-b1",
@@ -106,7 +134,9 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
 
     console = console or Console()
     start = time.perf_counter()
-    check_writable(Path(out))
+    check_writable(Path(out), inputs=[kernels_json, *(Path(t) for t in targets or [])])
+    if kernels_json is not None:
+        check_kernel_matrix(Path(kernels_json))
     wl = get_workload(workload)
     specs = [get_spec(m) for m in models] if models else list(load_registry().values())
     bundled = [load_profile(t) for t in targets] if targets else list_profiles()
@@ -131,8 +161,10 @@ def run(models: list[str] | None = None, targets: list[str] | None = None, workl
             write_html(matrix, evidence, tmp / "lockin.html")
             write_markdown(matrix, tmp / "lockin.md")
             write_evidence(matrix, tmp / "lockin-evidence.md")
-        finally:
-            drawn()
+        except BaseException:
+            drawn(True)
+            raise
+        drawn(False)
     console.print(render_table(matrix, console.width))
     for line in whatif_lines:
         console.print(line, highlight=False)

@@ -46,8 +46,8 @@ def hf_config_from_gguf(metadata: dict[str, Any], tensor_names: Iterable[str] | 
     The vocabulary size comes from `{arch}.vocab_size` or the length of `tokenizer.ggml.tokens`; the
     embeddings are tied when TENSOR_NAMES is given and holds no `output.weight` (llama.cpp omits it)."""
     arch = metadata.get("general.architecture")
-    if arch not in GGUF_ARCHS:
-        raise RetargetError(f"unsupported GGUF architecture {arch!r}; supported: {', '.join(GGUF_ARCHS)}",
+    if not isinstance(arch, str) or arch not in GGUF_ARCHS:
+        raise RetargetError(f"unsupported GGUF architecture {str(arch)[:40]!r}; supported: {', '.join(GGUF_ARCHS)}",
                             source=source, field="general.architecture")
     model_type, moe_type, experts_key = GGUF_ARCHS[arch]
     config: dict[str, Any] = {hf: metadata[f"{arch}.{key}"] for key, hf in KEY_MAP.items()
@@ -61,7 +61,9 @@ def hf_config_from_gguf(metadata: dict[str, Any], tensor_names: Iterable[str] | 
             config["intermediate_size"] = config.pop("moe_intermediate_size", config.get("intermediate_size"))
     if tensor_names is not None:
         config["tie_word_embeddings"] = "output.weight" not in set(tensor_names)
-    return {"model_type": moe_type if experts else model_type, **config}
+    from retarget.models.checks import check_config
+
+    return check_config({"model_type": moe_type if experts else model_type, **config}, source or "GGUF")
 
 
 # GGUF value types (gguf-py GGUFValueType) -> struct format; 8 = string, 9 = array.

@@ -69,12 +69,9 @@ def read_quantized_linears(path: Path, n_head: int, n_kv_head: int) -> dict[str,
     Only Q4_1 and Q8_0 tensors of a llama-family file are read; other types are left to the float path.
     The token embedding (`token_embd`) is returned under `lm_head` when the file has no separate output.
     """
-    from gguf import GGUFReader
+    from retarget.models.checks import check_block, open_gguf
 
-    try:
-        reader = GGUFReader(str(path))
-    except Exception as err:  # gguf raises plain ValueError/struct errors on a malformed file
-        raise RetargetError(f"not a readable GGUF file ({err})", source=str(path)) from err
+    reader = open_gguf(path)
     found: dict[str, QuantizedWeight] = {}
     has_output = any(t.name == "output.weight" for t in reader.tensors)
     for t in reader.tensors:
@@ -82,7 +79,10 @@ def read_quantized_linears(path: Path, n_head: int, n_kv_head: int) -> dict[str,
         if decode is None:
             continue
         cols, rows = (int(x) for x in t.shape[:2])  # GGUF lists the fastest-varying dimension first
-        qw = decode(np.asarray(t.data), rows, cols)
+        try:
+            qw = check_block(decode(np.asarray(t.data), rows, cols), t.name, str(path))
+        except (ValueError, IndexError) as err:  # blocks that do not fill the declared shape
+            raise RetargetError(f"blocks do not match shape {cols}x{rows}", source=str(path), field=t.name) from err
         m = re.fullmatch(r"blk\.(\d+)\.(\w+)\.weight", t.name)
         if m and m.group(2) in _HF_NAMES:
             if m.group(2) == "attn_q":

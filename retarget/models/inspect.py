@@ -7,7 +7,6 @@ their URL. `print_report` and `print_model_list` render it with rich.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from retarget.errors import RetargetError
+from retarget.inputs import check_regular_file, load_json, ref_path
+from retarget.models.checks import check_config
 from retarget.models.registry import get_entry, registry_entries
 from retarget.models.spec import SPEC_VERSION, ModelSpec
 from retarget.provenance import predicted, published
@@ -52,17 +53,12 @@ def _quantised(fmt: str) -> dict[str, float]:
 
 def _spec_from_json(path: Path, name: str) -> ModelSpec:
     """An HF config.json, a ModelSpec JSON, or a compile report.json (its `model.spec`)."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RetargetError(f"not valid JSON: {err}", source=str(path)) from None
-    except OSError as err:
-        raise RetargetError(f"cannot read: {err.strerror}", source=str(path)) from None
+    data = load_json(path)
     if isinstance(data, dict) and isinstance(data.get("model"), dict) and "spec" in data["model"]:
         return ModelSpec.from_dict(data["model"]["spec"], source=str(path))
     if isinstance(data, dict) and "blocks" in data:
         return ModelSpec.from_dict(data, source=str(path))
-    return ModelSpec.from_hf_config(data, name, source=str(path))
+    return ModelSpec.from_hf_config(check_config(data, str(path)), name, source=str(path))
 
 
 def _spec_from_gguf(path: Path) -> ModelSpec:
@@ -80,8 +76,8 @@ def resolve_spec(model: str) -> ModelSpec:
 
 def resolve_model(model: str) -> tuple[ModelSpec, dict[str, Any] | None]:
     """As `resolve_spec`, with the registry entry (dict) when MODEL names one."""
-    path = Path(model)
-    if not path.exists():
+    path = ref_path(model, "MODEL")
+    if path is None:
         entry = get_entry(model)
         return entry.spec(), entry.model_dump(exclude={"config", "path"})
     if path.is_dir():
@@ -91,6 +87,7 @@ def resolve_model(model: str) -> tuple[ModelSpec, dict[str, Any] | None]:
         if found is None:
             raise RetargetError("no config.json, report.json or .gguf file in this folder", source=str(path))
         return resolve_model(str(found))[0], None
+    check_regular_file(path, limit=2**50, what="MODEL")  # a GGUF of any size: only its header is read
     with path.open("rb") as f:
         magic = f.read(4)
     if magic == b"GGUF":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from retarget.errors import RetargetError
+from retarget.inputs import ref_path
 from retarget.quantize.weight import QuantizedWeight
 
 DEFAULT_MODEL = "default"
@@ -59,19 +60,19 @@ class RefKind:
     load: Callable[[str], LoadedModel]
 
 
-def check_model_ref(ref: str = DEFAULT_MODEL) -> Path:
+def check_model_ref(ref: str | Path = DEFAULT_MODEL) -> Path:
     """Check MODEL cheaply (exists, not a pickle, GGUF magic, HF folder layout, known tiny family) before any work."""
-    return ref_kind(ref).check(ref)
+    return ref_kind(ref).check(str(ref))
 
 
-def load_model(ref: str = DEFAULT_MODEL) -> LoadedModel:
+def load_model(ref: str | Path = DEFAULT_MODEL) -> LoadedModel:
     """Load MODEL: 'default', a `.gguf` file, a Hugging Face folder with config.json and safetensors, or tiny:NAME."""
-    return ref_kind(ref).load(ref)
+    return ref_kind(ref).load(str(ref))
 
 
-def ref_kind(ref: str) -> RefKind:
+def ref_kind(ref: str | Path) -> RefKind:
     """The kind of reference MODEL is (files and folders last: they accept anything)."""
-    return next(kind for kind in REF_KINDS if kind.matches(ref))
+    return next(kind for kind in REF_KINDS if kind.matches(str(ref)))
 
 
 def _check_tiny(ref: str) -> Path:
@@ -91,7 +92,7 @@ def _is_registry_name(ref: str) -> bool:
     from retarget.models.registry import registry_entries
 
     names = {k.lower() for e in registry_entries().values() for k in (e.name, e.hf_id)}
-    return not Path(ref).exists() and ref.lower() in names
+    return ref_path(ref, "MODEL") is None and ref.lower() in names
 
 
 def _registry_weights_hint(ref: str) -> NoReturn:
@@ -109,7 +110,7 @@ def _registry_weights_hint(ref: str) -> NoReturn:
 
 def _check_file(ref: str) -> Path:
     """Resolve MODEL and check it cheaply (exists, not a pickle, GGUF magic, HF folder layout)."""
-    path = default_model_path() if ref == DEFAULT_MODEL else Path(ref)
+    path = default_model_path() if ref == DEFAULT_MODEL else ref_path(ref, "MODEL") or Path(ref)
     if not path.exists():
         raise RetargetError("no such file or folder", source=str(path))
     if path.is_file() and path.suffix in PICKLE_SUFFIXES:
@@ -140,16 +141,21 @@ def _load_gguf(path: Path) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from retarget.models.checks import check_gguf, check_loaded
     from retarget.models.gguf_weights import read_quantized_linears
 
+    check_gguf(path)
     hf_logging.set_verbosity_error()
     try:  # transformers' own tqdm bar would interleave with ours: silence it
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
-    except (ValueError, KeyError, OSError, RuntimeError) as err:
-        raise RetargetError(f"cannot load GGUF ({str(err).splitlines()[0]})", source=str(path)) from err
+            model, info = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
+                                                               output_loading_info=True)
+    except Exception as err:  # noqa: BLE001 - whatever transformers trips on is in the user's file
+        raise RetargetError(f"cannot load GGUF ({(str(err) or type(err).__name__).splitlines()[0]})",
+                            source=str(path)) from err
+    check_loaded(model, info, str(path))
     cfg = model.config
     blocks = read_quantized_linears(path, cfg.num_attention_heads, cfg.num_key_value_heads)
     return LoadedModel(path.stem, path, "gguf", model.eval(), tokenizer, blocks)
@@ -158,13 +164,18 @@ def _load_gguf(path: Path) -> LoadedModel:
 def _load_hf_folder(path: Path) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from retarget.models.checks import check_hf_folder, check_loaded
     from retarget.quantize.mxfp4_source import read_mxfp4_experts
 
+    check_hf_folder(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True)
-    except (ValueError, KeyError, OSError) as err:
-        raise RetargetError(f"cannot load ({str(err).splitlines()[0]})", source=str(path)) from err
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True,
+                                                           output_loading_info=True)
+    except Exception as err:  # noqa: BLE001 - whatever transformers trips on is in the user's files
+        raise RetargetError(f"cannot load ({(str(err) or type(err).__name__).splitlines()[0]})",
+                            source=str(path)) from err
+    check_loaded(model, info, str(path))
     for module in model.modules():  # Jamba's config asks for the CUDA Mamba kernels; the torch reference runs on CPU
         if getattr(module, "use_fast_kernels", False):
             module.use_fast_kernels = False

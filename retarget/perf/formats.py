@@ -76,7 +76,7 @@ def get_format(name: str) -> NumberFormat:
     key = _ALIASES.get(key, key)
     if key in FORMATS:
         return FORMATS[key]
-    if m := re.fullmatch(r"int([2348])-g(\d+)(-asym|-sym)?", key):
+    if m := re.fullmatch(r"int([2348])-g([1-9]\d{0,4})(-asym|-sym)?", key):
         bits, group = int(m.group(1)), int(m.group(2))
         zero = 16 if m.group(3) != "-sym" else 0
         return NumberFormat(key, bits + (16 + zero) / group, head_bits=16)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from rich.console import Console
@@ -63,6 +64,17 @@ def prediction_tables(pred: Prediction) -> list[Table]:
     return [head, ops]
 
 
+def _json_safe(data: Any) -> Any:
+    """DATA with every non-finite float (an unbounded quantity, e.g. the capacity of a device whose memory is
+    unknown) as null: JSON has no Infinity."""
+    if isinstance(data, dict):
+        return {k: _json_safe(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_json_safe(v) for v in data]
+    return None if isinstance(data, float) and not math.isfinite(data) else data
+
+
+
 def _does_not_fit(spec: ModelSpec, profile: HardwareProfile, pred: Prediction, formats: PredictFormats,
                   kv: str) -> RetargetError:
     """The error for a configuration that does not fit: no speed, the smallest device count and recipe that do."""
@@ -92,7 +104,7 @@ def show_prediction(model: str, target: str, overrides: list[str], as_json: bool
         raise _does_not_fit(spec, profile, pred, formats, kv_format)
     conf = confidence(profile, workload.get("engine", "tuned"))
     if as_json:
-        console.print_json(json.dumps({**pred.to_dict(), "recipe": formats.recipe, "confidence": conf}))
+        console.print_json(json.dumps(_json_safe({**pred.to_dict(), "recipe": formats.recipe, "confidence": conf})))
         return pred
     for table in prediction_tables(pred):
         console.print(table)

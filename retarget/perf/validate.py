@@ -8,10 +8,13 @@ Errors are (predicted - measured) / measured; MAPE is the mean of their absolute
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import json
+import os
 import re
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,9 @@ import yaml
 
 from retarget.errors import RetargetError
 from retarget.hw_profiles import HardwareProfile, load_profile
+from retarget.inputs import check_regular_file, number, read_text
 from retarget.models.spec import ModelSpec
+from retarget.outdir import check_output_file, write_files
 from retarget.perf.labels import match_hardware, model_key
 from retarget.perf.model import (
     USABLE_MEMORY,
@@ -111,7 +116,7 @@ class RowResult:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if re.fullmatch(r"\d+", text.strip()) else None
+    return int(text) if re.fullmatch(r"\d{1,9}", text.strip()) else None  # bounded: never a 400-digit int
 
 
 def _first(rules: list[dict[str, Any]], test: Any) -> dict[str, Any] | None:
@@ -155,6 +160,23 @@ def _lengths(row: dict[str, str]) -> tuple[int | None, int | None]:
             out if out is not None else _int(row.get("mean_output_len") or ""))
 
 
+def _memoised_rows(fn: Any) -> Any:
+    """Cache FN(row) per row content (the columns it reads): a repeated row is planned once per run."""
+    memo: dict[tuple[str, ...], Any] = {}
+
+    @functools.wraps(fn)
+    def wrapper(row: dict[str, str]) -> RowPlan | str:
+        key = (*(row[c] for c in COLUMNS), row.get("mean_input_len"), row.get("mean_output_len"))
+        if key not in memo:
+            if len(memo) >= 100_000:
+                memo.clear()
+            memo[key] = fn(row)
+        return memo[key]
+
+    return wrapper
+
+
+@_memoised_rows
 def plan_row(row: dict[str, str]) -> RowPlan | str:
     """The prediction plan for ROW, or the reason it cannot be expressed (one a user can act on)."""
     m = _map()
@@ -167,7 +189,7 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
         return f"quant format {row['quant_format']!r} not mapped"
     eng = _first(m["engines"], lambda r: row["engine"].startswith(r["prefix"]))
     devices = _int(row["num_devices"])
-    if devices is None:
+    if not devices:
         return "device count not a number"
     kwargs = dict(
         devices=devices,
@@ -185,7 +207,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
         return (f"{profile.id} has no published compute peak (its peaks are assumed floors), so a compute-bound "
                 "prefill is not predicted: set a measured peak with --set fp16=...")
     if phase == "decode" and (
-        step := re.fullmatch(r"(\d+)(?: context \+ (\d+))? \((\d+) tokens?/step\)", row["input_len"].strip())
+        step := re.fullmatch(r"(\d{1,9})(?: context \+ (\d{1,9}))? \(([1-9]\d{0,8}) tokens?/step\)",
+                             row["input_len"].strip())
     ):
         first, second, per_step = step.groups()
         past, new = (int(first), int(second)) if second else (0, int(first))
@@ -195,7 +218,7 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
                 "columns to predict it at the mean lengths")
     if phase == "offline-throughput" and row["batch_size"] == "max" and metric == "output tokens/s":
         return RowPlan(spec, profile, "offline", 0, inp, out, kwargs, max_batch=eng.get("max_batch", 256))
-    if batch is None:
+    if not batch:
         return f"batch {row['batch_size']!r} not a number: the model predicts fixed batch sizes (state the batch)"
     kinds = {
         ("decode", "tokens/s"): "generate",
@@ -227,6 +250,26 @@ def max_batch(plan: RowPlan) -> int:
     return max(1, min(plan.max_batch, int(free // per_seq)))
 
 
+def _memoised(fn: Any) -> Any:
+    """Cache FN(plan, engine_factors) per plan and factors: repeated rows and repeated calibration trials
+    cost one prediction each (the cache holds the plan's spec and profile, so their ids stay unique)."""
+    memo: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    @functools.wraps(fn)
+    def wrapper(plan: RowPlan, engine_factors: dict[str, float] | None = None) -> tuple[float, dict[str, Any]]:
+        key = (id(plan.spec), id(plan.profile), plan.kind, plan.batch, plan.input_len, plan.output_len,
+               plan.max_batch, *plan.kwargs.values(), *(engine_factors or {}).items())
+        if key not in memo:
+            if len(memo) >= 100_000:
+                memo.clear()
+            memo[key] = (*fn(plan, engine_factors), plan.spec, plan.profile)
+        value, details = memo[key][:2]
+        return value, dict(details)
+
+    return wrapper
+
+
+@_memoised
 def predict_plan(
     plan: RowPlan, engine_factors: dict[str, float] | None = None
 ) -> tuple[float, dict[str, Any]]:
@@ -254,17 +297,43 @@ def predict_plan(
     }
 
 
-def read_measurements(path: Path) -> list[dict[str, str]]:
-    """Rows of a measurements CSV; a missing column names the file and the column."""
+MAX_FIELD_CHARS = 4096  # one CSV cell
+
+
+@cache
+def _read_rows(path: Path, mtime_ns: int, size: int) -> tuple[dict[str, str], ...]:
+    text = read_text(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
-        with Path(path).open(newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise RetargetError("missing column", source=str(path), field=missing[0])
-            return list(reader)
-    except OSError as err:
-        raise RetargetError(f"cannot read: {err.strerror}", source=str(path)) from None
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise RetargetError("missing column", source=str(path), field=missing[0])
+        rows = []
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                raise RetargetError("wrong number of cells", source=str(path), field=f"line {reader.line_num}")
+            if any(len(v) > MAX_FIELD_CHARS for v in row.values()):
+                raise RetargetError(f"a cell longer than {MAX_FIELD_CHARS} characters", source=str(path),
+                                    field=f"line {reader.line_num}")
+            rows.append(row)
+    except csv.Error as err:
+        raise RetargetError(f"not valid CSV ({err})", source=str(path), field=f"line {reader.line_num}") from None
+    return tuple(rows)
+
+
+def read_measurements(path: Path) -> list[dict[str, str]]:
+    """Rows of a measurements CSV (a bounded UTF-8 regular file, every row with every cell); a missing
+    column or a malformed line names the file and the column or line. Read once per run however often asked."""
+    size = check_regular_file(Path(path))
+    return [dict(row) for row in _read_rows(Path(path), os.stat(path).st_mtime_ns, size)]
+
+
+def measured_value(row: dict[str, str]) -> float | None:
+    """The row's measured `value` when it is a finite number in [1e-6, 1e12], else None."""
+    try:
+        return float(number(row["value"], source=None, field="value", lo=1e-6, hi=1e12))
+    except RetargetError:
+        return None
 
 
 def is_outlier(row: dict[str, str]) -> str:
@@ -314,10 +383,7 @@ def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
     """Predict every row it can with the factors of efficiency.yaml."""
     results = []
     for i, row in enumerate(rows):
-        try:
-            measured = float(row["value"])
-        except ValueError:
-            measured = 0.0
+        measured = measured_value(row) or 0.0
         res = RowResult(
             i,
             row["model"],
@@ -329,7 +395,7 @@ def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
             measured,
             f"b={row['batch_size']} in={row['input_len']} out={row['output_len']} x{row['num_devices']}",
         )
-        plan = plan_row(row) if measured > 0 else "measured value is not a positive number"
+        plan = plan_row(row) if measured else "measured value is not a positive number in [1e-6, 1e12]"
         if isinstance(plan, str):
             res.skipped = plan
         else:
@@ -389,7 +455,7 @@ def report_dict(path: Path, results: list[RowResult], cross_validation: list[dic
     }
     return {
         "measurements": str(path),
-        "rows": [asdict(r) for r in results],
+        "rows": [dict(vars(r)) for r in results],  # shallow: asdict deep-copies every row
         "summary": summarise(results, cv_errors),
         "cross_validation": cross_validation,
         "efficiency_file": str(HERE / "efficiency.yaml"),
@@ -401,18 +467,12 @@ def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = No
     from retarget.perf.calibrate import cross_validate
     from retarget.perf.validate_report import to_markdown
 
+    outputs = {Path(p): option for p, option in ((json_out, "--json"), (markdown_out, "--markdown")) if p}
+    for out, option in outputs.items():
+        check_output_file(out, option)
+        if out.exists() and out.resolve() == Path(path).resolve():
+            raise RetargetError("would overwrite the measurements", source=str(out), field=option)
     report = report_dict(path, validate_rows(read_measurements(path)), cross_validate(path))
-    if json_out:
-        _write_atomic(Path(json_out), json.dumps(report, indent=1, default=str), "--json")
-    if markdown_out:
-        _write_atomic(Path(markdown_out), to_markdown(report), "--markdown")
+    texts = {"--json": lambda: json.dumps(report, indent=1, default=str), "--markdown": lambda: to_markdown(report)}
+    write_files({out: texts[option]() for out, option in outputs.items()}, outputs)
     return report
-
-
-def _write_atomic(path: Path, text: str, option: str) -> None:
-    """Write TEXT to a sibling temporary file, then rename it over PATH (never half written)."""
-    if not path.resolve().parent.is_dir():
-        raise RetargetError("parent folder does not exist", source=str(path), field=option)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+MAX_TERMINAL_ROWS = 200  # rows per terminal table; a longer file is read in its reports
 _COLS = (
     "#",
     "model",
@@ -50,11 +51,15 @@ def _row_cells(r: dict[str, Any]) -> list[str]:
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
-    """Per-row table, the skipped rows with reasons, and MAPE/MdAPE per split and phase."""
-    table = Table(title=f"Predicted vs measured: {report['measurements']}")
+    """Per-row table, the skipped rows with reasons (the first MAX_TERMINAL_ROWS of each; every row is in
+    the JSON and Markdown reports), and MAPE/MdAPE per split and phase."""
+    predicted = [r for r in report["rows"] if not r["skipped"]]
+    more = f"{len(predicted) - MAX_TERMINAL_ROWS} more rows in --json / --markdown"
+    table = Table(title=f"Predicted vs measured: {report['measurements']}",
+                  caption=more if len(predicted) > MAX_TERMINAL_ROWS else None)
     for col in _COLS:
         table.add_column(col, justify="right" if col in ("measured", "predicted", "error %") else "left")
-    for r in report["rows"]:
+    for r in predicted[:MAX_TERMINAL_ROWS]:
         if not r["skipped"]:
             cells = _row_cells(r)
             style = "dim" if r["outlier"] else ("red" if abs(r["error_pct"]) > 50 else None)
@@ -63,7 +68,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     skipped = Table(title="Rows not predicted")
     for col in ("#", "model", "hardware", "phase", "metric", "reason"):
         skipped.add_column(col)
-    for r in report["rows"]:
+    for r in [r for r in report["rows"] if r["skipped"]][:MAX_TERMINAL_ROWS]:
         if r["skipped"]:
             skipped.add_row(str(r["index"]), r["model"], r["hardware"], r["phase"], r["metric"], r["skipped"])
     console.print(skipped)

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from retarget.hw_profiles import load_profile
+from retarget.outdir import write_files
 from retarget.perf.confidence import SUMMARY_FILE, group_key
-from retarget.perf.validate import PHASE_GROUPS, _write_atomic, plan_row, read_measurements, run
+from retarget.perf.validate import PHASE_GROUPS, plan_row, read_measurements, run
 from retarget.perf.validate_report import to_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,8 +94,7 @@ def build(paths: list[Path]) -> tuple[str, dict[str, Any]]:
 def main(argv: list[str]) -> None:
     paths = [Path(a) for a in argv] or list(DEFAULT_FILES)
     markdown, summary = build(paths)
-    _write_atomic(ROOT / "docs" / "validation.md", markdown, "docs/validation.md")
-    _write_atomic(SUMMARY_FILE, json.dumps(summary, indent=1) + "\n", "validation_summary.json")
+    write_files({ROOT / "docs" / "validation.md": markdown, SUMMARY_FILE: json.dumps(summary, indent=1) + "\n"})
     print(f"wrote docs/validation.md and {SUMMARY_FILE.name} from {len(paths)} file(s)")
 
 

@@ -99,7 +99,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_files_agree(report: Path) -> None:
-    assert sorted(p.name for p in report.iterdir()) == ["fleet.csv", "fleet.html", "fleet.json"]
+    assert sorted(p.name for p in report.iterdir()) == [".retarget-output", "fleet.csv", "fleet.html", "fleet.json"]
     result = json.loads((report / "fleet.json").read_text())
     rows = list(csv.DictReader((report / "fleet.csv").open()))
     assert len(rows) == len(result["plans"])

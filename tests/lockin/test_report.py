@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from retarget.cli import app
 from retarget.errors import RetargetError
+from retarget.lockin import evidence as evidence_module
 from retarget.lockin.run import run
 
 MODELS = ["deepseek-v3", "gpt-oss-120b", "llama-3.1-8b"]
@@ -29,7 +30,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_files_agree(report: Path) -> None:
     names = sorted(p.name for p in report.iterdir())
-    assert names == ["lockin-evidence.md", "lockin.csv", "lockin.html", "lockin.json", "lockin.md", "lockin.png"]
+    assert names == [".retarget-output", "lockin-evidence.md", "lockin.csv", "lockin.html", "lockin.json", "lockin.md",
+                     "lockin.png"]
     matrix = json.loads((report / "lockin.json").read_text())
     rows = list(csv.DictReader((report / "lockin.csv").open()))
     assert len(rows) == len(MODELS) * len(TARGETS)
@@ -123,7 +125,7 @@ def test_default_run_takes_under_five_seconds(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 5.0
 
 
-def test_kernel_evidence_is_read_and_missing_file_skipped(tmp_path: Path) -> None:
+def test_kernel_evidence_is_read_and_missing_file_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A portability matrix (the shape retarget.kernels.portability writes) annotates the recipes; without
     one the report says so and still renders."""
     fake = {"provenance": "measured", "method": "test", "triton_version": "0", "date": "today",
@@ -136,8 +138,12 @@ def test_kernel_evidence_is_read_and_missing_file_skipped(tmp_path: Path) -> Non
     assert cells["deepseek-v3"]["a100-80g-sxm"]["recipe"]["kernels"] == {"w8a8-int8": "native"}
     assert cells["gpt-oss-120b"]["a100-80g-sxm"]["recipe"]["kernels"] == {"mxfp4": "upcast"}
     assert cells["deepseek-v3"]["ascend-910b"]["recipe"]["kernels"] == {"w8a8-int8": "no Triton backend"}
-    missing = run(["deepseek-v3"], ["h20"], "decode-b1", [], tmp_path / "without",
-                  kernels_json=tmp_path / "absent.json")
+    for bad, why in ((tmp_path / "absent.json", "No such file"), (tmp_path / "with" / "lockin.csv", "not valid JSON"),
+                     (tmp_path / "with" / "lockin.json", "evidence")):  # a named matrix must be one
+        with pytest.raises(RetargetError, match=why):
+            run(["deepseek-v3"], ["h20"], "decode-b1", [], tmp_path / "bad", kernels_json=bad)
+    monkeypatch.setattr(evidence_module, "DEFAULT_MATRIX", tmp_path / "absent.json")  # no bundled matrix
+    missing = run(["deepseek-v3"], ["h20"], "decode-b1", [], tmp_path / "without")
     assert missing["kernel_evidence"] is None
     assert "No kernel portability matrix" in (tmp_path / "without" / "lockin.html").read_text()
 
