@@ -136,12 +136,20 @@ def check_hf_folder(path: Path) -> None:
         if tied and name == "lm_head.weight":
             continue
         found = held.get(name) or held.get(name.removeprefix(prefix))
+        if found is None and _mxfp4_packed(name, held, config):
+            continue  # gpt-oss MXFP4 experts: NAME_blocks + NAME_scales, which transformers decodes on load
         if found is None:
             raise RetargetError("missing tensor: the architecture needs it and nothing is random-initialised",
                                 source=str(path), field=name)
         if found[1] != tuple(tensor.shape):
             raise RetargetError(f"shape {list(found[1])}, the config needs {list(tensor.shape)}", source=str(path),
                                 field=name)
+
+
+def _mxfp4_packed(name: str, held: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether NAME is stored as MXFP4 blocks and scales (a `quantization_config` with quant_method mxfp4)."""
+    quant = config.get("quantization_config") or {}
+    return quant.get("quant_method") == "mxfp4" and all(f"{name}_{part}" in held for part in ("blocks", "scales"))
 
 
 # ---- GGUF ----------------------------------------------------------------------------------------------------

@@ -46,8 +46,9 @@ def sweep(spec_path: Path | None = None, *, workers: int = 0, ray: str | None = 
             raise RetargetError("must be >= 0", field=field)
     spec = load_spec(spec_path)
     root = Path(out or spec.out or Path("out/sweeps") / spec.name)
-    check_writable(root)
+    check_writable(root)  # a new or empty folder, or a previous sweep's (marked as a retarget output)
     store = SweepDir(root)
+    store.mark()
     jobs = spec.jobs()
     todo = [job for job in jobs if not _finished(store.record(job), retry_failed)]
     workers = workers or spec.pool_size()

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from retarget.outdir import MARKER
 from retarget.sweep.jobs import Job
 
 
@@ -50,4 +51,10 @@ class SweepDir:
             return None
 
     def write_record(self, record: dict[str, Any]) -> None:
+        self.mark()
         atomic_write(self.root / "jobs" / f"{record['id']}.json", json.dumps(record, indent=1))
+
+    def mark(self) -> None:
+        """Mark the folder as a retarget output, so a later run may resume in it (retarget.outdir)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / MARKER).touch()
