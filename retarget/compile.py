@@ -46,6 +46,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.eval.corpus import corpus_text, describe
     from retarget.eval.metrics import Evaluator, torch_logits_fn
     from retarget.export.activations import activation_quant
+    from retarget.export.client_metadata import write_client_files
     from retarget.export.kv_parity import CODE_MISMATCH_TOLERANCE, SCALE_RTOL, replay_parity
     from retarget.export.onnx_export import check_kv_cache_model, export_quantized, write_accuracy_variant
     from retarget.export.qdq import write_reference_dequantized
@@ -169,7 +170,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             shutil.rmtree(tmp / "parity", ignore_errors=True)
             timings["verify_s"] = time.perf_counter() - t0
 
-            loaded.tokenizer.save_pretrained(tmp)
+            write_client_files(loaded, tmp)  # tokenizer, config.json, generation_config.json, genai_config.json
             across_devices = predictions_on_profiles(spec, plan.weight_format, list_profiles())
             report = {
                 "retarget_version": provenance.machine()["versions"]["retarget"],

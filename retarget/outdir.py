@@ -38,6 +38,7 @@ def atomic_dir(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _honour_umask(tmp)
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -45,3 +46,13 @@ def atomic_dir(out: Path) -> Iterator[Path]:
     tmp.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _honour_umask(folder: Path) -> None:
+    """Give FOLDER and everything in it the modes the user's umask asks for (mkdtemp makes the folder 0700, and
+    some writers, such as ONNX's external data, make files 0600): others can read the artifact as usual."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
