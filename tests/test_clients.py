@@ -50,7 +50,9 @@ def chat(smollm2) -> list[int]:
 def ours(artifact: Path, chat: list[int], smollm2) -> list[int]:
     """retarget's runtime: greedy, stopping at the GGUF's own EOS id."""
     eos = smollm2.model.config.eos_token_id
-    return OrtCausalLM(artifact / "model.onnx").generate(chat, NEW_TOKENS, stop=frozenset({eos}))
+    runtime = OrtCausalLM(artifact / "model.onnx")
+    assert "logits_to_keep" in runtime.input_names  # still fed (1 while decoding) though clients may omit it
+    return runtime.generate(chat, NEW_TOKENS, stop=frozenset({eos}))
 
 
 def test_tokenizer_files_name_the_models_eos(artifact: Path, smollm2) -> None:
