@@ -101,7 +101,9 @@ def test_onnxruntime_genai_generates_our_greedy_tokens(artifact: Path, chat: lis
         new.append(int(generator.get_next_tokens()[0]))
     assert new[-1] == 2  # genai stops at genai_config's eos_token_id (and emits it)
     assert new[:-1] == ours
-    assert og.Tokenizer(model).decode(np.array(ours, np.int32)) == smollm2.tokenizer.decode(ours)
+    tokenizer = og.Tokenizer(model)  # genai's own tokenizer reads the shipped files alike
+    assert tokenizer.decode(np.array(ours, np.int32)) == smollm2.tokenizer.decode(ours)
+    assert tokenizer.encode(QUESTION).tolist() == smollm2.tokenizer(QUESTION, add_special_tokens=False)["input_ids"]
 
 
 def test_quantized_cache_graph_gets_no_genai_config(smollm2) -> None:

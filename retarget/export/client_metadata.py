@@ -57,8 +57,15 @@ def write_client_files(loaded: Any, out_dir: Path, model_file: str = "model.onnx
 
 def tokenizer_with_model_tokens(tokenizer: Any, config: Any) -> Any:
     """A copy of TOKENIZER whose bos / eos / pad tokens are the ones CONFIG's ids name (the first EOS id where
-    there are several)."""
+    there are several). A byte-level BPE gets the plain ByteLevel decoder: the GGUF conversion chains
+    SentencePiece steps (byte fallback, '▁' to space) before it, which transformers skips past but which make
+    onnxruntime-genai's tokenizer treat the vocabulary as SentencePiece (unknown ids, 'Ġ' left in the text)."""
     tokenizer = copy.deepcopy(tokenizer)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and (json.loads(backend.to_str()).get("pre_tokenizer") or {}).get("type") == "ByteLevel":
+        from tokenizers import decoders
+
+        backend.decoder = decoders.ByteLevel()
     for role in ("bos", "eos", "pad"):
         token_id = _first(getattr(config, f"{role}_token_id", None))
         if token_id is not None:
