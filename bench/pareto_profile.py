@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections import defaultdict
@@ -83,7 +84,7 @@ def profile(path: Path, threads: int | None = None) -> dict:
     return {"artifact": str(path), "machine": provenance.machine(), "steps": len(runs), "prompt_len": PROMPT,
             "step_us_median": step_us, "kernel_us": kernel_us, "outside_kernels_us": step_us - kernel_us,
             "weight_bytes_per_step": weight_bytes, "read_bandwidth_gb_per_s": bandwidth / 1e9,
-            "bandwidth_bound_step_us": weight_bytes / bandwidth * 1e6, "ops": ops}
+            "bandwidth_bound_step_us": weight_bytes / bandwidth * 1e6, "load_average": os.getloadavg(), "ops": ops}
 
 
 def markdown(result: dict) -> str:
@@ -92,7 +93,10 @@ def markdown(result: dict) -> str:
              f"{result['step_us_median']:.0f} us, kernels {result['kernel_us']:.0f} us, outside kernels "
              f"{result['outside_kernels_us']:.0f} us; the {result['weight_bytes_per_step'] / 1e6:.1f} MB of weights at "
              f"the probe's {result['read_bandwidth_gb_per_s']:.1f} GB/s would take "
-             f"{result['bandwidth_bound_step_us']:.0f} us.", "",
+             f"{result['bandwidth_bound_step_us']:.0f} us. Weight MB: the initializers a running node takes "
+             f"directly (4-bit codes; fp16 scales ORT casts to fp32 once at load are folded away and not counted). "
+             f"Load average {result['load_average'][0]:.1f} on {result['machine']['cores']} cores while profiling.",
+             "",
              "| op | nodes/step | us/step | share of step | weight MB | GB/s reached |",
              "|---|---:|---:|---:|---:|---:|"]
     for op, v in result["ops"].items():
