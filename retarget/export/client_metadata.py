@@ -62,7 +62,9 @@ def tokenizer_with_model_tokens(tokenizer: Any, config: Any) -> Any:
     onnxruntime-genai's tokenizer treat the vocabulary as SentencePiece (unknown ids, 'Ġ' left in the text)."""
     tokenizer = copy.deepcopy(tokenizer)
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and (json.loads(backend.to_str()).get("pre_tokenizer") or {}).get("type") == "ByteLevel":
+    spec = json.loads(backend.to_str()) if backend is not None else {}
+    byte_level = (spec.get("pre_tokenizer") or {}).get("type") == "ByteLevel"
+    if byte_level and (spec.get("decoder") or {}).get("type") != "ByteLevel":
         from tokenizers import decoders
 
         backend.decoder = decoders.ByteLevel()
