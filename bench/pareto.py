@@ -12,7 +12,8 @@ engines taking turns so load from elsewhere falls on all alike); medians over th
 artifacts are timed twice: through retarget's runtime and through onnxruntime-genai's loop, the loop the
 builder's artifacts run in. The builder needs transformers 5: it runs in its own venv (GENAI_PYTHON).
 RETARGET_PARETO_RECIPES (comma-separated) picks the recipes; the default is every CPU recipe that lowers to
-MatMulNBits (the fast CPU path) and fp32.
+MatMulNBits (the fast CPU path) and fp32. RETARGET_PARETO_REUSE=DIR measures the artifacts an earlier run
+built in DIR (its work folder) instead of building them again.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ GENAI_PYTHON = os.environ.get("GENAI_PYTHON", str(ROOT / ".venv-genai" / "bin" /
 DEFAULT_RECIPES = ("keep", "fp32", "int4-g32-sym", "int4-g32-asym", "int4-g64-asym", "int4-g128-asym",
                    "int8-channel-sym", "gptq-int4-g64-asym-actorder", "gptq-int4-g128-asym-actorder",
                    "awq-int4-g64-asym", "awq-int4-g128-asym", "hqq-int4-g64-asym", "mse-int4-g64-asym")
-BUILDER_MODES = {"genai builder int4 RTN (g32 sym)": [],
-                 "genai builder int4 k_quant (g32)": ["--extra_options", "algo_config=k_quant"]}
+BUILDER_MODES = {"genai builder int4 RTN (g32 sym)": ("rtn", []),
+                 "genai builder int4 k_quant (g32)": ("k_quant", ["--extra_options", "algo_config=k_quant"])}
 
 
 class GenaiEngine:
@@ -68,7 +69,10 @@ class GenaiEngine:
 
 
 def build_recipe(smollm2: Any, recipe: str, out: Path) -> Path:
-    """OUT as `retarget compile --recipe RECIPE` writes it (graph and client files; no evaluation)."""
+    """OUT as `retarget compile --recipe RECIPE` writes it (graph and client files; no evaluation); an OUT that
+    holds a model.onnx already (RETARGET_PARETO_REUSE) is taken as it is."""
+    if (out / "model.onnx").exists():
+        return out
     from retarget.export.activations import activation_quant
     from retarget.export.client_metadata import write_client_files
     from retarget.export.onnx_export import export_quantized
@@ -94,15 +98,17 @@ def build_genai(smollm2: Any, work: Path) -> dict[str, Path]:
     from retarget.export.client_metadata import tokenizer_with_model_tokens
 
     hf = work / "hf"
-    smollm2.model.save_pretrained(hf)
-    tokenizer_with_model_tokens(smollm2.tokenizer, smollm2.model.config).save_pretrained(hf)
+    if not (hf / "config.json").exists():
+        smollm2.model.save_pretrained(hf)
+        tokenizer_with_model_tokens(smollm2.tokenizer, smollm2.model.config).save_pretrained(hf)
     built = {}
-    for label, extra in BUILDER_MODES.items():
-        out = work / label.split()[-2]
+    for label, (folder, extra) in BUILDER_MODES.items():
+        out = built[label] = work / folder
+        if (out / "model.onnx").exists():
+            continue
         subprocess.run([GENAI_PYTHON, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
                         "-p", "int4", "-e", "cpu", "-c", str(work / "cache"), *extra],
                        check=True, stdout=subprocess.DEVNULL)
-        built[label] = out
     return built
 
 
@@ -111,6 +117,8 @@ def build_ort_quantizer(smollm2: Any, work: Path) -> Path:
     from bench.test_cpu_speed import _ort_quantizer
     from retarget.export.onnx_export import export_float
 
+    if (work / "ortq" / "model.onnx").exists():
+        return work / "ortq" / "model.onnx"
     (work / "optimum").mkdir()
     (work / "ortq").mkdir()
     return _ort_quantizer(export_float(smollm2.model, work / "optimum"), work / "ortq")
@@ -195,7 +203,8 @@ def main() -> None:
     smollm2 = load_model("default")
     untie_lm_head(smollm2.model)
     recipes = [r for r in os.environ.get("RETARGET_PARETO_RECIPES", ",".join(DEFAULT_RECIPES)).split(",") if r]
-    work = Path(tempfile.mkdtemp(prefix="retarget-pareto-"))
+    reuse = os.environ.get("RETARGET_PARETO_REUSE")  # a work folder of an earlier run: its artifacts are reused
+    work = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="retarget-pareto-"))
     max_length = PROMPT + DECODE_TOKENS
     graphs, engines = {}, {}
     if Path(GENAI_PYTHON).exists():
@@ -240,7 +249,8 @@ def main() -> None:
     (RESULTS / "pareto.json").write_text(json.dumps({**meta, "rows": rows}, indent=2, default=str) + "\n")
     (RESULTS / "pareto.md").write_text(markdown(rows, meta))
     plot(rows, meta, RESULTS / "pareto.png")
-    shutil.rmtree(work, ignore_errors=True)
+    if not reuse:
+        shutil.rmtree(work, ignore_errors=True)
     print((RESULTS / "pareto.md").read_text())
 
 
