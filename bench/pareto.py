@@ -135,9 +135,29 @@ def accuracy(smollm2: Any, graphs: dict[str, Path]) -> dict[str, dict]:
     evaluator.reference(torch_logits_fn(smollm2.model), "fp32 (torch)")
     out = {}
     for label, path in graphs.items():
-        score = evaluator.score(OrtCausalLM(path).logits, label)
+        genai = (path.parent / "genai_config.json").exists() and label.startswith("genai")
+        score = evaluator.score(genai_graph_logits(path) if genai else OrtCausalLM(path).logits, label)
         out[label] = {"perplexity": score.perplexity, "kl_to_fp32": score.kl_to_reference, "tokens": score.tokens}
     return out
+
+
+def genai_graph_logits(path: Path) -> Any:
+    """LogitsFn over a genai builder graph (its cache dims are symbolic: the geometry comes from genai_config)."""
+    import onnxruntime as ort
+    import torch
+
+    from retarget.export.runtime import session_options
+
+    decoder = json.loads((path.parent / "genai_config.json").read_text())["model"]["decoder"]
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+    empty = np.zeros((1, decoder["num_key_value_heads"], 0, decoder["head_size"]), np.float32)
+    past = {i.name: empty for i in session.get_inputs() if i.name.startswith("past_key_values")}
+
+    def run(ids: torch.Tensor) -> torch.Tensor:
+        feeds = {"input_ids": ids.numpy().astype(np.int64), "attention_mask": np.ones(ids.shape, np.int64), **past}
+        return torch.from_numpy(session.run(["logits"], feeds)[0][0])
+
+    return run
 
 
 def pareto_front(rows: dict[str, dict]) -> set[str]:
