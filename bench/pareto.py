@@ -293,7 +293,7 @@ def plot(rows: dict[str, dict], meta: dict, path: Path) -> None:
                    for n in pareto_front(rows))
     ax.plot(*zip(*front, strict=True), "k--", lw=0.8, label="Pareto front")
     ax.set(xlabel="decode tokens/s (median, batch 1)", ylabel="KL to fp32 (nats/token, log)", yscale="log",
-           title=f"SmolLM2-135M on {meta['machine']['cpu']} ({THREADS} threads), {meta['date'][:10]}: "
+           title=f"SmolLM2-135M on {meta['machine']['cpu']} ({THREADS} threads), {meta['date'][:10]}\n"
                  "blue retarget, orange peers; o genai loop, s own runtime; area ~ size")
     ax.legend()
     fig.tight_layout()
