@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: install run test test-slow fuzz bench sweep lint clean chromium
+.PHONY: install run test test-slow fuzz bench sweep lint clean chromium genai-venv pareto
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -41,6 +41,22 @@ bench: $(STAMP)
 	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PY) -m pip install -q llama-cpp-python==0.3.36
 	$(PY) -m pytest -q bench --benchmark-only -p no:cacheprovider -o addopts=''
 
+# onnxruntime-genai's model builder (a Pareto peer) needs transformers 5; the main venv pins 4.x. Its own venv
+# takes transformers 5 and reads every other package (torch, onnx, onnxruntime, onnxruntime-genai) from .venv.
+GENAI_VENV ?= .venv-genai
+$(GENAI_VENV)/.installed: $(STAMP)
+	python3 -m venv $(GENAI_VENV)
+	$(PY) -c "import site; print(site.getsitepackages()[0])" > \
+		"$$($(GENAI_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/retarget-main-venv.pth"
+	$(GENAI_VENV)/bin/pip install -q 'transformers>=5,<6' onnxruntime-genai==0.18.0
+	touch $@
+
+genai-venv: $(GENAI_VENV)/.installed
+
+# KL vs decode tokens/s of every CPU recipe and the peers, one run (bench/results/pareto.*; about an hour on 2 cores)
+pareto: $(STAMP) $(GENAI_VENV)/.installed
+	GENAI_PYTHON=$(GENAI_VENV)/bin/python $(PY) bench/pareto.py
+
 # `retarget compile` with every registered recipe (bench/sweep.yaml; about an hour on 2 cores); a rerun resumes
 sweep: $(STAMP)
 	.venv/bin/retarget sweep bench/sweep.yaml
@@ -49,4 +65,4 @@ lint: $(STAMP)
 	.venv/bin/ruff check retarget tests bench
 
 clean:
-	rm -rf .venv build *.egg-info
+	rm -rf .venv .venv-genai build *.egg-info

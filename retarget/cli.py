@@ -61,14 +61,56 @@ def compile_cmd(
     out: Annotated[Path, typer.Option(help="output folder, written atomically")] = Path("out/smollm2"),
     eval_tokens: Annotated[int, typer.Option(help="tokens of the evaluation corpus to score (default 2048)")] = 0,
     lowering: Annotated[str, typer.Option(help="ONNX lowering: auto, matmulnbits or qdq (standard QDQ)")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON on stdout (table on stderr)")
+                       ] = False,
+    max_kl: Annotated[float | None, typer.Option(help="gate: exit 3 if ORT's KL to fp32 is above this")] = None,
+    min_decode: Annotated[float | None, typer.Option(help="gate: exit 3 if decode tokens/s is below this")] = None,
 ) -> None:
     """Load, quantize, evaluate, export to ONNX, verify in ONNX Runtime and write the artifact."""
+    import json
+
     from retarget.compile import compile_model, print_summary
+    from retarget.runner.gates import GATE_MISSED, missed_gates
 
     check_options(eval_tokens=(eval_tokens, 0, 2**24))
     report = run_or_exit(compile_model, model, target=target, recipe=recipe, out=out,
                          eval_tokens=eval_tokens or None, lowering=lowering)
-    print_summary(report, console)
+    print_summary(report, Console(stderr=True) if as_json else console)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    missed = missed_gates(report, max_kl, min_decode)
+    for line in missed:
+        Console(stderr=True).print(f"[bold red]gate missed:[/] {line}", highlight=False)
+    if missed:
+        sys.exit(GATE_MISSED)
+
+
+@app.command("run")
+def run_cmd(
+    artifact: Annotated[Path, typer.Argument(help="artifact folder written by `retarget compile`")],
+    prompt: Annotated[str | None, typer.Argument(help="one prompt; none: chat, one line per turn")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="most tokens per answer")] = 256,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads (0: one per core)")] = 0,
+) -> None:
+    """Answer a prompt, or chat, streaming greedy tokens until the model's end-of-sequence token."""
+    from retarget.runner.chat import run
+
+    run_or_exit(run, artifact, prompt, max_new_tokens, threads or None)
+
+
+@app.command("bench")
+def bench_cmd(
+    artifact: Annotated[Path, typer.Argument(help="artifact folder written by `retarget compile`")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the benchmark as JSON here")] = None,
+    prompt_len: Annotated[int, typer.Option(help="prompt tokens per prefill")] = 128,
+    decode_tokens: Annotated[int, typer.Option(help="decode steps per repeat")] = 64,
+    repeats: Annotated[int, typer.Option(help="measured repeats (after one warm-up)")] = 5,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads (0: one per core)")] = 0,
+) -> None:
+    """Prefill / decode tokens/s (percentiles over repeats), peak memory, decode vs this machine's bandwidth."""
+    from retarget.runner.bench import bench, print_bench
+
+    print_bench(run_or_exit(bench, artifact, prompt_len, decode_tokens, repeats, threads or None, json_out), console)
 
 
 profiles_app = typer.Typer(help="Hardware profiles: list them, or show one with its sources.")

@@ -42,6 +42,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.eval.corpus import corpus_text, describe
     from retarget.eval.metrics import Evaluator, torch_logits_fn
     from retarget.eval.verify import remove_parity_copies, verify_artifact
+    from retarget.export.client_metadata import write_client_files
     from retarget.export.onnx_export import check_exportable, export_artifact
     from retarget.hw_profiles import list_profiles, load_profile
     from retarget.models.load import check_model_ref, load_model
@@ -116,7 +117,7 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
             remove_parity_copies(tmp)
             timings["verify_s"] = time.perf_counter() - t0
 
-            loaded.tokenizer.save_pretrained(tmp)
+            write_client_files(loaded, tmp)  # tokenizer, config.json, generation_config.json, genai_config.json
             report = build_report(
                 model_ref=model_ref, loaded=loaded, spec=spec, profile=profile, plan=plan, replaced=replaced,
                 corpus={**describe(), "tokens_scored": evaluator.predicted_tokens, "window": window},

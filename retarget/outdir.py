@@ -112,6 +112,7 @@ def atomic_dir(out: Path, inputs: Iterable[Path | None] = ()) -> Iterator[Path]:
     try:
         (tmp / MARKER).write_text("written by retarget; a folder with this file may be replaced by its next run\n")
         yield tmp
+        _honour_umask(tmp)
         with _signals_held():
             old = None
             if out.exists():
@@ -147,3 +148,13 @@ def write_files(files: dict[Path, str], options: dict[Path, str] | None = None) 
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+def _honour_umask(folder: Path) -> None:
+    """Give FOLDER and everything in it the modes the user's umask asks for (mkdtemp makes the folder 0700, and
+    some writers, such as ONNX's external data, make files 0600): others can read the artifact as usual."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)

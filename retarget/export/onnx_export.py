@@ -23,6 +23,7 @@ from torch import nn
 
 from retarget.errors import RetargetError
 from retarget.export.activations import ActivationQuant
+from retarget.export.client_metadata import optional_logits_to_keep
 from retarget.export.decoder import build_decoder, check
 from retarget.export.graph import module_name_of
 from retarget.export.lowering import lower_tied_embedding_for, lower_weights
@@ -66,6 +67,7 @@ def export_quantized(model: nn.Module, qweights: dict[str, QuantizedWeight], out
     linears = len(qweights)
     check_exportable(model, kv_cache, activations)
     proto, qweights = build_decoder(model, qweights, kv_cache)
+    optional_logits_to_keep(proto)  # standard clients (optimum, onnxruntime-genai) run without it
     lowered = lower_weights(proto, qweights, lowering, accuracy_level, activations)
     embedding_quantized = tied_embedding and lower_tied_embedding_for(proto, lowering, qweights.get("lm_head"))
     onnx.save_model(proto, str(out_dir / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,

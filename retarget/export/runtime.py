@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,8 @@ class OrtCausalLM:
             raise RetargetError("no past_key_values.* inputs: not a decoder exported with KV cache", source=str(path))
         # the axis each cached tensor grows along (None: a fixed-size state; retarget.export.decoder.cache)
         self.seq_axis = [_seq_axis(i.shape) for i in self.past_inputs]
-        self.input_names = {i.name for i in self.session.get_inputs()}
+        # logits_to_keep is an overridable initializer (a default clients need not feed): listed apart
+        self.input_names = {i.name for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.vocab_size = self.session.get_outputs()[0].shape[-1]
         if not isinstance(self.vocab_size, int):
@@ -224,15 +226,17 @@ class OrtCausalLM:
 
     def generate(self, prompt: list[int], max_new_tokens: int, stop: frozenset[int] = frozenset()) -> list[int]:
         """Greedy decoding with the KV cache, until a STOP token or MAX_NEW_TOKENS."""
+        return list(self.stream(prompt, max_new_tokens, stop))
+
+    def stream(self, prompt: list[int], max_new_tokens: int, stop: frozenset[int] = frozenset()) -> Iterator[int]:
+        """Greedy decoding as `generate`, each token yielded as soon as it is chosen."""
         logits = self.start(np.array([prompt]), len(prompt) + max_new_tokens)
-        new: list[int] = []
         for _ in range(max_new_tokens):
             token = int(logits.argmax())
             if token in stop:
-                break
-            new.append(token)
+                return
+            yield token
             logits = self.step(np.array([[token]]))
-        return new
 
     def speed(self, prompt_len: int = 128, decode_tokens: int = 64, repeats: int = 3) -> dict[str, float]:
         """Prefill tokens/s over a PROMPT_LEN prompt and decode tokens/s over DECODE_TOKENS steps (best of REPEATS)."""
