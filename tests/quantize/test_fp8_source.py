@@ -1,0 +1,76 @@
+"""DeepSeek-V3 checkpoints with native FP8 128 x 128 blocks (weight + weight_scale_inv): read as source weights,
+loaded dequantized into the float model without a GPU, and carried over by the `keep` recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from retarget.errors import RetargetError
+from retarget.models.load import load_model
+from retarget.models.tiny import build_tiny, save_tiny
+from retarget.quantize.fp8 import quantize_fp8
+from retarget.quantize.fp8_source import read_fp8_blocks
+
+QUANT = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128], "activation_scheme": "dynamic"}
+
+
+def _fp8_folder(folder: Path, ue8m0: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """tiny:deepseek-v3 saved like DeepSeek's release: every Linear but lm_head as float8_e4m3fn + float32
+    weight_scale_inv per 128 x 128 block. Returns (codes, scale_inv) per module path, as written."""
+    save_tiny("deepseek-v3", folder)
+    state = load_file(folder / "model.safetensors")
+    written = {}
+    for name, module in build_tiny("deepseek-v3").named_modules():
+        if isinstance(module, nn.Linear) and name != "lm_head":
+            qw = quantize_fp8(state[f"{name}.weight"], "block128", ue8m0)
+            codes, scale_inv = qw.codes.view(torch.float8_e4m3fn), qw.block_scale()
+            state[f"{name}.weight"], state[f"{name}.weight_scale_inv"] = codes, scale_inv
+            written[name] = codes, scale_inv
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "quantization_config": QUANT}))
+    return written
+
+
+def _decoded(codes: torch.Tensor, scale_inv: torch.Tensor) -> torch.Tensor:
+    """DeepSeek's decoding, written out: fp8 value x scale_inv of its 128 x 128 block."""
+    n, k = codes.shape
+    return codes.float() * scale_inv.repeat_interleave(128, 0).repeat_interleave(128, 1)[:n, :k]
+
+
+@pytest.mark.parametrize("ue8m0", [False, True])
+def test_fp8_blocks_read_as_source(tmp_path: Path, ue8m0: bool) -> None:
+    written = _fp8_folder(tmp_path / "ds", ue8m0)
+    source = read_fp8_blocks(tmp_path / "ds", {"quantization_config": QUANT})
+    assert source.keys() == written.keys() and len(source) > 20
+    for name, (codes, scale_inv) in written.items():
+        qw = source[name]
+        assert (qw.element, qw.group_size, qw.block_rows) == ("e4m3", 128, 128)
+        assert qw.scale_format == ("e8m0" if ue8m0 else "fp32")  # powers of two detected
+        assert torch.equal(qw.codes, codes.view(torch.uint8)) and torch.equal(qw.block_scale(), scale_inv)
+        assert torch.equal(qw.dequantize(), _decoded(codes, scale_inv))
+
+
+def test_fp8_folder_loads_dequantized(tmp_path: Path) -> None:
+    written = _fp8_folder(tmp_path / "ds")
+    loaded = load_model(str(tmp_path / "ds"))
+    assert loaded.source_weights.keys() == written.keys()
+    for name, (codes, scale_inv) in written.items():
+        assert torch.equal(loaded.model.get_submodule(name).weight, _decoded(codes, scale_inv))
+    reference = build_tiny("deepseek-v3")  # lm_head, norms, router and embeddings stay as saved
+    assert torch.equal(loaded.model.lm_head.weight, reference.lm_head.weight)
+
+
+def test_fp8_folder_without_its_scale_is_refused(tmp_path: Path) -> None:
+    _fp8_folder(tmp_path / "ds")
+    state = load_file(tmp_path / "ds" / "model.safetensors")
+    del state["model.layers.0.self_attn.o_proj.weight_scale_inv"]
+    save_file(state, tmp_path / "ds" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(RetargetError, match="o_proj.weight"):
+        load_model(str(tmp_path / "ds"))
