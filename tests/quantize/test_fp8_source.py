@@ -3,9 +3,11 @@ loaded dequantized into the float model without a GPU, and carried over by the `
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -74,3 +76,43 @@ def test_fp8_folder_without_its_scale_is_refused(tmp_path: Path) -> None:
     save_file(state, tmp_path / "ds" / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(RetargetError, match="o_proj.weight"):
         load_model(str(tmp_path / "ds"))
+
+
+@pytest.mark.parametrize("recipe", ["keep", "int4-g128-asym"])
+def test_fp8_folder_compiles(tmp_path: Path, recipe: str) -> None:
+    """`keep` carries the FP8 blocks unchanged into FP8 QDQ (cpu-x86's ORT dequantizes float8e4m3fn); int4 converts
+    the decoded weights; either artifact matches the torch model quantized the same way, decode included."""
+    from retarget.eval.verify import PARITY_ATOL, verify_artifact
+    from retarget.export.onnx_export import export_artifact
+    from retarget.hw_profiles import load_profile
+    from retarget.plan import plan_recipe
+    from retarget.quantize import quantize_
+    from retarget.quantize.api import quantized_weights, untie_lm_head
+
+    _fp8_folder(tmp_path / "ds")
+    loaded = load_model(str(tmp_path / "ds"))
+    plan = plan_recipe(recipe, load_profile("cpu-x86"), has_source_blocks=True, source_element="e4m3")
+    assert plan.lowering == ("qdq-fp8" if recipe == "keep" else "matmulnbits")
+    assert plan_recipe("auto", load_profile("cpu-x86"), True, source_element="e4m3").weights.name == "int4-g128-asym"
+    reference = loaded.model
+    untie_lm_head(reference)
+    quantized = copy.deepcopy(reference)
+    quantize_(quantized, plan.weights, loaded.source_weights)
+    qweights = quantized_weights(quantized)
+    if recipe == "keep":  # every FP8 block as stored, nothing else quantized
+        assert qweights.keys() == loaded.source_weights.keys()
+        assert all(torch.equal(qweights[k].codes, qw.codes) and torch.equal(qweights[k].scale, qw.scale)
+                   for k, qw in loaded.source_weights.items())
+    (tmp_path / "out").mkdir()
+    export_artifact(reference, quantized, qweights, plan, tmp_path / "out")
+    graph = onnx.load(tmp_path / "out" / "model.onnx", load_external_data=False).graph
+    fp8 = {t.name.removesuffix(".qweight") for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT8E4M3FN}
+    # the blocks go in as float8e4m3fn codes, but for routed experts (MoE takes them dequantized) and kv_b_proj
+    # (the MLA writer folds it into float matrices)
+    carried = {k for k in qweights if ".experts." not in k and "kv_b_proj" not in k}
+    assert fp8 == carried and len(fp8) == 21 if recipe == "keep" else not fp8
+    torch.manual_seed(0)
+    tokens = torch.randint(0, reference.config.vocab_size, (48,)).tolist()
+    verification = verify_artifact(quantized, plan, tmp_path / "out", tokens)[1]
+    assert verification["parity_max_abs_logit_diff"]["value"] <= PARITY_ATOL
+    assert verification["decode"]["max_abs_logit_diff"]["value"] <= PARITY_ATOL
