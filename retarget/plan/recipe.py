@@ -196,8 +196,8 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
 
         config, kv_cache = split_recipe(requested)
         if isinstance(config, KeepSourceConfig) and not has_source_blocks:
-            raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors)",
-                                field="--recipe")
+            raise RetargetError("recipe 'keep' needs a pre-quantized source (GGUF Q4_1/Q8_0, MXFP4 experts, "
+                                "FP8 blocks)", field="--recipe")
         if isinstance(config, KeepSourceConfig):
             config = replace(config, element=source_element)
         if kv_cache is not None and config.name.startswith("w8a8-"):

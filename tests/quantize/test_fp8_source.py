@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import onnx
@@ -17,7 +18,7 @@ from retarget.errors import RetargetError
 from retarget.models.load import load_model
 from retarget.models.tiny import build_tiny, save_tiny
 from retarget.quantize.fp8 import quantize_fp8
-from retarget.quantize.fp8_source import read_fp8_blocks
+from retarget.quantize.fp8_source import fp8_block_weight, read_fp8_blocks
 
 QUANT = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128], "activation_scheme": "dynamic"}
 
@@ -46,22 +47,37 @@ def _decoded(codes: torch.Tensor, scale_inv: torch.Tensor) -> torch.Tensor:
     return codes.float() * scale_inv.repeat_interleave(128, 0).repeat_interleave(128, 1)[:n, :k]
 
 
-@pytest.mark.parametrize("ue8m0", [False, True])
-def test_fp8_blocks_read_as_source(tmp_path: Path, ue8m0: bool) -> None:
-    written = _fp8_folder(tmp_path / "ds", ue8m0)
-    source = read_fp8_blocks(tmp_path / "ds", {"quantization_config": QUANT})
+@pytest.fixture(scope="module")
+def fp8_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    folder = tmp_path_factory.mktemp("fp8") / "ds"
+    return folder, _fp8_folder(folder)
+
+
+def test_fp8_blocks_read_as_source(fp8_folder: tuple[Path, dict]) -> None:
+    folder, written = fp8_folder
+    source = read_fp8_blocks(folder, {"quantization_config": QUANT})
     assert source.keys() == written.keys() and len(source) > 20
     for name, (codes, scale_inv) in written.items():
         qw = source[name]
-        assert (qw.element, qw.group_size, qw.block_rows) == ("e4m3", 128, 128)
-        assert qw.scale_format == ("e8m0" if ue8m0 else "fp32")  # powers of two detected
+        assert (qw.element, qw.group_size, qw.block_rows, qw.scale_format) == ("e4m3", 128, 128, "fp32")
         assert torch.equal(qw.codes, codes.view(torch.uint8)) and torch.equal(qw.block_scale(), scale_inv)
         assert torch.equal(qw.dequantize(), _decoded(codes, scale_inv))
 
 
-def test_fp8_folder_loads_dequantized(tmp_path: Path) -> None:
-    written = _fp8_folder(tmp_path / "ds")
-    loaded = load_model(str(tmp_path / "ds"))
+@pytest.mark.parametrize("ue8m0", [False, True])
+def test_power_of_two_scales_recorded_as_ue8m0(ue8m0: bool) -> None:
+    qw = quantize_fp8(torch.randn(300, 200), "block128", ue8m0)  # 3 x 2 blocks, partial at both edges
+    codes, scale_inv = qw.codes.view(torch.float8_e4m3fn), qw.block_scale()
+    read = fp8_block_weight(codes, scale_inv, (128, 128))
+    assert read.scale_format == ("e8m0" if ue8m0 else "fp32")
+    assert torch.equal(read.dequantize(), _decoded(codes, scale_inv))
+    with pytest.raises(RetargetError, match=r"the blocks need \[3, 2\]"):
+        fp8_block_weight(codes, scale_inv[:2], (128, 128), "w")
+
+
+def test_fp8_folder_loads_dequantized(fp8_folder: tuple[Path, dict]) -> None:
+    folder, written = fp8_folder
+    loaded = load_model(str(folder))
     assert loaded.source_weights.keys() == written.keys()
     for name, (codes, scale_inv) in written.items():
         assert torch.equal(loaded.model.get_submodule(name).weight, _decoded(codes, scale_inv))
@@ -69,8 +85,8 @@ def test_fp8_folder_loads_dequantized(tmp_path: Path) -> None:
     assert torch.equal(loaded.model.lm_head.weight, reference.lm_head.weight)
 
 
-def test_fp8_folder_without_its_scale_is_refused(tmp_path: Path) -> None:
-    _fp8_folder(tmp_path / "ds")
+def test_fp8_folder_without_its_scale_is_refused(fp8_folder: tuple[Path, dict], tmp_path: Path) -> None:
+    shutil.copytree(fp8_folder[0], tmp_path / "ds")
     state = load_file(tmp_path / "ds" / "model.safetensors")
     del state["model.layers.0.self_attn.o_proj.weight_scale_inv"]
     save_file(state, tmp_path / "ds" / "model.safetensors", metadata={"format": "pt"})
@@ -78,8 +94,18 @@ def test_fp8_folder_without_its_scale_is_refused(tmp_path: Path) -> None:
         load_model(str(tmp_path / "ds"))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """ORT and torch alternate step by step in the decode check; on 2 cores torch's second thread only waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("recipe", ["keep", "int4-g128-asym"])
-def test_fp8_folder_compiles(tmp_path: Path, recipe: str) -> None:
+def test_fp8_folder_compiles(fp8_folder: tuple[Path, dict], tmp_path: Path, recipe: str) -> None:
     """`keep` carries the FP8 blocks unchanged into FP8 QDQ (cpu-x86's ORT dequantizes float8e4m3fn); int4 converts
     the decoded weights; either artifact matches the torch model quantized the same way, decode included."""
     from retarget.eval.verify import PARITY_ATOL, verify_artifact
@@ -89,8 +115,7 @@ def test_fp8_folder_compiles(tmp_path: Path, recipe: str) -> None:
     from retarget.quantize import quantize_
     from retarget.quantize.api import quantized_weights, untie_lm_head
 
-    _fp8_folder(tmp_path / "ds")
-    loaded = load_model(str(tmp_path / "ds"))
+    loaded = load_model(str(fp8_folder[0]))
     plan = plan_recipe(recipe, load_profile("cpu-x86"), has_source_blocks=True, source_element="e4m3")
     assert plan.lowering == ("qdq-fp8" if recipe == "keep" else "matmulnbits")
     assert plan_recipe("auto", load_profile("cpu-x86"), True, source_element="e4m3").weights.name == "int4-g128-asym"
