@@ -73,7 +73,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         progress.advance(task)
         timings["load_s"] = time.perf_counter() - t0
         spec = ModelSpec.from_hf_config(loaded.model.config.to_dict(), name=loaded.name)
-        plan = plan_recipe(recipe, profile, has_source_blocks=bool(loaded.source_weights), lowering=lowering)
+        plan = plan_recipe(recipe, profile, has_source_blocks=bool(loaded.source_weights), lowering=lowering,
+                           source_element=next((qw.element for qw in loaded.source_weights.values()), "int"))
         check_exportable(loaded.model, plan.kv_element)  # a model or op the graph cannot lower stops here
 
         t0 = time.perf_counter()

@@ -144,12 +144,27 @@ def check_hf_folder(path: Path) -> None:
         if found[1] != tuple(tensor.shape):
             raise RetargetError(f"shape {list(found[1])}, the config needs {list(tensor.shape)}", source=str(path),
                                 field=name)
+    _check_fp8_scales(held, config, str(path))
 
 
 def _mxfp4_packed(name: str, held: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether NAME is stored as MXFP4 blocks and scales (a `quantization_config` with quant_method mxfp4)."""
     quant = config.get("quantization_config") or {}
     return quant.get("quant_method") == "mxfp4" and all(f"{name}_{part}" in held for part in ("blocks", "scales"))
+
+
+def _check_fp8_scales(held: dict[str, Any], config: dict[str, Any], source: str) -> None:
+    """In an FP8 block checkpoint (quant_method fp8, DeepSeek-V3), every float8 weight has its
+    `weight_scale_inv` (read by retarget.quantize.fp8_source); float8 weights are refused anywhere else."""
+    from retarget.quantize.fp8_source import SCALE, WEIGHT, fp8_block_size
+
+    blocks = fp8_block_size(config)
+    for name, (dtype, _) in held.items():
+        if dtype.startswith("F8_") and (blocks is None or not name.endswith(WEIGHT)):
+            raise RetargetError("float8 tensor outside an FP8 block checkpoint (quantization_config quant_method "
+                                "fp8 with weight_block_size)", source=source, field=name)
+        if dtype.startswith("F8_") and name.removesuffix(WEIGHT) + SCALE not in held:
+            raise RetargetError(f"float8 weight without its {SCALE.lstrip('.')}", source=source, field=name)
 
 
 # ---- GGUF ----------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from retarget.errors import RetargetError
-from retarget.inputs import ref_path
+from retarget.inputs import load_json, ref_path
 from retarget.quantize.weight import QuantizedWeight
 
 DEFAULT_MODEL = "default"
@@ -162,25 +162,34 @@ def _load_gguf(path: Path) -> LoadedModel:
 
 
 def _load_hf_folder(path: Path) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from retarget.models.checks import check_hf_folder, check_loaded
+    from retarget.quantize.fp8_source import read_fp8_blocks
     from retarget.quantize.mxfp4_source import read_mxfp4_experts
 
     check_hf_folder(path)
+    fp8_blocks = read_fp8_blocks(path, load_json(path / "config.json"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model, info = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True,
-                                                           output_loading_info=True)
+        config = AutoConfig.from_pretrained(path)
+        if fp8_blocks:  # transformers decodes FP8 blocks on a GPU only: load the codes as they are, decode below
+            del config.quantization_config
+        model, info = AutoModelForCausalLM.from_pretrained(path, config=config, dtype="float32",
+                                                           use_safetensors=True, output_loading_info=True)
     except Exception as err:  # noqa: BLE001 - whatever transformers trips on is in the user's files
         raise RetargetError(f"cannot load ({(str(err) or type(err).__name__).splitlines()[0]})",
                             source=str(path)) from err
+    for name, qw in fp8_blocks.items():  # transformers loaded the codes as float8 parameters
+        model.get_submodule(name).weight.data = qw.dequantize()
     check_loaded(model, info, str(path))
     for module in model.modules():  # Jamba's config asks for the CUDA Mamba kernels; the torch reference runs on CPU
         if getattr(module, "use_fast_kernels", False):
             module.use_fast_kernels = False
-    # MXFP4 experts (gpt-oss) load dequantized, in bfloat16: float32 like the rest, the blocks kept as the source
-    return LoadedModel(path.name, path, "hf-safetensors", model.float().eval(), tokenizer, read_mxfp4_experts(path))
+    # MXFP4 experts (gpt-oss) load dequantized, in bfloat16: float32 like the rest, the blocks kept as the source;
+    # FP8 blocks (DeepSeek-V3) are decoded above and kept as the source too
+    source = read_mxfp4_experts(path) | fp8_blocks
+    return LoadedModel(path.name, path, "hf-safetensors", model.float().eval(), tokenizer, source)
 
 
 TINY_PREFIX = "tiny:"

@@ -4,7 +4,7 @@ user's request (a name, or 'auto') into one for a given device."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from retarget.errors import RetargetError
@@ -112,7 +112,7 @@ class Recipe:
         per-channel INT8 and W8A8: 'int8'; FP8 weights: 'fp8'; FP4: its scheme; a KV-only recipe: 'fp32')."""
         weights = self.weights
         if isinstance(weights, KeepSourceConfig):
-            return "int4-g32-asym"
+            return "fp8" if weights.element == "e4m3" else "int4-g32-asym"
         if isinstance(weights, IntWeightOnlyConfig):
             if weights.group_size is None:
                 return f"int{weights.bits}"
@@ -136,8 +136,8 @@ def _candidates(config: QuantConfig) -> list[str]:
     """The lowerings that can carry CONFIG's weights, preferred first."""
     if isinstance(config, FloatConfig) or config.name.startswith("kv-"):  # a KV-cache recipe alone: float weights
         return ["float"]
-    if isinstance(config, KeepSourceConfig):
-        return ["matmulnbits", "qdq-blocked"]
+    if isinstance(config, KeepSourceConfig):  # FP8 source blocks (DeepSeek-V3) as FP8 QDQ, integers as 4/8-bit
+        return ["qdq-fp8"] if config.element == "e4m3" else ["matmulnbits", "qdq-blocked"]
     if isinstance(config, IntWeightOnlyConfig):
         per_channel_int8 = config.bits == 8 and config.group_size is None
         if config.bits not in (4, 8):  # our MatMulNBits packing is 4/8-bit; QDQ holds 2/3-bit codes in int4
@@ -180,22 +180,26 @@ def _accuracy_level(lowering: str, profile: HardwareProfile) -> int:
     return 4 if lowering in ("matmulnbits", "qdq-blocked") and profile.family == "cpu" else 0
 
 
-def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: bool, lowering: str = "auto"
-                ) -> Recipe:
+def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: bool, lowering: str = "auto",
+                source_element: str = "int") -> Recipe:
     """The recipe to compile with. 'auto' picks the fastest format the device's runtime lowers natively.
     LOWERING ('auto', 'matmulnbits' or 'qdq') restricts how the weights go into the graph; 'auto' takes the
     first of the recipe's lowerings (MatMulNBits for integers, then QDQ) that a provider of the device runs.
 
     Decode is memory-bound, so fewer weight bytes is faster: 4-bit weights. A source that is already
     4-bit (GGUF Q4_1) is carried over as it is ('keep'): re-quantizing would add error for no size gain.
+    SOURCE_ELEMENT is the source blocks' element: 'keep' lowers FP8 blocks ('e4m3') as FP8 QDQ, and 'auto'
+    converts them to 4-bit (half the bytes of FP8).
     """
     if requested != "auto":
         from retarget.quantize.kv_cache import split_recipe  # imports torch
 
         config, kv_cache = split_recipe(requested)
         if isinstance(config, KeepSourceConfig) and not has_source_blocks:
-            raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors)",
-                                field="--recipe")
+            raise RetargetError("recipe 'keep' needs a pre-quantized source (GGUF Q4_1/Q8_0, MXFP4 experts, "
+                                "FP8 blocks)", field="--recipe")
+        if isinstance(config, KeepSourceConfig):
+            config = replace(config, element=source_element)
         if kv_cache is not None and config.name.startswith("w8a8-"):
             raise RetargetError(f"{requested}: a quantized KV cache combines with weight-only recipes; the ONNX "
                                 "graph that carries it has no quantized activations", field="--recipe")
@@ -206,8 +210,8 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
         lowering = _lowering_for(config, profile, lowering)
         return Recipe(config, lowering, why="requested", accuracy_level=_accuracy_level(lowering, profile),
                       kv_cache=kv_cache)
-    if has_source_blocks:
-        config: QuantConfig = KeepSourceConfig()
+    if has_source_blocks and source_element != "e4m3":
+        config: QuantConfig = KeepSourceConfig(element=source_element)
         why = "auto: the source is already 4-bit; its blocks go into the graph unchanged (no added error)"
     else:
         config = IntWeightOnlyConfig(bits=4, group_size=128, symmetric=False)

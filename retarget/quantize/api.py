@@ -250,7 +250,7 @@ def quantize_(model: nn.Module, config: QuantConfig,
         raise RetargetError(f"no quantization handler for {type(config).__name__}", field="--recipe")
     source = source_weights or {}
     if isinstance(config, KeepSourceConfig) and not source:
-        raise RetargetError("recipe 'keep' needs a pre-quantized source (a GGUF with Q4_1/Q8_0 tensors, MXFP4 experts)",
+        raise RetargetError("recipe 'keep' needs a pre-quantized source (GGUF Q4_1/Q8_0, MXFP4 experts, FP8 blocks)",
                             field="--recipe")
     tied = ties_embedding(model)
     if config.include_lm_head:

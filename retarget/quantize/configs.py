@@ -79,7 +79,12 @@ class Int8WeightOnlyConfig(IntWeightOnlyConfig):
 
 @dataclass(frozen=True)
 class KeepSourceConfig(QuantConfig):
-    """Carry the source checkpoint's own quantized blocks over unchanged (e.g. GGUF Q4_1 / Q8_0)."""
+    """Carry the source checkpoint's own quantized blocks over unchanged (e.g. GGUF Q4_1 / Q8_0).
+
+    element: the source blocks' element ('int': GGUF; 'e2m1': MXFP4 experts; 'e4m3': FP8 blocks), which picks
+    the lowering that carries them."""
+
+    element: str = "int"
 
     @property
     def name(self) -> str:

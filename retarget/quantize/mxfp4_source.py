@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from retarget.quantize.experts import expert_key
+from retarget.quantize.safetensors_index import tensor_files
 from retarget.quantize.weight import QuantizedWeight
 
 BLOCKS, SCALES = "_blocks", "_scales"
@@ -52,10 +53,7 @@ def read_mxfp4_experts(folder: Path) -> dict[str, QuantizedWeight]:
 
     if not is_mxfp4_checkpoint(folder):
         return {}
-    where: dict[str, Path] = {}
-    for file in sorted(Path(folder).glob("*.safetensors")):
-        with safe_open(file, "pt") as f:
-            where.update({name: file for name in f.keys()})
+    where = tensor_files(folder)
     weights = {}
     for name in sorted(n for n in where if n.endswith(BLOCKS)):
         base = name.removesuffix(BLOCKS)
