@@ -26,7 +26,7 @@ from retarget.quantize import quantize_
 from retarget.quantize.api import quantized_weights, untie_lm_head
 
 FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "qwen3-moe", "mixtral", "glm-4.5", "gpt-oss", "gemma-3", "llama-4",
-            "phi-3", "olmoe", "olmo-2"]
+            "phi-3", "olmoe", "olmo-2", "hunyuan"]
 RECIPES = ["int4-g128-asym", "fp8-channel"]
 CASES = [(name, recipe) for name in FAMILIES for recipe in RECIPES]
 # the most nodes a layer takes: attention + MLP ~10; q/k norms, biases, sandwich norms, rotary outside
@@ -86,7 +86,7 @@ def test_family_exports_and_verifies(name: str, recipe: str, tmp_path: Path) -> 
     assert info["moe_nodes"] == moe_layers  # every expert of a layer in one MoE / QMoE node
 
 
-@pytest.mark.parametrize("name", ["mixtral", "qwen3-moe", "gpt-oss", "llama-4"])
+@pytest.mark.parametrize("name", ["mixtral", "qwen3-moe", "gpt-oss", "llama-4", "hunyuan"])
 def test_int4_experts_go_into_qmoe(name: str, tmp_path: Path) -> None:
     """int4 with a group that tiles every expert matrix: the experts stay 4-bit inside QMoE, and the artifact
     matches the torch model quantized the same way."""
