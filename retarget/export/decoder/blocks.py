@@ -117,7 +117,9 @@ class Norm:
 @dataclass(frozen=True)
 class Layer:
     """One decoder layer: x += post_mixer(mixer(pre_mixer(x))); x += post_mlp(mlp(pre_mlp(x))).
-    post_* norms are Gemma's extra norms and OLMo 2's only ones (None: no norm there)."""
+    post_* norms are Gemma's extra norms and OLMo 2's only ones (None: no norm there). normed_residual (MiniMax):
+    the residual is each block's normalized input, x = alpha * pre(x) + beta * block(pre(x)), with (mixer alpha,
+    mixer beta, mlp alpha, mlp beta)."""
 
     index: int
     mixer: Block
@@ -126,6 +128,7 @@ class Layer:
     pre_mlp: Norm | None
     post_mixer: Norm | None = None
     post_mlp: Norm | None = None
+    normed_residual: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

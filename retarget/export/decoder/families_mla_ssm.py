@@ -7,9 +7,9 @@ import dataclasses
 
 from torch import nn
 
-from retarget.export.decoder import hybrid, mla, ssm
+from retarget.export.decoder import hybrid, lightning, mla, ssm
 from retarget.export.decoder.blocks import Decoder, Layer, MoE
-from retarget.export.decoder.families import _activation, _attention, _mlp, _norm, _rope
+from retarget.export.decoder.families import _activation, _attention, _mlp, _norm, _rope, describe_standard
 from retarget.export.decoder.registry import family
 
 
@@ -102,3 +102,23 @@ def describe_jamba(model: nn.Module) -> Decoder:
                             _norm(model, f"{scope}.pre_ff_layernorm")))
     return Decoder(config.model_type, "model.embed_tokens", layers, _norm(model, "model.final_layernorm"),
                    int(config.vocab_size), int(config.max_position_embeddings))
+
+
+@family("minimax")
+def describe_minimax(model: nn.Module) -> Decoder:
+    """MiniMax-Text-01 / M1: lightning attention layers (linear attention, fixed per-head decay) between softmax
+    attention layers, 8-of-N softmax experts, each block's normalized input as the residual (alpha / beta
+    factors per layer kind)."""
+    config = model.config
+    decoder = describe_standard(model)
+    layers = []
+    for layer in decoder.layers:
+        module = layer.mixer.module
+        linear = config.layer_types[layer.index] == "linear_attention"
+        mixer = lightning.LightningAttention(layer.mixer.path, module, heads=int(module.num_attention_heads),
+                                             head_dim=int(module.head_dim), activation=_activation(config),
+                                             norm_eps=float(module.norm.variance_epsilon)) if linear else layer.mixer
+        kind = "linear_attn" if linear else "full_attn"
+        scales = tuple(float(getattr(config, f"{k}_{f}_factor")) for k in (kind, "mlp") for f in ("alpha", "beta"))
+        layers.append(dataclasses.replace(layer, mixer=mixer, normed_residual=scales))
+    return dataclasses.replace(decoder, layers=layers)
