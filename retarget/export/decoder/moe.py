@@ -70,6 +70,7 @@ def expert_weights(g: DecoderGraph, block: MoE) -> tuple[list[Weight], list[Weig
 
     if block.fused_experts is None:
         gate, up, down = block.expert_names
+        experts = experts[:block.experts]  # LongCat's zero-computation (identity) experts follow the real ones
         fc1 = [_stack_rows([weight(f"{path}.{e}.{gate}", getattr(m, gate).weight),
                             weight(f"{path}.{e}.{up}", getattr(m, up).weight)]) for e, m in enumerate(experts)]
         fc2 = [weight(f"{path}.{e}.{down}", getattr(m, down).weight) for e, m in enumerate(experts)]
