@@ -20,13 +20,13 @@ from retarget.export.decoder import describe
 from retarget.export.decoder.blocks import MoE
 from retarget.export.onnx_export import export_artifact
 from retarget.hw_profiles import load_profile
-from retarget.models.tiny import load_tiny
+from retarget.models.tiny import build_tiny, load_tiny
 from retarget.plan import plan_recipe
 from retarget.quantize import quantize_
 from retarget.quantize.api import quantized_weights, untie_lm_head
 
 FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "qwen3-moe", "mixtral", "glm-4.5", "gpt-oss", "gemma-3", "llama-4",
-            "phi-3", "olmoe", "olmo-2"]
+            "phi-3", "olmoe", "olmo-2", "hunyuan", "minimax"]
 RECIPES = ["int4-g128-asym", "fp8-channel"]
 CASES = [(name, recipe) for name in FAMILIES for recipe in RECIPES]
 # the most nodes a layer takes: attention + MLP ~10; q/k norms, biases, sandwich norms, rotary outside
@@ -57,12 +57,12 @@ def _tokens() -> list[int]:
     return list(_tokens_cached())
 
 
-def _export_and_verify(name: str, recipe: str, folder: Path) -> tuple[torch.nn.Module, dict, dict]:
-    """Tiny family NAME quantized with RECIPE, exported and verified as `retarget compile` does: the float
-    model, export_artifact's summary and verify_artifact's entries."""
-    loaded = load_tiny(name)
+def _export_and_verify(name: str, recipe: str, folder: Path,
+                       model: torch.nn.Module | None = None) -> tuple[torch.nn.Module, dict, dict]:
+    """Tiny family NAME (or MODEL) quantized with RECIPE, exported and verified as `retarget compile` does: the
+    float model, export_artifact's summary and verify_artifact's entries."""
     plan = plan_recipe(recipe, load_profile("cpu-x86"), has_source_blocks=False)
-    reference = loaded.model
+    reference = model if model is not None else load_tiny(name).model
     untie_lm_head(reference)
     quantized = copy.deepcopy(reference)
     quantize_(quantized, plan.weights)
@@ -78,7 +78,8 @@ def test_family_exports_and_verifies(name: str, recipe: str, tmp_path: Path) -> 
     assert verification["parity_max_abs_logit_diff"]["value"] <= PARITY_ATOL
     decode = verification["decode"]
     assert decode["steps"] == 64 and decode["max_abs_logit_diff"]["value"] <= PARITY_ATOL
-    windows = [w for layer in describe(reference).layers for w in (layer.mixer.window, layer.mixer.chunk) if w]
+    windows = [w for layer in describe(reference).layers
+               for w in (getattr(layer.mixer, "window", None), getattr(layer.mixer, "chunk", None)) if w]
     assert decode["prompt"] + decode["steps"] > max(windows, default=0)  # the decode crosses every window
     assert decode["greedy_equal"], decode  # tiny models' lm_head keeps greedy margins far above float noise
     assert info["nodes_per_layer"] <= MAX_NODES_PER_LAYER
@@ -86,7 +87,7 @@ def test_family_exports_and_verifies(name: str, recipe: str, tmp_path: Path) -> 
     assert info["moe_nodes"] == moe_layers  # every expert of a layer in one MoE / QMoE node
 
 
-@pytest.mark.parametrize("name", ["mixtral", "qwen3-moe", "gpt-oss", "llama-4"])
+@pytest.mark.parametrize("name", ["mixtral", "qwen3-moe", "gpt-oss", "llama-4", "hunyuan", "minimax"])
 def test_int4_experts_go_into_qmoe(name: str, tmp_path: Path) -> None:
     """int4 with a group that tiles every expert matrix: the experts stay 4-bit inside QMoE, and the artifact
     matches the torch model quantized the same way."""
@@ -95,6 +96,24 @@ def test_int4_experts_go_into_qmoe(name: str, tmp_path: Path) -> None:
     assert info["qmoe_nodes"] == moe_layers > 0
     assert verification["parity_max_abs_logit_diff"]["value"] <= PARITY_ATOL
     assert verification["decode"]["greedy_equal"]
+
+
+def test_minimax_residual_factors(tmp_path: Path) -> None:
+    """MiniMax's residual is each block's normalized input times alpha, plus the block's output times beta (the
+    tiny config has them all 1; the released models do not): distinct factors per layer kind, still in parity."""
+    model = build_tiny("minimax")
+    factors = {"linear_attn": (1.7, 0.6), "full_attn": (0.8, 1.3), "mlp": (1.4, 0.7)}
+    for kind, (alpha, beta) in factors.items():
+        setattr(model.config, f"{kind}_alpha_factor", alpha)
+        setattr(model.config, f"{kind}_beta_factor", beta)
+    for layer in model.model.layers:
+        kind = "linear_attn" if layer.layer_type == "linear_attention" else "full_attn"
+        layer.attn_alpha_factor, layer.attn_beta_factor = factors[kind]
+        layer.mlp_alpha_factor, layer.mlp_beta_factor = factors["mlp"]
+    _, _, verification = _export_and_verify("minimax", "fp8-channel", tmp_path, model)
+    assert verification["parity_max_abs_logit_diff"]["value"] <= PARITY_ATOL
+    decode = verification["decode"]
+    assert decode["max_abs_logit_diff"]["value"] <= PARITY_ATOL and decode["greedy_equal"]
 
 
 def test_compile_tiny_moe_end_to_end(tmp_path: Path) -> None:
@@ -125,6 +144,7 @@ def test_unsupported_op_stops_before_writing(tmp_path: Path) -> None:
 
 
 def test_unknown_model_type_is_refused() -> None:
-    model = load_tiny("minimax").model  # lightning (linear) attention: no lowering registered yet
-    with pytest.raises(RetargetError, match="model_type 'minimax' has no decoder graph"):
+    model = build_tiny("llama")
+    model.config.model_type = "rwkv"  # a transformers family no describer names
+    with pytest.raises(RetargetError, match="model_type 'rwkv' has no decoder graph"):
         describe(model)

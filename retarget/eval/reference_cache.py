@@ -17,6 +17,8 @@ def reference_cache(model: nn.Module) -> Any:
     from transformers import DynamicCache
 
     name = HYBRID_CACHES.get(model.config.model_type)
+    if model.config.model_type == "minimax":  # its lightning layers' states beside the attention K/V
+        return __import__(type(model).__module__, fromlist=["MiniMaxCache"]).MiniMaxCache()
     if name is None:
         return DynamicCache()
     cache_class = getattr(__import__(type(model).__module__, fromlist=[name]), name)

@@ -1,4 +1,4 @@
-"""The tiny DeepSeek-V3, Kimi K2, Falcon-H1 and Jamba models (retarget.models.tiny) through compile's own
+"""The tiny DeepSeek-V3, Kimi K2, LongCat-Flash, Falcon-H1 and Jamba models (retarget.models.tiny) through compile's own
 export and verification (retarget.eval.verify): logit parity against the torch quantized model, a 64-step
 cached decode against transformers' decode, 32 greedy tokens; with int4-g128-asym and an FP8 recipe. The
 cache ORT holds matches ModelSpec's per-token assumption."""
@@ -23,7 +23,8 @@ from retarget.quantize.api import quantized_weights, untie_lm_head
 
 @pytest.mark.parametrize(("name", "recipe"), [("deepseek-v3", "int4-g128-asym"), ("kimi-k2", "int4-g128-asym"),
                                               ("falcon-h1", "int4-g128-asym"), ("jamba", "int4-g128-asym"),
-                                              ("deepseek-v3", "fp8-channel")])
+                                              ("deepseek-v3", "fp8-channel"), ("longcat-flash", "int4-g128-asym"),
+                                              ("longcat-flash", "fp8-channel")])
 def test_tiny_family_compiles_and_verifies(tmp_path: Path, name: str, recipe: str) -> None:
     model = build_tiny(name)
     untie_lm_head(model)

@@ -21,14 +21,15 @@ if TYPE_CHECKING:
 
 # GroupQueryAttention's optional input positions (com.microsoft opset 1)
 COS, SIN, ATTENTION_BIAS, HEAD_SINK = 7, 8, 10, 11
+NORMS_AFTER_ROTARY = ("l2", "head_rotated")
 
 
 def _outside_rotary(block: Attention) -> bool:
     """Rotary as RotaryEmbedding on q and k before GroupQueryAttention: a partial rotary it cannot apply itself
-    (it needs rotary_dim / 2 to be a multiple of 8), or one a norm must follow (Llama 4's L2 q/k norm)."""
+    (it needs rotary_dim / 2 to be a multiple of 8), or one a norm must follow (Llama 4, Hunyuan)."""
     if block.rope is None:
         return False
-    return block.qk_norm == "l2" or (block.rope.dim < block.head_dim and (block.rope.dim // 2) % 8 != 0)
+    return block.qk_norm in NORMS_AFTER_ROTARY or (block.rope.dim < block.head_dim and (block.rope.dim // 2) % 8 != 0)
 
 
 def _positions(g: DecoderGraph) -> str:
@@ -108,8 +109,8 @@ class GroupQueryAttentionLowering:
         if _outside_rotary(block):
             q, k, v = self._split(g, block, qkv)
             qkv = [self._rotary(g, block, q, "q", block.heads), self._rotary(g, block, k, "k", block.kv_heads), v]
-        if block.qk_norm == "l2":  # after rotary, as Llama 4 computes it
-            q, k, v = qkv
+        if block.qk_norm in NORMS_AFTER_ROTARY:  # after rotary, as Llama 4 and Hunyuan compute it
+            q, k, v = self._split(g, block, qkv)
             qkv = [self._norm(g, block, q, "q_norm", block.heads), self._norm(g, block, k, "k_norm", block.kv_heads), v]
         if block.temperature is not None:
             q, k, v = self._split(g, block, qkv)
@@ -131,11 +132,13 @@ class GroupQueryAttentionLowering:
 
     @staticmethod
     def _norm(g: DecoderGraph, block: Attention, x: str, name: str, heads: int) -> str:
-        """RMSNorm NAME over X's whole projection ('projection', OLMoE) or each head ('head': Qwen3, Gemma 3)."""
+        """RMSNorm NAME ('q_norm' / 'k_norm') over X's whole projection ('projection', OLMoE) or each head ('head':
+        Qwen3, Gemma 3; 'head_rotated': Hunyuan; 'l2': weightless, Llama 4)."""
         if block.qk_norm == "l2":
             weight = np.ones(block.head_dim, np.float32)
         else:
-            weight = array(getattr(block.module, name).weight) + np.float32(block.norm_offset)
+            module = getattr(block.module, block.qk_norm_names[name == "k_norm"])
+            weight = array(module.weight) + np.float32(block.norm_offset)
         scope = f"{block.path}.{name}"
         if block.qk_norm == "projection":
             return g.rms_norm(x, weight, block.norm_eps, scope)

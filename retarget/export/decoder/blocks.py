@@ -38,7 +38,8 @@ class Attention(Block):
     rope None: no position embedding (NoPE layers). window: each query sees the last WINDOW keys (itself
     included). qk_norm 'head': RMSNorm over each head's channels of q and k before rotary (Qwen3, Gemma 3);
     'projection': over the whole q and k projections (OLMoE); 'l2': weightless RMSNorm per head after rotary
-    (Llama 4). sinks: a learned per-head logit added to the softmax denominator (gpt-oss). softcap: tanh capping
+    (Llama 4); 'head_rotated': RMSNorm per head after rotary (Hunyuan). qk_norm_names: the q and k norm
+    modules' names. sinks: a learned per-head logit added to the softmax denominator (gpt-oss). softcap: tanh capping
     of the scores. chunk: queries see only keys in their own CHUNK-token block (Llama 4). temperature
     (floor_scale, attn_scale): q scaled by 1 + attn_scale * log(1 + floor((position + 1) / floor_scale))
     (Llama 4's NoPE layers)."""
@@ -50,6 +51,7 @@ class Attention(Block):
     rope: Rope | None = None
     window: int | None = None
     qk_norm: str | None = None
+    qk_norm_names: tuple[str, str] = ("q_norm", "k_norm")
     norm_eps: float = 1e-6
     norm_offset: float = 0.0
     sinks: bool = False
@@ -73,9 +75,9 @@ class MoE(Block):
     activation 'silu' or gpt-oss's clamped SwiGLU ('swiglu_clamp': gate clamped to LIMIT, up to +-LIMIT,
     gate * sigmoid(ALPHA * gate) * (up + 1)). expert_bias: experts have biases. shared: a dense MLP every
     token also goes through (its output times sigmoid(shared_gate(x)) when SHARED_GATE). router: the routing
-    Linear's name in the module. Experts are a ModuleList of MLPs with EXPERT_NAMES (gate, up, down) Linears,
-    or (FUSED_EXPERTS 'interleaved' / 'halves') 3-D parameters gate_up_proj [E, hidden, 2 * inter] (gate and up
-    interleaved or in halves) and down_proj [E, inter, hidden]. scaling multiplies the routed experts' sum.
+    Linear's name in the module (dotted: 'gate.wg'). Experts are a ModuleList of MLPs with EXPERT_NAMES (gate, up,
+    down) Linears, or (FUSED_EXPERTS 'interleaved' / 'halves') 3-D parameters gate_up_proj [E, hidden, 2 * inter]
+    (gate and up interleaved or in halves) and down_proj [E, inter, hidden]. scaling multiplies the routed experts' sum.
     scale_input: top-1 routing whose sigmoid weight scales the expert's input instead of its output (Llama 4).
     correction_bias: the router's e_score_correction_bias is added to the scores for choosing experts only;
     groups > 1: group-limited routing (experts chosen within the TOPK_GROUPS groups whose two best scores sum
@@ -115,7 +117,9 @@ class Norm:
 @dataclass(frozen=True)
 class Layer:
     """One decoder layer: x += post_mixer(mixer(pre_mixer(x))); x += post_mlp(mlp(pre_mlp(x))).
-    post_* norms are Gemma's extra norms and OLMo 2's only ones (None: no norm there)."""
+    post_* norms are Gemma's extra norms and OLMo 2's only ones (None: no norm there). normed_residual (MiniMax):
+    the residual is each block's normalized input, x = alpha * pre(x) + beta * block(pre(x)), with (mixer alpha,
+    mixer beta, mlp alpha, mlp beta)."""
 
     index: int
     mixer: Block
@@ -124,6 +128,7 @@ class Layer:
     pre_mlp: Norm | None
     post_mixer: Norm | None = None
     post_mlp: Norm | None = None
+    normed_residual: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

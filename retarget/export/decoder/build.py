@@ -25,11 +25,12 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from retarget.export.decoder import attention, families, families_mla_ssm, mlp, moe  # noqa: F401  (register)
+from retarget.export.decoder import attention, families, families_mla_ssm, lightning, mlp, moe  # noqa: F401  (register)
 from retarget.export.decoder.blocks import Block, Decoder, Norm, Rope
 from retarget.export.decoder.cache import cache_io
 from retarget.export.decoder.fusion import FUSED, fused_groups
 from retarget.export.decoder.graph import GraphBuilder, array
+from retarget.export.decoder.hybrid import _scale
 from retarget.export.decoder.registry import FAMILIES, Unsupported, lowering_for
 from retarget.export.kv_cache_graph import QuantizedCache
 from retarget.export.kv_cache_graph import cache_io as quantized_cache_io
@@ -180,14 +181,15 @@ def build_decoder(model: nn.Module, qweights: dict[str, QuantizedWeight] | None 
                  [f"/{decoder.embedding}/scaled"], f"{decoder.embedding}.scale")[0]
     out = None
     for layer in decoder.layers:
-        h, x = g.add_norm(x, out, layer.pre_mixer)
-        out = lowering_for(layer.mixer, layer.index)(g, layer.mixer, h, layer.index)
-        if layer.post_mixer is not None:
-            out = g.norm(out, layer.post_mixer)
-        h, x = g.add_norm(x, out, layer.pre_mlp)
-        out = lowering_for(layer.mlp, layer.index)(g, layer.mlp, h, layer.index)
-        if layer.post_mlp is not None:
-            out = g.norm(out, layer.post_mlp)
+        scales = layer.normed_residual or (None,) * 4
+        for block, pre, post, (alpha, beta) in ((layer.mixer, layer.pre_mixer, layer.post_mixer, scales[:2]),
+                                                (layer.mlp, layer.pre_mlp, layer.post_mlp, scales[2:])):
+            h, x = g.add_norm(x, out, pre)
+            out = lowering_for(block, layer.index)(g, block, h, layer.index)
+            if post is not None:
+                out = g.norm(out, post)
+            if layer.normed_residual is not None:  # the residual continues from the normalized input
+                x, out = _scale(g, h, alpha, "alpha", block.path), _scale(g, out, beta, "beta", block.path)
     h, _ = g.add_norm(x, out, decoder.final_norm)
     # logits_to_keep (int64 [1], 0 = all): only the last positions reach lm_head, as in transformers
     g.op("Neg", ["logits_to_keep"], ["/first_kept"], "")

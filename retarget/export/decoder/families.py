@@ -17,6 +17,7 @@ from retarget.export.decoder.blocks import Attention, Block, Decoder, GatedMlp, 
 from retarget.export.decoder.registry import Unsupported, family
 
 STATIC_ROPE_TYPES = {"default", "linear", "llama3", "yarn"}
+SHARED_NAMES = ("shared_expert", "shared_experts", "shared_mlp")
 GELU_TANH = {"gelu_pytorch_tanh", "gelu_tanh", "gelu_new", "gelu_fast"}
 
 
@@ -70,10 +71,11 @@ def _mlp(model: nn.Module, path: str, mlp: nn.Module, layer: int) -> Block:
     act = _activation(config)
     if not hasattr(mlp, "experts"):
         return GatedMlp(path, mlp, activation=act)
-    shared = next((n for n in ("shared_expert", "shared_experts") if getattr(mlp, n, None) is not None), None)
+    shared = next((n for n in SHARED_NAMES if getattr(mlp, n, None) is not None), None)
     common: dict[str, Any] = {
-        "experts": int(getattr(config, "num_local_experts", None) or getattr(config, "num_experts", 0)),
-        "top_k": int(config.num_experts_per_tok), "activation": act,
+        "experts": len(mlp.experts) if isinstance(mlp.experts, nn.ModuleList) else
+        int(getattr(config, "num_local_experts", None) or getattr(config, "num_experts", 0)),
+        "top_k": int(getattr(config, "num_experts_per_tok", None) or mlp.top_k), "activation": act,
         "normalize": bool(getattr(config, "norm_topk_prob", True)),
         "shared": GatedMlp(f"{path}.{shared}", getattr(mlp, shared), activation=act) if shared else None,
         "shared_gate": hasattr(mlp, "shared_expert_gate")}
@@ -168,6 +170,20 @@ def describe_llama4(model: nn.Module) -> Decoder:
             chunk=int(config.attention_chunk_size) if chunked else None,
             temperature=(float(module.floor_scale), float(module.attn_scale)) if tuned else None)
         layers.append(dataclasses.replace(layer, mixer=mixer))
+    return dataclasses.replace(decoder, layers=layers)
+
+
+@family("hunyuan_v1_moe")
+def describe_hunyuan(model: nn.Module) -> Decoder:
+    """Hunyuan-A13B: q/k RMSNorm per head after rotary, softmax top-k experts (renormalized) plus a shared MLP,
+    the router Linear inside `gate.wg`."""
+    decoder = describe_standard(model)
+    layers = []
+    for layer in decoder.layers:
+        mixer = dataclasses.replace(layer.mixer, qk_norm="head_rotated",
+                                    qk_norm_names=("query_layernorm", "key_layernorm"))
+        mlp = dataclasses.replace(layer.mlp, router="gate.wg") if isinstance(layer.mlp, MoE) else layer.mlp
+        layers.append(dataclasses.replace(layer, mixer=mixer, mlp=mlp))
     return dataclasses.replace(decoder, layers=layers)
 
 

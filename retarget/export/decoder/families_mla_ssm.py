@@ -7,9 +7,9 @@ import dataclasses
 
 from torch import nn
 
-from retarget.export.decoder import hybrid, mla, ssm
-from retarget.export.decoder.blocks import Decoder, Layer, MoE
-from retarget.export.decoder.families import _activation, _attention, _mlp, _norm, _rope
+from retarget.export.decoder import hybrid, lightning, longcat, mla, ssm
+from retarget.export.decoder.blocks import Decoder, GatedMlp, Layer, MoE
+from retarget.export.decoder.families import _activation, _attention, _mlp, _norm, _rope, describe_standard
 from retarget.export.decoder.registry import family
 
 
@@ -101,4 +101,50 @@ def describe_jamba(model: nn.Module) -> Decoder:
         layers.append(Layer(i, mixer, mlp, _norm(model, f"{scope}.input_layernorm"),
                             _norm(model, f"{scope}.pre_ff_layernorm")))
     return Decoder(config.model_type, "model.embed_tokens", layers, _norm(model, "model.final_layernorm"),
+                   int(config.vocab_size), int(config.max_position_embeddings))
+
+
+@family("minimax")
+def describe_minimax(model: nn.Module) -> Decoder:
+    """MiniMax-Text-01 / M1: lightning attention layers (linear attention, fixed per-head decay) between softmax
+    attention layers, 8-of-N softmax experts, each block's normalized input as the residual (alpha / beta
+    factors per layer kind)."""
+    config = model.config
+    decoder = describe_standard(model)
+    layers = []
+    for layer in decoder.layers:
+        module = layer.mixer.module
+        linear = config.layer_types[layer.index] == "linear_attention"
+        mixer = lightning.LightningAttention(layer.mixer.path, module, heads=int(module.num_attention_heads),
+                                             head_dim=int(module.head_dim), activation=_activation(config),
+                                             norm_eps=float(module.norm.variance_epsilon)) if linear else layer.mixer
+        kind = "linear_attn" if linear else "full_attn"
+        scales = tuple(float(getattr(config, f"{k}_{f}_factor")) for k in (kind, "mlp") for f in ("alpha", "beta"))
+        layers.append(dataclasses.replace(layer, mixer=mixer, normed_residual=scales))
+    return dataclasses.replace(decoder, layers=layers)
+
+
+@family("longcat_flash")
+def describe_longcat_flash(model: nn.Module) -> Decoder:
+    """LongCat-Flash: every layer two sublayers (MLA with LoRA scales and interleaved rotary, dense MLP), the
+    first MLP input also routed to experts (zero-computation ones included) whose sum joins after the second."""
+    config = model.config
+    layers = []
+    for i, layer in enumerate(model.model.layers):
+        scope = f"model.layers.{i}"
+        moe = longcat.ZeroExpertMoE(
+            f"{scope}.mlp", layer.mlp, experts=int(config.n_routed_experts), top_k=int(config.moe_topk),
+            normalize=False, activation=_activation(config), router="router.classifier", correction_bias=True,
+            scaling=float(config.routed_scaling_factor), zero_experts=int(config.zero_expert_num or 0))
+        for j in (0, 1):
+            attn = layer.self_attn[j]
+            mixer = _latent_attention(model, f"{scope}.self_attn.{j}", attn, 2 * i + j)
+            mixer = dataclasses.replace(mixer, rope=dataclasses.replace(mixer.rope, interleaved=True),
+                                        q_scale=float(attn.mla_scale_q_lora), kv_scale=float(attn.mla_scale_kv_lora))
+            dense = GatedMlp(f"{scope}.mlps.{j}", layer.mlps[j], activation=_activation(config))
+            mlp = longcat.Shortcut(dense.path, dense.module, dense=dense, moe=moe if j == 0 else None,
+                                   shortcut=f"/{moe.path}/output")
+            layers.append(Layer(2 * i + j, mixer, mlp, _norm(model, f"{scope}.input_layernorm.{j}"),
+                                _norm(model, f"{scope}.post_attention_layernorm.{j}")))
+    return Decoder(config.model_type, "model.embed_tokens", layers, _norm(model, "model.norm"),
                    int(config.vocab_size), int(config.max_position_embeddings))

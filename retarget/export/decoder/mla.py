@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 class LatentAttention(Block):
     """DeepSeek's MLA: HEADS query heads of NOPE_DIM + ROPE_DIM channels scored against a shared latent of
     KV_RANK channels plus one ROPE_DIM key; values of V_DIM per head decompressed from the latent.
-    q_rank None: queries come straight from q_proj."""
+    q_rank None: queries come straight from q_proj. q_scale, kv_scale: LongCat's LoRA scales on q and on the
+    normalized latent (folded into the two low-rank norms' weights)."""
 
     heads: int = 0
     q_rank: int | None = None
@@ -48,6 +49,8 @@ class LatentAttention(Block):
     scale: float = 1.0
     rope: Rope | None = None
     norm_eps: float = 1e-6
+    q_scale: float = 1.0
+    kv_scale: float = 1.0
 
     @property
     def cache_width(self) -> int:
@@ -93,7 +96,8 @@ class LatentAttentionLowering:
             q = g.linear(x, module.q_proj.weight, f"{path}.q_proj")
         else:
             q = g.linear(x, module.q_a_proj.weight, f"{path}.q_a_proj", module.q_a_proj.bias)
-            q = g.rms_norm(q, array(module.q_a_layernorm.weight), block.norm_eps, f"{path}.q_a_layernorm")
+            q = g.rms_norm(q, array(module.q_a_layernorm.weight) * np.float32(block.q_scale), block.norm_eps,
+                           f"{path}.q_a_layernorm")
             q = g.linear(q, module.q_b_proj.weight, f"{path}.q_b_proj")
         q = g.op("Reshape", [q, g.const(f"{path}.q_heads", np.array([0, 0, heads, qk_dim], np.int64))],
                  [f"/{path}/q_heads"], path)[0]
@@ -107,7 +111,8 @@ class LatentAttentionLowering:
         kv = g.linear(x, module.kv_a_proj_with_mqa.weight, f"{path}.kv_a_proj_with_mqa", module.kv_a_proj_with_mqa.bias)
         latent, k_rope = g.op("Split", [kv, g.const(f"{path}.kv_split", np.array([block.kv_rank, block.rope_dim]))],
                               [f"/{path}/latent_raw", f"/{path}/k_rope"], path, axis=-1)
-        latent = g.rms_norm(latent, array(module.kv_a_layernorm.weight), block.norm_eps, f"{path}.kv_a_layernorm")
+        latent = g.rms_norm(latent, array(module.kv_a_layernorm.weight) * np.float32(block.kv_scale),
+                            block.norm_eps, f"{path}.kv_a_layernorm")
         rows = g.op("Concat", [latent, self._rope(g, block, k_rope, 1, "k")], [f"/{path}/cache_rows"], path, axis=-1)[0]
         rows = g.op("Unsqueeze", [rows, g.const("one_axis", np.array([1], np.int64))], [f"/{path}/cache_rows4"],
                     path)[0]

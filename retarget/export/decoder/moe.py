@@ -70,6 +70,7 @@ def expert_weights(g: DecoderGraph, block: MoE) -> tuple[list[Weight], list[Weig
 
     if block.fused_experts is None:
         gate, up, down = block.expert_names
+        experts = experts[:block.experts]  # LongCat's zero-computation (identity) experts follow the real ones
         fc1 = [_stack_rows([weight(f"{path}.{e}.{gate}", getattr(m, gate).weight),
                             weight(f"{path}.{e}.{up}", getattr(m, up).weight)]) for e, m in enumerate(experts)]
         fc2 = [weight(f"{path}.{e}.{down}", getattr(m, down).weight) for e, m in enumerate(experts)]
@@ -117,7 +118,7 @@ def _sigmoid_routing(g: DecoderGraph, block: MoE, logits: str) -> str:
     if not block.correction_bias and block.groups == 1:
         scores = g.op("Sigmoid", [logits], [f"/{path}/sigmoid"], path)[0]
         return g.op("Log", [scores], [f"/{path}/log_sigmoid"], path)[0]
-    router = getattr(block.module, block.router)
+    router = block.module.get_submodule(block.router)
     bias = getattr(router, "e_score_correction_bias", None) if block.correction_bias else None
     bias = np.zeros(block.experts, np.float32) if bias is None else array(bias)
     return g.op("MoEGroupRouter", [logits, g.const(f"{path}.correction_bias", bias)], [f"/{path}/routed"], path,
@@ -144,7 +145,7 @@ class MoELowering:
             int(getattr(module.experts[0], block.expert_names[2]).weight.shape[0])
         rows = g.op("Reshape", [x, g.const(f"{path}.rows_shape", np.array([-1, hidden], np.int64))],
                     [f"/{path}/rows"], path)[0]
-        router = getattr(module, block.router)
+        router = module.get_submodule(block.router)
         logits = g.linear(rows, router.weight, f"{path}.{block.router}", getattr(router, "bias", None))
         if block.scale_input:  # top-1: the expert reads x * sigmoid(best logit), its output weighs 1
             best = g.op("ReduceMax", [logits, g.const("last_axis", np.array([-1], np.int64))], [f"/{path}/best"],
