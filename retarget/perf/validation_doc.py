@@ -2,7 +2,7 @@
 
     python -m retarget.perf.validation_doc [MEASUREMENTS.csv ...]
 
-Default files: the shared measured_benchmarks.csv (../shared/data, beside the repository) and
+Default files: bench/data/measured_benchmarks.csv (published measurements, each row with its URL) and
 bench/data/moe_multi_gpu_decode.csv. The markdown opens with the accuracy targets on rows the fit never saw
 (the `evaluation` split), then one section per file. The summary JSON groups every scored row by device
 family and engine; `retarget predict` quotes it as the confidence of a prediction (retarget/perf/confidence.py).
@@ -24,7 +24,7 @@ from retarget.perf.validate import PHASE_GROUPS, plan_row, read_measurements, ru
 from retarget.perf.validate_report import to_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_FILES = (ROOT.parent / "shared" / "data" / "measured_benchmarks.csv",
+DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "moe_multi_gpu_decode.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 

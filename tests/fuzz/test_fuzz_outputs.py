@@ -17,7 +17,7 @@ from retarget.errors import RetargetError
 from retarget.outdir import MARKER, atomic_dir, check_output_dir, check_output_file, write_files
 from tests.fuzz.conftest import invoke, snapshot
 
-SHARED_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "measured_benchmarks.csv"
+SHARED_CSV = Path(__file__).resolve().parents[2] / "bench" / "data" / "measured_benchmarks.csv"
 
 
 def _tree(root: Path) -> None:

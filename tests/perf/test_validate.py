@@ -15,7 +15,7 @@ from retarget.cli import app
 from retarget.perf.calibrate import fit
 from retarget.perf.validate import fitted_engines, model_spec, run
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "measured_benchmarks.csv"
+SHARED = Path(__file__).resolve().parents[2] / "bench" / "data" / "measured_benchmarks.csv"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"shared data not found at {SHARED}")
 
 
