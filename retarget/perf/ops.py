@@ -17,9 +17,11 @@ A step processes `new_tokens` tokens for each of `batch` sequences whose caches 
 * MoE: tokens routed top-k of E experts touch, in expectation, E * (1 - (1 - k/E)^N) distinct experts for N
   routed tokens (uniform independent routing; the occupancy expectation of balls into bins,
   https://en.wikipedia.org/wiki/Balls_into_bins_problem). Only touched experts' weights are read.
-* Mamba (SSD, https://arxiv.org/abs/2405.21060): ~6 * d_inner * d_state FLOPs per token for the state
-  update and readout; decode reads and writes the per-sequence state; linear attention (MiniMax lightning)
-  likewise keeps a head_dim x head_dim state per head (4 * heads * head_dim^2 FLOPs per token).
+* Mamba (SSD, https://arxiv.org/abs/2405.21060): SCAN_FLOPS = 5 FLOPs per token and state element
+  (d_inner * d_state of them): the decay S *= exp(dt A) (1), the rank-1 update S += B (x) dt x (2) and the
+  readout C . S (2), as the compiled graph's LinearAttention runs it (retarget.export.graph_cost); decode
+  reads and writes the per-sequence state. Linear attention (MiniMax lightning) likewise keeps a
+  head_dim x head_dim state per head with a per-head decay (5 * heads * head_dim^2 FLOPs per token).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from retarget.models.spec import AttentionSpec, BlockGroup, ModelSpec
 
 ACT_BYTES = 2  # activations in bf16
+SCAN_FLOPS = 5  # per token and state element of a decayed linear recurrence: decay 1, update 2, readout 2
 
 
 @dataclass
@@ -88,7 +91,7 @@ def _attention(att: AttentionSpec, hidden: int, step: Step, w_bytes: float, kv_b
     core = OpCost("attention")
     pairs = attention_pairs(att, step) * step.batch
     if att.kind == "linear":
-        per_tok = 4 * att.heads * att.head_dim**2
+        per_tok = SCAN_FLOPS * att.heads * att.head_dim**2
         core.flops = step.tokens * per_tok / tp
         core.bytes = step.batch * 2 * att.state_bytes(kv_bytes) / tp
         return [gemm, core]
@@ -143,7 +146,7 @@ def _ssm(group: BlockGroup, hidden: int, step: Step, w_bytes: float, state_bytes
     proj = ssm.params(hidden)
     gemm = OpCost("gemm", 2 * step.tokens * proj / tp, 0.0, proj * w_bytes / tp)
     gemm.bytes = gemm.weight_bytes + step.tokens * 2 * proj / hidden * ACT_BYTES / tp
-    scan = OpCost("ssm", step.tokens * 6 * ssm.d_inner * ssm.d_state / tp)
+    scan = OpCost("ssm", step.tokens * SCAN_FLOPS * ssm.d_inner * ssm.d_state / tp)
     scan.bytes = step.batch * 2 * ssm.state_bytes(state_bytes) / tp
     return [gemm, scan]
 
