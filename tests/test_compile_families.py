@@ -1,9 +1,9 @@
 """Every tiny family through the compile pipeline's export and verification (retarget.export.onnx_export /
 retarget.eval.verify, the steps `retarget compile` runs between quantization and the report), with int4-g128-asym
-(MatMulNBits) and fp8-channel (QDQ, float experts): logit parity with transformers, a 64-step KV-cache decode that
-crosses every 16-token window / chunk checked against transformers' DynamicCache decode, 32 greedy tokens equal to
-transformers', nodes per layer, and one fused node per MoE layer. The full `compile_model` (evaluation, speed,
-report) runs once, and unsupported inputs end in one line with nothing written."""
+(MatMulNBits) and fp8-channel (QDQ, FP8 experts dequantized into MoE): logit parity with transformers, a 64-step
+KV-cache decode that crosses every 16-token window / chunk checked against transformers' DynamicCache decode, 32
+greedy tokens equal to transformers', nodes per layer, and one fused node per MoE layer. The full `compile_model`
+(evaluation, speed, report) runs once, and unsupported inputs end in one line with nothing written."""
 
 from __future__ import annotations
 

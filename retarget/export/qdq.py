@@ -51,7 +51,7 @@ def pack_nibbles(values: np.ndarray) -> bytes:
     return (flat[0::2] | (flat[1::2] << 4)).tobytes()
 
 
-def _tensor(name: str, data_type: int, values: np.ndarray) -> onnx.TensorProto:
+def code_tensor(name: str, data_type: int, values: np.ndarray) -> onnx.TensorProto:
     """An initializer of DATA_TYPE from VALUES (its element codes: integers, or float bit patterns)."""
     if data_type in (TensorProto.INT4, TensorProto.UINT4, TensorProto.FLOAT4E2M1):
         raw = pack_nibbles(values)
@@ -102,11 +102,11 @@ def _int_weight(qw: QuantizedWeight, prefix: str) -> tuple[list[onnx.TensorProto
     if signed:
         codes = codes.astype(np.int16) - 2 ** (qw.bits - 1)
         codes = codes.astype(np.int8)
-    inits = [_tensor(f"{prefix}.qweight", _INT_TYPES[container, signed], codes),
+    inits = [code_tensor(f"{prefix}.qweight", _INT_TYPES[container, signed], codes),
              numpy_helper.from_array(scale, f"{prefix}.scales")]
     if not signed and not float_zero and bool((qw.zero != 0).any()):
         zero, _ = _scale_and_attrs(qw, qw.zero.numpy())
-        inits.append(_tensor(f"{prefix}.zero_points", _INT_TYPES[container, False], zero.astype(np.uint8)))
+        inits.append(code_tensor(f"{prefix}.zero_points", _INT_TYPES[container, False], zero.astype(np.uint8)))
     return inits, attrs, float_zero
 
 
@@ -116,16 +116,16 @@ def _float_weight(qw: QuantizedWeight, prefix: str) -> tuple[list[onnx.NodeProto
     codes = qw.codes.numpy().T
     scale = qw.scale.numpy().astype(np.float32)
     element_type = TensorProto.FLOAT8E4M3FN if qw.element == "e4m3" else TensorProto.FLOAT4E2M1
-    inits = [_tensor(f"{prefix}.qweight", element_type, codes)]
+    inits = [code_tensor(f"{prefix}.qweight", element_type, codes)]
     nodes: list[onnx.NodeProto] = []
     if qw.element == "e2m1" and qw.scale_format == "e8m0":  # MXFP4: scale = 2 ** (code - 127)
         exponents, attrs = _scale_and_attrs(qw, np.log2(scale).round() + 127)
-        inits.append(_tensor(f"{prefix}.scales", TensorProto.FLOAT8E8M0, exponents.astype(np.uint8)))
+        inits.append(code_tensor(f"{prefix}.scales", TensorProto.FLOAT8E8M0, exponents.astype(np.uint8)))
         attrs["output_dtype"] = TensorProto.FLOAT
     elif qw.element == "e2m1" and qw.scale_format == "e4m3":  # NVFP4: scale = e4m3 factor * tensor scale
         block_scales, attrs = _scale_and_attrs(qw, scale)
         factors = _e4m3_factor_codes(block_scales, qw.tensor_scale)
-        inits += [_tensor(f"{prefix}.scale_factors", TensorProto.FLOAT8E4M3FN, factors),
+        inits += [code_tensor(f"{prefix}.scale_factors", TensorProto.FLOAT8E4M3FN, factors),
                   numpy_helper.from_array(np.array(qw.tensor_scale, np.float32), f"{prefix}.tensor_scale")]
         nodes.append(helper.make_node("DequantizeLinear", [f"{prefix}.scale_factors", f"{prefix}.tensor_scale"],
                                       [f"{prefix}.scales"], name=f"{prefix}/ScaleDequantizeLinear"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -94,6 +95,12 @@ def test_fp8_folder_without_its_scale_is_refused(fp8_folder: tuple[Path, dict], 
         load_model(str(tmp_path / "ds"))
 
 
+def initializer_bytes(graph: onnx.GraphProto, data_type: int = onnx.TensorProto.FLOAT) -> dict[str, int]:
+    """Bytes of each initializer of DATA_TYPE, by name."""
+    size = onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    return {t.name: size * math.prod(t.dims) for t in graph.initializer if t.data_type == data_type}
+
+
 @pytest.fixture
 def one_torch_thread():
     """ORT and torch alternate step by step in the decode check; on 2 cores torch's second thread only waits."""
@@ -106,7 +113,8 @@ def one_torch_thread():
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("recipe", ["keep", "int4-g128-asym"])
 def test_fp8_folder_compiles(fp8_folder: tuple[Path, dict], tmp_path: Path, recipe: str) -> None:
-    """`keep` carries the FP8 blocks unchanged into FP8 QDQ (cpu-x86's ORT dequantizes float8e4m3fn); int4 converts
+    """`keep` carries the FP8 blocks unchanged into FP8 QDQ (cpu-x86's ORT dequantizes float8e4m3fn), the routed
+    experts (DequantizeLinear -> MoE) and MLA's kv_b (split into the absorbed W_UK / W_UV) included; int4 converts
     the decoded weights; either artifact matches the torch model quantized the same way, decode included."""
     from retarget.eval.verify import PARITY_ATOL, verify_artifact
     from retarget.export.onnx_export import export_artifact
@@ -131,11 +139,18 @@ def test_fp8_folder_compiles(fp8_folder: tuple[Path, dict], tmp_path: Path, reci
     (tmp_path / "out").mkdir()
     export_artifact(reference, quantized, qweights, plan, tmp_path / "out")
     graph = onnx.load(tmp_path / "out" / "model.onnx", load_external_data=False).graph
-    fp8 = {t.name.removesuffix(".qweight") for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT8E4M3FN}
-    # the blocks go in as float8e4m3fn codes, but for routed experts (MoE takes them dequantized) and kv_b_proj
-    # (the MLA writer folds it into float matrices)
-    carried = {k for k in qweights if ".experts." not in k and "kv_b_proj" not in k}
-    assert fp8 == carried and len(fp8) == 21 if recipe == "keep" else not fp8
+    fp8_bytes, float_bytes = initializer_bytes(graph, onnx.TensorProto.FLOAT8E4M3FN), initializer_bytes(graph)
+    if recipe == "keep":  # every FP8 element of the checkpoint goes in as float8e4m3fn once, experts and kv_b too
+        written = fp8_folder[1]
+        assert sum(fp8_bytes.values()) == sum(codes.numel() for codes, _ in written.values())
+        for scope in (".experts.", "kv_b_proj"):  # no float copy: their float32 bytes are the block scales, one per
+            blocks = {k: v for k, v in written.items() if scope in k}  # 128-column block of each row
+            assert len(blocks) > 2 and sum(v for k, v in fp8_bytes.items() if scope in k) == \
+                sum(codes.numel() for codes, _ in blocks.values())
+            assert sum(v for k, v in float_bytes.items() if scope in k) == \
+                4 * sum(codes.shape[0] * scale_inv.shape[1] for codes, scale_inv in blocks.values())
+    else:
+        assert not fp8_bytes
     torch.manual_seed(0)
     tokens = torch.randint(0, reference.config.vocab_size, (48,)).tolist()
     verification = verify_artifact(quantized, plan, tmp_path / "out", tokens)[1]

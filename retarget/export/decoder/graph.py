@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
+
+from retarget.export.qdq import code_tensor
 
 # ONNX Runtime's contrib operators the lowerings use (domain com.microsoft); every other op is standard ONNX
 # (RotaryEmbedding is both: ORT's, with its rotary_embedding_dim and interleaved attributes, is meant)
@@ -34,6 +36,16 @@ class GraphBuilder:
             self._names.add(name)
             self.inits.append(numpy_helper.from_array(value, name))
         return name
+
+    def fp8_const(self, name: str, codes: np.ndarray, scales: np.ndarray, axis: int, block_size: int) -> str:
+        """A float32 weight NAME kept as FP8 in the artifact: float8e4m3fn CODES (E4M3 bit patterns) and float32
+        SCALES, one per BLOCK_SIZE elements along AXIS, dequantized by one blocked DequantizeLinear (opset 21;
+        ORT 1.32's CPU provider runs it, exactly)."""
+        self._names.update((f"{name}.qweight", f"{name}.scales"))
+        self.inits += [code_tensor(f"{name}.qweight", TensorProto.FLOAT8E4M3FN, np.ascontiguousarray(codes)),
+                       numpy_helper.from_array(np.ascontiguousarray(scales, np.float32), f"{name}.scales")]
+        return self.op("DequantizeLinear", [f"{name}.qweight", f"{name}.scales"], [name], name, axis=axis,
+                       block_size=block_size)[0]
 
     def op(self, op_type: str, inputs: list[str], outputs: list[str], scope: str, **attrs) -> list[str]:
         """Append an OP_TYPE node named '/SCOPE/OP_TYPE' (domain com.microsoft for CONTRIB_OPS, else ONNX's);

@@ -13,9 +13,9 @@ kernel takes a latent cache):
 
 RoPE is ONNX Runtime's RotaryEmbedding, interleaved (pairs of adjacent channels) when the config says
 rope_interleave: transformers de-interleaves and rotates halves, which permutes q_rope and k_rope alike and
-leaves every score unchanged. kv_b's weight is split per head into W_UK and W_UV, so it is kept float (the
-recipe's dequantized weight when quantized); the other projections are ordinary MatMuls the weight lowerings
-replace.
+leaves every score unchanged. kv_b's weight is split per head into W_UK and W_UV: FP8 (E4M3) codes stay FP8
+behind blocked DequantizeLinears, other quantized formats are dequantized to float; the other projections are
+ordinary MatMuls the weight lowerings replace.
 """
 
 from __future__ import annotations
@@ -137,12 +137,20 @@ class LatentAttentionLowering:
 
     @staticmethod
     def _absorbed(g: DecoderGraph, block: LatentAttention) -> tuple[str, str]:
-        """W_UK [H, nope, kv_rank] and W_UV^T [H, kv_rank, v] from kv_b_proj (dequantized if the recipe
-        quantized it: the weight is consumed here, not by a MatMul lowering)."""
+        """W_UK [H, nope, kv_rank] and W_UV^T [H, kv_rank, v] from kv_b_proj (the weight is consumed here, not by
+        a MatMul lowering): FP8 codes split per head behind blocked DequantizeLinears when the recipe made it
+        E4M3, the dequantized weight for other formats, else float."""
         key = f"{block.path}.kv_b_proj"
         qw = g.qweights.pop(key, None)
+        heads, nope, rows = block.heads, block.nope_dim, block.nope_dim + block.v_dim
+        if qw is not None and qw.element == "e4m3":  # scales are per row and K-group: any row split keeps them
+            codes = qw.codes.numpy().reshape(heads, rows, block.kv_rank)
+            scales = qw.scale.numpy().reshape(heads, rows, -1)
+            return (g.fp8_const(f"{key}.absorbed_k", codes[:, :nope], scales[:, :nope], 2, qw.group_size),
+                    g.fp8_const(f"{key}.absorbed_v", codes[:, nope:].transpose(0, 2, 1),
+                                scales[:, nope:].transpose(0, 2, 1), 1, qw.group_size))
         weight = block.module.kv_b_proj.weight.detach().float() if qw is None else qw.dequantize().float()
-        per_head = weight.reshape(block.heads, block.nope_dim + block.v_dim, block.kv_rank)
+        per_head = weight.reshape(heads, rows, block.kv_rank)
         w_uk = np.ascontiguousarray(array(per_head[:, :block.nope_dim]))
         w_uv = np.ascontiguousarray(array(per_head[:, block.nope_dim:].transpose(1, 2)))
         return g.const(f"{key}.absorbed_k", w_uk), g.const(f"{key}.absorbed_v", w_uv)

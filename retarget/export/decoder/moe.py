@@ -7,7 +7,8 @@ layout the CPU kernel takes): gate * sigmoid(alpha * gate) * (up + beta), with s
 gpt-oss; per-expert biases on both matmuls. Sigmoid routing normalized over the top k is softmax routing of
 log(sigmoid(logits)). Experts the recipe quantized to int4 with a power-of-two group (symmetric or integer
 zero points) go into QMoE, which reads MatMulNBits' packing (4-bit codes two per byte, scales per block,
-uint8 zero points); other formats are dequantized into MoE (float experts, exact but not smaller).
+uint8 zero points); FP8 (E4M3) experts stay FP8 codes behind a blocked DequantizeLinear feeding MoE; other
+formats are dequantized into MoE (float experts, exact but not smaller).
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def _rows(w: Weight, order: torch.Tensor) -> Weight:
 
 
 def _stack_rows(parts: list[Weight]) -> Weight:
-    """PARTS one above the other (float if any part is float, or their formats differ)."""
+    """PARTS one above the other (float if any part is float, or their formats differ). The scales of row
+    blocks (FP8 128 x 128) are held per row already, so stacked parts keep them as per-row scales."""
     if all(isinstance(p, QuantizedWeight) for p in parts):
-        fused = fuse_rows(parts)
+        fused = fuse_rows([dataclasses.replace(p, block_rows=1) for p in parts])
         if fused is not None:
             return fused
     return torch.cat([_float(p) for p in parts])
@@ -98,6 +100,16 @@ def qmoe_block_size(weights: list[Weight]) -> int | None:
     if element != "int" or bits != 4 or block_rows != 1 or group < 16 or group & (group - 1) or not fits:
         return None  # ORT 1.32's CPU QMoE: 8-bit experts measured wrong here (max |diff| 0.14 vs dequantized)
     return group if symmetric or integer_zero else None
+
+
+def _expert_stack(g: DecoderGraph, weights: list[Weight], name: str) -> str:
+    """WEIGHTS stacked [E, N, K] as MoE's float input NAME: FP8 codes behind one blocked DequantizeLinear when all
+    are E4M3 with one group size (ORT 1.32's CPU MoE reads the dequantized tensor; measured exact), else float."""
+    groups = {w.group_size if isinstance(w, QuantizedWeight) and w.element == "e4m3" else None for w in weights}
+    if len(groups) == 1 and (group := groups.pop()) is not None:
+        return g.fp8_const(name, np.stack([w.codes.numpy() for w in weights]),  # type: ignore[union-attr]
+                           np.stack([w.scale.numpy() for w in weights]), 2, group)  # type: ignore[union-attr]
+    return g.const(name, np.stack([array(_float(w)) for w in weights]))
 
 
 def _packed(weights: list[Weight]) -> dict[str, np.ndarray | None]:
@@ -182,8 +194,7 @@ class MoELowering:
             attrs["swiglu_limit"] = block.limit
         block_size = qmoe_block_size(fc1 + fc2)
         if block_size is None:
-            fc1_name = g.const(f"{scope}.fc1", np.stack([array(_float(w)) for w in fc1]))
-            fc2_name = g.const(f"{scope}.fc2", np.stack([array(_float(w)) for w in fc2]))
+            fc1_name, fc2_name = _expert_stack(g, fc1, f"{scope}.fc1"), _expert_stack(g, fc2, f"{scope}.fc2")
             inputs = [rows, logits, fc1_name, bias["fc1_bias"], fc2_name, bias["fc2_bias"]]
             return g.op("MoE", inputs, [f"/{block.path}/experts"], scope, **attrs)[0]
         packed = {"fc1": _packed(fc1), "fc2": _packed(fc2)}
