@@ -41,11 +41,25 @@ SCAN_FLOPS = {"linear": 4, "gated": 5}  # per token and state element, by Linear
 
 @dataclass(frozen=True)
 class ProfiledNode:
-    """One node as ONNX Runtime ran it: the node, its first input's shape and its outputs' shapes."""
+    """One node as ONNX Runtime ran it: the node, its inputs' shapes (ORT leaves out the weights it prepacked)
+    and its outputs' shapes."""
 
     node: onnx.NodeProto
-    first_input: list[int]
+    inputs: list[list[int]]
     outputs: list[list[int]]
+
+    @property
+    def first_input(self) -> list[int]:
+        return self.inputs[0]
+
+    def weight(self, name: str, g: GraphShapes) -> list[int]:
+        """The shape of input NAME: static for a constant, else as profiled (every input listed: none prepacked)."""
+        if name in g.shapes:
+            return g.shapes[name]
+        given = [i for i in self.node.input if i]
+        if name not in given or len(given) != len(self.inputs):
+            raise RetargetError(f"input {name!r} of {self.node.name} has no known shape", field="graph")
+        return self.inputs[given.index(name)]
 
     def attr(self, name: str, default: object = None) -> object:
         found = [onnx.helper.get_attribute_value(a) for a in self.node.attribute if a.name == name]
@@ -102,7 +116,7 @@ def _moe(p: ProfiledNode, g: GraphShapes) -> tuple[str, float]:
     """Rows x k x (fc1 + fc2) multiply-accumulates per expert; QMoE's packed [E, N, K * bits / 8] unpacked."""
     unpack = 8 / int(p.attr("expert_weight_bits", 8)) if p.node.op_type == "QMoE" else 1  # type: ignore[arg-type]
     fc2 = p.node.input[4] if p.node.op_type == "MoE" else p.node.input[5]
-    per_expert = sum(math.prod(g.weight(name)[1:]) * unpack for name in (p.node.input[2], fc2))
+    per_expert = sum(math.prod(p.weight(name, g)[1:]) * unpack for name in (p.node.input[2], fc2))
     return "moe", 2.0 * p.tokens * int(p.attr("k")) * per_expert  # type: ignore[arg-type]
 
 
@@ -148,8 +162,8 @@ def _feeds(session: ort.InferenceSession, past: int, new_tokens: int) -> dict[st
     return values
 
 
-def _profile(path: Path, past: int, new_tokens: int) -> dict[str, tuple[list[int], list[list[int]]]]:
-    """Node name -> (first input shape, output shapes) as ORT ran one forward."""
+def _profile(path: Path, past: int, new_tokens: int) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
+    """Node name -> (input shapes, output shapes) as ORT ran one forward."""
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "profile")
@@ -164,7 +178,7 @@ def _profile(path: Path, past: int, new_tokens: int) -> dict[str, tuple[list[int
             args = event["args"]
             inputs = [next(iter(s.values())) for s in args.get("input_type_shape", [])]
             outputs = [next(iter(s.values())) for s in args.get("output_type_shape", [])]
-            shapes[event["name"].removesuffix("_kernel_time")] = (inputs[0] if inputs else [], outputs)
+            shapes[event["name"].removesuffix("_kernel_time")] = (inputs, outputs)
     return shapes
 
 
@@ -180,8 +194,7 @@ def graph_flops(path: Path, past: int, new_tokens: int = 1) -> dict[str, float]:
             continue
         if node.name not in profiled:
             raise RetargetError(f"node {node.name!r} ({node.op_type}) did not run", source=str(path))
-        first, outputs = profiled[node.name]
-        op_class, flops = counter(ProfiledNode(node, first, outputs), shapes)
+        op_class, flops = counter(ProfiledNode(node, *profiled[node.name]), shapes)
         if op_class == "linear" and [part for part in node.name.split("/") if part][:1] == ["lm_head"]:
             op_class = "head"
         totals[op_class] += flops

@@ -114,7 +114,7 @@ def one_torch_thread():
 @pytest.mark.parametrize("recipe", ["keep", "int4-g128-asym"])
 def test_fp8_folder_compiles(fp8_folder: tuple[Path, dict], tmp_path: Path, recipe: str) -> None:
     """`keep` carries the FP8 blocks unchanged into FP8 QDQ (cpu-x86's ORT dequantizes float8e4m3fn), the routed
-    experts (DequantizeLinear -> MoE) and MLA's kv_b (split into the absorbed W_UK / W_UV) included; int4 converts
+    experts (decoded for MoE) and MLA's kv_b (split into the absorbed W_UK / W_UV) included; int4 converts
     the decoded weights; either artifact matches the torch model quantized the same way, decode included."""
     from retarget.eval.verify import PARITY_ATOL, verify_artifact
     from retarget.export.onnx_export import export_artifact
@@ -140,7 +140,10 @@ def test_fp8_folder_compiles(fp8_folder: tuple[Path, dict], tmp_path: Path, reci
     export_artifact(reference, quantized, qweights, plan, tmp_path / "out")
     graph = onnx.load(tmp_path / "out" / "model.onnx", load_external_data=False).graph
     fp8_bytes, float_bytes = initializer_bytes(graph, onnx.TensorProto.FLOAT8E4M3FN), initializer_bytes(graph)
-    if recipe == "keep":  # every FP8 element of the checkpoint goes in as float8e4m3fn once, experts and kv_b too
+    if recipe == "keep":  # every FP8 element of the checkpoint goes in as one byte once, experts and kv_b too
+        # E4M3 codes: float8e4m3fn behind DequantizeLinear; uint8 for routed experts (ONNX's Gather, which picks the
+        # experts a step routes to before they are decoded, takes no float8 tensor)
+        fp8_bytes |= initializer_bytes(graph, onnx.TensorProto.UINT8)
         written = fp8_folder[1]
         assert sum(fp8_bytes.values()) == sum(codes.numel() for codes, _ in written.values())
         for scope in (".experts.", "kv_b_proj"):  # no float copy: their float32 bytes are the block scales, one per

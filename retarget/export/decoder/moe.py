@@ -7,8 +7,11 @@ layout the CPU kernel takes): gate * sigmoid(alpha * gate) * (up + beta), with s
 gpt-oss; per-expert biases on both matmuls. Sigmoid routing normalized over the top k is softmax routing of
 log(sigmoid(logits)). Experts the recipe quantized to int4 with a power-of-two group (symmetric or integer
 zero points) go into QMoE, which reads MatMulNBits' packing (4-bit codes two per byte, scales per block,
-uint8 zero points); FP8 (E4M3) experts stay FP8 codes behind a blocked DequantizeLinear feeding MoE; other
-formats are dequantized into MoE (float experts, exact but not smaller).
+uint8 zero points). FP8 (E4M3) experts stay one-byte codes: each step gathers the experts its tokens route to
+(TopK, Unique), decodes their codes by value table and group scales, and runs MoE over those only (ORT does not
+constant-fold a DequantizeLinear feeding MoE, so dequantizing every expert each step would cost E / k times
+more; ONNX's Gather takes no float8 tensor, hence uint8 codes and the table). Other formats are dequantized into
+MoE (float experts, exact but not smaller).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from onnx import TensorProto
 
 from retarget.export.decoder.blocks import MoE
 from retarget.export.decoder.fusion import fuse_rows
@@ -25,6 +29,7 @@ from retarget.export.decoder.graph import array
 from retarget.export.decoder.mlp import GatedMlpLowering
 from retarget.export.decoder.registry import Unsupported, lowers
 from retarget.export.matmulnbits import pack_matmulnbits
+from retarget.quantize.float_formats import value_table
 from retarget.quantize.weight import QuantizedWeight
 
 if TYPE_CHECKING:
@@ -102,14 +107,42 @@ def qmoe_block_size(weights: list[Weight]) -> int | None:
     return group if symmetric or integer_zero else None
 
 
-def _expert_stack(g: DecoderGraph, weights: list[Weight], name: str) -> str:
-    """WEIGHTS stacked [E, N, K] as MoE's float input NAME: FP8 codes behind one blocked DequantizeLinear when all
-    are E4M3 with one group size (ORT 1.32's CPU MoE reads the dequantized tensor; measured exact), else float."""
+def fp8_group(weights: list[Weight]) -> int | None:
+    """The group size FP8 experts are gathered in (all E4M3, one group size that tiles K or spans it), or None."""
     groups = {w.group_size if isinstance(w, QuantizedWeight) and w.element == "e4m3" else None for w in weights}
-    if len(groups) == 1 and (group := groups.pop()) is not None:
-        return g.fp8_const(name, np.stack([w.codes.numpy() for w in weights]),  # type: ignore[union-attr]
-                           np.stack([w.scale.numpy() for w in weights]), 2, group)  # type: ignore[union-attr]
-    return g.const(name, np.stack([array(_float(w)) for w in weights]))
+    group = groups.pop() if len(groups) == 1 else None
+    k = weights[0].shape[1]
+    return group if group is not None and all(w.shape[1] == k for w in weights) and (
+        group >= k or k % group == 0) else None
+
+
+def _used_experts(g: DecoderGraph, block: MoE, logits: str) -> str:
+    """The experts any row of LOGITS routes to (its top k), ascending, int64 [U]."""
+    scope = f"{block.path}.experts"
+    top = g.op("TopK", [logits, g.const(f"{scope}.k", np.array([block.top_k], np.int64))],
+               [f"/{block.path}/routed_logits", f"/{block.path}/routed_experts"], scope, axis=-1)[1]
+    flat = g.op("Reshape", [top, g.const("flat_shape", np.array([-1], np.int64))], [f"/{block.path}/routed"],
+                scope)[0]
+    return g.op("Unique", [flat], [f"/{block.path}/used_experts"], scope, sorted=1)[0]
+
+
+def _fp8_rows(g: DecoderGraph, weights: list[QuantizedWeight], used: str, name: str) -> str:
+    """The USED experts of WEIGHTS as float [U, N, K]: their E4M3 codes (stored uint8 [E, N, K]: ONNX's Gather
+    takes no float8 tensor) gathered, decoded by value table and times their group scales."""
+    codes = np.stack([w.codes.numpy() for w in weights])
+    scales = np.stack([w.scale.numpy() for w in weights])[..., None]  # [E, N, G, 1]
+    experts, n, k = codes.shape
+    groups = scales.shape[2]
+    table = g.const("e4m3_values", array(value_table("e4m3")))
+    picked = g.op("Gather", [g.const(f"{name}.e4m3_codes", codes), used], [f"/{name}/codes"], name, axis=0)[0]
+    index = g.op("Cast", [picked], [f"/{name}/code_index"], name, to=TensorProto.INT32)[0]
+    values = g.op("Gather", [table, index], [f"/{name}/values"], name, axis=0)[0]
+    values = g.op("Reshape", [values, g.const(f"{name}.grouped", np.array([-1, n, groups, k // groups], np.int64))],
+                  [f"/{name}/grouped"], name)[0]
+    scale = g.op("Gather", [g.const(f"{name}.scales", scales), used], [f"/{name}/scales"], name, axis=0)[0]
+    scaled = g.op("Mul", [values, scale], [f"/{name}/scaled"], name)[0]
+    return g.op("Reshape", [scaled, g.const(f"{name}.shape", np.array([-1, n, k], np.int64))],
+                [f"/{name}/weights"], name)[0]
 
 
 def _packed(weights: list[Weight]) -> dict[str, np.ndarray | None]:
@@ -193,10 +226,20 @@ class MoELowering:
         if block.limit is not None:
             attrs["swiglu_limit"] = block.limit
         block_size = qmoe_block_size(fc1 + fc2)
-        if block_size is None:
-            fc1_name, fc2_name = _expert_stack(g, fc1, f"{scope}.fc1"), _expert_stack(g, fc2, f"{scope}.fc2")
+        if block_size is None and (fp8_group(fc1) is None or fp8_group(fc2) is None):
+            fc1_name = g.const(f"{scope}.fc1", np.stack([array(_float(w)) for w in fc1]))
+            fc2_name = g.const(f"{scope}.fc2", np.stack([array(_float(w)) for w in fc2]))
             inputs = [rows, logits, fc1_name, bias["fc1_bias"], fc2_name, bias["fc2_bias"]]
             return g.op("MoE", inputs, [f"/{block.path}/experts"], scope, **attrs)[0]
+        if block_size is None:  # FP8: MoE over the experts some row routes to, dequantized from their codes
+            used = _used_experts(g, block, logits)
+            subset = {"fc1": _fp8_rows(g, fc1, used, f"{scope}.fc1"), "fc2": _fp8_rows(g, fc2, used, f"{scope}.fc2"),
+                      **{k: v and g.op("Gather", [v, used], [f"/{block.path}/used_{k}"], scope, axis=0)[0]
+                         for k, v in bias.items()}}
+            routed = g.op("Gather", [logits, used], [f"/{block.path}/used_logits"], scope, axis=1)[0]
+            inputs = [rows, routed, subset["fc1"], subset["fc1_bias"], subset["fc2"], subset["fc2_bias"]]
+            out = g.op("MoE", inputs, [f"/{block.path}/experts"], scope, **attrs | {"normalize_routing_weights": 1})[0]
+            return out if block.normalize else _unnormalized(g, block, logits, out)
         packed = {"fc1": _packed(fc1), "fc2": _packed(fc2)}
         names = {f"{fc}.{k}": "" if v is None else g.const(f"{scope}.{fc}.{k}", v)
                  for fc, parts in packed.items() for k, v in parts.items()}
@@ -207,13 +250,18 @@ class MoELowering:
             inputs.pop()
         out = g.op("QMoE", inputs, [f"/{block.path}/experts"], scope, **attrs, expert_weight_bits=4,
                    block_size=block_size)[0]
-        if block.normalize:
-            return out
         # ORT 1.32's CPU QMoE renormalizes the top-k weights even at normalize_routing_weights=0 (measured: same
-        # output for 0 and 1); the output is linear in them, so times the top-k softmax mass undoes it
-        probs = g.op("Softmax", [logits], [f"/{block.path}/routing_probs"], scope, axis=-1)[0]
-        top = g.op("TopK", [probs, g.const(f"{scope}.k", np.array([block.top_k], np.int64))],
-                   [f"/{block.path}/top_probs", f"/{block.path}/top_experts"], scope, axis=-1)[0]
-        mass = g.op("ReduceSum", [top, g.const("last_axis", np.array([-1], np.int64))], [f"/{block.path}/top_mass"],
-                    scope, keepdims=1)[0]
-        return g.op("Mul", [out, mass], [f"/{block.path}/experts_unnormalized"], scope)[0]
+        # output for 0 and 1)
+        return out if block.normalize else _unnormalized(g, block, logits, out)
+
+
+def _unnormalized(g: DecoderGraph, block: MoE, logits: str, out: str) -> str:
+    """OUT (experts weighted by top-k softmax weights renormalized over the k) times the top-k softmax mass over
+    all of LOGITS: the weights unnormalized (the output is linear in them)."""
+    scope = f"{block.path}.experts"
+    probs = g.op("Softmax", [logits], [f"/{block.path}/routing_probs"], scope, axis=-1)[0]
+    top = g.op("TopK", [probs, g.const(f"{scope}.k", np.array([block.top_k], np.int64))],
+               [f"/{block.path}/top_probs", f"/{block.path}/top_experts"], scope, axis=-1)[0]
+    mass = g.op("ReduceSum", [top, g.const("last_axis", np.array([-1], np.int64))], [f"/{block.path}/top_mass"],
+                scope, keepdims=1)[0]
+    return g.op("Mul", [out, mass], [f"/{block.path}/experts_unnormalized"], scope)[0]
