@@ -159,7 +159,8 @@ def _feeds(session: ort.InferenceSession, past: int, new_tokens: int) -> dict[st
     missing = {i.name for i in session.get_inputs()} - set(values)
     if missing:
         raise RetargetError(f"inputs {sorted(missing)} are not a retarget decoder's", field="inputs")
-    return values
+    known = {i.name for i in [*session.get_inputs(), *session.get_overridable_initializers()]}
+    return {name: value for name, value in values.items() if name in known}
 
 
 def _profile(path: Path, past: int, new_tokens: int) -> dict[str, tuple[list[list[int]], list[list[int]]]]:

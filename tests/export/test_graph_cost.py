@@ -21,6 +21,7 @@ import onnx
 import pytest
 from torch import nn
 
+from retarget.errors import RetargetError
 from retarget.export.decoder import build_decoder
 from retarget.export.graph_cost import graph_flops
 from retarget.export.onnx_export import export_quantized
@@ -109,3 +110,13 @@ def test_quantized_graph_counts_its_float_graph(graphs: dict, tmp_path: Path, co
     assert info["qmoe_nodes" if lowering == "matmulnbits" else "dequantize_linear_nodes"] > 0
     for past, new in ((PAST, 1), (0, PROMPT)):
         assert graph_flops(tmp_path / "model.onnx", past, new) == graph_flops(path, past, new)
+
+
+def test_a_graph_that_is_not_a_decoder_is_refused(tmp_path: Path) -> None:
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["logits"], name="relu")], "g", [x],
+                                   [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 4])])
+    onnx.save_model(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)]),
+                    str(tmp_path / "model.onnx"))
+    with pytest.raises(RetargetError, match=r"inputs \['x'\] are not a retarget decoder's"):
+        graph_flops(tmp_path / "model.onnx", PAST)
