@@ -12,6 +12,8 @@ import pytest
 
 from retarget.eval.corpus import corpus_text
 from retarget.eval.verify import DECODE_STEPS, GREEDY_TOKENS, PARITY_ATOL, remove_parity_copies, verify_artifact
+from retarget.export.decoder import describe
+from retarget.export.decoder.blocks import MoE
 from retarget.export.onnx_export import export_artifact
 from retarget.hw_profiles import load_profile
 from retarget.models.spec import ModelSpec
@@ -34,6 +36,8 @@ def test_tiny_family_compiles_and_verifies(tmp_path: Path, name: str, recipe: st
     qweights = quantized_weights(quantized)
     info = export_artifact(model, quantized, qweights, plan, tmp_path)
     assert info["lowered"] > 0
+    moe_blocks = [getattr(layer.mlp, "moe", layer.mlp) for layer in describe(model).layers]  # LongCat: a Shortcut's
+    assert info["moe_nodes"] == sum(isinstance(b, MoE) for b in moe_blocks)  # one node per MoE layer, not per expert
     tokens = tiny_tokenizer()(corpus_text(), add_special_tokens=False)["input_ids"][:200]
     runtime, report = verify_artifact(quantized, plan, tmp_path, tokens)  # raises when out of tolerance
     remove_parity_copies(tmp_path)
