@@ -35,10 +35,10 @@ def cost_file(monkeypatch, tmp_path):
 def test_price_is_relative_to_the_native_format(cost_file):
     cost_file(1.05)
     p = accuracy.price("fp8-block128", "gptq-int4-g128-asym")
-    assert p["ppl_ratio_vs_native"] == pytest.approx(1.05 / 1.01, abs=1e-4)
-    assert p["cosine_drop_vs_native"] == pytest.approx(0.002)
-    assert not p["within_budget"]          # 3.96% > the 2% budget
-    assert accuracy.price("fp8-block128", "w8a8-int8")["within_budget"]
+    assert p.ppl_ratio_vs_native == pytest.approx(1.05 / 1.01, abs=1e-4)
+    assert p.cosine_drop_vs_native == pytest.approx(0.002)
+    assert not p.within_budget          # 3.96% > the 2% budget
+    assert accuracy.price("fp8-block128", "w8a8-int8").within_budget
     assert accuracy.price("mxfp4", "int4-g32-sym") is None
 
 
@@ -50,6 +50,8 @@ def test_budget_decides_the_ascend_recipe(cost_file, int4_ppl, expected):
     r = best_recipe(get_spec("deepseek-v3"), load_profile("ascend-910b"), get_workload("decode-b1"))
     assert r.weight_format == expected
     assert any("measured on SmolLM2-135M" in c for c in r.conversions)
+    assert [p.target for p in r.prices] == ["gptq-int4-g128-asym" if expected != "int8" else "w8a8-int8"]
+    assert len(r.conversions) == 1      # GPTQ replaces the INT8 conversion rather than following it
 
 
 def test_measured_prices_reach_the_recipes():
@@ -58,6 +60,6 @@ def test_measured_prices_reach_the_recipes():
     for native, target in (("fp8-block128", "w8a8-int8"), ("fp8-block128-ue8m0", "fp8-block128"),
                            ("mxfp4", "int4-g32-sym")):
         p = accuracy.price(native, target)
-        assert p is not None and 0.5 < p["ppl_ratio_vs_native"] < 10 and abs(p["cosine_drop_vs_native"]) < 0.5
+        assert p is not None and 0.5 < p.ppl_ratio_vs_native < 10 and abs(p.cosine_drop_vs_native) < 0.5
     r = best_recipe(get_spec("deepseek-v3"), load_profile("ascend-910b"), get_workload("decode-b1"))
     assert r.weight_format == "int8" and "measured on SmolLM2-135M: perplexity x" in r.describe()
