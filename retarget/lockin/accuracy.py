@@ -75,6 +75,13 @@ def price(native: str, target: str) -> Price | None:
                  _source(COST_FILE, runs.get(conv.get("run"))))
 
 
+def measured() -> list[Price]:
+    """The price of every conversion the results file holds, in its order."""
+    rows, _ = _table(COST_FILE)
+    prices = (price(r["native"], r["target"]) for r in rows.values() if r.get("kind") == "converted")
+    return [p for p in prices if p is not None]
+
+
 def describe(native: str, target: str) -> str:
     """' [measured on SmolLM2-135M: perplexity x1.004 vs native]' or '' when not measured."""
     p = price(native, target)

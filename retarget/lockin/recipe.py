@@ -75,6 +75,7 @@ class CellRecipe:
     tokens_s: float = 0.0  # whole group, this workload
     why_not: str = ""  # set when the model cannot run (does not fit / no link)
     prices: tuple[accuracy.Price, ...] = ()  # measured accuracy prices of the conversions, where measured
+    quantised_to_fit: bool = False  # weights quantised below the checkpoint's bits because nothing else fits
 
     @property
     def runs(self) -> bool:
@@ -94,7 +95,8 @@ class CellRecipe:
     def to_dict(self) -> dict[str, Any]:
         return {"weight_format": self.weight_format, "expert_format": self.expert_format,
                 "kv_format": self.kv_format, "devices": self.devices, "conversions": list(self.conversions),
-                "conversion_prices": [p.to_dict() for p in self.prices], "runs": self.runs, "why_not": self.why_not}
+                "conversion_prices": [p.to_dict() for p in self.prices], "quantised_to_fit": self.quantised_to_fit,
+                "runs": self.runs, "why_not": self.why_not}
 
 
 def _dense_format(profile: HardwareProfile) -> str:
@@ -237,8 +239,8 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
             continue
         changed = " and ".join(f"{a} -> {b}" for a, b in dict.fromkeys(zip((weight, expert), smaller, strict=True))
                                if a != b)
-        fitted.append(fit(*smaller, (*notes, f"{changed} weight-only (quantised to fit: {recipe.why_not} "
-                                             f"in {weight})"), recipe.prices))
+        fitted.append(replace(fit(*smaller, (*notes, f"{changed} weight-only (quantised to fit: {recipe.why_not} "
+                                                     f"in {weight})"), recipe.prices), quantised_to_fit=True))
     return max((r for r in fitted if r.runs), key=lambda r: r.tokens_s_per_device, default=recipe)
 
 

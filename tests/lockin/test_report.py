@@ -177,16 +177,35 @@ def test_html_shows_runtime_and_conversion_evidence_per_cell(dom: subprocess.Com
     assert "measured: bench/results/conversion-cost.json" in text and "INT8 per-channel W8A8" in text
 
 
-def test_default_run_covers_every_registry_model_on_every_profile(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def default_matrix(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`retarget lockin` with no options: every registry model on every profile, decode batch 1."""
+    return run(out=tmp_path_factory.mktemp("default") / "all")
+
+
+def test_default_run_covers_every_registry_model_on_every_profile(default_matrix: dict) -> None:
     from retarget.hw_profiles import list_profiles
     from retarget.models.registry import load_registry
 
-    matrix = run(out=tmp_path / "all")
+    matrix = default_matrix
     assert [m["name"] for m in matrix["models"]] == list(load_registry())
     ids = [p.id for p in list_profiles()]
     assert all(list(m["cells"]) == ids for m in matrix["models"])
     scored = sum(c["li"]["value"] is not None for m in matrix["models"] for c in m["cells"].values())
     assert scored > 0.8 * len(ids) * len(matrix["models"])
+
+
+def test_docs_lockin_is_what_the_code_makes_of_the_data(default_matrix: dict) -> None:
+    """docs/lockin.md's decode batch 1 findings and LI table are those of the current matrix (regenerate with
+    `python -m retarget.lockin.doc`)."""
+    from retarget.lockin.doc import DOC, TITLES, findings
+    from retarget.report.lockin_md import li_table
+
+    text = DOC.read_text()
+    section = text.split(f"**{TITLES['decode-b1']}.**\n\n", 1)[1].split("\n\n", 1)[0]
+    assert section == "\n".join(findings(default_matrix)), "run python -m retarget.lockin.doc"
+    assert f"### {TITLES['decode-b1']}\n\n{li_table(default_matrix)}\n" in text, "run python -m retarget.lockin.doc"
+    assert "predate" not in text
 
 
 @pytest.mark.slow
