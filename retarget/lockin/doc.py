@@ -173,9 +173,11 @@ def build(mats: dict[str, dict[str, Any]]) -> str:
             "## What format conversions cost", "",
             f"Measured with `bench/conversion_cost.py` ({accuracy.COST_SOURCE}; details and runs in "
             "[bench/results/conversion-cost.md](../bench/results/conversion-cost.md)), relative to the native "
-            f"format. Lock-in chooses a faster conversion only within {accuracy.PPL_BUDGET - 1:.0%} perplexity "
-            f"and {accuracy.COSINE_BUDGET} cosine; 'cells' counts the matrix cells whose recipe makes the "
-            "conversion.", "", *conversion_table(mats), "",
+            "format. The default conversions (FP8 -> INT8 W8A8 where there is no FP8, MXFP4 -> int4 g32 where "
+            "there is neither FP4 nor an MXFP4 kernel) are made whatever they cost, and show it; a faster one "
+            f"(GPTQ int4 instead of INT8) is chosen only within {accuracy.PPL_BUDGET - 1:.0%} perplexity and "
+            f"{accuracy.COSINE_BUDGET} cosine. 'cells' counts the matrix cells whose recipe makes the conversion.",
+            "", *conversion_table(mats), "",
             "## Recipes on the debated devices (decode, batch 64, 4k context)", "",
             recipe_table(mats["decode-b64"], DEBATE_DEVICES[:4], RECIPE_MODELS), "",
             "## LI tables (key devices; every device is in lockin.csv)", ""]
