@@ -88,7 +88,7 @@ def selected(only: list[str], skip: list[str]) -> tuple[tuple[str, str], ...]:
     """The CONVERSIONS whose target is in ONLY (all when empty) and not in SKIP."""
     unknown = sorted(set(only + skip) - {t for _, t in CONVERSIONS})
     if unknown:
-        raise SystemExit(f"conversion_cost.py: unknown target {unknown[0]!r}; known: "
+        raise ValueError(f"unknown target {unknown[0]!r} (--only/--skip); known: "
                          f"{', '.join(dict.fromkeys(t for _, t in CONVERSIONS))}")
     return tuple((n, t) for n, t in CONVERSIONS if (not only or t in only) and t not in skip)
 
@@ -154,7 +154,11 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], help="measure only conversions to this target")
     parser.add_argument("--skip", action="append", default=[], help="a target recipe to leave out")
     args = parser.parse_args()
-    conversions = selected(args.only, args.skip)
+    try:
+        conversions = selected(args.only, args.skip)
+    except ValueError as err:
+        print(f"conversion_cost.py: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     start = time.perf_counter()
     rows, ref_ppl = measure(conversions)
     run = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
