@@ -16,6 +16,10 @@ direct) is separated from the price of the target format.
 
     python bench/conversion_cost.py      # writes bench/results/conversion-cost.{json,md}
     python bench/conversion_cost.py --skip gptq-int4-g128-asym   # without the (slow) GPTQ target
+    python bench/conversion_cost.py --only gptq-int4-g128-asym   # just that target, merged into the results
+
+A partial run (--only, --skip) replaces the rows it measures and keeps the others; every row names the run
+(date, command, machine) it was measured in.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from retarget import provenance
 from retarget.eval.corpus import corpus_text
 from retarget.eval.embedding import EmbeddingScorer
 from retarget.eval.metrics import Evaluator, torch_logits_fn
+from retarget.outdir import write_files
 from retarget.quantize import QuantLinear, calibration_tokens, collect_stats, config_from_name, quantize_
 from retarget.quantize.api import linear_layers, untie_lm_head
 
@@ -79,64 +84,111 @@ def variants(model: nn.Module, tokenizer, seq_len: int, conversions: tuple[tuple
         yield target, "direct", quantized(model, target, tokenizer, seq_len)
 
 
-def main() -> None:
-    import argparse
+def selected(only: list[str], skip: list[str]) -> tuple[tuple[str, str], ...]:
+    """The CONVERSIONS whose target is in ONLY (all when empty) and not in SKIP."""
+    unknown = sorted(set(only + skip) - {t for _, t in CONVERSIONS})
+    if unknown:
+        raise ValueError(f"unknown target {unknown[0]!r} (--only/--skip); known: "
+                         f"{', '.join(dict.fromkeys(t for _, t in CONVERSIONS))}")
+    return tuple((n, t) for n, t in CONVERSIONS if (not only or t in only) and t not in skip)
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip", action="append", default=[], help="a target recipe to leave out")
-    conversions = tuple((n, t) for n, t in CONVERSIONS if t not in parser.parse_args().skip)
+
+def measure(conversions: tuple[tuple[str, str], ...]) -> tuple[dict[str, dict], float]:
+    """Rows {name: {name, kind, smollm2, minilm}} of every variant of CONVERSIONS, and SmolLM2's float
+    perplexity."""
     from retarget.models.encoder import load_encoder
     from retarget.models.load import load_model
 
-    start = time.perf_counter()
     rows: dict[str, dict] = {}
     lm = load_model("default")
     untie_lm_head(lm.model)
     tokens = lm.tokenizer(corpus_text(), add_special_tokens=False)["input_ids"][:TOKENS]
     ev = Evaluator(tokens, window=WINDOW)
     ref = ev.reference(torch_logits_fn(lm.model))
+    start = time.perf_counter()
     for label, kind, model in variants(lm.model, lm.tokenizer, 256, conversions):
         score = ev.score(torch_logits_fn(model), label)
         rows.setdefault(label, {"name": label, "kind": kind})["smollm2"] = {
             **score.to_dict(), "perplexity_ratio": score.perplexity / ref.perplexity}
-        print(label, rows[label]["smollm2"], file=sys.stderr, flush=True)
+        print(f"[{time.perf_counter() - start:7.1f} s] SmolLM2 {label}", rows[label]["smollm2"], file=sys.stderr,
+              flush=True)
     enc = load_encoder()
     scorer = EmbeddingScorer(enc)
     for label, kind, model in variants(enc.model, enc.tokenizer, 128, conversions):
         rows.setdefault(label, {"name": label, "kind": kind})["minilm"] = scorer.score(model).to_dict()
-        print(label, rows[label]["minilm"], file=sys.stderr, flush=True)
-    for native, target in conversions:
-        row = rows[f"{native} -> {target}"]
+        print(f"[{time.perf_counter() - start:7.1f} s] MiniLM {label}", rows[label]["minilm"], file=sys.stderr,
+              flush=True)
+    return rows, ref.perplexity
+
+
+def merged(old: dict | None, rows: dict[str, dict], run: dict, reference: dict) -> dict:
+    """The results file: OLD's rows (if any) with ROWS, measured in RUN, replacing those of the same name,
+    and the conversion price of every conversion row recomputed from the rows it now sits next to."""
+    runs = [r for r in (old or {}).get("runs", []) if r["date"] != run["date"]]
+    if old and "runs" not in old:   # a file written before runs were recorded: one run, its fields on top
+        runs = [{k: old[k] for k in ("date", "command", "wall_s", "machine")}]
+        for row in old["rows"]:
+            row["run"] = old["date"]
+    all_rows = {r["name"]: r for r in (old or {}).get("rows", [])}
+    all_rows.update({name: {**row, "run": run["date"]} for name, row in rows.items()})
+    for native, target in CONVERSIONS:
+        row = all_rows.get(f"{native} -> {target}")
+        if row is None or target not in all_rows:
+            continue
         row["native"], row["target"] = native, target
-        for model in ("smollm2", "minilm"):
-            key = "perplexity_ratio" if model == "smollm2" else "mean_cosine"
-            conv, direct = row[model][key], rows[target][model][key]
-            row[model]["conversion_price"] = conv - direct   # what converting adds on top of the format
-    out = {"provenance": "measured", "machine": provenance.machine(),
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "command": " ".join(["python bench/conversion_cost.py", *sys.argv[1:]]), "tokens": TOKENS, "window": WINDOW,
-           "reference": {"smollm2_perplexity": ref.perplexity, "minilm": "float32 model, cosine 1"},
-           "wall_s": round(time.perf_counter() - start, 1), "rows": list(rows.values())}
+        for model, key in (("smollm2", "perplexity_ratio"), ("minilm", "mean_cosine")):
+            if model in row and model in all_rows[target]:
+                # what converting adds on top of the target format itself
+                row[model]["conversion_price"] = row[model][key] - all_rows[target][model][key]
+    order = {kind: i for i, kind in enumerate(("native", "converted", "direct"))}
+    used = {r["run"] for r in all_rows.values()}
+    return {"provenance": "measured", "tokens": TOKENS, "window": WINDOW, "reference": reference,
+            "runs": [r for r in [*runs, run] if r["date"] in used],
+            "rows": sorted(all_rows.values(), key=lambda r: order[r["kind"]])}
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", default=[], help="measure only conversions to this target")
+    parser.add_argument("--skip", action="append", default=[], help="a target recipe to leave out")
+    args = parser.parse_args()
+    try:
+        conversions = selected(args.only, args.skip)
+    except ValueError as err:
+        print(f"conversion_cost.py: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    start = time.perf_counter()
+    rows, ref_ppl = measure(conversions)
+    run = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "command": " ".join(["python bench/conversion_cost.py", *sys.argv[1:]]),
+           "wall_s": round(time.perf_counter() - start, 1), "machine": provenance.machine()}
+    path = RESULTS / "conversion-cost.json"
+    old = json.loads(path.read_text()) if path.exists() and (args.only or args.skip) else None
+    out = merged(old, rows, run, {"smollm2_perplexity": ref_ppl, "minilm": "float32 model, cosine 1"})
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "conversion-cost.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "conversion-cost.md").write_text(markdown(out))
+    write_files({path: json.dumps(out, indent=1) + "\n", RESULTS / "conversion-cost.md": markdown(out)})
 
 
 def markdown(out: dict) -> str:
+    runs = {r["date"]: i + 1 for i, r in enumerate(out["runs"])}
     lines = ["# Accuracy price of format conversions", "",
-             f"Measured {out['date']} on {out['machine'].get('cpu', 'this machine')} (`{out['command']}`, "
-             f"{out['wall_s']} s). SmolLM2-135M: perplexity ratio to the float model and KL on {out['tokens']} "
-             "tokens; all-MiniLM-L6-v2: mean cosine to the float embeddings. Native formats are stand-ins made "
-             "from the float weights; 'conversion price' = converted minus the target quantized straight from "
-             "float.", "",
-             "| variant | kind | SmolLM2 ppl ratio | SmolLM2 KL | MiniLM cosine | price (ppl ratio / cosine) |",
-             "|---|---|---|---|---|---|"]
+             f"SmolLM2-135M: perplexity ratio to the float model and KL on {out['tokens']} tokens; "
+             "all-MiniLM-L6-v2: mean cosine to the float embeddings. Native formats are stand-ins made from the "
+             "float weights; 'conversion price' = converted minus the target quantized straight from float. "
+             "Measured in these runs:", ""]
+    lines += [f"{runs[r['date']]}. {r['date']} on {r['machine'].get('cpu', 'this machine')} "
+              f"({r['machine'].get('cores')} cores, torch {r['machine']['versions'].get('torch')}): "
+              f"`{r['command']}`, {r['wall_s']} s" for r in out["runs"]]
+    lines += ["", "| variant | kind | SmolLM2 ppl ratio | SmolLM2 KL | MiniLM cosine | price (ppl ratio / cosine) "
+              "| run |", "|---|---|---|---|---|---|---|"]
     for r in out["rows"]:
         s, m = r.get("smollm2", {}), r.get("minilm", {})
         price = (f"{s['conversion_price']:+.4f} / {m['conversion_price']:+.5f}" if "conversion_price" in s else "")
         lines.append(f"| {r['name']} | {r['kind']} | {s.get('perplexity_ratio', float('nan')):.4f} | "
                      f"{s.get('kl_to_reference', float('nan')):.4f} | {m.get('mean_cosine', float('nan')):.5f} | "
-                     f"{price} |")
+                     f"{price} | {runs[r['run']]} |")
     return "\n".join(lines) + "\n"
 
 

@@ -62,10 +62,11 @@ def _matrix_format(fmt: str, native: str, fnuz: bool) -> str | None:
 
 
 def _feature_kernels(feature: str, expert_format: str) -> str | None:
-    """The kernel matrix's architecture-feature name for a model feature (portability.FEATURE_KERNELS)."""
+    """The kernel matrix's architecture-feature name for a model feature (portability.FEATURE_KERNELS); INT8
+    experts get a name the matrix lacks (no fused-MoE kernel takes them), so their verdict says so."""
     if feature == "moe":
         if expert_format.startswith("int"):
-            return "moe-w4a16"
+            return "moe-w4a16" if expert_format.startswith("int4") else f"moe-{expert_format}"
         return {"fp8": "moe-fp8-block", "mxfp4": "moe-mxfp4"}.get(expert_format, "moe-bf16")
     return {"mla": "mla", "window": "attention-window-sinks", "ssm": "mamba2"}.get(feature)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from retarget.lockin.accuracy import COST_SOURCE, price_text
+
 
 def _kernels(recipe: dict[str, Any]) -> str:
     found = {**recipe.get("kernels", {}), **recipe.get("feature_kernels", {})}
@@ -21,7 +23,8 @@ def evidence_markdown(matrix: dict[str, Any]) -> str:
            f"Workload {matrix['workload']['name']}. Recipes and speeds: predicted ({matrix['model']}). Kernels: "
            f"AOT compile matrix {kernels.get('source', 'not available')} (Triton {kernels.get('triton_version')}, "
            f"{kernels.get('date')}; compile-only, no GPU): native, constrained (spills or shared memory), "
-           f"upcast or error. Runtimes: {runtimes.get('assumption', 'not available')}.", ""]
+           f"upcast or error. Runtimes: {runtimes.get('assumption', 'not available')}. Conversion prices: measured "
+           f"({COST_SOURCE}).", ""]
     for m in matrix["models"]:
         out += [f"## {m['name']}", "", f"Home: {m['home']} ({m['home_why']}). Features: "
                 f"{', '.join(m['features']) or 'none'}.", ""]
@@ -31,6 +34,7 @@ def evidence_markdown(matrix: dict[str, Any]) -> str:
             out += [f"**{device}**: LI {'–' if li is None else f'{li:.2f}'}; {recipe['describe']}", "",
                     f"- kernels: {_kernels(recipe)}"]
             out += [f"- {line}" for line in recipe.get("runtimes", {}).get("ops", [])]
+            out += [f"- conversion price: {price_text(p)}" for p in recipe.get("conversion_prices", [])]
             out.append("")
     return "\n".join(out)
 

@@ -4,7 +4,8 @@
 
 T = predicted tokens/s per device of the best recipe (recipe.py) for the workload; g = the home device:
 the registry's stated hardware, else the device M fits best on among all bundled profiles (the highest
-tokens/s per device, so fewer devices or faster ones), whichever targets a run shows; R(M) = the portable
+tokens/s per device, so fewer devices or faster ones, without quantising it to fit), whichever targets a
+run shows; R(M) = the portable
 reference (variants.reference). Throughput is per device so that a model needing more devices on h pays
 for them, as a deployment would.
 """
@@ -110,13 +111,15 @@ def choose_home(mv: ModelVariants, candidates: list[HardwareProfile], ev: Evalua
                 shared: frozenset[str] = frozenset()) -> tuple[HardwareProfile, str]:
     """(home device, why) for a model with no stated hardware: of CANDIDATES (every bundled profile, as
     bundled, so the choice depends neither on the targets of a run nor on its what-if overrides), the one
-    where M fits best: the highest tokens/s per device of its best recipe. SHARED: ids whose target column
-    is the bundled profile unchanged (its recipes are reused)."""
-    scores = {p.id: per_device(ev.recipe(mv.spec, mv.key(frozenset()), p,
-                                         None if p.id in shared else ("bundled", p.id))) for p in candidates}
-    home = max(candidates, key=lambda p: scores[p.id])
+    where M fits best in its own formats: the highest tokens/s per device of its best recipe, not counting
+    recipes quantised to fit (unless M fits nowhere otherwise). SHARED: ids whose target column is the
+    bundled profile unchanged (its recipes are reused)."""
+    recipes = {p.id: ev.recipe(mv.spec, mv.key(frozenset()), p, None if p.id in shared else ("bundled", p.id))
+               for p in candidates}
+    own = [p for p in candidates if recipes[p.id].runs and not recipes[p.id].quantised_to_fit] or candidates
+    home = max(own, key=lambda p: per_device(recipes[p.id]))
     return home, (f"no stated hardware: the highest predicted tokens/s per device of all {len(candidates)} "
-                  "bundled profiles")
+                  "bundled profiles, in its own formats")
 
 
 def cell_dict(recipe: CellRecipe, phase: str) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def _li_cell(mv: ModelVariants, g: HardwareProfile, h: HardwareProfile, ev: Eval
         "recipe": cell_dict(m, phase),
         "reference_recipe": cell_dict(r, phase),
         # M fits h only quantised: LI then compares quantised M with R(M) at R(M)'s own recipe
-        "quantised_to_fit": any("quantised to fit" in c for c in m.conversions),
+        "quantised_to_fit": m.quantised_to_fit,
     }
     if attribute and li is not None:
         out["attribution"] = shapley(mv, g, h, ev) if mv.features else {"total": 0.0, "shares": {}, "players": []}

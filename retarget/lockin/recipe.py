@@ -74,6 +74,8 @@ class CellRecipe:
     prediction: Prediction | None = field(default=None, compare=False)
     tokens_s: float = 0.0  # whole group, this workload
     why_not: str = ""  # set when the model cannot run (does not fit / no link)
+    prices: tuple[accuracy.Price, ...] = ()  # measured accuracy prices of the conversions, where measured
+    quantised_to_fit: bool = False  # weights quantised below the checkpoint's bits because nothing else fits
 
     @property
     def runs(self) -> bool:
@@ -93,6 +95,7 @@ class CellRecipe:
     def to_dict(self) -> dict[str, Any]:
         return {"weight_format": self.weight_format, "expert_format": self.expert_format,
                 "kv_format": self.kv_format, "devices": self.devices, "conversions": list(self.conversions),
+                "conversion_prices": [p.to_dict() for p in self.prices], "quantised_to_fit": self.quantised_to_fit,
                 "runs": self.runs, "why_not": self.why_not}
 
 
@@ -100,32 +103,49 @@ def _dense_format(profile: HardwareProfile) -> str:
     return "fp16" if "bf16" not in profile.native_formats and "fp16" in profile.native_formats else "bf16"
 
 
-def convert(native: str, profile: HardwareProfile) -> tuple[str, str | None]:
-    """(perf format name, conversion note or None) for a tensor group stored as NATIVE on PROFILE."""
+@dataclass(frozen=True)
+class Conversion:
+    """How one tensor group stored as NATIVE runs on a device: the perf format, what was done to get there
+    (None: nothing) and its measured accuracy price (None: not measured, or nothing done)."""
+
+    native: str
+    format: str
+    note: str | None = None
+    price: accuracy.Price | None = None
+
+
+def _priced(native: str, fmt: str, note: str, stand_in: str, target: str) -> Conversion:
+    """A conversion whose accuracy price was measured on STAND_IN -> TARGET (bench/conversion_cost.py)."""
+    price = accuracy.price(stand_in, target)
+    return Conversion(native, fmt, note + (price.describe() if price else ""), price)
+
+
+def convert(native: str, profile: HardwareProfile) -> Conversion:
+    """How a tensor group stored as NATIVE runs on PROFILE."""
     key = native.lower()
     dense = _dense_format(profile)
     if key.startswith("fp8"):
         if profile.peak("fp8_e4m3"):
             if profile.fp8_variant == "fnuz":
-                return "fp8", f"{native} -> e4m3fnuz (re-encoded, scales x2)"
-            return "fp8", None
+                return Conversion(native, "fp8", f"{native} -> e4m3fnuz (re-encoded, scales x2)")
+            return Conversion(native, "fp8")
         if profile.peak("int8") or "int8" in profile.native_formats:
             rate = "" if profile.peak("int8") else " (no sourced INT8 rate: matmuls costed at the BF16 rate)"
-            price = accuracy.describe(_fp8_stand_in(key), "w8a8-int8")
-            return "int8", f"{native} -> INT8 per-channel W8A8{rate}{price}"
-        return dense, f"{native} -> {dense} (dequantised, 2x weight bytes)"
+            return _priced(native, "int8", f"{native} -> INT8 per-channel W8A8{rate}", _fp8_stand_in(key),
+                           "w8a8-int8")
+        return Conversion(native, dense, f"{native} -> {dense} (dequantised, 2x weight bytes)")
     if key.startswith(("mxfp4", "nvfp4")):
         base = "mxfp4" if key.startswith("mxfp4") else "nvfp4"
         if profile.peak("fp4") and base in profile.native_formats:
-            return base, None
+            return Conversion(native, base)
         if profile.triton_backend == "official":
-            return base, f"{native} kept, W4A16 kernel dequantises to {dense} (no FP4 units)"
-        return "int4-g32-sym", (f"{native} -> int4 g32 W4A16 (requantised; no FP4 units, no MXFP4 kernel)"
-                                f"{accuracy.describe('mxfp4', 'int4-g32-sym')}")
+            return Conversion(native, base, f"{native} kept, W4A16 kernel dequantises to {dense} (no FP4 units)")
+        return _priced(native, "int4-g32-sym", f"{native} -> int4 g32 W4A16 (requantised; no FP4 units, no MXFP4 "
+                       "kernel)", "mxfp4", "int4-g32-sym")
     key = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(key, key)
     if key in ("bf16", "fp16", "fp32"):
-        return dense, None if key == dense else f"{native} -> {dense}"
-    return key, None
+        return Conversion(native, dense, None if key == dense else f"{native} -> {dense}")
+    return Conversion(native, key)
 
 
 def _fp8_stand_in(key: str) -> str:
@@ -133,15 +153,22 @@ def _fp8_stand_in(key: str) -> str:
     return "fp8-block128-ue8m0" if "ue8m0" in key else "fp8-block128"
 
 
-def _budget_alternatives(weight: str, expert: str, notes: tuple[str, ...]) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Cheaper conversions of FP8 -> INT8 groups allowed by the accuracy budget (accuracy.py): GPTQ int4 g128
-    W4A16 when its measured price is within it."""
-    p = accuracy.price("fp8-block128", "gptq-int4-g128-asym")
-    if p is None or not p["within_budget"] or "int8" not in (weight, expert):
+def _gptq(c: Conversion) -> Conversion:
+    """C, or when C turns FP8 into INT8 W8A8: GPTQ int4 g128 W4A16 instead, priced on FP8-block stand-ins."""
+    if c.format != "int8" or not c.native.lower().startswith("fp8"):
+        return c
+    return _priced(c.native, "int4-g128-asym", f"{c.native} -> GPTQ int4 g128 W4A16", "fp8-block128",
+                   "gptq-int4-g128-asym")
+
+
+def _budget_alternatives(weight: Conversion, expert: Conversion) -> list[tuple[Conversion, Conversion]]:
+    """Faster conversions of the FP8 -> INT8 groups allowed by the accuracy budget (accuracy.py): GPTQ int4
+    g128 W4A16 when its measured price is within it."""
+    alt = (_gptq(weight), _gptq(expert))
+    changed = [new for new, old in zip(alt, (weight, expert), strict=True) if new != old]
+    if not changed or not all(c.price is not None and c.price.within_budget for c in changed):
         return []
-    swap = tuple("int4-g128-asym" if f == "int8" else f for f in (weight, expert))
-    return [(*swap, (*notes, "INT8 -> GPTQ int4 g128 W4A16, within the accuracy budget"
-                             f"{accuracy.describe('fp8-block128', 'gptq-int4-g128-asym')}"))]
+    return [alt]
 
 
 def _group_formats(spec: ModelSpec) -> tuple[str, str]:
@@ -196,14 +223,14 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
     device up to its memory capacity and interconnect (which change only the fit, and the collectives of
     more than one device)."""
     lin_native, exp_native = _group_formats(spec)
-    weight, note_w = convert(lin_native, profile)
-    expert, note_e = convert(exp_native, profile) if spec.is_moe else (weight, None)
-    notes = tuple(dict.fromkeys(n for n in (note_w, note_e) if n))
+    weight_c = convert(lin_native, profile)
+    expert_c = convert(exp_native, profile) if spec.is_moe else replace(weight_c, note=None, price=None)
     fit = _Fitter(spec, profile, workload, {} if footprint is None else footprint, key, timings, time_key)
-    recipe = fit(weight, expert, notes)
-    options = [recipe, *(fit(*alt) for alt in _budget_alternatives(weight, expert, notes))]
+    recipe = fit.converted(weight_c, expert_c)
+    options = [recipe, *(fit.converted(*alt) for alt in _budget_alternatives(weight_c, expert_c))]
     if any(r.runs for r in options):
         return max((r for r in options if r.runs), key=lambda r: r.tokens_s_per_device)
+    weight, expert, notes = recipe.weight_format, recipe.expert_format, recipe.conversions
     fitted = []
     for fmt in FIT_LADDER:
         bits = get_format(fmt).bits
@@ -212,8 +239,8 @@ def best_recipe(spec: ModelSpec, profile: HardwareProfile, workload: Workload,
             continue
         changed = " and ".join(f"{a} -> {b}" for a, b in dict.fromkeys(zip((weight, expert), smaller, strict=True))
                                if a != b)
-        fitted.append(fit(*smaller, (*notes, f"{changed} weight-only (quantised to fit: {recipe.why_not} "
-                                             f"in {weight})")))
+        fitted.append(replace(fit(*smaller, (*notes, f"{changed} weight-only (quantised to fit: {recipe.why_not} "
+                                                     f"in {weight})"), recipe.prices), quantised_to_fit=True))
     return max((r for r in fitted if r.runs), key=lambda r: r.tokens_s_per_device, default=recipe)
 
 
@@ -229,7 +256,14 @@ class _Fitter:
     timings: dict[Any, Prediction] | None
     time_key: Any
 
-    def __call__(self, weight: str, expert: str, notes: tuple[str, ...]) -> CellRecipe:
+    def converted(self, weight: Conversion, expert: Conversion) -> CellRecipe:
+        """The recipe of the two groups' conversions, their notes and prices deduplicated."""
+        notes = tuple(dict.fromkeys(c.note for c in (weight, expert) if c.note))
+        prices = tuple(dict.fromkeys(c.price for c in (weight, expert) if c.price))
+        return self(weight.format, expert.format, notes, prices)
+
+    def __call__(self, weight: str, expert: str, notes: tuple[str, ...],
+                 prices: tuple[accuracy.Price, ...] = ()) -> CellRecipe:
         profile, workload = self.profile, self.workload
         kv = _dense_format(profile)
         fkey = (self.key if self.key is not None else self.spec.name, weight, expert, kv)
@@ -251,13 +285,16 @@ class _Fitter:
 
         devices = _devices_to_try(*self.footprint[fkey], profile) if fkey in self.footprint else 1
         if devices > 1 and not profile.interconnect_gb_s:
-            return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
+            return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect",
+                                  prices=prices)
         while devices <= MAX_DEVICES:
             pred = run(devices)
             if pred.memory.fits:
-                return CellRecipe(weight, expert, kv, devices, notes, pred, workload.throughput(pred))
+                return CellRecipe(weight, expert, kv, devices, notes, pred, workload.throughput(pred), prices=prices)
             if not profile.interconnect_gb_s:
-                return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect")
+                return CellRecipe(weight, expert, kv, 1, notes, why_not="does not fit one device; no interconnect",
+                                  prices=prices)
             devices = max(devices * 2, _devices_to_try(*self.footprint[fkey], profile)) if devices == 1 \
                 else devices * 2
-        return CellRecipe(weight, expert, kv, devices, notes, why_not=f"does not fit {MAX_DEVICES} devices")
+        return CellRecipe(weight, expert, kv, devices, notes, why_not=f"does not fit {MAX_DEVICES} devices",
+                          prices=prices)

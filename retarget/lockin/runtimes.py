@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from retarget.models.spec import ModelSpec
-from retarget.runtimes import describe, providers_for_vendor
+from retarget.runtimes import describe, providers, providers_for_vendor
 
 ASSUMPTION = ("operators of an ONNX Runtime GenAI-style export of each recipe; providers: those of the device's "
               "vendor, CPU last (retarget/runtimes/ep_ops.json)")
@@ -43,8 +43,11 @@ def recipe_ops(spec: ModelSpec, recipe: dict[str, Any]) -> tuple[list[tuple[str,
 
 
 def annotate_runtimes(matrix: dict[str, Any], specs: dict[str, ModelSpec]) -> None:
-    """Add `runtimes` to every cell's recipe: the providers considered and one line per operator."""
+    """Add `runtimes` to every cell's recipe: the providers considered, one line per operator, the verdict
+    of each provider per operator ('native', 'absent' or 'unknown': its list was not checked) and the
+    features with no operator."""
     vendors = {p["id"]: p["vendor"] for p in matrix["profiles"]}
+    table = providers()
     for m in matrix["models"]:
         spec = specs[m["name"]]
         for device, cell in m["cells"].items():
@@ -52,5 +55,10 @@ def annotate_runtimes(matrix: dict[str, Any], specs: dict[str, ModelSpec]) -> No
             ops, missing = recipe_ops(spec, cell["recipe"])
             lines = [describe(d, op, names) for d, op in ops]
             lines += [f"{f}: no ONNX Runtime operator (exported as plain ops)" for f in missing]
-            cell["recipe"]["runtimes"] = {"providers": names, "ops": lines}
-    matrix["runtime_evidence"] = {"assumption": ASSUMPTION, "provenance": "published operator lists"}
+            verdicts = [{"domain": d, "op": op, "verdicts": {table[n].short: table[n].verdict(d, op) for n in names}}
+                        for d, op in ops]
+            cell["recipe"]["runtimes"] = {"providers": names, "ops": lines, "verdicts": verdicts,
+                                          "no_operator": missing}
+    matrix["runtime_evidence"] = {"assumption": ASSUMPTION, "provenance": "published operator lists",
+                                  "sources": {n: {"short": p.short, "sources": list(p.sources)}
+                                              for n, p in table.items()}}

@@ -7,12 +7,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from retarget.lockin.accuracy import COSINE_BUDGET, COST_SOURCE, PPL_BUDGET, price_text
 from retarget.report.lockin_tables import FEATURES, li_grid
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;
 text-align:left;vertical-align:top}th{background:#f2f2f2}td.n{text-align:right}details{margin:.3em 0}
-summary{cursor:pointer;font-weight:600}code{background:#f4f4f4;padding:0 3px}.muted{color:#777}"""
+summary{cursor:pointer;font-weight:600}code{background:#f4f4f4;padding:0 3px}.muted{color:#777}
+details.ev summary{font-weight:400}.native{background:#e3f4e3}.absent{background:#fbe3d6}.unknown{color:#777}"""
 _FEATURE_NAMES = {"format": "native format", "mla": "MLA", "moe": "MoE", "ssm": "SSM / linear attention",
                   "window": "sliding window / sinks", "memory": "memory capacity", "interconnect": "interconnect"}
 
@@ -45,7 +47,8 @@ def _heatmap(matrix: dict[str, Any]) -> dict[str, Any]:
             mem = r.get("memory", {})
             line.append(f"{m['name']} on {d} (home {m['home']})<br>{_e(r['describe'])}<br>"
                         f"{r['tokens_s_per_device']:.1f} tok/s per device; "
-                        f"{_num(mem.get('per_device_gb'), '.1f')} GB per device")
+                        f"{_num(mem.get('per_device_gb'), '.1f')} GB per device<br>"
+                        f"runtimes: {_e(_runtime_summary(r))}<br>conversion price: {_e(_price_summary(r))}")
         hover.append(line)
     lim = max([0.5] + [abs(v) for row in z for v in row if v is not None])
     trace = {"type": "heatmap", "z": z, "x": devices, "y": models, "text": text, "texttemplate": "%{text}",
@@ -126,13 +129,73 @@ def _recipes(matrix: dict[str, Any]) -> str:
             rows.append([_e(d), _num(c["li"]["value"]), _e(r["describe"]), _num(r["tokens_s_per_device"], ".1f"),
                          _num(ref["tokens_s_per_device"], ".1f"),
                          f"{_num(mem.get('per_device_gb'), '.1f')} / {_num(mem.get('usable_per_device_gb'), '.1f')}",
-                         _e(r.get("bottleneck", "-")), _e(kernels or "-"), _e(att or a.get("error", ""))])
+                         _e(r.get("bottleneck", "-")), _e(kernels or "-"), _e(att or a.get("error", "")),
+                         _cell_evidence(m["name"], d, r)])
         table = _table(["device", "LI", "recipe (conversions; devices)", "tok/s per device", "R(M) tok/s per device",
-                        "GB per device / usable", "bottleneck", "Triton kernels (compiled)", "shares of log LI"],
-                       rows, {1, 3, 4})
+                        "GB per device / usable", "bottleneck", "Triton kernels (compiled)", "shares of log LI",
+                        "runtime coverage and conversion price"], rows, {1, 3, 4})
         parts.append(f"<details><summary>{_e(m['name'])}: home {_e(m['home'])} ({_e(m['home_why'])}); "
                      f"home recipe: {_e(m['home_recipe']['describe'])}</summary>{table}</details>")
     return "".join(parts)
+
+
+_VERDICT = {"native": "native", "unknown": "not checked"}
+
+
+def _verdict(verdicts: dict[str, str], provider: str) -> str:
+    """A provider's verdict on an op in words: native, falls back to CPU, no kernel or not checked."""
+    v = verdicts[provider]
+    return _VERDICT.get(v) or ("falls back to CPU" if verdicts.get("CPU") == "native" else "no kernel")
+
+
+def _runtime_summary(r: dict[str, Any]) -> str:
+    """The ops that leave the device's providers, e.g. 'on CANN falls back to CPU: RotaryEmbedding, QMoE;
+    mla: no ONNX Runtime operator'."""
+    rt = r.get("runtimes")
+    if not rt:
+        return "not evaluated"
+    groups: dict[str, list[str]] = {}
+    for o in rt["verdicts"]:
+        for p, v in o["verdicts"].items():
+            if v != "native":
+                groups.setdefault(f"on {p} {_verdict(o['verdicts'], p)}", []).append(o["op"])
+    leaves = [f"{k}: {', '.join(ops)}" for k, ops in groups.items()]
+    leaves += [f"{f}: no ONNX Runtime operator" for f in rt["no_operator"]]
+    return "; ".join(leaves) or f"every op native on {', '.join(_providers(rt))}"
+
+
+def _providers(rt: dict[str, Any]) -> list[str]:
+    return list(rt["verdicts"][0]["verdicts"]) if rt["verdicts"] else []
+
+
+def _price_summary(r: dict[str, Any]) -> str:
+    prices = r.get("conversion_prices", [])
+    if prices:
+        return "; ".join(f"{p['native']} -> {p['target']} perplexity x{p['ppl_ratio_vs_native']:.3f} (measured)"
+                         for p in prices)
+    return "not measured" if r.get("conversions") else "none (native formats)"
+
+
+def _cell_evidence(model: str, device: str, r: dict[str, Any]) -> str:
+    """A cell's evidence, folded: per op of its export the verdict of each execution provider of the device,
+    and the conversions made with their measured accuracy price and its source."""
+    rt = r.get("runtimes")
+    parts = []
+    if rt:
+        names = _providers(rt)
+        rows = [[_e(o["op"])] + [f"<span class={v}>{_e(_verdict(o['verdicts'], p))}</span>"
+                                 for p, v in o["verdicts"].items()] for o in rt["verdicts"]]
+        rows += [[_e(f), *(["no ONNX Runtime operator"] * len(names))] for f in rt["no_operator"]]
+        parts.append(_table(["op", *names], rows))
+    prices = {f"{p['native']} -> {p['target']}": p for p in r.get("conversion_prices", [])}
+    items = [f"<li>{_e(c)}</li>" for c in r.get("conversions", [])]
+    items += [f"<li class=price>{_e(price_text(p))}<br><span class=muted>{_e(p['source'])}</span></li>"
+              for p in prices.values()]
+    if r.get("conversions") and not prices:
+        items.append("<li class=muted>conversion price: not measured</li>")
+    parts.append(f"<ul>{''.join(items)}</ul>" if items else "<p class=muted>native formats: no conversion</p>")
+    return (f"<details class=ev data-model='{_e(model)}' data-device='{_e(device)}'><summary>"
+            f"{_e(_runtime_summary(r))}; conversion: {_e(_price_summary(r))}</summary>{''.join(parts)}</details>")
 
 
 def _kernels(evidence: dict[str, Any] | None) -> str:
@@ -185,12 +248,17 @@ def write_html(matrix: dict[str, Any], evidence: dict[str, Any] | None, path: Pa
 <style>{_CSS}</style></head><body>
 <h1>Lock-in of open-weight models across {len(matrix['profiles'])} devices</h1>
 <p>Workload <code>{_e(w['name'])}</code> (batch {w['batch']}, context {w['ctx']}, {_e(w['phase'])}).
-All numbers are <b>predicted</b> by <code>{_e(matrix['model'])}</code>. Hover a cell for its recipe.</p>
+All numbers are <b>predicted</b> by <code>{_e(matrix['model'])}</code>. Hover a cell for its recipe and evidence.</p>
 <h2>Summary</h2>{_summary_table(matrix)}
 <h2>Lock-in index</h2>{divs[0]}
 <h2>Attribution</h2>{divs[1]}
 <h2>Memory fit</h2>{divs[2]}
-<h2>Retargeting recipe for every cell</h2>{_recipes(matrix)}
+<h2>Retargeting recipe for every cell</h2>
+<p>Each cell's last column folds its evidence: which operators of the recipe's ONNX Runtime export each
+execution provider of the device runs natively ({_e((matrix.get('runtime_evidence') or {}).get('provenance',
+'not evaluated'))}; {_e((matrix.get('runtime_evidence') or {}).get('assumption', ''))}), and the accuracy price
+of its format conversions, measured ({_e(COST_SOURCE)}); lock-in picks a faster conversion only within
+{PPL_BUDGET - 1:.0%} perplexity and {COSINE_BUDGET} cosine of the native format.</p>{_recipes(matrix)}
 <h2>Kernel portability</h2>{_kernels(evidence)}
 <h2>Methodology</h2>{_methodology(matrix)}
 </body></html>"""

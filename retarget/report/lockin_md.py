@@ -14,7 +14,7 @@ def _n(x: float | None, spec: str = ".2f") -> str:
     return "–" if x is None else format(x, spec)
 
 
-def _top(shares: dict[str, float]) -> str:
+def top_factor(shares: dict[str, float]) -> str:
     if not shares:
         return "–"
     f = max(shares, key=lambda k: abs(shares[k]))
@@ -33,7 +33,7 @@ def li_table(matrix: dict[str, Any]) -> str:
         worst_text = f"{_n(worst[1])} ({worst[0]})" if worst[1] and worst[1] > 1.005 else _n(worst[1])
         row = [m["name"], ", ".join(m["features"]) or "–", m["home"],
                *(_n(m["cells"][d]["li"]["value"]) for d in cols), _n(m["summary"]["geomean_li"]["value"]),
-               worst_text, _top(m["summary"]["mean_log_shares"])]
+               worst_text, top_factor(m["summary"]["mean_log_shares"])]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -53,7 +53,7 @@ def recipe_table(matrix: dict[str, Any], devices: tuple[str, ...], models: list[
             lines.append("| " + " | ".join([
                 m["name"], d, r["describe"], _n(r["tokens_s_per_device"], ".1f"),
                 _n(c["reference_recipe"]["tokens_s_per_device"], ".1f"), _n(c["li"]["value"]),
-                _top(c.get("attribution", {}).get("shares", {}))]) + " |")
+                top_factor(c.get("attribution", {}).get("shares", {}))]) + " |")
     return "\n".join(lines)
 
 

@@ -22,6 +22,11 @@ def test_home_and_li_do_not_depend_on_the_targets() -> None:
     small = lockin_for_spec(spec, four, attribute=False)["row"]
     full = lockin_for_spec(spec, list_profiles(), attribute=False)["row"]
     assert small["home"] == full["home"] not in {p.id for p in four}
+    # chosen in the model's own formats: a 192 GB M2 Ultra running it int4 quantised-to-fit (one device, so
+    # more tokens/s per device than any multi-device BF16 deployment) is not its home; the 288 GB MI355X is
+    assert not full["home_recipe"]["quantised_to_fit"] and full["home"] == "mi355x"
+    m2 = lockin_for_spec(spec, [load_profile("m2-ultra")], attribute=False)["row"]["cells"]["m2-ultra"]["recipe"]
+    assert m2["quantised_to_fit"] and m2["tokens_s_per_device"] > full["home_recipe"]["tokens_s_per_device"]
     for device in ("mi300x", "h100-sxm", "ascend-910b", "h20"):
         assert small["cells"][device]["li"]["value"] == pytest.approx(full["cells"][device]["li"]["value"])
 

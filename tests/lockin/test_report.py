@@ -7,6 +7,7 @@ import csv
 import json
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -78,18 +79,29 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--window-size=1400,1400"]
 
 
-def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+def _browser(tmp_path: Path) -> list[str]:
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium not found: `make test` installs Debian's chromium (apt-get install chromium)")
-    url = (report / "lockin.html").resolve().as_uri()
-    base = [browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    return [browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+
+
+@pytest.fixture(scope="module")
+def dom(report: Path, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
+    """The report's DOM after Chromium ran its scripts."""
+    base = _browser(tmp_path_factory.mktemp("chromium"))
+    return subprocess.run([*base, "--dump-dom", (report / "lockin.html").resolve().as_uri()], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_html_renders_in_headless_chromium(report: Path, dom: subprocess.CompletedProcess, tmp_path: Path) -> None:
     assert dom.returncode == 0, dom.stderr[-2000:]
     console = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console
     assert dom.stdout.count('class="main-svg"') >= 3  # plotly drew the heatmap, bars and memory fit
     assert "heatmap" in dom.stdout
+    url = (report / "lockin.html").resolve().as_uri()
+    base = _browser(tmp_path)
     shot = tmp_path / "shot.png"
     subprocess.run([*base, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
     import numpy as np
@@ -101,16 +113,99 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
     assert coloured > 0.02, f"only {coloured:.1%} of the screenshot is coloured"
 
 
-def test_default_run_covers_every_registry_model_on_every_profile(tmp_path: Path) -> None:
+class _CellEvidence(HTMLParser):
+    """The text and table rows of one (model, device) cell's evidence <details> in an HTML document."""
+
+    def __init__(self, model: str, device: str) -> None:
+        super().__init__()
+        self.want, self.depth, self.found, self.in_cell = {"data-model": model, "data-device": device}, 0, 0, False
+        self.rows: list[list[str]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.depth:
+            self.depth += tag == "details"
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.rows[-1].append("")
+                self.in_cell = True
+        elif tag == "details" and self.want.items() <= dict(attrs).items():
+            self.depth, self.found = 1, self.found + 1
+
+    def handle_endtag(self, tag: str) -> None:
+        self.depth -= bool(self.depth) and tag == "details"
+        self.in_cell = self.in_cell and tag not in ("td", "th")
+
+    def handle_data(self, data: str) -> None:
+        if self.depth:
+            self.text.append(data)
+            if self.in_cell:
+                self.rows[-1][-1] += data
+
+
+def test_html_shows_runtime_and_conversion_evidence_per_cell(dom: subprocess.CompletedProcess) -> None:
+    """DeepSeek-V3 on Ascend 910B, in the DOM Chromium built: per op of its export, the verdicts of CANN (its
+    published list in ep_ops.json) and CPU (the installed onnxruntime's kernel registry), and its FP8 -> INT8
+    W8A8 conversion with the price worked out here from the measured perplexities and cosines."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import get_all_opkernel_def
+
+    from retarget.lockin.accuracy import COST_FILE
+    from retarget.runtimes.coverage import DATA
+
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    cell = _CellEvidence("deepseek-v3", "ascend-910b")
+    cell.feed(dom.stdout)
+    assert cell.found == 1 and cell.rows[0] == ["op", "CANN", "CPU"]
+    verdicts = {row[0]: row[1:] for row in cell.rows[1:]}
+    cann = json.loads(DATA.read_text())["providers"]["CANNExecutionProvider"]
+    cpu = {(k.domain or "ai.onnx", k.op_name) for k in get_all_opkernel_def() if k.provider == "CPUExecutionProvider"}
+    assert ("com.microsoft", "QMoE") in cpu
+    assert "QMoE" not in cann["ops"].get("com.microsoft", []) + cann["ops"].get("*", [])
+    assert {"com.microsoft", "*"} & set(cann["complete"])    # its list was read in full
+    assert verdicts["QMoE"] == ["falls back to CPU", "native"]
+    assert verdicts["mla"] == ["no ONNX Runtime operator"] * 2       # MLA has no ONNX Runtime operator
+    assert {"DynamicQuantizeLinear", "MatMulInteger", "QMoE"} <= set(verdicts)   # INT8 W8A8 and quantized experts
+    rows = {r["name"]: r for r in json.loads(COST_FILE.read_text())["rows"]}
+    conv, native = rows["fp8-block128 -> w8a8-int8"], rows["fp8-block128"]
+    ppl = conv["smollm2"]["perplexity"] / native["smollm2"]["perplexity"]
+    cos = conv["minilm"]["mean_cosine"] - native["minilm"]["mean_cosine"]
+    within = "within" if ppl <= 1.02 and -cos <= 0.005 else "outside"
+    text = " ".join(" ".join(cell.text).split())
+    assert (f"fp8-block128 -> w8a8-int8: SmolLM2-135M perplexity x{ppl:.3f} and all-MiniLM-L6-v2 cosine "
+            f"{cos:+.4f} vs native; {within} the budget") in text
+    assert "measured: bench/results/conversion-cost.json" in text and "INT8 per-channel W8A8" in text
+
+
+@pytest.fixture(scope="module")
+def default_matrix(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`retarget lockin` with no options: every registry model on every profile, decode batch 1."""
+    return run(out=tmp_path_factory.mktemp("default") / "all")
+
+
+def test_default_run_covers_every_registry_model_on_every_profile(default_matrix: dict) -> None:
     from retarget.hw_profiles import list_profiles
     from retarget.models.registry import load_registry
 
-    matrix = run(out=tmp_path / "all")
+    matrix = default_matrix
     assert [m["name"] for m in matrix["models"]] == list(load_registry())
     ids = [p.id for p in list_profiles()]
     assert all(list(m["cells"]) == ids for m in matrix["models"])
     scored = sum(c["li"]["value"] is not None for m in matrix["models"] for c in m["cells"].values())
     assert scored > 0.8 * len(ids) * len(matrix["models"])
+
+
+def test_docs_lockin_is_what_the_code_makes_of_the_data(default_matrix: dict) -> None:
+    """docs/lockin.md's decode batch 1 findings and LI table are those of the current matrix (regenerate with
+    `python -m retarget.lockin.doc`)."""
+    from retarget.lockin.doc import DOC, TITLES, findings
+    from retarget.report.lockin_md import li_table
+
+    text = DOC.read_text()
+    section = text.split(f"**{TITLES['decode-b1']}.**\n\n", 1)[1].split("\n\n", 1)[0]
+    assert section == "\n".join(findings(default_matrix)), "run python -m retarget.lockin.doc"
+    assert f"### {TITLES['decode-b1']}\n\n{li_table(default_matrix)}\n" in text, "run python -m retarget.lockin.doc"
+    assert "predate" not in text
 
 
 @pytest.mark.slow
