@@ -69,7 +69,7 @@ def summary_groups(paths: list[Path], reports: list[dict[str, Any]]) -> dict[str
 
 def build(paths: list[Path]) -> tuple[str, dict[str, Any]]:
     """(docs/validation.md text, validation_summary.json content) for the measurement files PATHS."""
-    reports = [run(path) for path in paths]
+    reports = [run(path, cv_paths=paths) for path in paths]
     for path, report in zip(paths, reports, strict=True):  # name files as a clone of the repository sees them
         report["measurements"] = os.path.relpath(path.absolute(), ROOT)
     lines = [

@@ -14,6 +14,7 @@ from retarget.perf.calibrate import fit
 from retarget.perf.efficiency import efficiency
 from retarget.perf.model import predict
 from retarget.perf.validate import run
+from retarget.perf.validation_doc import DEFAULT_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 MOE_FILE = ROOT / "bench" / "data" / "moe_multi_gpu_decode.csv"
@@ -52,8 +53,8 @@ def test_moe_layers_pay_the_fitted_engine_cost():
 def test_moe_overhead_is_reproduced_by_its_calibration_rows():
     text = (ROOT / "retarget/perf/efficiency.yaml").read_text()
     recorded = float(re.search(r"^    moe_overhead_us_per_layer: ([0-9.]+)", text, re.M).group(1))
-    fitted, _, rows = fit(MOE_FILE, "tuned")
-    assert rows == 6 and fitted["moe_overhead_us_per_layer"] == pytest.approx(recorded, rel=0.02)
+    fitted, _, rows = fit(list(DEFAULT_FILES), "tuned")
+    assert rows >= 6 and fitted["moe_overhead_us_per_layer"] == pytest.approx(recorded, rel=0.02)
     rule = yaml.safe_load((ROOT / "retarget/perf/validation_map.yaml").read_text())["calibration"]["tuned"]
     assert rule["free"] == ["moe_overhead_us_per_layer"]
 
@@ -61,10 +62,8 @@ def test_moe_overhead_is_reproduced_by_its_calibration_rows():
 def test_batch_one_deepseek_is_no_longer_several_times_optimistic():
     """Held-out batch-1 DeepSeek rows: without the MoE-layer cost these were predicted 5-9x too fast."""
     rows = run(MOE_FILE)["rows"]
-    calibration = [r["index"] for r in rows if r["split"] == "calibration"]
-    assert calibration == [3, 4, 5, 9, 10, 11]  # the tenstorrent sweeps (SGLang 16 x H100, vLLM 8 x H100)
     held_out = [r for r in rows if r["split"] == "evaluation" and r["workload"].startswith("b=1 ")]
-    assert held_out  # SGLang Dec-2024 on 8 x H200
+    assert held_out
     for r in held_out:
         assert 0.5 < r["predicted"] / r["measured"] < 2.0
 
