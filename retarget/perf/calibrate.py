@@ -27,11 +27,14 @@ from retarget.perf.validate import (
     source_of,
 )
 
-BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 400.0),
-          "moe_overhead_us_per_layer": (0.0, 2000.0)}
-START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_layer": 200.0}
+BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 4000.0),
+          "moe_overhead_us_per_layer": (0.0, 2000.0), "stage_hop_us": (0.0, 2000.0),
+          "stream_gb_s_per_fp32_tflop": (0.0, 400.0)}
+START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_layer": 200.0,
+         "stage_hop_us": 100.0, "stream_gb_s_per_fp32_tflop": 100.0}
 # the factors before any fit: the vendor-tuned prior (efficiency.yaml `tuned`), no extra MoE-layer cost
-PRIOR = {"compute": 1.0, "memory": 1.0, "overhead_us_per_layer": 18.0, "moe_overhead_us_per_layer": 0.0}
+PRIOR = {"compute": 1.0, "memory": 1.0, "overhead_us_per_layer": 18.0, "moe_overhead_us_per_layer": 0.0,
+         "stage_hop_us": 0.0, "stream_gb_s_per_fp32_tflop": 0.0}
 MAX_CV_ROWS = 40  # rows per engine entering cross-validation (a larger file is sampled evenly)
 Plans = list[tuple[RowPlan, float]]
 Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
@@ -123,7 +126,7 @@ def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
 def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> None:
     """Replace the `ENGINE:` line of efficiency.yaml's engines with FACTORS (comments kept)."""
     text = path.read_text()
-    body = ", ".join(f"{k}: {factors[k]}" for k in ("compute", "memory", "overhead_us_per_layer"))
+    body = ", ".join(f"{k}: {factors[k]}" for k in factors if k != "moe_overhead_us_per_layer")
     pattern = rf"^  {re.escape(engine)}: \{{[^}}]*\}}"
     if "moe_overhead_us_per_layer" in calibration_rule(engine)["free"]:  # type: ignore[index]
         pattern, body = r"^    moe_overhead_us_per_layer: [0-9.]+", str(factors["moe_overhead_us_per_layer"])

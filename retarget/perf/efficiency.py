@@ -30,6 +30,8 @@ class Efficiency:
     internode_latency_us: float
     overhead_us_per_layer: float
     moe_overhead_us_per_layer: float = 0.0
+    stage_hop_us: float = 0.0  # pipeline (layer split) hand-off per stage boundary per step, beyond the link latency
+    stream_gb_s_per_fp32_tflop: float = 0.0  # 0 = off; else memory streams also pay bytes / (this x fp32 TFLOPS)
     fp16_accumulate: bool = False
 
     def compute(self, op_class: str) -> float:
@@ -70,6 +72,8 @@ def efficiency(
         internode_latency_us=base["internode_latency_us"],
         overhead_us_per_layer=eng.get("overhead_us_per_layer", 0.0),
         moe_overhead_us_per_layer=eng.get("moe_overhead_us_per_layer", 0.0),
+        stage_hop_us=eng.get("stage_hop_us", 0.0),
+        stream_gb_s_per_fp32_tflop=eng.get("stream_gb_s_per_fp32_tflop", 0.0),
         fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
     )
 

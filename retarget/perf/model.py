@@ -31,6 +31,9 @@ Parallelism = Literal["tp", "pp", "ep"]
 def _op_time(op: OpCost, eff: Efficiency, profile: HardwareProfile, peak_tflops: float) -> OpTime:
     t_compute = op.flops / (eff.compute(op.op_class) * peak_tflops * 1e12) if op.flops else 0.0
     t_memory = op.bytes / (eff.memory * profile.mem_bw_gb_s * 1e9)  # type: ignore[operator]
+    vector_tflops = profile.peak_tflops.get("fp32", 0.0)
+    if eff.stream_gb_s_per_fp32_tflop > 0 and vector_tflops:  # streaming limited by the SMs' loads in flight
+        t_memory += op.bytes / (eff.stream_gb_s_per_fp32_tflop * vector_tflops * 1e9)
     bound = "compute" if t_compute >= t_memory else "memory"
     return OpTime(op.op_class, op.flops, op.bytes, max(t_compute, t_memory), bound)
 
@@ -60,9 +63,8 @@ def _comm_time(
     if parallelism == "ep":
         return _all_to_all(spec, step, devices, eff, link)
     if parallelism == "pp":
-        return OpTime(
-            "comm", 0.0, msg * (devices - 1), (devices - 1) * (msg / link + latency), "interconnect"
-        )
+        hop = latency + eff.stage_hop_us * 1e-6
+        return OpTime("comm", 0.0, msg * (devices - 1), (devices - 1) * (msg / link + hop), "interconnect")
     calls = sum(g.count * (1 + (g.mlp is not None)) for g in spec.blocks)
     node = multi_node()
     local = min(devices, node.devices_per_node)
