@@ -28,13 +28,13 @@ from retarget.perf.validate import (
 )
 
 BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 4000.0),
-          "moe_overhead_us_per_layer": (0.0, 2000.0), "stage_hop_us": (0.0, 2000.0),
-          "stream_gb_s_per_fp32_tflop": (0.0, 400.0)}
-START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_layer": 200.0,
-         "stage_hop_us": 100.0, "stream_gb_s_per_fp32_tflop": 100.0}
+          "moe_overhead_us_per_expert": (0.0, 500.0), "stage_hop_us": (0.0, 2000.0),
+          "overhead_us_per_step": (0.0, 5000.0),          "stream_gb_s_per_fp32_tflop": (0.0, 400.0)}
+START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_expert": 25.0,
+         "stage_hop_us": 100.0, "stream_gb_s_per_fp32_tflop": 100.0, "overhead_us_per_step": 500.0}
 # the factors before any fit: the vendor-tuned prior (efficiency.yaml `tuned`), no extra MoE-layer cost
-PRIOR = {"compute": 1.0, "memory": 1.0, "overhead_us_per_layer": 18.0, "moe_overhead_us_per_layer": 0.0,
-         "stage_hop_us": 0.0, "stream_gb_s_per_fp32_tflop": 0.0}
+PRIOR = {"compute": 1.0, "memory": 1.0, "overhead_us_per_layer": 18.0, "moe_overhead_us_per_expert": 0.0,
+         "stage_hop_us": 0.0, "stream_gb_s_per_fp32_tflop": 0.0, "overhead_us_per_step": 0.0}
 MAX_CV_ROWS = 40  # rows per engine entering cross-validation (a larger file is sampled evenly)
 Plans = list[tuple[RowPlan, float]]
 Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
@@ -124,19 +124,21 @@ def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
 
 
 def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> None:
-    """Replace the `ENGINE:` line of efficiency.yaml's engines with FACTORS (comments kept)."""
+    """Write ENGINE's fitted FACTORS into efficiency.yaml (comments kept): the one-line `ENGINE: {...}` entry,
+    or, for an engine written as a block (`tuned`), the `    key: value` line of each of its free factors."""
     text = path.read_text()
-    body = ", ".join(f"{k}: {factors[k]}" for k in factors if k != "moe_overhead_us_per_layer")
+    free = calibration_rule(engine)["free"]  # type: ignore[index]
     pattern = rf"^  {re.escape(engine)}: \{{[^}}]*\}}"
-    if "moe_overhead_us_per_layer" in calibration_rule(engine)["free"]:  # type: ignore[index]
-        pattern, body = r"^    moe_overhead_us_per_layer: [0-9.]+", str(factors["moe_overhead_us_per_layer"])
-        if not re.search(pattern, text, flags=re.M):
-            raise KeyError(f"no `moe_overhead_us_per_layer:` line in {path}")
-        path.write_text(re.sub(pattern, lambda _: f"    moe_overhead_us_per_layer: {body}", text, count=1, flags=re.M))
+    if re.search(pattern, text, flags=re.M):
+        body = ", ".join(f"{k}: {v}" for k, v in factors.items())
+        path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
         return
-    if not re.search(pattern, text, flags=re.M):
-        raise KeyError(f"no `{engine}:` engine line in {path}")
-    path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
+    for key in free:
+        line = rf"^    {re.escape(key)}: [0-9.]+"
+        if not re.search(line, text, flags=re.M):
+            raise KeyError(f"no `{engine}:` entry with a `{key}:` line in {path}")
+        text = re.sub(line, lambda _, k=key: f"    {k}: {factors[k]}", text, count=1, flags=re.M)
+    path.write_text(text)
 
 
 if __name__ == "__main__":  # python -m retarget.perf.calibrate MEASUREMENTS.csv [MORE.csv ...]

@@ -29,7 +29,8 @@ class Efficiency:
     collective_latency_us: float
     internode_latency_us: float
     overhead_us_per_layer: float
-    moe_overhead_us_per_layer: float = 0.0
+    moe_overhead_us_per_expert: float = 0.0  # per MoE layer, per expert (routed top-k + shared) a token visits
+    overhead_us_per_step: float = 0.0  # the serving engine's own work per forward step (schedule, prepare, sample)
     stage_hop_us: float = 0.0  # pipeline (layer split) hand-off per stage boundary per step, beyond the link latency
     stream_gb_s_per_fp32_tflop: float = 0.0  # 0 = off; else memory streams also pay bytes / (this x fp32 TFLOPS)
     fp16_accumulate: bool = False
@@ -50,7 +51,7 @@ def engines() -> list[str]:
 
 def engine_entry(engine: str) -> dict[str, float]:
     """The factors efficiency.yaml records for ENGINE (compute, memory, overhead_us_per_layer, and
-    moe_overhead_us_per_layer where fitted)."""
+    moe_overhead_us_per_expert where fitted)."""
     return dict(_table()["engines"][engine])
 
 
@@ -71,7 +72,8 @@ def efficiency(
         collective_latency_us=base["collective_latency_us"],
         internode_latency_us=base["internode_latency_us"],
         overhead_us_per_layer=eng.get("overhead_us_per_layer", 0.0),
-        moe_overhead_us_per_layer=eng.get("moe_overhead_us_per_layer", 0.0),
+        moe_overhead_us_per_expert=eng.get("moe_overhead_us_per_expert", 0.0),
+        overhead_us_per_step=eng.get("overhead_us_per_step", 0.0),
         stage_hop_us=eng.get("stage_hop_us", 0.0),
         stream_gb_s_per_fp32_tflop=eng.get("stream_gb_s_per_fp32_tflop", 0.0),
         fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
