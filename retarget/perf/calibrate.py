@@ -29,10 +29,10 @@ from retarget.perf.validate import (
 
 BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 4000.0),
           "moe_overhead_us_per_expert": (0.0, 500.0), "stage_hop_us": (0.0, 2000.0),
-          "overhead_us_per_step": (0.0, 5000.0),          "stream_gb_s_per_fp32_tflop": (0.0, 400.0)}
+          "overhead_us_per_step": (0.0, 5000.0), "stream_gb_s_per_fp32_tflop": (0.0, 400.0)}
 START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_expert": 25.0,
          "stage_hop_us": 100.0, "stream_gb_s_per_fp32_tflop": 100.0, "overhead_us_per_step": 500.0}
-# the factors before any fit: the vendor-tuned prior (efficiency.yaml `tuned`), no extra MoE-layer cost
+# the factors before any fit: the vendor-tuned prior (efficiency.yaml `tuned` before fitting), no extra fixed costs
 PRIOR = {"compute": 1.0, "memory": 1.0, "overhead_us_per_layer": 18.0, "moe_overhead_us_per_expert": 0.0,
          "stage_hop_us": 0.0, "stream_gb_s_per_fp32_tflop": 0.0, "overhead_us_per_step": 0.0}
 MAX_CV_ROWS = 40  # rows per engine entering cross-validation (a larger file is sampled evenly)
@@ -106,8 +106,9 @@ def prior_factors(engine: str) -> dict[str, float]:
 def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
     """Leave one source out, for every fitted engine: each source's rows of that engine (calibration and
     evaluation) predicted with the engine's factors refitted on the calibration rows of the other sources
-    (the priors when there are none). One entry per fold with the held-out row keys [file, index] and their
-    absolute percentage errors. At most MAX_CV_ROWS calibration rows per fold enter the refit."""
+    (the priors when they are fewer than the engine's free factors). One entry per fold with the held-out
+    row keys [file, index] and their absolute percentage errors. At most MAX_CV_ROWS calibration rows per
+    fold enter the refit."""
     out: list[dict[str, object]] = []
     for engine in fitted_engines():
         every = engine_rows(paths, engine, calibration_only=False)
@@ -115,10 +116,11 @@ def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
         for held in sorted({key[2] for key, _, _ in every}):
             train = [(plan, m) for key, plan, m in every if key in calibration and key[2] != held]
             train = train[:: max(1, -(-len(train) // MAX_CV_ROWS))]
-            factors = fit_plans(train, engine)[0] if train else prior_factors(engine)
+            enough = len(train) >= len(calibration_rule(engine)["free"])  # type: ignore[index]
+            factors = fit_plans(train, engine)[0] if enough else prior_factors(engine)
             test = [(key, plan, m) for key, plan, m in every if key[2] == held]
             errors = [abs(predict_plan(plan, factors)[0] / m - 1) * 100 for _, plan, m in test]
-            fold = {"engine": engine, "scheme": "source", "held_out": held, "factors": factors, "prior": not train}
+            fold = {"engine": engine, "scheme": "source", "held_out": held, "factors": factors, "prior": not enough}
             out.append({**fold, "rows": [list(key[:2]) for key, _, _ in test], "abs_errors_pct": errors})
     return out
 

@@ -64,7 +64,9 @@ def efficiency(
         raise RetargetError(f"unknown engine; known: {', '.join(table['engines'])}", field="engine")
     base = {**table["default"], **table["families"].get(family, {})}
     eng = engine_factors if engine_factors is not None else table["engines"][engine]
-    scaled = {k: base[k] * eng.get("compute", 1.0) for k in OP_CLASSES}
+    portable = table.get("portable_kernel_factor", {}).get(family, 1.0) if engine in table.get(
+        "portable_kernel_engines", []) else 1.0
+    scaled = {k: base[k] * eng.get("compute", 1.0) * portable for k in OP_CLASSES}
     return Efficiency(
         **scaled,
         memory=base["memory"] * eng.get("memory", 1.0),
