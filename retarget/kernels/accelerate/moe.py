@@ -1,0 +1,120 @@
+"""Mixture-of-experts blocks on kernels/fused_moe: routing (softmax or sigmoid scores, group-limited top-k,
+selection bias, renormalisation, scaling) and the grouped expert GEMMs.
+
+Install stacks each block's experts once into W13 [E, 2I, H] and W2 [E, H, I] (plus biases): a second copy of
+the expert weights, kept as non-persistent buffers so it follows the model across devices and stays out of the
+state dict. Call `accelerate_` after loading or quantizing the weights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import nn
+from transformers.activations import SiLUActivation
+from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
+from transformers.models.gpt_oss.modeling_gpt_oss import GptOssMLP
+from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+from retarget.kernels.accelerate import _ops
+from retarget.kernels.accelerate._registry import register
+from retarget.kernels.fused_moe.reference import Activation, silu_and_mul
+
+
+def _install(module: nn.Module, forward: Callable, rule: _ops.Routing, w13: torch.Tensor, w2: torch.Tensor,
+             act: Activation = silu_and_mul, bias13: torch.Tensor | None = None,
+             bias2: torch.Tensor | None = None) -> None:
+    for name, tensor in (("w13", w13), ("w2", w2), ("bias13", bias13), ("bias2", bias2)):
+        module.register_buffer(f"stacked_{name}", None if tensor is None else tensor.detach().contiguous(),
+                               persistent=False)
+    module.routing, module.expert_act = rule, act
+    module.forward = forward.__get__(module)
+
+
+def _experts(module: nn.Module, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return _ops.experts(x, module.stacked_w13, module.stacked_w2, weights, ids, module.expert_act,
+                        module.stacked_bias13, module.stacked_bias2)
+
+
+def _stack_swiglu(mlps: nn.ModuleList, linears: Callable[[nn.Module], tuple[nn.Linear, nn.Linear, nn.Linear]]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """W13 (gate rows, then up rows) and W2 from per-expert (gate, up, down) Linear layers."""
+    parts = [linears(mlp) for mlp in mlps]
+    return (torch.stack([torch.cat([gate.weight, up.weight]) for gate, up, _ in parts]),
+            torch.stack([down.weight for _, _, down in parts]))
+
+
+def _silu_experts(module: nn.Module) -> str | None:
+    act = module.experts[0].act_fn
+    if isinstance(act, (nn.SiLU, SiLUActivation)):
+        return None
+    return f"expert activation {type(act).__name__} is not SwiGLU"
+
+
+# DeepSeek-V3 / Kimi K2: sigmoid scores + selection bias, best 2 per group pick topk_group groups, shared expert
+
+
+def deepseek_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    x = hidden_states.view(-1, hidden_states.shape[-1])
+    logits = nn.functional.linear(x.float(), self.gate.weight.float())
+    weights, ids = _ops.route(logits, self.routing, self.gate.e_score_correction_bias)
+    return _experts(self, x, weights, ids).view_as(hidden_states) + self.shared_experts(hidden_states)
+
+
+@register(DeepseekV3MoE, kernels=("fused_moe",), blocker=_silu_experts)
+def use_fused_deepseek(module: nn.Module) -> None:
+    g = module.gate
+    rule = _ops.Routing(g.top_k, "sigmoid", g.n_group, g.topk_group, group_top2=True, renormalize=g.norm_topk_prob,
+                        routed_scaling=g.routed_scaling_factor)
+    _install(module, deepseek_forward, rule,
+             *_stack_swiglu(module.experts, lambda e: (e.gate_proj, e.up_proj, e.down_proj)))
+
+
+# Qwen3-MoE and Mixtral: softmax over all experts, top-k, optional renormalisation; router logits returned
+
+
+def softmax_block_forward(self: nn.Module, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = hidden_states.view(-1, hidden_states.shape[-1])
+    logits = self.gate(x)
+    weights, ids = _ops.route(logits, self.routing)
+    return _experts(self, x, weights, ids).view_as(hidden_states), logits
+
+
+@register(Qwen3MoeSparseMoeBlock, kernels=("fused_moe",), blocker=_silu_experts)
+def use_fused_qwen3_moe(module: nn.Module) -> None:
+    _install(module, softmax_block_forward, _ops.Routing(module.top_k, renormalize=module.norm_topk_prob),
+             *_stack_swiglu(module.experts, lambda e: (e.gate_proj, e.up_proj, e.down_proj)))
+
+
+@register(MixtralSparseMoeBlock, kernels=("fused_moe",), blocker=_silu_experts)
+def use_fused_mixtral(module: nn.Module) -> None:
+    _install(module, softmax_block_forward, _ops.Routing(module.top_k),
+             *_stack_swiglu(module.experts, lambda e: (e.w1, e.w3, e.w2)))
+
+
+# gpt-oss: router with bias, softmax over the top-k logits (= renormalised softmax), fused 3-D experts with
+# biases and a clamped SwiGLU on interleaved gate/up columns
+
+
+def clamped_swiglu(h: torch.Tensor, alpha: float, limit: float) -> torch.Tensor:
+    """gpt-oss's expert activation on [P, 2I] with gate and up columns interleaved."""
+    gate, up = h[..., ::2].clamp(max=limit), h[..., 1::2].clamp(-limit, limit)
+    return (up + 1) * gate * torch.sigmoid(gate * alpha)
+
+
+def gpt_oss_forward(self: nn.Module, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = hidden_states.reshape(-1, hidden_states.shape[-1])
+    logits = nn.functional.linear(x, self.router.weight, self.router.bias)
+    weights, ids = _ops.route(logits, self.routing)
+    scores = torch.zeros_like(logits).scatter_(1, ids.long(), weights.to(logits.dtype))
+    return _experts(self, x, weights, ids).view_as(hidden_states), scores
+
+
+@register(GptOssMLP, kernels=("fused_moe",))
+def use_fused_gpt_oss(module: nn.Module) -> None:
+    e = module.experts
+    _install(module, gpt_oss_forward, _ops.Routing(module.router.top_k), e.gate_up_proj.transpose(1, 2),
+             e.down_proj.transpose(1, 2), partial(clamped_swiglu, alpha=e.alpha, limit=e.limit), e.gate_up_proj_bias,
+             e.down_proj_bias)
