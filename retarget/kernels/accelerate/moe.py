@@ -1,9 +1,10 @@
 """Mixture-of-experts blocks on kernels/fused_moe: routing (softmax or sigmoid scores, group-limited top-k,
 selection bias, renormalisation, scaling) and the grouped expert GEMMs.
 
-Install stacks each block's experts once into W13 [E, 2I, H] and W2 [E, H, I] (plus biases): a second copy of
-the expert weights, kept as non-persistent buffers so it follows the model across devices and stays out of the
-state dict. Call `accelerate_` after loading or quantizing the weights."""
+Install stacks each block's experts once into W13 [E, 2I, H] and W2 [E, H, I] (plus biases), kept as
+non-persistent buffers (out of the state dict). Per-expert Linear weights become views of the stacks; gpt-oss's
+fused 3-D experts are stored [E, H, 2I], so its stacks are a transposed second copy. Call `accelerate_` last:
+after loading, quantizing and moving the weights (a later `.to()` moves views and stacks as separate copies)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,16 @@ def _experts(module: nn.Module, x: torch.Tensor, weights: torch.Tensor, ids: tor
 
 def _stack_swiglu(mlps: nn.ModuleList, linears: Callable[[nn.Module], tuple[nn.Linear, nn.Linear, nn.Linear]]
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """W13 (gate rows, then up rows) and W2 from per-expert (gate, up, down) Linear layers."""
+    """W13 (gate rows, then up rows) and W2 from per-expert (gate, up, down) Linear layers, whose weights then
+    become views of the stacks (one copy of the experts in memory, the state dict unchanged)."""
     parts = [linears(mlp) for mlp in mlps]
-    return (torch.stack([torch.cat([gate.weight, up.weight]) for gate, up, _ in parts]),
-            torch.stack([down.weight for _, _, down in parts]))
+    w13 = torch.stack([torch.cat([gate.weight, up.weight]) for gate, up, _ in parts]).detach()
+    w2 = torch.stack([down.weight for _, _, down in parts]).detach()
+    inter = w2.shape[-1]
+    for e, (gate, up, down) in enumerate(parts):
+        for linear, view in ((gate, w13[e, :inter]), (up, w13[e, inter:]), (down, w2[e])):
+            linear.weight = nn.Parameter(view, requires_grad=linear.weight.requires_grad)
+    return w13, w2
 
 
 def _silu_experts(module: nn.Module) -> str | None:
