@@ -87,7 +87,7 @@ def speed(model: Any, ids: torch.Tensor, decode: int) -> tuple[float, float, tor
 
 def measure(name: str, opts: Options) -> dict[str, Any]:
     """One row: the model's speed unpatched and accelerated, and how far the accelerated logits moved."""
-    from retarget.kernels.accelerate import accelerate_
+    from retarget.kernels import accelerate_
 
     model = build(name, opts)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")

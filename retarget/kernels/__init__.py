@@ -1,7 +1,8 @@
 """Triton kernels for quantized linear layers, and their ahead-of-time portability matrix.
 
 Nothing in `retarget` imports this package at import time. `weight_only_linear` is the entry point
-QuantLinear uses: Triton kernels on CUDA/ROCm, the torch reference elsewhere.
+QuantLinear uses: Triton kernels on CUDA/ROCm, the torch reference elsewhere. `accelerate_(model)` runs a
+transformers model's attention, MLA, MoE and Mamba2 modules on the kernels (retarget.kernels.accelerate).
 
 Tolerance between the two paths: the kernels keep scale / zero in the activation dtype and
 accumulate in float32, so outputs agree with the reference to about 1e-2 relative in fp16 and
@@ -11,7 +12,7 @@ accumulate in float32, so outputs agree with the reference to about 1e-2 relativ
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -57,4 +58,13 @@ def weight_only_linear(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tens
     return w4a16_gemm(x, packed, bias)
 
 
-__all__ = ["weight_only_linear"]
+def __getattr__(name: str) -> Any:
+    """`accelerate_` imports transformers' model classes: load it on first use."""
+    if name == "accelerate_":
+        from retarget.kernels.accelerate import accelerate_
+
+        return accelerate_
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["accelerate_", "weight_only_linear"]

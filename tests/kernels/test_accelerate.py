@@ -14,7 +14,8 @@ import torch
 from transformers import StaticCache
 
 from retarget.errors import RetargetError
-from retarget.kernels.accelerate import _ops, accelerate_
+from retarget.kernels import accelerate_
+from retarget.kernels.accelerate import _ops
 from retarget.kernels.attention import op as attention_op
 from retarget.kernels.fused_moe import op as moe_op
 from retarget.kernels.mamba2 import op as mamba2_op
