@@ -131,6 +131,12 @@ def test_unregistered_modules_are_named() -> None:
                              "LlamaMLP x2 (no kernel registered)")
     deepseek = accelerate_(build_tiny("deepseek-v3")).line()
     assert "DeepseekV3MLP x1 (no kernel registered)" in deepseek  # the dense first layer
+    gelu = build_tiny("mixtral")
+    for layer in gelu.model.layers:
+        for expert in layer.block_sparse_moe.experts:
+            expert.act_fn = torch.nn.GELU()
+    assert accelerate_(gelu).line() == ("kernels: MixtralAttention x2 (attention); not accelerated: "
+                                        "MixtralSparseMoeBlock x2 (expert activation GELU is not SwiGLU)")
 
 
 def test_inputs_the_kernels_do_not_cover_are_refused() -> None:

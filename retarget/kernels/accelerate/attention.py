@@ -38,13 +38,8 @@ def kernel_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
 AttentionInterface.register(NAME, kernel_attention)
 
 
-def _softcapped(module: nn.Module) -> str | None:
-    cap = getattr(module, "attn_logit_softcapping", None)
-    return f"attention logit soft-capping ({cap}) is not in the kernels" if cap else None
-
-
 @register(GptOssAttention, Gemma3Attention, FalconH1Attention, Qwen3MoeAttention, MixtralAttention,
-          kernels=("attention",), blocker=_softcapped)
+          kernels=("attention",))
 def use_kernel_attention(module: nn.Module) -> None:
     """Point the module's attention call at `kernel_attention`."""
     config = copy.copy(module.config)
