@@ -21,6 +21,8 @@ from retarget.kernels.fused_moe import op as moe_op
 from retarget.kernels.mamba2 import op as mamba2_op
 from retarget.kernels.mla_decode import op as mla_op
 from retarget.models.tiny import build_tiny, tiny_tokenizer
+from retarget.quantize.api import quantize_
+from retarget.quantize.configs import Int4WeightOnlyConfig
 
 PROMPT = "The quick brown fox jumps over the lazy dog, then it runs far away into the dark woods."
 STEPS = 8
@@ -150,3 +152,19 @@ def test_inputs_the_kernels_do_not_cover_are_refused() -> None:
     cache = StaticCache(config=model.config, max_cache_len=64)
     with pytest.raises(RetargetError, match="dynamic cache, got StaticCache"):
         model(ids, past_key_values=cache)
+
+
+def test_quantized_experts_stay_on_transformers() -> None:
+    """After retarget's int4 quantization the experts are QuantLinear layers: the MoE blocks are named and left,
+    attention (over quantized projections) still runs on the kernel and gives the same logits."""
+    model = build_tiny("qwen3-moe")
+    quantize_(model, Int4WeightOnlyConfig(group_size=32))
+    ids = _ids()
+    with torch.no_grad():
+        want = model(ids, use_cache=False).logits
+        report = accelerate_(model)
+        got = model(ids, use_cache=False).logits
+    assert report.line() == ("kernels: Qwen3MoeAttention x3 (attention); not accelerated: Qwen3MoeMLP x1 (no kernel "
+                             "registered), Qwen3MoeSparseMoeBlock x2 (experts are QuantLinear, not float Linear "
+                             "layers)")
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

@@ -17,6 +17,7 @@ RetargetError when the model is called.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -48,8 +49,10 @@ class AccelerateReport:
 
 
 def _compute_children(layer: nn.Module) -> list[nn.Module]:
-    """A decoder layer's direct children that hold a weight matrix (attention, MLP, MoE, mixer; not norms)."""
-    return [child for child in layer.children() if any(p.dim() >= 2 for p in child.parameters())]
+    """A decoder layer's direct children that hold a weight matrix, float or quantized (attention, MLP, MoE,
+    mixer; not norms)."""
+    return [child for child in layer.children()
+            if any(t.dim() >= 2 for t in itertools.chain(child.parameters(), child.buffers()))]
 
 
 def accelerate_(model: nn.Module) -> AccelerateReport:

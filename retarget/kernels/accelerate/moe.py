@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers.activations import SiLUActivation
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
-from transformers.models.gpt_oss.modeling_gpt_oss import GptOssMLP
+from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts, GptOssMLP
 from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
@@ -39,8 +39,7 @@ def _experts(module: nn.Module, x: torch.Tensor, weights: torch.Tensor, ids: tor
                         module.stacked_bias13, module.stacked_bias2)
 
 
-def _stack_swiglu(mlps: nn.ModuleList, linears: Callable[[nn.Module], tuple[nn.Linear, nn.Linear, nn.Linear]]
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def _stack_swiglu(mlps: nn.ModuleList, linears: Linears) -> tuple[torch.Tensor, torch.Tensor]:
     """W13 (gate rows, then up rows) and W2 from per-expert (gate, up, down) Linear layers, whose weights then
     become views of the stacks (one copy of the experts in memory, the state dict unchanged)."""
     parts = [linears(mlp) for mlp in mlps]
@@ -53,11 +52,27 @@ def _stack_swiglu(mlps: nn.ModuleList, linears: Callable[[nn.Module], tuple[nn.L
     return w13, w2
 
 
-def _silu_experts(module: nn.Module) -> str | None:
-    act = module.experts[0].act_fn
-    if isinstance(act, (nn.SiLU, SiLUActivation)):
-        return None
-    return f"expert activation {type(act).__name__} is not SwiGLU"
+Linears = Callable[[nn.Module], tuple[nn.Linear, nn.Linear, nn.Linear]]  # an expert MLP's (gate, up, down)
+
+
+def _gate_up_down(mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+    return mlp.gate_proj, mlp.up_proj, mlp.down_proj
+
+
+def _w1_w3_w2(mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+    return mlp.w1, mlp.w3, mlp.w2
+
+
+def _float_swiglu(linears: Linears) -> Callable[[nn.Module], str | None]:
+    """Blocker: the block's experts must be SwiGLU MLPs of plain float Linear layers (not quantized ones)."""
+    def blocker(module: nn.Module) -> str | None:
+        act = module.experts[0].act_fn
+        if not isinstance(act, (nn.SiLU, SiLUActivation)):
+            return f"expert activation {type(act).__name__} is not SwiGLU"
+        kinds = {type(lin).__name__ for mlp in module.experts for lin in linears(mlp)
+                 if type(lin) is not nn.Linear or not lin.weight.is_floating_point()}
+        return f"experts are {', '.join(sorted(kinds))}, not float Linear layers" if kinds else None
+    return blocker
 
 
 # DeepSeek-V3 / Kimi K2: sigmoid scores + selection bias, best 2 per group pick topk_group groups, shared expert
@@ -70,13 +85,13 @@ def deepseek_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tens
     return _experts(self, x, weights, ids).view_as(hidden_states) + self.shared_experts(hidden_states)
 
 
-@register(DeepseekV3MoE, kernels=("fused_moe",), blocker=_silu_experts)
+@register(DeepseekV3MoE, kernels=("fused_moe",), blocker=_float_swiglu(_gate_up_down))
 def use_fused_deepseek(module: nn.Module) -> None:
     g = module.gate
     rule = _ops.Routing(g.top_k, "sigmoid", g.n_group, g.topk_group, group_top2=True, renormalize=g.norm_topk_prob,
                         routed_scaling=g.routed_scaling_factor)
     _install(module, deepseek_forward, rule,
-             *_stack_swiglu(module.experts, lambda e: (e.gate_proj, e.up_proj, e.down_proj)))
+             *_stack_swiglu(module.experts, _gate_up_down))
 
 
 # Qwen3-MoE and Mixtral: softmax over all experts, top-k, optional renormalisation; router logits returned
@@ -89,16 +104,16 @@ def softmax_block_forward(self: nn.Module, hidden_states: torch.Tensor) -> tuple
     return _experts(self, x, weights, ids).view_as(hidden_states), logits
 
 
-@register(Qwen3MoeSparseMoeBlock, kernels=("fused_moe",), blocker=_silu_experts)
+@register(Qwen3MoeSparseMoeBlock, kernels=("fused_moe",), blocker=_float_swiglu(_gate_up_down))
 def use_fused_qwen3_moe(module: nn.Module) -> None:
     _install(module, softmax_block_forward, _ops.Routing(module.top_k, renormalize=module.norm_topk_prob),
-             *_stack_swiglu(module.experts, lambda e: (e.gate_proj, e.up_proj, e.down_proj)))
+             *_stack_swiglu(module.experts, _gate_up_down))
 
 
-@register(MixtralSparseMoeBlock, kernels=("fused_moe",), blocker=_silu_experts)
+@register(MixtralSparseMoeBlock, kernels=("fused_moe",), blocker=_float_swiglu(_w1_w3_w2))
 def use_fused_mixtral(module: nn.Module) -> None:
     _install(module, softmax_block_forward, _ops.Routing(module.top_k),
-             *_stack_swiglu(module.experts, lambda e: (e.w1, e.w3, e.w2)))
+             *_stack_swiglu(module.experts, _w1_w3_w2))
 
 
 # gpt-oss: router with bias, softmax over the top-k logits (= renormalised softmax), fused 3-D experts with
@@ -119,7 +134,12 @@ def gpt_oss_forward(self: nn.Module, hidden_states: torch.Tensor) -> tuple[torch
     return _experts(self, x, weights, ids).view_as(hidden_states), scores
 
 
-@register(GptOssMLP, kernels=("fused_moe",))
+def _float_gpt_oss_experts(module: nn.Module) -> str | None:
+    kind = type(module.experts)
+    return None if kind is GptOssExperts else f"experts are {kind.__name__} (quantized), not float GptOssExperts"
+
+
+@register(GptOssMLP, kernels=("fused_moe",), blocker=_float_gpt_oss_experts)
 def use_fused_gpt_oss(module: nn.Module) -> None:
     e = module.experts
     _install(module, gpt_oss_forward, _ops.Routing(module.router.top_k), e.gate_up_proj.transpose(1, 2),
