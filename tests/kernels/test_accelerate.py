@@ -23,6 +23,7 @@ from retarget.kernels.mla_decode import op as mla_op
 from retarget.models.tiny import build_tiny, tiny_tokenizer
 from retarget.quantize.api import quantize_
 from retarget.quantize.configs import Int4WeightOnlyConfig
+from retarget.quantize.fp8 import Fp8WeightConfig
 
 PROMPT = "The quick brown fox jumps over the lazy dog, then it runs far away into the dark woods."
 STEPS = 8
@@ -51,11 +52,12 @@ def _ids() -> torch.Tensor:
     return ids
 
 
-def _run(model: torch.nn.Module, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def _run(model: torch.nn.Module, ids: torch.Tensor,
+         steps: int = STEPS) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """(prompt logits, greedy tokens, per-step decode logits) with generate()'s dynamic cache."""
     with torch.no_grad():
         prompt = model(ids, use_cache=False).logits
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=STEPS, min_new_tokens=STEPS,
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps, min_new_tokens=steps,
                              do_sample=False, output_logits=True, return_dict_in_generate=True, pad_token_id=0)
     return prompt, out.sequences[0, ids.shape[1]:], list(out.logits)
 
@@ -154,17 +156,33 @@ def test_inputs_the_kernels_do_not_cover_are_refused() -> None:
         model(ids, past_key_values=cache)
 
 
-def test_quantized_experts_stay_on_transformers() -> None:
-    """After retarget's int4 quantization the experts are QuantLinear layers: the MoE blocks are named and left,
-    attention (over quantized projections) still runs on the kernel and gives the same logits."""
-    model = build_tiny("qwen3-moe")
-    quantize_(model, Int4WeightOnlyConfig(group_size=32))
-    ids = _ids()
-    with torch.no_grad():
-        want = model(ids, use_cache=False).logits
-        report = accelerate_(model)
-        got = model(ids, use_cache=False).logits
-    assert report.line() == ("kernels: Qwen3MoeAttention x3 (attention); not accelerated: Qwen3MoeMLP x1 (no kernel "
-                             "registered), Qwen3MoeSparseMoeBlock x2 (experts are QuantLinear, not float Linear "
-                             "layers)")
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+def test_int4_experts_run_the_w4a16_grouped_gemm(monkeypatch) -> None:
+    """retarget's int4 quantization (group 32) makes the experts QuantLinear layers: their codes are stacked and
+    run through fused_moe's W4A16 grouped GEMM, matching the quantized model's own logits and greedy tokens."""
+    formats: list[str] = []
+    fused = moe_op.fused_moe
+
+    def spy(x, w13, w2, *args, **kwargs):
+        formats.append(w13.format)
+        return fused(x, w13, w2, *args, **kwargs)
+    monkeypatch.setattr(moe_op, "fused_moe", spy)
+    models = [build_tiny("qwen3-moe") for _ in range(2)]
+    for model in models:
+        quantize_(model, Int4WeightOnlyConfig(group_size=32))
+    report = accelerate_(models[1])
+    assert report.line() == ("kernels: Qwen3MoeAttention x3 (attention), Qwen3MoeSparseMoeBlock x2 (fused_moe); "
+                             "not accelerated: Qwen3MoeMLP x1 (no kernel registered)")
+    (want_prompt, want_tokens, want_steps), (got_prompt, got_tokens, got_steps) = (_run(m, _ids(), 4) for m in models)
+    torch.testing.assert_close(got_prompt, want_prompt, rtol=1e-4, atol=1e-4)
+    assert got_tokens.tolist() == want_tokens.tolist()
+    torch.testing.assert_close(torch.stack(got_steps), torch.stack(want_steps), rtol=1e-4, atol=1e-4)
+    assert formats and set(formats) == {"int"}
+
+
+def test_fp8_experts_stay_on_transformers() -> None:
+    model = build_tiny("mixtral")
+    quantize_(model, Fp8WeightConfig())
+    assert accelerate_(model).line() == (
+        "kernels: MixtralAttention x2 (attention); not accelerated: MixtralSparseMoeBlock x2 (experts are "
+        "QuantLinear e4m3-g32, QuantLinear e4m3-g64: not float Linear or integer weight-only QuantLinear "
+        "layers of one format)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -73,16 +74,50 @@ def route(logits: torch.Tensor, rule: Routing, bias: torch.Tensor | None = None)
     return moe_reference.route_ref(logits, bias=bias, **asdict(rule))
 
 
-def experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
+@dataclass(frozen=True)
+class IntExperts:
+    """Stacked group-quantized experts in retarget.quantize's layout: codes uint8 [E, N, K] (one per element),
+    scale / zero float32 [E, N, G]; W = (codes - zero) * scale per group of GROUP_SIZE input columns."""
+
+    codes: torch.Tensor
+    scale: torch.Tensor
+    zero: torch.Tensor
+    bits: int
+    group_size: int
+
+    def dense(self) -> torch.Tensor:
+        """The float32 weights [E, N, K]."""
+        k = self.codes.shape[-1]
+        s, z = (t.float().repeat_interleave(self.group_size, dim=-1)[..., :k] for t in (self.scale, self.zero))
+        return (self.codes.float() - z) * s
+
+
+Experts = torch.Tensor | IntExperts  # float weights [E, N, K], or group-quantized integer ones
+
+
+def _kernel_weights(w: Experts, dtype: torch.dtype) -> Any:
+    """fused_moe's ExpertWeights for W (integer codes repacked once per tensor and activation dtype)."""
+    from retarget.kernels import repacked
+    from retarget.kernels.fused_moe import op
+
+    if isinstance(w, torch.Tensor):
+        return op.ExpertWeights.from_float(w)
+    return repacked(w.codes, dtype, lambda: op.ExpertWeights.from_int(w.codes, w.scale, w.zero, w.bits,
+                                                                       w.group_size, dtype))
+
+
+def experts(x: torch.Tensor, w13: Experts, w2: Experts, weights: torch.Tensor, ids: torch.Tensor,
             act: moe_reference.Activation = moe_reference.silu_and_mul, bias13: torch.Tensor | None = None,
             bias2: torch.Tensor | None = None) -> torch.Tensor:
-    """x [T, H] through the chosen experts W13 [E, 2I, H], W2 [E, H, I] (fused_moe.reference.moe_ref)."""
+    """x [T, H] through the chosen experts W13 [E, 2I, H], W2 [E, H, I] (fused_moe.reference.moe_ref); integer
+    experts run the W4A16 / W8A16 grouped GEMM, or are dequantized for the reference."""
     if triton_runs(x):
         from retarget.kernels.fused_moe import op
 
-        return op.fused_moe(x, op.ExpertWeights.from_float(w13), op.ExpertWeights.from_float(w2), weights, ids,
-                            w13.shape[0], act=act, bias13=bias13, bias2=bias2)
-    return moe_reference.moe_ref(x, w13, w2, weights, ids, act=act, bias13=bias13, bias2=bias2)
+        k13, k2 = _kernel_weights(w13, x.dtype), _kernel_weights(w2, x.dtype)
+        return op.fused_moe(x, k13, k2, weights, ids, k13.w.shape[0], act=act, bias13=bias13, bias2=bias2)
+    dense = [w if isinstance(w, torch.Tensor) else w.dense() for w in (w13, w2)]
+    return moe_reference.moe_ref(x, *dense, weights, ids, act=act, bias13=bias13, bias2=bias2)
 
 
 def ssd_scan(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,

@@ -15,6 +15,7 @@ from transformers.models.deepseek_v3 import modeling_deepseek_v3 as ds
 
 from retarget.kernels.accelerate import _ops
 from retarget.kernels.accelerate._registry import register
+from retarget.quantize.modules import QuantLinear
 
 
 def _latent(module: nn.Module, hidden: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor],
@@ -30,9 +31,12 @@ def _latent(module: nn.Module, hidden: torch.Tensor, position_embeddings: tuple[
     return q_pe, rows[:, 0]
 
 
-def _absorbed(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """kv_b_proj split into W_UK [H, Dn, R] and W_UV [H, Dv, R] (views of its weight, read at each call)."""
-    w = module.kv_b_proj.weight.view(module.num_heads, module.qk_nope_head_dim + module.v_head_dim, -1)
+def _absorbed(module: nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """kv_b_proj split into W_UK [H, Dn, R] and W_UV [H, Dv, R] (views of its weight, or of a weight-only
+    QuantLinear's cached dequantized weight, read at each call)."""
+    proj = module.kv_b_proj
+    w = proj.reference_weight(dtype) if isinstance(proj, QuantLinear) else proj.weight
+    w = w.view(module.num_heads, module.qk_nope_head_dim + module.v_head_dim, -1)
     return w[:, :module.qk_nope_head_dim], w[:, module.qk_nope_head_dim:]
 
 
@@ -41,7 +45,7 @@ def _expanded(module: nn.Module, q_nope: torch.Tensor, q_pe: torch.Tensor, rows:
     kernel) from the latent rows -> [B, H, S, Dv]."""
     rank, dv = module.kv_lora_rank, module.v_head_dim
     c, k_pe = rows[..., :rank], rows[..., rank:]
-    w_uk, w_uv = _absorbed(module)
+    w_uk, w_uv = _absorbed(module, rows.dtype)
     k_nope = torch.einsum("btr,hdr->bhtd", c, w_uk)
     v = torch.einsum("btr,hdr->bhtd", c, w_uv)
     k = torch.cat([k_nope, k_pe[:, None].expand(-1, k_nope.shape[1], -1, -1)], dim=-1)
@@ -60,13 +64,22 @@ def mla_forward(self: nn.Module, hidden_states: torch.Tensor, position_embedding
         [self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
     q_pe, rows = _latent(self, hidden_states, position_embeddings, past_key_values, q_pe)
     if s == 1:
-        out = _ops.mla_decode(q_nope[:, :, 0], q_pe[:, :, 0], rows, *_absorbed(self), self.scaling)[:, :, None]
+        w_uk, w_uv = _absorbed(self, rows.dtype)
+        out = _ops.mla_decode(q_nope[:, :, 0], q_pe[:, :, 0], rows, w_uk, w_uv, self.scaling)[:, :, None]
     else:
         out = _expanded(self, q_nope, q_pe, rows)
     return self.o_proj(out.transpose(1, 2).reshape(b, s, -1)), None
 
 
-@register(ds.DeepseekV3Attention, kernels=("mla_decode", "attention"))
+def _absorbable(module: nn.Module) -> str | None:
+    """Blocker: W_UK / W_UV can move into the query and output only if kv_b_proj is a plain linear map of c."""
+    proj = module.kv_b_proj
+    if type(proj) is nn.Linear or (isinstance(proj, QuantLinear) and proj.act is None and proj.smooth is None):
+        return None
+    return f"kv_b_proj is {type(proj).__name__} with quantized or smoothed inputs: it cannot be absorbed"
+
+
+@register(ds.DeepseekV3Attention, kernels=("mla_decode", "attention"), blocker=_absorbable)
 def use_latent_attention(module: nn.Module) -> None:
     """Run the module over the latent cache (its weights stay as they are)."""
     module.forward = mla_forward.__get__(module)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -111,6 +112,15 @@ def moe_gemm(a: torch.Tensor, w: ExpertWeights, align: Alignment, num_pairs: int
     return c
 
 
+def _fit_groups(cfg: KernelConfig, *weights: ExpertWeights) -> KernelConfig:
+    """CFG with BLOCK_K narrowed to divide the quantization group of integer experts (groups are multiples of 16)."""
+    block_k = cfg.block_k
+    for w in weights:
+        if w.format == "int":
+            block_k = math.gcd(block_k, w.group_size)
+    return cfg if block_k == cfg.block_k else replace(cfg, block_k=block_k)
+
+
 def fused_moe(x: torch.Tensor, w13: ExpertWeights, w2: ExpertWeights, weights: torch.Tensor, ids: torch.Tensor,
               num_experts: int, config: KernelConfig | None = None, act: Activation = silu_and_mul,
               bias13: torch.Tensor | None = None, bias2: torch.Tensor | None = None) -> torch.Tensor:
@@ -119,7 +129,7 @@ def fused_moe(x: torch.Tensor, w13: ExpertWeights, w2: ExpertWeights, weights: t
     routing weight fused into its epilogue, then the sum over slots. Biases are added per (token, slot) pair."""
     t, top_k = ids.shape
     family = _device.family(x.device.index or 0) if x.is_cuda else "nvidia"
-    cfg = config or choose(t * top_k, num_experts, family)
+    cfg = config or _fit_groups(choose(t * top_k, num_experts, family), w13, w2)
     align = moe_align(ids, num_experts, cfg.block_m)
     expert = ids.reshape(-1).long()
     h = moe_gemm(x, w13, align, t * top_k, top_k, None, cfg)
