@@ -9,16 +9,14 @@ Run: `make bench` (or `pytest bench/kernels --benchmark-only -o addopts=''`).
 from __future__ import annotations
 
 import datetime
-import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from _results import append_rows
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 # device-name fragment -> hardware profile id (first match wins, so the longer names come first)
 DEVICE_PROFILES = (("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("H200", "h200-sxm"),
                    ("H800", "h800-sxm"), ("H20", "h20"), ("B200", "b200"), ("A100", "a100-80g-sxm"),
@@ -90,10 +88,7 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
         benchmark.extra_info.update({k: row[k] for k in ("tflops", "gbps", "speedup", "share_of_peak_tflops",
                                                          "share_of_peak_bandwidth")})
         benchmark.pedantic(lambda: (fn(), torch.cuda.synchronize()), rounds=20, warmup_rounds=3)
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-').lower()}.json"
-        rows = json.loads(path.read_text()) if path.exists() else []
-        path.write_text(json.dumps(rows + [row], indent=1) + "\n")
+        append_rows(name, [row])
         return row
 
     return run

@@ -476,6 +476,15 @@ def to_markdown(matrix: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+KEEP_MARKER = "<!-- hand-written below this line: kept when `retarget kernels --markdown` rewrites the file -->"
+
+
+def with_kept_prose(generated: str, path: Path) -> str:
+    """GENERATED followed by the hand-written tail of the file at PATH (from KEEP_MARKER on), if it has one."""
+    old = path.read_text() if path.is_file() else ""
+    return generated + ("\n" + old[old.index(KEEP_MARKER):] if KEEP_MARKER in old else "")
+
+
 def run(targets: str | None = None, smoke: bool = False, json_path: Path | None = None,
         markdown_path: Path | None = None, workers: int = 0, console: Any = None) -> dict[str, Any]:
     """`retarget kernels`: build the matrix, print it, optionally write JSON and Markdown."""
@@ -497,6 +506,7 @@ def run(targets: str | None = None, smoke: bool = False, json_path: Path | None 
         ok = sum(r["compiled"] for r in matrix["results"])
         console.print(f"{ok}/{len(matrix['results'])} compiled in {matrix['wall_s']} s "
                       f"(triton {matrix['triton_version']})")
-    texts = {json_path: lambda: json.dumps(matrix, indent=1, default=str), markdown_path: lambda: to_markdown(matrix)}
+    texts = {json_path: lambda: json.dumps(matrix, indent=1, default=str),
+             markdown_path: lambda: with_kept_prose(to_markdown(matrix), markdown_path)}
     write_files({path: texts[path]() for path in outputs}, outputs)
     return matrix

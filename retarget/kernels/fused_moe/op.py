@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -14,6 +15,7 @@ from retarget.kernels.fused_moe import configs
 from retarget.kernels.fused_moe._kernel import FLOAT, FP8_BLOCK, INT_GROUP, MXFP4, moe_gemm_kernel
 from retarget.kernels.fused_moe._routing import routing_kernel
 from retarget.kernels.fused_moe.align import Alignment, moe_align
+from retarget.kernels.fused_moe.reference import Activation, silu_and_mul
 from retarget.kernels.mxfp4_gemm.op import pack as pack_mxfp4
 from retarget.kernels.w4a16_gemm.layout import pack
 
@@ -110,19 +112,33 @@ def moe_gemm(a: torch.Tensor, w: ExpertWeights, align: Alignment, num_pairs: int
     return c
 
 
+def _fit_groups(cfg: KernelConfig, *weights: ExpertWeights) -> KernelConfig:
+    """CFG with BLOCK_K narrowed to divide the quantization group of integer experts (groups are multiples of 16)."""
+    block_k = cfg.block_k
+    for w in weights:
+        if w.format == "int":
+            block_k = math.gcd(block_k, w.group_size)
+    return cfg if block_k == cfg.block_k else replace(cfg, block_k=block_k)
+
+
 def fused_moe(x: torch.Tensor, w13: ExpertWeights, w2: ExpertWeights, weights: torch.Tensor, ids: torch.Tensor,
-              num_experts: int, config: KernelConfig | None = None) -> torch.Tensor:
-    """SwiGLU experts on x [T, H] for the routing (WEIGHTS, IDS [T, top_k]) -> [T, H] (reference.moe_ref):
-    sort/align once, grouped GEMM for gate/up, SiLU-and-mul, grouped GEMM for down with the routing weight
-    fused into its epilogue, then the sum over slots."""
+              num_experts: int, config: KernelConfig | None = None, act: Activation = silu_and_mul,
+              bias13: torch.Tensor | None = None, bias2: torch.Tensor | None = None) -> torch.Tensor:
+    """Expert MLPs on x [T, H] for the routing (WEIGHTS, IDS [T, top_k]) -> [T, H] (reference.moe_ref):
+    sort/align once, grouped GEMM for gate/up, the activation (SwiGLU by default), grouped GEMM for down with the
+    routing weight fused into its epilogue, then the sum over slots. Biases are added per (token, slot) pair."""
     t, top_k = ids.shape
     family = _device.family(x.device.index or 0) if x.is_cuda else "nvidia"
-    cfg = config or choose(t * top_k, num_experts, family)
+    cfg = config or _fit_groups(choose(t * top_k, num_experts, family), w13, w2)
     align = moe_align(ids, num_experts, cfg.block_m)
+    expert = ids.reshape(-1).long()
     h = moe_gemm(x, w13, align, t * top_k, top_k, None, cfg)
-    inter = w13.n // 2
-    act = torch.nn.functional.silu(h[:, :inter].float()).to(h.dtype) * h[:, inter:]
-    out = moe_gemm(act, w2, align, t * top_k, 1, weights.reshape(-1).float().contiguous(), cfg)
+    if bias13 is not None:
+        h += bias13[expert].to(h.dtype)
+    routed = weights.reshape(-1).float().contiguous()
+    out = moe_gemm(act(h.float()).to(h.dtype), w2, align, t * top_k, 1, routed, cfg)
+    if bias2 is not None:
+        out += (routed[:, None] * bias2[expert].float()).to(out.dtype)
     return out.view(t, top_k, -1).sum(1, dtype=torch.float32).to(x.dtype)
 
 

@@ -9,12 +9,23 @@ Routing (per token, E expert logits):
 (DeepSeek-V3, https://arxiv.org/abs/2412.19437 section 2.1.2; DeepSeek-V2 device-limited routing.)
 
 Expert MLP (SwiGLU): y = sum_k w_k * W2[e_k] (silu(W1[e_k] x) * W3[e_k] x), with W1 and W3 stacked as
-W13 [E, 2I, H] (gate rows first) and W2 [E, H, I].
+W13 [E, 2I, H] (gate rows first) and W2 [E, H, I]; another activation of the [2I] products (gpt-oss's clamped
+SwiGLU on interleaved rows) and per-expert biases may replace it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+Activation = Callable[[torch.Tensor], torch.Tensor]  # gate/up products [P, 2I] -> expert MLP hidden [P, I]
+
+
+def silu_and_mul(h: torch.Tensor) -> torch.Tensor:
+    """SwiGLU on [P, 2I] with the gate columns first: silu(gate) * up."""
+    inter = h.shape[-1] // 2
+    return torch.nn.functional.silu(h[..., :inter]) * h[..., inter:]
 
 
 def route_ref(logits: torch.Tensor, top_k: int, n_group: int = 1, topk_group: int = 1,
@@ -36,17 +47,21 @@ def route_ref(logits: torch.Tensor, top_k: int, n_group: int = 1, topk_group: in
     return weights * routed_scaling, ids.to(torch.int32)
 
 
-def moe_ref(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
-            ids: torch.Tensor) -> torch.Tensor:
-    """x [T, H] through the chosen experts (float weights W13 [E, 2I, H], W2 [E, H, I]), a loop over experts
-    in float32, returned in x's dtype."""
-    inter = w2.shape[2]
+def moe_ref(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
+            act: Activation = silu_and_mul, bias13: torch.Tensor | None = None,
+            bias2: torch.Tensor | None = None) -> torch.Tensor:
+    """x [T, H] through the chosen experts (float weights W13 [E, 2I, H], W2 [E, H, I], optional biases
+    [E, 2I] / [E, H] as gpt-oss has), a loop over experts in float32, returned in x's dtype."""
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     for e in ids.unique().tolist():
         tok, slot = (ids == e).nonzero(as_tuple=True)
         h = x[tok].float() @ w13[e].float().T
-        act = torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]
-        out.index_add_(0, tok, (act @ w2[e].float().T) * weights[tok, slot].float()[:, None])
+        if bias13 is not None:
+            h = h + bias13[e].float()
+        y = act(h) @ w2[e].float().T
+        if bias2 is not None:
+            y = y + bias2[e].float()
+        out.index_add_(0, tok, y * weights[tok, slot].float()[:, None])
     return out.to(x.dtype)
 
 
