@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry
@@ -25,28 +24,36 @@ from retarget.perf.validate import (
     plan_row,
     predict_plan,
     read_measurements,
+    source_of,
 )
 
-BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 400.0),
-          "moe_overhead_us_per_layer": (0.0, 2000.0)}
-START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_layer": 200.0}
+BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 4000.0),
+          "moe_overhead_us_per_expert": (0.0, 500.0), "stage_hop_us": (0.0, 2000.0),
+          "overhead_us_per_step": (0.0, 5000.0), "stream_gb_s_per_fp32_tflop": (0.0, 400.0)}
+START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_expert": 25.0,
+         "stage_hop_us": 100.0, "stream_gb_s_per_fp32_tflop": 100.0, "overhead_us_per_step": 500.0}
+# the factors before any fit: the vendor-tuned prior (efficiency.yaml `tuned` before fitting), no extra fixed costs
+PRIOR = {"compute": 1.0, "memory": 1.0, "overhead_us_per_layer": 18.0, "moe_overhead_us_per_expert": 0.0,
+         "stage_hop_us": 0.0, "stream_gb_s_per_fp32_tflop": 0.0, "overhead_us_per_step": 0.0}
 MAX_CV_ROWS = 40  # rows per engine entering cross-validation (a larger file is sampled evenly)
 Plans = list[tuple[RowPlan, float]]
-Rows = list[tuple[int, RowPlan, float]]
+Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
 
 
 def engine_rows(path: Path | list[Path], engine: str, calibration_only: bool = True) -> Rows:
-    """(row index, plan, measured) for each row of ENGINE in the measurements CSV(s) at PATH (outliers
-    excluded); by default only its calibration rows. Indices count on across several files."""
+    """(row key, plan, measured) for each row of ENGINE in the measurements CSV(s) at PATH (outliers
+    excluded); by default only its calibration rows. A row key is (file, row index in that file)."""
     paths = path if isinstance(path, list) else [path]
     out = []
-    for index, row in enumerate(r for p in paths for r in read_measurements(p)):
-        plan = plan_row(row)
-        if isinstance(plan, str) or measured_value(row) is None or is_outlier(row) or plan.kwargs["engine"] != engine:
-            continue
-        if calibration_only and not in_calibration_split(row, plan):
-            continue
-        out.append((index, plan, float(row["value"])))
+    for p in paths:
+        for index, row in enumerate(read_measurements(p)):
+            plan = plan_row(row)
+            if (isinstance(plan, str) or measured_value(row) is None or is_outlier(row)
+                    or plan.kwargs["engine"] != engine):
+                continue
+            if calibration_only and not in_calibration_split(row, plan):
+                continue
+            out.append(((str(p), index, source_of(row)), plan, float(row["value"])))
     return out
 
 
@@ -89,55 +96,51 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tu
     return {k: round(v, 3) for k, v in best.items()}, current
 
 
-def _folds(rows: Rows, scheme: str) -> Iterable[tuple[str, Rows, Rows]]:
-    """(held-out label, training rows, held-out rows) per fold: by device, by device count or by row."""
-    if scheme == "device":
-        for held in sorted({plan.profile.id for _, plan, _ in rows}):
-            yield held, [r for r in rows if r[1].profile.id != held], [r for r in rows if r[1].profile.id == held]
-    elif scheme == "devices":
-        for count in sorted({plan.kwargs["devices"] for _, plan, _ in rows}):
-            held = [r for r in rows if r[1].kwargs["devices"] == count]
-            yield f"{count} devices", [r for r in rows if r not in held], held
-    else:
-        for i, (_, plan, _) in enumerate(rows):
-            label = f"{plan.profile.id} b={plan.batch or 'max'} {plan.input_len}/{plan.output_len}"
-            yield label, rows[:i] + rows[i + 1 :], rows[i : i + 1]
+def prior_factors(engine: str) -> dict[str, float]:
+    """ENGINE's factors with every fitted one at its prior (what a source is predicted with when no other
+    source is left to fit on)."""
+    free = calibration_rule(engine)["free"]  # type: ignore[index]
+    return {**engine_entry(engine), **{k: PRIOR[k] for k in free}}
 
 
-def cross_validate(path: Path) -> list[dict[str, object]]:
-    """Cross-validation of every fitted engine, as its rule says: `cv` = device (leave one device out) or row
-    (leave one row out), over `cv_rows` = calibration (its calibration rows) or all (all the engine's rows,
-    for an engine whose calibration split is one device or too few rows to hold any out). One entry per
-    fold with the held-out row indices and their absolute percentage errors. At most MAX_CV_ROWS rows per
-    engine enter it, so the cost does not grow with the file."""
+def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
+    """Leave one source out, for every fitted engine: each source's rows of that engine (calibration and
+    evaluation) predicted with the engine's factors refitted on the calibration rows of the other sources
+    (the priors when they are fewer than the engine's free factors). One entry per fold with the held-out
+    row keys [file, index] and their absolute percentage errors. At most MAX_CV_ROWS calibration rows per
+    fold enter the refit."""
     out: list[dict[str, object]] = []
     for engine in fitted_engines():
-        rule = calibration_rule(engine)
-        scheme = rule["cv"]  # type: ignore[index]
-        rows = engine_rows(path, engine, calibration_only=rule["cv_rows"] == "calibration")  # type: ignore[index]
-        rows = rows[:: max(1, -(-len(rows) // MAX_CV_ROWS))]  # evenly spaced sample: each fold's fit stays bounded
-        for held, train, test in _folds(rows, scheme):
-            factors, _ = fit_plans([(plan, m) for _, plan, m in train], engine)
+        every = engine_rows(paths, engine, calibration_only=False)
+        calibration = {key for key, _, _ in engine_rows(paths, engine)}
+        for held in sorted({key[2] for key, _, _ in every}):
+            train = [(plan, m) for key, plan, m in every if key in calibration and key[2] != held]
+            train = train[:: max(1, -(-len(train) // MAX_CV_ROWS))]
+            enough = len(train) >= len(calibration_rule(engine)["free"])  # type: ignore[index]
+            factors = fit_plans(train, engine)[0] if enough else prior_factors(engine)
+            test = [(key, plan, m) for key, plan, m in every if key[2] == held]
             errors = [abs(predict_plan(plan, factors)[0] / m - 1) * 100 for _, plan, m in test]
-            fold = {"engine": engine, "scheme": scheme, "held_out": held, "factors": factors}
-            out.append({**fold, "rows": [i for i, _, _ in test], "abs_errors_pct": errors})
+            fold = {"engine": engine, "scheme": "source", "held_out": held, "factors": factors, "prior": not enough}
+            out.append({**fold, "rows": [list(key[:2]) for key, _, _ in test], "abs_errors_pct": errors})
     return out
 
 
 def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> None:
-    """Replace the `ENGINE:` line of efficiency.yaml's engines with FACTORS (comments kept)."""
+    """Write ENGINE's fitted FACTORS into efficiency.yaml (comments kept): the one-line `ENGINE: {...}` entry,
+    or, for an engine written as a block (`tuned`), the `    key: value` line of each of its free factors."""
     text = path.read_text()
-    body = ", ".join(f"{k}: {factors[k]}" for k in ("compute", "memory", "overhead_us_per_layer"))
+    free = calibration_rule(engine)["free"]  # type: ignore[index]
     pattern = rf"^  {re.escape(engine)}: \{{[^}}]*\}}"
-    if "moe_overhead_us_per_layer" in calibration_rule(engine)["free"]:  # type: ignore[index]
-        pattern, body = r"^    moe_overhead_us_per_layer: [0-9.]+", str(factors["moe_overhead_us_per_layer"])
-        if not re.search(pattern, text, flags=re.M):
-            raise KeyError(f"no `moe_overhead_us_per_layer:` line in {path}")
-        path.write_text(re.sub(pattern, lambda _: f"    moe_overhead_us_per_layer: {body}", text, count=1, flags=re.M))
+    if re.search(pattern, text, flags=re.M):
+        body = ", ".join(f"{k}: {v}" for k, v in factors.items())
+        path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
         return
-    if not re.search(pattern, text, flags=re.M):
-        raise KeyError(f"no `{engine}:` engine line in {path}")
-    path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
+    for key in free:
+        line = rf"^    {re.escape(key)}: [0-9.]+"
+        if not re.search(line, text, flags=re.M):
+            raise KeyError(f"no `{engine}:` entry with a `{key}:` line in {path}")
+        text = re.sub(line, lambda _, k=key: f"    {k}: {factors[k]}", text, count=1, flags=re.M)
+    path.write_text(text)
 
 
 if __name__ == "__main__":  # python -m retarget.perf.calibrate MEASUREMENTS.csv [MORE.csv ...]

@@ -29,7 +29,10 @@ class Efficiency:
     collective_latency_us: float
     internode_latency_us: float
     overhead_us_per_layer: float
-    moe_overhead_us_per_layer: float = 0.0
+    moe_overhead_us_per_expert: float = 0.0  # per MoE layer, per expert (routed top-k + shared) a token visits
+    overhead_us_per_step: float = 0.0  # the serving engine's own work per forward step (schedule, prepare, sample)
+    stage_hop_us: float = 0.0  # pipeline (layer split) hand-off per stage boundary per step, beyond the link latency
+    stream_gb_s_per_fp32_tflop: float = 0.0  # 0 = off; else memory streams also pay bytes / (this x fp32 TFLOPS)
     fp16_accumulate: bool = False
 
     def compute(self, op_class: str) -> float:
@@ -48,7 +51,7 @@ def engines() -> list[str]:
 
 def engine_entry(engine: str) -> dict[str, float]:
     """The factors efficiency.yaml records for ENGINE (compute, memory, overhead_us_per_layer, and
-    moe_overhead_us_per_layer where fitted)."""
+    moe_overhead_us_per_expert where fitted)."""
     return dict(_table()["engines"][engine])
 
 
@@ -61,7 +64,9 @@ def efficiency(
         raise RetargetError(f"unknown engine; known: {', '.join(table['engines'])}", field="engine")
     base = {**table["default"], **table["families"].get(family, {})}
     eng = engine_factors if engine_factors is not None else table["engines"][engine]
-    scaled = {k: base[k] * eng.get("compute", 1.0) for k in OP_CLASSES}
+    portable = table.get("portable_kernel_factor", {}).get(family, 1.0) if engine in table.get(
+        "portable_kernel_engines", []) else 1.0
+    scaled = {k: base[k] * eng.get("compute", 1.0) * portable for k in OP_CLASSES}
     return Efficiency(
         **scaled,
         memory=base["memory"] * eng.get("memory", 1.0),
@@ -69,7 +74,10 @@ def efficiency(
         collective_latency_us=base["collective_latency_us"],
         internode_latency_us=base["internode_latency_us"],
         overhead_us_per_layer=eng.get("overhead_us_per_layer", 0.0),
-        moe_overhead_us_per_layer=eng.get("moe_overhead_us_per_layer", 0.0),
+        moe_overhead_us_per_expert=eng.get("moe_overhead_us_per_expert", 0.0),
+        overhead_us_per_step=eng.get("overhead_us_per_step", 0.0),
+        stage_hop_us=eng.get("stage_hop_us", 0.0),
+        stream_gb_s_per_fp32_tflop=eng.get("stream_gb_s_per_fp32_tflop", 0.0),
         fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
     )
 

@@ -1,11 +1,12 @@
 """`predict`: roofline time per op class for prefill and decode, memory fit, multi-device cost.
 
-Per op class: time = max(FLOPs / (eta_c * peak), bytes / (eta_m * BW)); a step is the sum over op classes,
-plus collectives (ring all-reduce for tensor parallelism: bandwidth and a latency per call, a larger one for
-the hop across nodes) and a fixed per-layer overhead (kernel launches, synchronisation) of the engine, with
-an extra fixed cost per MoE layer where the engine's is fitted. Tensor parallelism beyond one node
-all-reduces hierarchically over the nodes' NICs. Efficiency factors and node assumptions: efficiency.yaml.
-"""
+Per op class: time = max(FLOPs / (eta_c * peak), bytes / (eta_m * BW)); engines whose streaming kernels keep
+too few loads in flight also pay bytes / (k * fp32 peak). A step is the sum over op classes, plus collectives
+(ring all-reduce for tensor parallelism: bandwidth and a latency per call, a larger one for the hop across
+nodes; a hand-off per stage boundary for layer split) and the engine's fixed costs: per layer (kernel
+launches, synchronisation), per expert a token visits in each MoE layer, and per step. Tensor parallelism
+beyond one node all-reduces hierarchically over the nodes' NICs. Efficiency factors and node assumptions:
+efficiency.yaml."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ Parallelism = Literal["tp", "pp", "ep"]
 def _op_time(op: OpCost, eff: Efficiency, profile: HardwareProfile, peak_tflops: float) -> OpTime:
     t_compute = op.flops / (eff.compute(op.op_class) * peak_tflops * 1e12) if op.flops else 0.0
     t_memory = op.bytes / (eff.memory * profile.mem_bw_gb_s * 1e9)  # type: ignore[operator]
+    vector_tflops = profile.peak_tflops.get("fp32", 0.0)
+    if eff.stream_gb_s_per_fp32_tflop > 0 and vector_tflops:  # streaming limited by the SMs' loads in flight
+        t_memory += op.bytes / (eff.stream_gb_s_per_fp32_tflop * vector_tflops * 1e9)
     bound = "compute" if t_compute >= t_memory else "memory"
     return OpTime(op.op_class, op.flops, op.bytes, max(t_compute, t_memory), bound)
 
@@ -60,9 +64,8 @@ def _comm_time(
     if parallelism == "ep":
         return _all_to_all(spec, step, devices, eff, link)
     if parallelism == "pp":
-        return OpTime(
-            "comm", 0.0, msg * (devices - 1), (devices - 1) * (msg / link + latency), "interconnect"
-        )
+        hop = latency + eff.stage_hop_us * 1e-6
+        return OpTime("comm", 0.0, msg * (devices - 1), (devices - 1) * (msg / link + hop), "interconnect")
     calls = sum(g.count * (1 + (g.mlp is not None)) for g in spec.blocks)
     node = multi_node()
     local = min(devices, node.devices_per_node)
@@ -80,6 +83,15 @@ def _moe_layers(spec: ModelSpec) -> list[tuple[int, float]]:
     """(layers, real experts each token is routed to) per MoE block group."""
     return [(g.count, g.mlp.top_k * g.mlp.experts / (g.mlp.experts + g.mlp.zero_experts))
             for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe"]
+
+
+def moe_expert_slots(spec: ModelSpec) -> float:
+    """Experts one token visits per step, summed over the MoE layers: routed (top-k, identity experts excluded)
+    plus shared. The engine's fixed MoE cost is paid per slot: at decode batch sizes each visited expert is
+    a small latency-bound GEMM in the fused kernels (weight-tile fetch, scales), however few tokens it gets."""
+    shared = {id(g): g.mlp.shared_experts for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe"}
+    groups = [g for g in spec.blocks if id(g) in shared]
+    return sum(layers * k + g.count * shared[id(g)] for (layers, k), g in zip(_moe_layers(spec), groups, strict=True))
 
 
 def _all_to_all(spec: ModelSpec, step: Step, devices: int, eff: Efficiency, link: float) -> OpTime:
@@ -144,8 +156,8 @@ def _phase(
     }
     ops = [_op_time(op, eff, profile, peaks[name]) for name, op in costs.items()]
     ops.append(_comm_time(spec, step, devices, parallelism, eff, profile))
-    moe_layers = sum(layers for layers, _ in _moe_layers(spec))
-    fixed = eff.overhead_us_per_layer * spec.num_layers + eff.moe_overhead_us_per_layer * moe_layers
+    fixed = (eff.overhead_us_per_layer * spec.num_layers + eff.moe_overhead_us_per_expert * moe_expert_slots(spec)
+             + eff.overhead_us_per_step)
     ops.append(OpTime("overhead", 0.0, 0.0, fixed * 1e-6, "fixed"))
     return PhaseTime(ops)
 
@@ -279,8 +291,9 @@ def predict(
         f"efficiency: family {profile.family}, engine {engine} "
         f"(gemm {eff.gemm:.2f}, memory {eff.memory:.2f}, "
         f"overhead {eff.overhead_us_per_layer:g} us/layer"
-        + (f" + {eff.moe_overhead_us_per_layer:g} us/MoE layer"
-           if spec.is_moe and eff.moe_overhead_us_per_layer else "")
+        + (f" + {eff.moe_overhead_us_per_expert:g} us per visited expert per MoE layer"
+           if spec.is_moe and eff.moe_overhead_us_per_expert else "")
+        + (f" + {eff.overhead_us_per_step:g} us/step" if eff.overhead_us_per_step else "")
         + ")",
         f"{devices} device(s), {parallelism}"
         + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else "")

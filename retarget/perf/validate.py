@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import json
 import os
@@ -53,6 +54,7 @@ COLUMNS = (
 )
 HIGH_CONFIDENCE = "all, excl. low-confidence"
 OUT_OF_SAMPLE = "all, out of sample"
+LEAVE_SOURCE_OUT = "all, leave one source out"
 PHASE_GROUPS = {"decode": "decode", "prefill": "prefill", "offline-throughput": "throughput"}
 
 
@@ -364,19 +366,28 @@ def fitted_engines() -> list[str]:
     return list(_map()["calibration"])
 
 
+def split_of(row: dict[str, str]) -> str:
+    """`evaluation` or `calibration` by validation_map.yaml `split`: the SHA-256 of the row's key columns,
+    divisible by `evaluation_modulus` or not. Fixed before fitting; independent of the measured value."""
+    rule = _map()["split"]
+    key = "|".join(row.get(c, "").strip() for c in rule["key_columns"])
+    digest = int(hashlib.sha256(key.encode()).hexdigest(), 16)
+    return "evaluation" if digest % rule["evaluation_modulus"] == 0 else "calibration"
+
+
+def source_of(row: dict[str, str]) -> str:
+    """The row's source for leave-one-source-out cross-validation: a GitHub owner/repo, else host and path."""
+    url = re.sub(r"^https?://(www\.)?", "", row["source_url"].strip())
+    parts = url.split("/")
+    if parts[0] == "github.com" and len(parts) >= 3:
+        return "/".join(parts[1:3])
+    return url.split("?")[0].split("#")[0].rstrip("/")
+
+
 def in_calibration_split(row: dict[str, str], plan: RowPlan) -> bool:
     """Whether ROW is one the factors of its engine are fitted on: the engine has a rule in
-    validation_map.yaml `calibration` and the row matches its source, engine label, device family, profiles and
-    batch sizes."""
-    rule = calibration_rule(plan.kwargs["engine"])
-    return (
-        rule is not None
-        and rule["source_contains"] in row["source_url"]
-        and any(label in row["engine"] for label in rule.get("engine_contains", [row["engine"]]))
-        and plan.profile.family.startswith(rule.get("family_prefix", ""))
-        and plan.profile.id in rule.get("profiles", [plan.profile.id])
-        and row["batch_size"].strip() in rule.get("batch_sizes", [row["batch_size"].strip()])
-    )
+    validation_map.yaml `calibration` and the row falls in the calibration split (`split_of`)."""
+    return calibration_rule(plan.kwargs["engine"]) is not None and split_of(row) == "calibration"
 
 
 def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
@@ -402,7 +413,7 @@ def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
             res.predicted, res.details = predict_plan(plan)
             res.error_pct = (res.predicted - measured) / measured * 100
             res.profile = plan.profile.id
-            res.split = "calibration" if in_calibration_split(row, plan) else "evaluation"
+            res.split = split_of(row)
             res.outlier = is_outlier(row)
             res.explanation = explanation(row)
             res.low_confidence = bool(re.search(r"low[- ]confidence", row.get("notes", ""), re.I))
@@ -412,9 +423,10 @@ def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
 
 def summarise(results: list[RowResult], cv_errors: dict[int, float] | None = None) -> list[dict[str, Any]]:
     """MAPE / MdAPE per (split, phase group) and overall, outliers excluded. `all, out of sample` repeats
-    `all` with each calibration row's error taken from the cross-validation fold that held it out
-    (CV_ERRORS: row index -> absolute % error); a last split repeats `all` without the rows whose source
-    notes say low confidence. Both are shown beside the headline, never instead of it."""
+    `all` with each calibration row's error taken from the leave-one-source-out fold that held its source
+    out (CV_ERRORS: row index -> absolute % error); `all, leave one source out` takes every row's error
+    from that fold; a last split repeats `all` without the rows whose source notes say low confidence.
+    They are shown beside the headline, never instead of it."""
     scored = [r for r in results if r.error_pct is not None and not r.outlier]
     groups: dict[tuple[str, str], list[float]] = {}
 
@@ -426,11 +438,12 @@ def summarise(results: list[RowResult], cv_errors: dict[int, float] | None = Non
         error = abs(r.error_pct)  # type: ignore[arg-type]
         for split in (r.split, "all") if r.low_confidence else (r.split, "all", HIGH_CONFIDENCE):
             add(split, r, error)
-        if cv_errors is not None and (r.split == "evaluation" or r.index in cv_errors):
-            add(OUT_OF_SAMPLE, r, error if r.split == "evaluation" else cv_errors[r.index])
+        if cv_errors is not None:  # rows of unfitted engines are out of sample as they stand
+            add(OUT_OF_SAMPLE, r, cv_errors.get(r.index, error) if r.split == "calibration" else error)
+            add(LEAVE_SOURCE_OUT, r, cv_errors.get(r.index, error))
     if not any(r.low_confidence for r in scored):
         groups = {k: v for k, v in groups.items() if k[0] != HIGH_CONFIDENCE}
-    order = {"calibration": 0, "evaluation": 1, "all": 2, OUT_OF_SAMPLE: 3, HIGH_CONFIDENCE: 4}
+    order = {"calibration": 0, "evaluation": 1, "all": 2, OUT_OF_SAMPLE: 3, LEAVE_SOURCE_OUT: 4, HIGH_CONFIDENCE: 5}
     return [
         {
             "split": s,
@@ -446,12 +459,11 @@ def summarise(results: list[RowResult], cv_errors: dict[int, float] | None = Non
 def report_dict(path: Path, results: list[RowResult], cross_validation: list[dict[str, Any]]) -> dict[str, Any]:
     """JSON-able report: per-row results (measured with source URL, predicted), the summary and the
     cross-validation folds."""
-    calibration = {r.index for r in results if r.split == "calibration"}
     cv_errors = {
         i: e
         for fold in cross_validation
-        for i, e in zip(fold["rows"], fold["abs_errors_pct"], strict=True)
-        if i in calibration
+        for (file, i), e in zip(fold["rows"], fold["abs_errors_pct"], strict=True)
+        if file == str(path)
     }
     return {
         "measurements": str(path),
@@ -462,8 +474,10 @@ def report_dict(path: Path, results: list[RowResult], cross_validation: list[dic
     }
 
 
-def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = None) -> dict[str, Any]:
-    """Validate PATH; optionally write the JSON report and the markdown table. Returns the report."""
+def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = None,
+        cv_paths: list[Path] | None = None) -> dict[str, Any]:
+    """Validate PATH; optionally write the JSON report and the markdown table. Returns the report. The
+    leave-one-source-out cross-validation refits on the calibration rows of CV_PATHS (default: PATH)."""
     from retarget.perf.calibrate import cross_validate
     from retarget.perf.validate_report import to_markdown
 
@@ -472,7 +486,7 @@ def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = No
         check_output_file(out, option)
         if out.exists() and out.resolve() == Path(path).resolve():
             raise RetargetError("would overwrite the measurements", source=str(out), field=option)
-    report = report_dict(path, validate_rows(read_measurements(path)), cross_validate(path))
+    report = report_dict(path, validate_rows(read_measurements(path)), cross_validate(cv_paths or [path]))
     texts = {"--json": lambda: json.dumps(report, indent=1, default=str), "--markdown": lambda: to_markdown(report)}
     write_files({out: texts[option]() for out, option in outputs.items()}, outputs)
     return report

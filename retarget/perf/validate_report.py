@@ -99,7 +99,7 @@ def cv_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         mine = [f for f in folds if f["engine"] == engine]
         out += [
             (
-                f"{engine}: {f['held_out']}",
+                f"{engine}: {f['held_out']}" + (" (priors)" if f.get("prior") else ""),
                 str(len(f["abs_errors_pct"])),
                 f"{statistics.fmean(f['abs_errors_pct']):.1f}",
                 ", ".join(f"{k} {v:g}" for k, v in f["factors"].items()),
@@ -107,10 +107,18 @@ def cv_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             for f in mine
         ]
         pooled = [e for f in mine for e in f["abs_errors_pct"]]
-        unit = {"devices": "run (device count)"}.get(mine[0]["scheme"], mine[0]["scheme"])
-        label = f"{engine}: all folds (pooled, leave one {unit} out)"
+        label = f"{engine}: all folds (pooled, leave one {mine[0]['scheme']} out)"
         out.append((label, str(len(pooled)), f"{statistics.fmean(pooled):.1f}", ""))
     return out
+
+
+def fitted_summary() -> str:
+    """'N numbers in E engines (engine: factor, ...; ...)' from validation_map.yaml `calibration`."""
+    from retarget.perf.validate import calibration_rule, fitted_engines
+
+    rules = {engine: calibration_rule(engine)["free"] for engine in fitted_engines()}  # type: ignore[index]
+    listed = "; ".join(f"`{engine}` ({', '.join(free)})" for engine, free in rules.items())
+    return f"{sum(map(len, rules.values()))} numbers in {len(rules)} engines: {listed}"
 
 
 def to_markdown(report: dict[str, Any], heading: str = "## Validation against published measurements") -> str:
@@ -123,35 +131,32 @@ def to_markdown(report: dict[str, Any], heading: str = "## Validation against pu
         "Error = (predicted - measured) / measured. MAPE = mean absolute percentage error,",
         "MdAPE = median; both are shown (the issue's target names MAPE and describes the median).",
         "",
-        "Calibration split (rules in retarget/perf/validation_map.yaml `calibration`): four engines",
-        "have fitted factors (seven numbers in all), nothing else is fitted. `tuned` has one: its",
-        "per-MoE-layer cost, fitted on Tenstorrent's mid-2025 concurrency-1 DeepSeek-R1 sweeps (SGLang",
-        "16xH100, vLLM AWQ 8xH100; bench/data/moe_multi_gpu_decode.csv). `llama.cpp` (compute",
-        "scale, memory scale, overhead per layer) is fitted on the XiongjieDai May-2024 llama.cpp grid",
-        "on NVIDIA GPUs; `tensorrt-llm` (one compute scale) on the H100 SXM rows of the TensorRT-LLM",
-        "v1.0 perf-overview table; `vllm-rocm` (compute and memory scale of the AMD CDNA3 priors) on",
-        "Oracle's 8x MI300X Llama-3.1-405B FP8 vLLM rows at batch 1 and 64. Those rows are",
-        "`calibration`; every other row is `evaluation`: Apple and later llama.cpp builds, the",
-        "table's H200 and B200 rows, the MI300X batch-8 and offline rows, and the other vLLM / SGLang",
-        "rows, which use published or assumed priors only (retarget/perf/efficiency.yaml). The",
-        "`evaluation` lines are the out-of-sample figures; `all` includes the calibration rows.",
+        "Split (validation_map.yaml `split`, stated before any factor was refitted under it and kept",
+        "fixed whatever the outcome): a row is `evaluation` when the SHA-256 of its key cells (source URL,",
+        "model, format, hardware, device count, engine, phase, batch, lengths, metric; never the measured",
+        "value) is divisible by 3, else `calibration`. The rule covers every file and rows added later.",
+        f"Fitted: {fitted_summary()}; every other number in",
+        "retarget/perf/efficiency.yaml is a published or derived prior. Each fitted engine's factors are",
+        "fitted on its calibration rows only (`python -m retarget.perf.calibrate FILES`); the `evaluation`",
+        "lines are the out-of-sample figures; `all` includes the calibration rows.",
         "",
         "How a row is predicted: per op class (dense GEMMs, routed experts, attention, SSM scans, LM",
         "head) the model counts FLOPs and bytes for one step, takes max(FLOPs / (eta_c x peak),",
         "bytes / (eta_m x bandwidth)), adds tensor-parallel all-reduces over the device link (and,",
         "beyond 8 devices, hierarchically over a NIC per device worth 1/9 of its link, the DGX H100",
-        "ratio of 400 Gb/s to 450 GB/s) and a",
-        "fixed per-layer overhead of the engine. llama.cpp's CUDA GEMMs accumulate in fp16, so they",
-        "run at the profile's `fp16_acc16` peak where one is published (GeForce: 2x the fp32-",
-        "accumulate rate). Decode rows use the mean cache length of the run; `b=max` throughput rows",
-        "run as many sequences as fit in memory (capped at the engine's default batch limit) and",
-        "count prefill plus decode time.",
+        "ratio of 400 Gb/s to 450 GB/s) and the engine's fixed costs: per layer, per expert a token",
+        "visits in each MoE layer, per step, and per pipeline stage boundary for llama.cpp's layer",
+        "split. llama.cpp's CUDA GEMMs accumulate in fp16 (the profile's `fp16_acc16` peak where one is",
+        "published) and its matrix-vector streaming also pays bytes / (k x fp32 vector peak): too few",
+        "loads in flight to saturate HBM. Decode rows use the mean cache length of the run; `b=max`",
+        "throughput rows run as many sequences as fit in memory (capped at the engine's default batch",
+        "limit) and count prefill plus decode time.",
         "",
-        "The headline is the `all` split. `all, out of sample` repeats it with every calibration row's",
-        "error taken from the cross-validation fold that held that row out (below), so no row is scored",
-        "by factors fitted on it. `all, excl. low-confidence` repeats `all` without the rows whose",
-        "source notes say low confidence (the 16xH100 DeepSeek-R1 row, backend not stated). Both are",
-        "shown beside the headline, not instead of it.",
+        "`all, out of sample` repeats `all` with each calibration row's error taken from the",
+        "leave-one-source-out fold that held its source out; `all, leave one source out` takes every",
+        "row's error from that fold (a source with no other source of its engine is predicted with the",
+        "priors: the harder test). `all, excl. low-confidence` leaves out the rows whose source notes say",
+        "low confidence. They are shown beside the headline, not instead of it.",
         "",
         "| split | phase | rows | MAPE % | MdAPE % |",
         "|---|---|---:|---:|---:|",
@@ -163,12 +168,10 @@ def to_markdown(report: dict[str, Any], heading: str = "## Validation against pu
     if report.get("cross_validation"):
         lines += [
             "",
-            "Cross-validation of the fitted engine factors. llama.cpp: leave one device out (each",
-            "calibration device's rows predicted with factors refitted on the other devices' rows).",
-            "tensorrt-llm: leave one device out (H100, H200, B200) over all the table's rows. vllm-rocm:",
-            "one device and one model only, so leave one row out over all four MI300X rows (refit on",
-            "the other three); this tests batch extrapolation, not other models or devices. tuned",
-            "(MoE-layer cost): leave one run out, SGLang on 16 GPUs or vLLM on 8, refit on the other.",
+            "Leave-one-source-out cross-validation of the fitted engines, over all committed files: each",
+            "source's rows of that engine (calibration and evaluation) predicted with the engine's factors",
+            "refitted on the calibration rows of its other sources; `(priors)` marks a fold with fewer rows",
+            "left than the engine has fitted factors, predicted with the priors instead.",
             "",
             "| held out | rows | MAPE % | factors fitted without it |",
             "|---|---:|---:|---|",

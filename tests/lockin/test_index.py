@@ -49,7 +49,8 @@ def no_fixed_costs(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def efficiency(*args, **kwargs):
         return replace(real(*args, **kwargs), overhead_us_per_layer=0.0, collective_latency_us=0.0,
-                       internode_latency_us=0.0, moe_overhead_us_per_layer=0.0)
+                       internode_latency_us=0.0, moe_overhead_us_per_expert=0.0,
+                       overhead_us_per_step=0.0, stage_hop_us=0.0)
 
     monkeypatch.setattr(perf_model, "efficiency", efficiency)
     monkeypatch.setattr(perf_model, "multi_node", lambda: replace(node, devices_per_node=10**6))
