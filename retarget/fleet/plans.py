@@ -1,9 +1,11 @@
 """Ranked plans: for every allowed model x device, the best recipe on the fewest devices it fits (the lock-in
 recipe rules), its predicted speed (retarget.perf), cost and energy per million tokens, quality, lock-in
-index and the accuracy cost of its format conversions; and why the other pairs are left out."""
+index and the accuracy cost of its format conversions (measured where bench/conversion_cost.py measured
+it, shared with lock-in through retarget.lockin.accuracy); and why the other pairs are left out."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -17,6 +19,7 @@ from retarget.fleet.constraints import Constraints, FleetWorkload
 from retarget.fleet.costs import Assumptions, Cost, cost_per_mtok
 from retarget.fleet.facts import BLOCS, DeviceFacts, ModelFacts, facts_for, model_facts, tdp
 from retarget.hw_profiles.schema import HardwareProfile
+from retarget.lockin import accuracy
 from retarget.lockin.index import Evaluator
 from retarget.lockin.matrix import model_row
 from retarget.lockin.recipe import CellRecipe
@@ -24,24 +27,56 @@ from retarget.models.spec import ModelSpec
 
 COST_MODEL = "retarget.fleet cost v1 (speed from retarget.perf roofline v1)"
 
-# Accuracy cost of a conversion note made by lockin.recipe.convert, by the marker text in the note. Only
-# exact re-encodings are known to cost nothing; requantisations have no published or measured figure here.
-ACCURACY: tuple[tuple[str, str], ...] = (
-    ("dequantised", "none (exact up-cast to a wider format)"),
-    ("re-encoded", "none expected (exact e4m3fn -> e4m3fnuz re-encoding, scales x2)"),
-    ("kept, W4A16", "none (same 4-bit weights, dequantised in the kernel)"),
-    ("INT8 per-channel", "unknown (FP8 -> INT8 requantisation; not measured for this model)"),
-    ("int4 g32", "unknown (MXFP4/NVFP4 -> int4 requantisation; not measured for this model)"),
-    ("-> fp16", "small expected (BF16 -> FP16 narrows the exponent range); not measured"),
+# What a conversion of lockin.recipe.convert costs in accuracy when bench/conversion_cost.py did not measure it,
+# by the marker text in its note: exact re-encodings cost nothing; the rest were not measured.
+UNPRICED: tuple[tuple[str, str, str], ...] = (
+    ("dequantised", "exact", "none (exact up-cast to a wider format)"),
+    ("re-encoded", "exact", "none (exact e4m3fn -> e4m3fnuz re-encoding, scales x2)"),
+    ("kept, W4A16", "exact", "none (same 4-bit weights, dequantised in the kernel)"),
+    ("quantised to fit", "not measured", "weight-only requantisation below the checkpoint's bits, to fit"),
+    ("-> fp16", "not measured", "small expected (FP16 narrows the exponent range)"),
+    ("-> bf16", "not measured", "small expected (BF16 keeps the range, rounds the mantissa to 8 bits)"),
 )
 
 
-def accuracy_cost(conversions: tuple[str, ...]) -> str:
-    """What the recipe's conversions cost in accuracy, where known."""
-    if not conversions:
-        return "none (native formats)"
-    verdicts = [next((v for marker, v in ACCURACY if marker in c), "unknown") for c in conversions]
-    return "; ".join(dict.fromkeys(verdicts))
+def conversion_cost(note: str, prices: tuple[accuracy.Price, ...]) -> dict[str, Any]:
+    """What the conversion NOTE of a recipe costs in accuracy: its measured price (one of PRICES, the recipe's,
+    whose describe() the note ends with), else an exact conversion's 'none', else 'not measured'."""
+    price = next((p for p in prices if note.endswith(p.describe())), None)
+    if price is not None:
+        return {"conversion": note, "provenance": "measured", "cost": accuracy.price_text(price.to_dict()),
+                "price": price.to_dict()}
+    kind, cost = next(((k, c) for marker, k, c in UNPRICED if marker in note), ("not measured", "unknown"))
+    return {"conversion": note, "provenance": kind, "cost": cost if kind == "exact" else f"{cost}; not measured",
+            "price": None}
+
+
+def accuracy_cost(recipe: CellRecipe) -> list[dict[str, Any]]:
+    """What each of RECIPE's conversions costs in accuracy (conversion_cost); empty for native formats."""
+    return [conversion_cost(c, recipe.prices) for c in recipe.conversions]
+
+
+def cost_summary(costs: list[dict[str, Any]]) -> dict[str, str]:
+    """A plan's accuracy_cost as three lines: 'cost', 'provenance' and 'source' (file and run of the measured
+    prices), for the CSV and HTML."""
+    if not costs:
+        return {"cost": "none (native formats)", "provenance": "native formats", "source": ""}
+    return {"cost": _join(c["cost"] for c in costs), "provenance": _join(c["provenance"] for c in costs),
+            "source": _join(c["price"]["source"] for c in costs if c["price"])}
+
+
+def _join(lines: Iterable[str]) -> str:
+    return "; ".join(dict.fromkeys(lines))
+
+
+def cost_brief(costs: list[dict[str, Any]]) -> str:
+    """A plan's accuracy_cost in a few characters for the terminal: the measured perplexity ratio ('ppl
+    x1.014'), 'none' (native or exact) or 'not measured'."""
+    if not costs:
+        return "none"
+    parts = [f"ppl x{c['price']['ppl_ratio_vs_native']:.3f}" if c["price"] else
+             "none" if c["provenance"] == "exact" else "not measured" for c in costs]
+    return _join(parts)
 
 
 @cache
@@ -109,7 +144,7 @@ class Plan:
             "home_device": self.home,
             "lock_in_index": {"value": self.li, "unit": "ratio", "provenance": "predicted",
                               "model": "retarget.lockin v1"},
-            "accuracy_cost": accuracy_cost(self.recipe.conversions),
+            "accuracy_cost": accuracy_cost(self.recipe),
             "validated_device": p.id in validated_devices(),
         }
 

@@ -15,7 +15,7 @@ from retarget.fleet.blocs import bloc_matrix
 from retarget.fleet.constraints import Constraints, FleetWorkload
 from retarget.fleet.costs import Assumptions
 from retarget.fleet.facts import BLOCS, device_facts, facts_for, model_facts, quality_index, tdp
-from retarget.fleet.plans import COST_MODEL, build_plans, ranked, validated_devices
+from retarget.fleet.plans import COST_MODEL, build_plans, cost_brief, ranked, validated_devices
 from retarget.hw_profiles import list_profiles, load_profile
 from retarget.models.registry import get_spec, load_registry, registry_entries
 from retarget.outdir import atomic_dir, check_writable
@@ -95,7 +95,7 @@ def plans_table(result: dict[str, Any], rows: int) -> Table:
     table = Table(title=f"Plans ranked by {result['rank_by']} (of {len(result['plans'])}; predicted speed, "
                         "published prices, assumed utilisation)", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("model", "origin", "device", "n", "recipe", "tok/s", "TTFT s", "$/1M rent", "$/1M own",
-                 "kWh/1M", "MMLU-Pro", "LI"):
+                 "kWh/1M", "MMLU-Pro", "LI", "accuracy"):
         table.add_column(name, justify="left" if name in ("model", "origin", "device", "recipe") else "right")
     for p in result["plans"][:rows]:
         q = p["quality"]
@@ -104,8 +104,15 @@ def plans_table(result: dict[str, Any], rows: int) -> Table:
                       _num(p["output_tokens_s"]["value"], ".0f"), _num(p["ttft_s"]["value"], ".2f"),
                       _num(p["rental_usd_per_mtok"]["value"]), _num(p["purchase_usd_per_mtok"]["value"]),
                       _num(p["kwh_per_mtok"]["value"]), _num(q["value"] if q else None, ".1f"),
-                      _num(p["lock_in_index"]["value"], ".2f"))
+                      _num(p["lock_in_index"]["value"], ".2f"), cost_brief(p["accuracy_cost"]))
     return table
+
+
+def price_lines(result: dict[str, Any], rows: int) -> list[str]:
+    """The measured conversion prices of the first ROWS plans, each once, with the file and run it comes from."""
+    prices = {c["price"]["source"] + c["cost"]: c for p in result["plans"][:rows] for c in p["accuracy_cost"]
+              if c["price"]}
+    return [f"accuracy (measured): {c['cost']}; {c['price']['source']}" for c in prices.values()]
 
 
 def bloc_table(result: dict[str, Any]) -> Table:
@@ -142,6 +149,8 @@ def run(constraints: Constraints, workload: FleetWorkload, assumptions: Assumpti
         write_csv(result, tmp / "fleet.csv")
         write_html(result, tmp / "fleet.html")
     console.print(bloc_table(result) if blocs else plans_table(result, rows))
+    for line in [] if blocs else price_lines(result, rows):
+        console.print(line, highlight=False)
     unvalidated = sorted(d["id"] for d in result["devices"] if not d["validated"])
     console.print(f"* no validation rows for: {', '.join(unvalidated) or 'none'}")
     console.print(f"{len(result['plans'])} plans, {len(result['rejected'])} rejected in "

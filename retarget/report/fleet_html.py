@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from retarget.fleet.plans import cost_summary
 from retarget.report.lockin_html import _CSS, _e, _num, _table
 
 MAX_ROWS = 60  # plans shown in the page's table (all of them are in fleet.json / fleet.csv)
@@ -41,12 +42,19 @@ def _scatter(result: dict[str, Any]) -> dict[str, Any]:
     return {"data": traces, "layout": layout}
 
 
+def _accuracy(costs: list[dict[str, Any]]) -> str:
+    """The conversions' accuracy cost, its provenance, and the file and run of the measured prices."""
+    s = cost_summary(costs)
+    source = f"<br><span class=muted>{_e(s['source'])}</span>" if s["source"] else ""
+    return f"{_e(s['cost'])} <i>({_e(s['provenance'])})</i>{source}"
+
+
 def _plans(result: dict[str, Any]) -> str:
     rows = []
     for p in result["plans"][:MAX_ROWS]:
         q = p["quality"]
         rows.append([_e(p["model"]), _e(p["origin"]), _e(p["device"]) + ("" if p["validated_device"] else " *"),
-                     str(p["devices"]), _e(p["recipe"]), _e(p["accuracy_cost"]),
+                     str(p["devices"]), _e(p["recipe"]), _accuracy(p["accuracy_cost"]),
                      _num(p["output_tokens_s"]["value"], ".0f"), _num(p["ttft_s"]["value"]),
                      _num(p["rental_usd_per_mtok"]["value"], ".3g"), _num(p["purchase_usd_per_mtok"]["value"], ".3g"),
                      _num(p["kwh_per_mtok"]["value"], ".3g"),

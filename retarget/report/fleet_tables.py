@@ -1,4 +1,5 @@
-"""Fleet result as files: fleet.json (the source of truth) and fleet.csv (one row per plan, provenance columns)."""
+"""Fleet result as files: fleet.json (the source of truth) and fleet.csv (one row per plan, provenance columns;
+accuracy_cost, accuracy_provenance and accuracy_source for the conversions' accuracy price)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import csv
 import json
 from pathlib import Path
 from typing import Any
+
+from retarget.fleet.plans import cost_summary
 
 # CSV column -> (plan key, provenance of that column)
 NUMBERS: dict[str, tuple[str, str]] = {
@@ -16,7 +19,7 @@ NUMBERS: dict[str, tuple[str, str]] = {
 }
 TEXT = ("model", "origin", "developer", "license", "device", "vendor", "bloc", "export_control",
         "devices_per_replica", "replicas", "devices", "weight_format", "expert_format", "kv_format", "recipe",
-        "accuracy_cost", "home_device", "validated_device")
+        "home_device", "validated_device")
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
@@ -28,6 +31,7 @@ def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for p in result["plans"]:
         row = {k: p[k] for k in TEXT}
+        row.update({f"accuracy_{k}": v for k, v in cost_summary(p["accuracy_cost"]).items()})
         for col, (key, kind) in NUMBERS.items():
             v = (p[key] or {}).get("value")
             row[col] = "" if v is None else f"{v:.6g}"

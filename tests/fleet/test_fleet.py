@@ -82,6 +82,45 @@ def test_plan_speed_is_the_perf_models_prediction(no_nvidia: dict) -> None:
     assert p["rental_usd_per_mtok"]["value"] == pytest.approx(expected, rel=1e-9)
 
 
+COST_FILE = Path(__file__).resolve().parents[2] / "bench" / "results" / "conversion-cost.json"
+
+
+def _committed_price(native: str, target: str) -> tuple[float, float, str]:
+    """(perplexity ratio, cosine drop, run date) of NATIVE -> TARGET vs NATIVE, read from the committed results."""
+    rows = {r["name"]: r for r in json.loads(COST_FILE.read_text())["rows"]}
+    conv, base = rows[f"{native} -> {target}"], rows[native]
+    return (conv["smollm2"]["perplexity_ratio"] / base["smollm2"]["perplexity_ratio"],
+            base["minilm"]["mean_cosine"] - conv["minilm"]["mean_cosine"], conv["run"])
+
+
+@pytest.mark.parametrize(("model", "device", "native", "target"), [
+    ("deepseek-v3", "ascend-910b", "fp8-block128", "w8a8-int8"),  # FP8 checkpoint, no FP8 on the device
+    ("gpt-oss-120b", "gaudi3", "mxfp4", "int4-g32-sym"),  # MXFP4 experts, no FP4 units and no MXFP4 kernel
+])
+def test_a_converted_plan_carries_the_measured_price(model: str, device: str, native: str, target: str) -> None:
+    plan = fleet(Constraints(), WL, Assumptions(), [model], [device])["plans"][0]
+    measured = [c for c in plan["accuracy_cost"] if c["provenance"] == "measured"]
+    assert len(measured) == 1 and "unknown" not in measured[0]["cost"]
+    price = measured[0]["price"]
+    ppl, cos, run_date = _committed_price(native, target)
+    assert (price["native"], price["target"]) == (native, target)
+    assert price["ppl_ratio_vs_native"] == pytest.approx(ppl, abs=1e-4)
+    assert price["cosine_drop_vs_native"] == pytest.approx(cos, abs=1e-5)
+    assert price["within_budget"] == (ppl <= 1.02 and cos <= 0.005)
+    assert "bench/results/conversion-cost.json" in price["source"] and run_date[:10] in price["source"]
+    assert f"x{ppl:.3f}" in measured[0]["cost"]
+
+
+def test_exact_and_unmeasured_conversions_say_so(no_nvidia: dict) -> None:
+    """MI300X (FNUZ) re-encodes DeepSeek-V3's FP8 exactly; a native plan has no conversion to price."""
+    costs = {(p["model"], p["device"]): p["accuracy_cost"] for p in no_nvidia["plans"]}
+    (fnuz,) = costs["deepseek-v3", "mi300x"]
+    assert fnuz["provenance"] == "exact" and fnuz["price"] is None and fnuz["cost"].startswith("none")
+    assert costs["qwen3-32b", "mi300x"] == []
+    assert all(c["price"] is None and c["cost"].endswith("not measured")
+               for cs in costs.values() for c in cs if c["provenance"] == "not measured")
+
+
 def test_tokens_s_target_adds_replicas() -> None:
     one = fleet(Constraints(), WL, Assumptions(), ["olmo-2-7b"], ["l4"])["plans"][0]
     target = FleetWorkload(WL.prompt_len, WL.output_len, WL.batch,
@@ -108,6 +147,10 @@ def test_files_agree(report: Path) -> None:
         assert float(row["output_tokens_s"]) == pytest.approx(plan["output_tokens_s"]["value"], rel=1e-5)
         assert row["output_tokens_s_provenance"] == "predicted"
         assert row["quality_mmlu_pro_provenance"] in ("published", "unknown")
+    ascend = next(r for r in rows if (r["model"], r["device"]) == ("deepseek-v3", "ascend-910b"))
+    ppl, _, run_date = _committed_price("fp8-block128", "w8a8-int8")
+    assert ascend["accuracy_provenance"] == "measured" and f"x{ppl:.3f}" in ascend["accuracy_cost"]
+    assert "conversion-cost.json" in ascend["accuracy_source"] and run_date[:10] in ascend["accuracy_source"]
     models = {m["name"]: m for m in result["models"]}
     assert models["olmo-2-7b"]["quality"] == "not covered"
     assert models["deepseek-v3"]["native_format"]["linear"] == "fp8-e4m3-block128"  # read from the registry
@@ -117,6 +160,7 @@ def test_files_agree(report: Path) -> None:
     unvalidated = [d["id"] for d in result["devices"] if not d["validated"]]
     assert "gaudi3" in unvalidated and "mi300x" not in unvalidated
     assert "no validation rows" in page and "gaudi3" in page.split("no validation rows")[1][:800]
+    assert ascend["accuracy_cost"] in page.replace("&gt;", ">").replace("&lt;", "<")
 
 
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
