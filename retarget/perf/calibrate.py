@@ -18,6 +18,7 @@ from retarget.perf.validate import (
     RowPlan,
     calibration_rule,
     fitted_engines,
+    held_out_file,
     in_calibration_split,
     is_outlier,
     measured_value,
@@ -42,8 +43,9 @@ Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
 
 def engine_rows(path: Path | list[Path], engine: str, calibration_only: bool = True) -> Rows:
     """(row key, plan, measured) for each row of ENGINE in the measurements CSV(s) at PATH (outliers
-    excluded); by default only its calibration rows. A row key is (file, row index in that file)."""
-    paths = path if isinstance(path, list) else [path]
+    excluded); by default only its calibration rows. A row key is (file, row index in that file). A held-out
+    file (validation_map.yaml `held_out_files`) gives no rows: neither fits nor cross-validation see it."""
+    paths = [p for p in (path if isinstance(path, list) else [path]) if not held_out_file(p)]
     out = []
     for p in paths:
         for index, row in enumerate(read_measurements(p)):

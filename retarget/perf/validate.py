@@ -56,6 +56,7 @@ HIGH_CONFIDENCE = "all, excl. low-confidence"
 OUT_OF_SAMPLE = "all, out of sample"
 LEAVE_SOURCE_OUT = "all, leave one source out"
 PHASE_GROUPS = {"decode": "decode", "prefill": "prefill", "offline-throughput": "throughput"}
+FRESH = "fresh"  # the split of every row of a held-out file (validation_map.yaml `split` `held_out_files`)
 
 
 @cache
@@ -375,6 +376,12 @@ def split_of(row: dict[str, str]) -> str:
     return "evaluation" if digest % rule["evaluation_modulus"] == 0 else "calibration"
 
 
+def held_out_file(path: Path) -> bool:
+    """Whether PATH is held out whole (validation_map.yaml `split` `held_out_files`): its rows are all `fresh`,
+    never fitted on nor used in cross-validation."""
+    return Path(path).name in _map()["split"].get("held_out_files", [])
+
+
 def source_of(row: dict[str, str]) -> str:
     """The row's source for leave-one-source-out cross-validation: a GitHub owner/repo, else host and path."""
     url = re.sub(r"^https?://(www\.)?", "", row["source_url"].strip())
@@ -390,8 +397,8 @@ def in_calibration_split(row: dict[str, str], plan: RowPlan) -> bool:
     return calibration_rule(plan.kwargs["engine"]) is not None and split_of(row) == "calibration"
 
 
-def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
-    """Predict every row it can with the factors of efficiency.yaml."""
+def validate_rows(rows: list[dict[str, str]], held_out: bool = False) -> list[RowResult]:
+    """Predict every row it can with the factors of efficiency.yaml; HELD_OUT marks every row `fresh`."""
     results = []
     for i, row in enumerate(rows):
         measured = measured_value(row) or 0.0
@@ -413,7 +420,7 @@ def validate_rows(rows: list[dict[str, str]]) -> list[RowResult]:
             res.predicted, res.details = predict_plan(plan)
             res.error_pct = (res.predicted - measured) / measured * 100
             res.profile = plan.profile.id
-            res.split = split_of(row)
+            res.split = FRESH if held_out else split_of(row)
             res.outlier = is_outlier(row)
             res.explanation = explanation(row)
             res.low_confidence = bool(re.search(r"low[- ]confidence", row.get("notes", ""), re.I))
@@ -438,12 +445,13 @@ def summarise(results: list[RowResult], cv_errors: dict[int, float] | None = Non
         error = abs(r.error_pct)  # type: ignore[arg-type]
         for split in (r.split, "all") if r.low_confidence else (r.split, "all", HIGH_CONFIDENCE):
             add(split, r, error)
-        if cv_errors is not None:  # rows of unfitted engines are out of sample as they stand
+        if cv_errors is not None and r.split != FRESH:  # rows of unfitted engines are out of sample as they stand
             add(OUT_OF_SAMPLE, r, cv_errors.get(r.index, error) if r.split == "calibration" else error)
             add(LEAVE_SOURCE_OUT, r, cv_errors.get(r.index, error))
     if not any(r.low_confidence for r in scored):
         groups = {k: v for k, v in groups.items() if k[0] != HIGH_CONFIDENCE}
-    order = {"calibration": 0, "evaluation": 1, "all": 2, OUT_OF_SAMPLE: 3, LEAVE_SOURCE_OUT: 4, HIGH_CONFIDENCE: 5}
+    order = {"calibration": 0, "evaluation": 1, FRESH: 2, "all": 3, OUT_OF_SAMPLE: 4, LEAVE_SOURCE_OUT: 5,
+             HIGH_CONFIDENCE: 6}
     return [
         {
             "split": s,
@@ -486,7 +494,8 @@ def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = No
         check_output_file(out, option)
         if out.exists() and out.resolve() == Path(path).resolve():
             raise RetargetError("would overwrite the measurements", source=str(out), field=option)
-    report = report_dict(path, validate_rows(read_measurements(path)), cross_validate(cv_paths or [path]))
+    results = validate_rows(read_measurements(path), held_out_file(path))
+    report = report_dict(path, results, cross_validate(cv_paths or [path]))
     texts = {"--json": lambda: json.dumps(report, indent=1, default=str), "--markdown": lambda: to_markdown(report)}
     write_files({out: texts[option]() for out, option in outputs.items()}, outputs)
     return report

@@ -161,6 +161,11 @@ def to_markdown(report: dict[str, Any], heading: str = "## Validation against pu
         "| split | phase | rows | MAPE % | MdAPE % |",
         "|---|---|---:|---:|---:|",
     ]
+    from retarget.perf.validate import FRESH
+
+    if any(s["split"] == FRESH for s in report["summary"]):
+        lines[-3:-3] = ["", "This file is held out whole (validation_map.yaml `held_out_files`): every row is `fresh`,",
+                        "in no fit and no cross-validation fold; the split rule above does not apply to it."]
     lines += [
         f"| {s['split']} | {s['phase']} | {s['rows']} | {s['mape_pct']:.1f} | {s['mdape_pct']:.1f} |"
         for s in report["summary"]
