@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -120,14 +119,12 @@ def test_to_dict_is_json_with_provenance() -> None:
     assert data["memory"]["fits"] is True and data["bottlenecks"]["decode"]
 
 
-def test_whole_grid_is_fast() -> None:
+def test_whole_grid_predicts_every_pair() -> None:
+    """Every registry model on every profile gets a prediction (its speed is timed in bench/test_validate.py)."""
     specs, profiles = list(load_registry().values()), list_profiles()
-    start = time.perf_counter()
-    for spec in specs:
-        for profile in profiles:
-            predict(spec, profile)
-    assert time.perf_counter() - start < 3.0
-    assert len(specs) * len(profiles) >= 30 * 27
+    predictions = [predict(spec, profile) for spec in specs for profile in profiles]
+    assert len(predictions) == len(specs) * len(profiles) >= 30 * 27
+    assert all(p.decode_tokens_s > 0 for p in predictions if p.memory.fits)
 
 
 def test_llama_cpp_gemms_run_at_the_fp16_accumulate_rate_on_geforce() -> None:
