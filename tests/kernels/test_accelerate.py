@@ -205,47 +205,67 @@ def test_int4_experts_run_the_w4a16_grouped_gemm(gemm_formats) -> None:
     assert gemm_formats and set(gemm_formats) == {("int", "int")}
 
 
-# native expert formats: recipe -> (tiny family, config changes so the experts fit the format's blocks, the MoE
-# block class, fused_moe's weight format). FP8 blocks are 128 x 128: hidden and expert widths of 128.
-WIDE = {"hidden_size": 128, "moe_intermediate_size": 128, "num_hidden_layers": 2}
-NATIVE = {"fp8-block128": ("deepseek-v3", WIDE, "DeepseekV3MoE", "fp8-block"),
-          "fp8-block128-ue8m0": ("deepseek-v3", WIDE, "DeepseekV3MoE", "fp8-block"),
-          "mxfp4": ("gpt-oss", {"num_hidden_layers": 2}, "GptOssMLP", "mxfp4")}
+@dataclasses.dataclass(frozen=True)
+class Native:
+    """A tiny family resized (a config from transformers' own class) so its experts fit RECIPE's blocks, its MoE
+    block class, and fused_moe's weight format for those experts."""
+
+    family: str
+    recipe: str
+    changes: dict
+    block: str
+    format: str
 
 
-def _resized_model(recipe: str, monkeypatch) -> torch.nn.Module:
-    """The float tiny family of RECIPE, resized (a config from transformers' own class)."""
-    family, changes, _, _ = NATIVE[recipe]
-    base = TINY[family]
-    monkeypatch.setitem(TINY, f"{family}-{recipe}", dataclasses.replace(base, config={**base.config, **changes}))
-    return build_tiny(f"{family}-{recipe}")
+WIDE = {"hidden_size": 128, "moe_intermediate_size": 128, "num_hidden_layers": 2}  # FP8 blocks are 128 x 128
+NATIVE = {f"{n.family}-{n.recipe}": n for n in (
+    Native("deepseek-v3", "fp8-block128", WIDE, "DeepseekV3MoE", "fp8-block"),
+    Native("deepseek-v3", "fp8-block128-ue8m0", WIDE, "DeepseekV3MoE", "fp8-block"),
+    Native("gpt-oss", "mxfp4", {"num_hidden_layers": 2}, "GptOssMLP", "mxfp4"),
+    Native("deepseek-v3", "mxfp4", {"num_hidden_layers": 2}, "DeepseekV3MoE", "mxfp4"),
+    Native("gpt-oss", "fp8-block128", {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 2},
+           "GptOssMLP", "fp8-block"))}
+NATIVE_FAST = ("deepseek-v3-fp8-block128", "deepseek-v3-fp8-block128-ue8m0", "gpt-oss-mxfp4")  # each model's own
 
 
-def _native_model(recipe: str, monkeypatch) -> torch.nn.Module:
-    model = _resized_model(recipe, monkeypatch)
-    quantize_(model, config_from_name(recipe))
+def _native_params(fast: tuple[str, ...]) -> list:
+    return [pytest.param(name, marks=() if name in fast else pytest.mark.slow) for name in NATIVE]
+
+
+def _resized_model(native: Native, monkeypatch) -> torch.nn.Module:
+    """The float tiny family of NATIVE, resized."""
+    base = TINY[native.family]
+    name = f"{native.family}-{native.recipe}"
+    monkeypatch.setitem(TINY, name, dataclasses.replace(base, config={**base.config, **native.changes}))
+    return build_tiny(name)
+
+
+def _native_model(native: Native, monkeypatch) -> torch.nn.Module:
+    model = _resized_model(native, monkeypatch)
+    quantize_(model, config_from_name(native.recipe))
     return model
 
 
-@pytest.mark.parametrize("recipe", NATIVE)
-def test_native_experts_run_their_grouped_gemm(recipe: str, launches: Counter, gemm_formats, monkeypatch) -> None:
-    """DeepSeek-V3's FP8 128 x 128 blocks (float32 or UE8M0 scales) and gpt-oss's MXFP4: the stacked codes and
-    scales run fused_moe's FP8-block / MXFP4 grouped GEMM in the interpreter, and the prompt logits and an 8-step
-    greedy decode are those of the same quantized model on transformers."""
-    _, _, block, fmt = NATIVE[recipe]
-    report, _ = _quantized_parity(_native_model(recipe, monkeypatch), STEPS)
-    assert block in report.accelerated, report.line()
+@pytest.mark.parametrize("name", _native_params(NATIVE_FAST))
+def test_native_experts_run_their_grouped_gemm(name: str, launches: Counter, gemm_formats, monkeypatch) -> None:
+    """DeepSeek-V3's FP8 128 x 128 blocks (float32 or UE8M0 scales) and gpt-oss's MXFP4 (and, slow, each in the
+    other's model): the stacked codes and scales run fused_moe's FP8-block / MXFP4 grouped GEMM in the
+    interpreter, and the prompt logits and an 8-step greedy decode are those of the same quantized model on
+    transformers."""
+    native = NATIVE[name]
+    report, _ = _quantized_parity(_native_model(native, monkeypatch), STEPS)
+    assert native.block in report.accelerated, report.line()
     assert {"route", "fused_moe"} <= set(launches), dict(launches)
-    assert set(gemm_formats) == {(fmt, fmt)}
+    assert set(gemm_formats) == {(native.format, native.format)}
 
 
-@pytest.mark.parametrize("recipe", [pytest.param("fp8-block128", marks=pytest.mark.slow), "fp8-block128-ue8m0",
-                                    "mxfp4"])
-def test_native_experts_on_the_references(recipe: str, launches: Counter, monkeypatch) -> None:
-    """Without Triton the same stacks are dequantized for the torch reference (what a plain CPU runs)."""
+@pytest.mark.parametrize("name", _native_params(()))
+def test_native_experts_on_the_references(name: str, launches: Counter, monkeypatch) -> None:
+    """Without Triton the same stacks are dequantized for the torch reference (what a plain CPU runs; by default
+    the native-checkpoint test below takes this path)."""
     monkeypatch.setattr(_ops, "triton_runs", lambda t: False)
-    report, _ = _quantized_parity(_native_model(recipe, monkeypatch), STEPS)
-    assert NATIVE[recipe][2] in report.accelerated, report.line()
+    report, _ = _quantized_parity(_native_model(NATIVE[name], monkeypatch), 4)
+    assert NATIVE[name].block in report.accelerated, report.line()
     assert not launches
 
 
@@ -292,19 +312,19 @@ def _mxfp4_checkpoint(model: torch.nn.Module, folder: Path) -> dict[str, Quantiz
     return read_mxfp4_experts(folder)
 
 
-# recipe whose resized family to use -> (writer and reader of the native layout, the element the keep recipe
-# carries, the stacked experts' format)
-CHECKPOINTS = {"fp8-block128-ue8m0": (_fp8_checkpoint, "e4m3", ExpertFormat("e4m3", 8, 128, "e8m0", 128)),
-               "mxfp4": (_mxfp4_checkpoint, "e2m1", ExpertFormat("e2m1", 4, 32, "e8m0"))}
+# the model (NATIVE) -> (writer and reader of the native layout, the element the keep recipe carries, the stacked
+# experts' format)
+CHECKPOINTS = {"deepseek-v3-fp8-block128-ue8m0": (_fp8_checkpoint, "e4m3", ExpertFormat("e4m3", 8, 128, "e8m0", 128)),
+               "gpt-oss-mxfp4": (_mxfp4_checkpoint, "e2m1", ExpertFormat("e2m1", 4, 32, "e8m0"))}
 
 
-@pytest.mark.parametrize("recipe", CHECKPOINTS)
-def test_native_checkpoint_experts_are_stacked_as_stored(recipe: str, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_native_checkpoint_experts_are_stacked_as_stored(name: str, tmp_path: Path, monkeypatch) -> None:
     """Experts read from a native checkpoint (DeepSeek-V3.1's FP8 blocks with UE8M0 scales, gpt-oss's MXFP4) and
     kept by the `keep` recipe are stacked in their stored format for its grouped GEMM and give the kept model's
     own logits and greedy tokens (over the torch references: the GEMMs themselves are checked above)."""
-    write, element, fmt = CHECKPOINTS[recipe]
-    model = _resized_model(recipe, monkeypatch)
+    write, element, fmt = CHECKPOINTS[name]
+    model = _resized_model(NATIVE[name], monkeypatch)
     quantize_(model, KeepSourceConfig(element=element), source_weights=write(model, tmp_path))
     monkeypatch.setattr(_ops, "triton_runs", lambda t: False)
     accelerated = [m for m in _quantized_parity(model, 4)[1].modules() if hasattr(m, "expert_formats")]
