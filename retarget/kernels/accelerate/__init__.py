@@ -9,10 +9,11 @@ Every decoder-layer module whose class is in the registry gets a kernel-backed f
 | DeepseekV3MoE, Qwen3MoeSparseMoeBlock, MixtralSparseMoeBlock, GptOssMLP | fused_moe |
 | FalconH1Mixer | mamba2 |
 
-Each op dispatches by device: the Triton kernels on a CUDA/ROCm tensor (and on CPU under TRITON_INTERPRET=1),
-the kernel folder's torch reference on CPU. Decoder-layer modules with weight matrices and no registered patch are
-named in the returned report. Inputs the kernels do not cover (padded batches, static caches) raise a
-RetargetError when the model is called.
+Quantized MoE experts (int4 / int8, FP8 in 128 x 128 blocks, MXFP4) stay codes and scales and run the grouped GEMM
+of their format (accelerate/_experts.py). Each op dispatches by device: the Triton kernels on a CUDA/ROCm tensor
+(and on CPU under TRITON_INTERPRET=1), the kernel folder's torch reference on CPU. Decoder-layer modules with
+weight matrices and no registered patch are named in the returned report. Inputs the kernels do not cover (padded
+batches, static caches) raise a RetargetError when the model is called.
 """
 
 from __future__ import annotations

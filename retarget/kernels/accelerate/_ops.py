@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from retarget.kernels.accelerate._experts import QuantExperts, kernel_weights
 from retarget.kernels.attention import reference as attention_ref
 from retarget.kernels.fused_moe import reference as moe_reference
 from retarget.kernels.mamba2 import reference as mamba2_ref
@@ -74,43 +75,22 @@ def route(logits: torch.Tensor, rule: Routing, bias: torch.Tensor | None = None)
     return moe_reference.route_ref(logits, bias=bias, **asdict(rule))
 
 
-@dataclass(frozen=True)
-class IntExperts:
-    """Stacked group-quantized experts in retarget.quantize's layout: codes uint8 [E, N, K] (one per element),
-    scale / zero float32 [E, N, G]; W = (codes - zero) * scale per group of GROUP_SIZE input columns."""
-
-    codes: torch.Tensor
-    scale: torch.Tensor
-    zero: torch.Tensor
-    bits: int
-    group_size: int
-
-    def dense(self) -> torch.Tensor:
-        """The float32 weights [E, N, K]."""
-        k = self.codes.shape[-1]
-        s, z = (t.float().repeat_interleave(self.group_size, dim=-1)[..., :k] for t in (self.scale, self.zero))
-        return (self.codes.float() - z) * s
-
-
-Experts = torch.Tensor | IntExperts  # float weights [E, N, K], or group-quantized integer ones
+Experts = torch.Tensor | QuantExperts  # float weights [E, N, K], or quantized ones
 
 
 def _kernel_weights(w: Experts, dtype: torch.dtype) -> Any:
-    """fused_moe's ExpertWeights for W (integer codes repacked once per tensor and activation dtype)."""
-    from retarget.kernels import repacked
+    """fused_moe's ExpertWeights for W (quantized codes laid out once per tensor and activation dtype)."""
     from retarget.kernels.fused_moe import op
 
-    if isinstance(w, torch.Tensor):
-        return op.ExpertWeights.from_float(w)
-    return repacked(w.codes, dtype, lambda: op.ExpertWeights.from_int(w.codes, w.scale, w.zero, w.bits,
-                                                                       w.group_size, dtype))
+    return op.ExpertWeights.from_float(w) if isinstance(w, torch.Tensor) else kernel_weights(w, dtype)
 
 
 def experts(x: torch.Tensor, w13: Experts, w2: Experts, weights: torch.Tensor, ids: torch.Tensor,
             act: moe_reference.Activation = moe_reference.silu_and_mul, bias13: torch.Tensor | None = None,
             bias2: torch.Tensor | None = None) -> torch.Tensor:
-    """x [T, H] through the chosen experts W13 [E, 2I, H], W2 [E, H, I] (fused_moe.reference.moe_ref); integer
-    experts run the W4A16 / W8A16 grouped GEMM, or are dequantized for the reference."""
+    """x [T, H] through the chosen experts W13 [E, 2I, H], W2 [E, H, I] (fused_moe.reference.moe_ref); quantized
+    experts run the grouped GEMM of their format (W4A16 / W8A16, FP8-block, MXFP4), or are dequantized for the
+    reference."""
     if triton_runs(x):
         from retarget.kernels.fused_moe import op
 

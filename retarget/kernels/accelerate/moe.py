@@ -2,14 +2,18 @@
 selection bias, renormalisation, scaling) and the grouped expert GEMMs.
 
 Install stacks each block's experts once into W13 [E, 2I, H] and W2 [E, H, I] (plus biases), kept as
-non-persistent buffers (out of the state dict). Per-expert Linear weights become views of the stacks; gpt-oss's
-fused 3-D experts are stored [E, H, 2I], so its stacks are a transposed second copy. Call `accelerate_` last:
-after loading, quantizing and moving the weights (a later `.to()` moves views and stacks as separate copies)."""
+non-persistent buffers (out of the state dict): float weights, or quantized codes and scales (int4 / int8,
+FP8 128 x 128 blocks, MXFP4: retarget.kernels.accelerate._experts) that run the grouped GEMM of their format.
+Per-expert weights (Linear, QuantLinear, the QuantizedWeights of quantized fused experts) become views of the
+stacks; gpt-oss's float fused 3-D experts are stored [E, H, 2I], so their stacks are a transposed second copy.
+Call `accelerate_` last: after loading, quantizing and moving the weights (a later `.to()` moves views and stacks
+as separate copies)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,12 +24,16 @@ from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
 from retarget.kernels.accelerate import _ops
+from retarget.kernels.accelerate._experts import ExpertFormat, QuantExperts, gemm_for
 from retarget.kernels.accelerate._registry import register
 from retarget.kernels.fused_moe.reference import Activation, silu_and_mul
-from retarget.kernels.w4a16_gemm.layout import supported_group
+from retarget.quantize.api import FUSED_ATTR
+from retarget.quantize.experts import FUSED_EXPERTS, expert_key
 from retarget.quantize.modules import QuantLinear
+from retarget.quantize.weight import QuantizedWeight
 
 Linears = Callable[[nn.Module], tuple[nn.Linear, nn.Linear, nn.Linear]]  # an expert MLP's (gate, up, down)
+QUANT_FIELDS = ("codes", "scale", "zero")
 
 
 def _gate_up_down(mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
@@ -39,12 +47,12 @@ def _w1_w3_w2(mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
 def _install(module: nn.Module, forward: Callable, rule: _ops.Routing, w13: _ops.Experts, w2: _ops.Experts,
              act: Activation = silu_and_mul, bias13: torch.Tensor | None = None,
              bias2: torch.Tensor | None = None) -> None:
-    """Keep the stacks as non-persistent buffers (integer experts: codes / scale / zero) and swap the forward."""
+    """Keep the stacks as non-persistent buffers (quantized experts: codes / scale / zero) and swap the forward."""
     module.expert_formats = {}
     for name, stack in (("w13", w13), ("w2", w2), ("bias13", bias13), ("bias2", bias2)):
-        if isinstance(stack, _ops.IntExperts):
-            module.expert_formats[name] = (stack.bits, stack.group_size)
-            tensors = {f"{name}_{field}": getattr(stack, field) for field in ("codes", "scale", "zero")}
+        if isinstance(stack, QuantExperts):
+            module.expert_formats[name] = stack.format
+            tensors = {f"{name}_{field}": getattr(stack, field) for field in QUANT_FIELDS}
         else:
             tensors = {name: stack}
         for key, tensor in tensors.items():
@@ -57,8 +65,8 @@ def _install(module: nn.Module, forward: Callable, rule: _ops.Routing, w13: _ops
 def _stack(module: nn.Module, name: str) -> _ops.Experts:
     if name not in module.expert_formats:
         return getattr(module, f"stacked_{name}")
-    codes, scale, zero = (getattr(module, f"stacked_{name}_{field}") for field in ("codes", "scale", "zero"))
-    return _ops.IntExperts(codes, scale, zero, *module.expert_formats[name])
+    codes, scale, zero = (getattr(module, f"stacked_{name}_{field}") for field in QUANT_FIELDS)
+    return QuantExperts(codes, scale, zero, module.expert_formats[name])
 
 
 def _experts(module: nn.Module, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -66,46 +74,61 @@ def _experts(module: nn.Module, x: torch.Tensor, weights: torch.Tensor, ids: tor
                         module.stacked_bias13, module.stacked_bias2)
 
 
-def _stack_swiglu(mlps: nn.ModuleList, linears: Linears) -> tuple[_ops.Experts, _ops.Experts]:
-    """W13 (gate rows, then up rows) and W2 from per-expert (gate, up, down) layers, float Linear or integer
-    QuantLinear; the layers' weights (codes, scale, zero) then become views of the stacks (one copy of the experts
-    in memory, the state dict unchanged)."""
-    parts = [linears(mlp) for mlp in mlps]
-    fields = ("weight",) if isinstance(parts[0][0], nn.Linear) else ("codes", "scale", "zero")
-    w13 = {f: torch.stack([torch.cat([getattr(g, f), getattr(u, f)]) for g, u, _ in parts]).detach() for f in fields}
-    w2 = {f: torch.stack([getattr(down, f) for _, _, down in parts]).detach() for f in fields}
-    inter = parts[0][0].out_features
-    for e, (gate, up, down) in enumerate(parts):
-        for layer, stack, rows in ((gate, w13, slice(0, inter)), (up, w13, slice(inter, None)),
-                                   (down, w2, slice(None))):
+def _stack_into(mats: list[list[Any]], fields: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Per field, expert e's matrices MATS[e] (Linear, QuantLinear or QuantizedWeight) concatenated along rows and
+    stacked over experts; each matrix's field then becomes a view of the stack (one copy of the experts in memory,
+    the state dict unchanged)."""
+    stacks = {f: torch.stack([torch.cat([getattr(m, f) for m in ms]) for ms in mats]).detach() for f in fields}
+    for e, ms in enumerate(mats):
+        start = 0
+        for m in ms:
+            rows = slice(start, start + getattr(m, fields[0]).shape[0])
+            start = rows.stop
             for f in fields:
-                view = stack[f][e, rows]
-                setattr(layer, f, nn.Parameter(view, requires_grad=False) if f == "weight" else view)
-    if fields == ("weight",):
-        return w13["weight"], w2["weight"]
-    gate, _, down = parts[0]
-    return (_ops.IntExperts(**w13, bits=gate.bits, group_size=gate.group_size),
-            _ops.IntExperts(**w2, bits=down.bits, group_size=down.group_size))
+                view = stacks[f][e, rows]
+                setattr(m, f, nn.Parameter(view, requires_grad=False) if f == "weight" else view)
+    return stacks
 
 
-def _int_weight_only(layer: nn.Module) -> bool:
-    """A QuantLinear the W4A16 / W8A16 grouped GEMM takes: integer codes of 4 or 8 bits, float activations, a
-    group size that is a multiple of 16."""
-    return (isinstance(layer, QuantLinear) and layer.element == "int" and layer.bits in (4, 8) and layer.act is None
-            and layer.smooth is None and supported_group(layer.group_size))
+def _stacked(mats: list[list[Any]]) -> _ops.Experts:
+    """Float weights [E, N, K] for float Linears, else the quantized stack in its format."""
+    if isinstance(mats[0][0], nn.Linear):
+        return _stack_into(mats, ("weight",))["weight"]
+    return QuantExperts(**_stack_into(mats, QUANT_FIELDS), format=ExpertFormat.of(mats[0][0]))
+
+
+def _stack_swiglu(mlps: nn.ModuleList, linears: Linears) -> tuple[_ops.Experts, _ops.Experts]:
+    """W13 (gate rows, then up rows) and W2 from per-expert (gate, up, down) layers, float Linear or weight-only
+    QuantLinear."""
+    parts = [linears(mlp) for mlp in mlps]
+    return _stacked([[gate, up] for gate, up, _ in parts]), _stacked([[down] for _, _, down in parts])
+
+
+def _unstackable(stacks: dict[str, list[Any]]) -> str | None:
+    """Why the quantized expert matrices of STACKS (name -> matrices) cannot run a fused_moe GEMM: one format per
+    stack, one that a GEMM takes (None if they can)."""
+    for name, mats in stacks.items():
+        formats = {ExpertFormat.of(m) for m in mats}
+        if len(formats) > 1:
+            return f"{name} experts mix formats {', '.join(sorted(f.describe() for f in formats))}"
+        fmt = formats.pop()
+        if gemm_for(fmt) is None:
+            return f"{name} experts are {fmt.describe()}: no fused_moe GEMM takes that format"
+    return None
 
 
 def _describe(layer: nn.Module) -> str:
     if not isinstance(layer, QuantLinear):
         return type(layer).__name__
     act = f" with {layer.act} activations" if layer.act else ""
-    element = f"int{layer.bits}" if layer.element == "int" else layer.element
-    return f"QuantLinear {element}-g{layer.group_size}{act}"
+    smooth = " smoothed" if layer.smooth is not None else ""
+    return f"QuantLinear {ExpertFormat.of(layer).describe()}{act}{smooth}"
 
 
 def _swiglu_experts(linears: Linears) -> Callable[[nn.Module], str | None]:
-    """Blocker: the block's experts must be SwiGLU MLPs of float Linear layers, or of integer weight-only
-    QuantLinear layers with one (bits, group size) for the gate/up layers and one for the down layers."""
+    """Blocker: the block's experts must be SwiGLU MLPs of float Linear layers, or of weight-only QuantLinear
+    layers of one GEMM-ready format for the gate/up layers and one for the down layers; FP8 blocks must not
+    straddle the gate/up seam."""
     def blocker(module: nn.Module) -> str | None:
         act = module.experts[0].act_fn
         if not isinstance(act, (nn.SiLU, SiLUActivation)):
@@ -114,13 +137,16 @@ def _swiglu_experts(linears: Linears) -> Callable[[nn.Module], str | None]:
         layers = [layer for part in parts for layer in part]
         if all(type(layer) is nn.Linear and layer.weight.is_floating_point() for layer in layers):
             return None
-        if all(_int_weight_only(layer) for layer in layers):
-            gate_up = {(part[j].bits, part[j].group_size) for part in parts for j in (0, 1)}
-            down = {(part[2].bits, part[2].group_size) for part in parts}
-            if len(gate_up) == 1 and len(down) == 1:
-                return None
-        kinds = ", ".join(sorted({_describe(layer) for layer in layers}))
-        return f"experts are {kinds}: not float Linear or integer weight-only QuantLinear layers of one format"
+        if not all(isinstance(layer, QuantLinear) and layer.act is None and layer.smooth is None for layer in layers):
+            kinds = ", ".join(sorted({_describe(layer) for layer in layers}))
+            return f"experts are {kinds}: not float Linear or weight-only QuantLinear layers"
+        why = _unstackable({"gate/up": [layer for part in parts for layer in part[:2]],
+                            "down": [part[2] for part in parts]})
+        gate = parts[0][0]
+        if why is None and gate.out_features % gate.block_rows:
+            why = (f"expert width {gate.out_features} is not a multiple of the {gate.block_rows}-row scale blocks "
+                   "(gate and up rows are stacked)")
+        return why
     return blocker
 
 
@@ -183,14 +209,36 @@ def gpt_oss_forward(self: nn.Module, hidden_states: torch.Tensor) -> tuple[torch
     return _experts(self, x, weights, ids).view_as(hidden_states), scores
 
 
-def _float_gpt_oss_experts(module: nn.Module) -> str | None:
+def _fused_qweights(experts: nn.Module) -> dict[str, list[QuantizedWeight | None]]:
+    """Per matrix of a fused expert module, the QuantizedWeight quantize_ keeps for each expert (None where it kept
+    none); empty for float experts."""
+    qweights = getattr(experts, FUSED_ATTR, {})
+    if not qweights:
+        return {}
+    path = next(iter(qweights)).rsplit(".", 2)[0]  # keys are expert_key(path, matrix, e)
+    return {matrix: [qweights.get(expert_key(path, matrix, e)) for e in range(experts.num_experts)]
+            for matrix in FUSED_EXPERTS[type(experts).__name__].matrices}
+
+
+def _gpt_oss_experts(module: nn.Module) -> str | None:
+    """Blocker: GptOssExperts (not transformers' own MXFP4 module), float or quantized with every expert in one
+    GEMM-ready format per matrix."""
     kind = type(module.experts)
-    return None if kind is GptOssExperts else f"experts are {kind.__name__} (quantized), not float GptOssExperts"
+    if kind is not GptOssExperts:
+        return f"experts are {kind.__name__}, not GptOssExperts"
+    stacks = _fused_qweights(module.experts)
+    if any(w is None for mats in stacks.values() for w in mats):
+        return "only some experts are quantized"
+    return _unstackable(stacks)
 
 
-@register(GptOssMLP, kernels=("fused_moe",), blocker=_float_gpt_oss_experts)
+@register(GptOssMLP, kernels=("fused_moe",), blocker=_gpt_oss_experts)
 def use_fused_gpt_oss(module: nn.Module) -> None:
     e = module.experts
-    _install(module, gpt_oss_forward, _ops.Routing(module.router.top_k), e.gate_up_proj.transpose(1, 2),
-             e.down_proj.transpose(1, 2), partial(clamped_swiglu, alpha=e.alpha, limit=e.limit), e.gate_up_proj_bias,
-             e.down_proj_bias)
+    stacks = _fused_qweights(e)
+    if stacks:
+        w13, w2 = (_stacked([[w] for w in mats]) for mats in stacks.values())  # (gate_up_proj, down_proj)
+    else:
+        w13, w2 = e.gate_up_proj.transpose(1, 2), e.down_proj.transpose(1, 2)
+    _install(module, gpt_oss_forward, _ops.Routing(module.router.top_k), w13, w2,
+             partial(clamped_swiglu, alpha=e.alpha, limit=e.limit), e.gate_up_proj_bias, e.down_proj_bias)
