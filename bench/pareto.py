@@ -41,6 +41,7 @@ from retarget import provenance  # noqa: E402
 from retarget.runner.bench import initializer_bytes  # noqa: E402
 
 ACCURACY_TOKENS = 1024
+LLAMA_CPP = "llama.cpp Q4_1 GGUF"
 RESULTS = ROOT / "bench" / "results"
 GENAI_PYTHON = os.environ.get("GENAI_PYTHON", str(ROOT / ".venv-genai" / "bin" / "python"))
 DEFAULT_RECIPES = ("keep", "fp32", "int4-g32-sym", "int4-g32-asym", "int4-g64-asym", "int4-g128-asym",
@@ -51,12 +52,17 @@ BUILDER_MODES = {"genai builder int4 RTN (g32 sym)": ("rtn", []),
 
 
 class GenaiEngine:
-    """onnxruntime-genai's own generation loop (greedy): append the prompt, then one token per step."""
+    """onnxruntime-genai's own generation loop (greedy): append the prompt, then one token per step. Every
+    artifact runs with THREADS intra-op threads (an overlay on its genai_config.json), so the loop compares
+    graphs, not the thread counts their configs happen to ask for (genai runs one thread when a config names
+    none, as the builder's does)."""
 
     def __init__(self, folder: Path, max_length: int) -> None:
         import onnxruntime_genai as og
 
-        self.og, self.model, self.max_length = og, og.Model(str(folder)), max_length
+        config = og.Config(str(folder))
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": THREADS}}}}))
+        self.og, self.model, self.max_length = og, og.Model(config), max_length
 
     def prefill(self, ids: np.ndarray) -> int:
         params = self.og.GeneratorParams(self.model)
@@ -131,11 +137,15 @@ def accuracy(smollm2: Any, graphs: dict[str, Path]) -> dict[str, dict]:
     from retarget.eval.corpus import corpus_text
     from retarget.eval.metrics import Evaluator, torch_logits_fn
     from retarget.export.runtime import OrtCausalLM
+    from retarget.models.load import default_model_path
 
     tokens = smollm2.tokenizer(corpus_text(), add_special_tokens=False)["input_ids"][:ACCURACY_TOKENS]
     evaluator = Evaluator(tokens, window=ACCURACY_TOKENS)
     evaluator.reference(torch_logits_fn(smollm2.model), "fp32 (torch)")
     out = {}
+    if llama_cpp_version():
+        score = evaluator.score(llama_cpp_logits(default_model_path()), LLAMA_CPP)
+        out[LLAMA_CPP] = {"perplexity": score.perplexity, "kl_to_fp32": score.kl_to_reference, "tokens": score.tokens}
     for label, path in graphs.items():
         cached = path.parent / "pareto-accuracy.json"
         if cached.exists() and json.loads(cached.read_text())["tokens"] == len(tokens):
@@ -146,6 +156,22 @@ def accuracy(smollm2: Any, graphs: dict[str, Path]) -> dict[str, dict]:
         out[label] = {"perplexity": score.perplexity, "kl_to_fp32": score.kl_to_reference, "tokens": score.tokens}
         cached.write_text(json.dumps(out[label]) + "\n")
     return out
+
+
+def llama_cpp_logits(gguf: Path) -> Any:
+    """LogitsFn of llama.cpp on the GGUF: every position's logits of one evaluation of the window."""
+    import torch
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=ACCURACY_TOKENS, n_batch=ACCURACY_TOKENS, n_threads=THREADS,
+                n_threads_batch=THREADS, logits_all=True, verbose=False)
+
+    def run(ids: torch.Tensor) -> torch.Tensor:
+        llm.reset()
+        llm.eval(ids[0].tolist())
+        return torch.from_numpy(np.array(llm.scores[: ids.shape[1]]))
+
+    return run
 
 
 def genai_graph_logits(path: Path) -> Any:
@@ -209,7 +235,7 @@ def goals(rows: dict[str, dict]) -> list[str]:
             lines.append(f"- {ours}: decode {ratio:.2f}x the builder's (goal >= {floor}x: "
                          f"{'met' if ratio >= floor else 'missed'}); KL {rows[ours]['kl_to_fp32']:.4f} vs "
                          f"{rows[builder]['kl_to_fp32']:.4f}")
-    llama = "llama.cpp Q4_1 GGUF / llama.cpp"
+    llama = f"{LLAMA_CPP} / llama.cpp"
     if dec(llama) and dec("retarget keep / retarget runtime"):
         ratio = dec("retarget keep / retarget runtime") / dec(llama)
         lines.append(f"- retarget keep vs llama.cpp on the same weights: {ratio:.2f}x (goal >= 1.3x)")
@@ -250,7 +276,7 @@ def main() -> None:
         engines[f"retarget {recipe} / retarget runtime"] = OrtEngine(folder / "model.onnx", max_length, THREADS)
         engines[f"retarget {recipe} / genai loop"] = GenaiEngine(folder, max_length)
     if llama_cpp_version():
-        engines["llama.cpp Q4_1 GGUF / llama.cpp"] = LlamaCppEngine(default_model_path(), max_length, THREADS)
+        engines[f"{LLAMA_CPP} / llama.cpp"] = LlamaCppEngine(default_model_path(), max_length, THREADS)
     print("accuracy", flush=True)
     scores = accuracy(smollm2, graphs)
     if os.environ.get("RETARGET_PARETO_BUILD_ONLY"):
@@ -263,11 +289,12 @@ def main() -> None:
     for name, measured in speed.items():
         artifact, loop = name.split(" / ")
         path = graphs.get(artifact)
-        score = scores.get(artifact, {"kl_to_fp32": 0.0, "perplexity": float("nan"), "tokens": 0})
+        score = scores[artifact]
         size = initializer_bytes(path) if path else default_model_path().stat().st_size
         rows[name] = {"artifact": artifact, "loop": loop, "bytes": size, **score, **measured}
     load = os.getloadavg()
-    meta = {"command": "make pareto (python bench/pareto.py)",
+    settings = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("RETARGET_"))
+    meta = {"command": f"make pareto ({settings + ' ' if settings else ''}python bench/pareto.py)",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": provenance.machine(), "onnxruntime_genai": _version("onnxruntime-genai"),
             "llama_cpp_python": llama_cpp_version(), "threads_per_engine": THREADS,

@@ -21,8 +21,9 @@ QUESTION = "What is the capital of France? Answer in one sentence."
 
 @pytest.fixture(scope="module")
 def artifact(smollm2, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The graph `retarget compile` writes by default (recipe auto on cpu-x86: the GGUF's blocks kept), with
-    its client files; built without compile's evaluation."""
+    """A `retarget compile --recipe keep` graph of the bundled model (the GGUF's blocks kept: the default's
+    MatMulNBits graph plus the Q4_1 minimum terms, without the default's GPTQ calibration), with its client
+    files; built without compile's evaluation."""
     from retarget.export.activations import activation_quant
     from retarget.export.onnx_export import export_quantized
     from retarget.hw_profiles import load_profile
@@ -30,7 +31,7 @@ def artifact(smollm2, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from retarget.quantize import QuantLinear, quantize_
     from retarget.quantize.api import ties_embedding
 
-    plan = plan_recipe("auto", load_profile("cpu-x86"), has_source_blocks=True)
+    plan = plan_recipe("keep", load_profile("cpu-x86"), has_source_blocks=True)
     model = copy.deepcopy(smollm2.model)
     quantize_(model, plan.weights, smollm2.source_weights)
     qweights = {n: m.qweight for n, m in model.named_modules() if isinstance(m, QuantLinear)}

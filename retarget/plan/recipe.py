@@ -19,6 +19,8 @@ from retarget.quantize.fp4 import Fp4WeightConfig
 from retarget.quantize.fp8 import Fp8WeightConfig
 from retarget.quantize.smoothquant import W8A8Int8Config
 
+GGUF_AUTO_RECIPE = "gptq-int4-g64-asym-actorder"  # what 'auto' makes of a GGUF's integer blocks
+
 
 @dataclass(frozen=True)
 class Lowering:
@@ -186,10 +188,12 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
     LOWERING ('auto', 'matmulnbits' or 'qdq') restricts how the weights go into the graph; 'auto' takes the
     first of the recipe's lowerings (MatMulNBits for integers, then QDQ) that a provider of the device runs.
 
-    Decode is memory-bound, so fewer weight bytes is faster: 4-bit weights. A source that is already
-    4-bit (GGUF Q4_1) is carried over as it is ('keep'): re-quantizing would add error for no size gain.
-    SOURCE_ELEMENT is the source blocks' element: 'keep' lowers FP8 blocks ('e4m3') as FP8 QDQ, and 'auto'
-    converts them to 4-bit (half the bytes of FP8).
+    Decode is memory-bound, so fewer weight bytes is faster: 4-bit weights. SOURCE_ELEMENT is the source
+    blocks' element. GGUF integer blocks ('int') are re-quantized by GPTQ (int4, g64, act-order): on the
+    measured CPU Pareto of SmolLM2 (bench/results/pareto.md) it is the one recipe on the front, 1.45x the
+    decode of keeping Q4_1 (whose float minimums cost a block-sum term per projection) at KL 0.12; 'keep'
+    stays the exact choice on request. Other source blocks are kept ('keep'): FP8 ('e4m3') is lowered as FP8
+    QDQ on request, and 'auto' converts it to 4-bit (half the bytes of FP8).
     """
     if requested != "auto":
         from retarget.quantize.kv_cache import split_recipe  # imports torch
@@ -210,8 +214,14 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
         lowering = _lowering_for(config, profile, lowering)
         return Recipe(config, lowering, why="requested", accuracy_level=_accuracy_level(lowering, profile),
                       kv_cache=kv_cache)
-    if has_source_blocks and source_element != "e4m3":
-        config: QuantConfig = KeepSourceConfig(element=source_element)
+    if has_source_blocks and source_element == "int":
+        from retarget.quantize.kv_cache import split_recipe  # imports torch
+
+        config: QuantConfig = split_recipe(GGUF_AUTO_RECIPE)[0]
+        why = (f"auto: {GGUF_AUTO_RECIPE} on calibration text; on the measured CPU Pareto it decodes 1.45x the "
+               "GGUF's own blocks kept ('keep', exact on request) at KL 0.12")
+    elif has_source_blocks and source_element != "e4m3":
+        config = KeepSourceConfig(element=source_element)
         why = "auto: the source is already 4-bit; its blocks go into the graph unchanged (no added error)"
     else:
         config = IntWeightOnlyConfig(bits=4, group_size=128, symmetric=False)

@@ -11,7 +11,7 @@ from retarget.plan.recipe import LOWERINGS
 
 
 @pytest.mark.parametrize(("target", "recipe", "lowering"), [
-    ("cpu-x86", "auto", "matmulnbits"),  # the GGUF's own blocks as MatMulNBits, as before
+    ("cpu-x86", "auto", "matmulnbits"),  # GPTQ int4 of the GGUF's blocks as MatMulNBits
     ("cpu-x86", "int8-channel-sym", "matmulnbits"),
     ("h100-sxm", "int4-g128-asym", "matmulnbits"),  # the CUDA provider runs MatMulNBits
     ("mi300x", "int8-channel-sym", "qdq-int8"),  # MIGraphX reads standard QDQ only
