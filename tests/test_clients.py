@@ -21,19 +21,18 @@ QUESTION = "What is the capital of France? Answer in one sentence."
 
 @pytest.fixture(scope="module")
 def artifact(smollm2, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `retarget compile --recipe keep` graph of the bundled model (the GGUF's blocks kept: the default's
-    MatMulNBits graph plus the Q4_1 minimum terms, without the default's GPTQ calibration), with its client
-    files; built without compile's evaluation."""
+    """The graph `retarget compile` writes by default (recipe auto on cpu-x86: GPTQ int4 of the GGUF's blocks),
+    with its client files; built without compile's evaluation."""
     from retarget.export.activations import activation_quant
     from retarget.export.onnx_export import export_quantized
     from retarget.hw_profiles import load_profile
     from retarget.plan import plan_recipe
-    from retarget.quantize import QuantLinear, quantize_
+    from retarget.quantize import QuantLinear, calibration_tokens, quantize_
     from retarget.quantize.api import ties_embedding
 
-    plan = plan_recipe("keep", load_profile("cpu-x86"), has_source_blocks=True)
+    plan = plan_recipe("auto", load_profile("cpu-x86"), has_source_blocks=True, source_element="int")
     model = copy.deepcopy(smollm2.model)
-    quantize_(model, plan.weights, smollm2.source_weights)
+    quantize_(model, plan.weights, smollm2.source_weights, calibration=calibration_tokens(smollm2.tokenizer))
     qweights = {n: m.qweight for n, m in model.named_modules() if isinstance(m, QuantLinear)}
     out = tmp_path_factory.mktemp("clients")
     export_quantized(smollm2.model, qweights, out, plan.accuracy_level, tied_embedding=ties_embedding(model),
