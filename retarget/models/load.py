@@ -11,7 +11,7 @@ import contextlib
 import importlib.util
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -137,6 +137,29 @@ def _load_file(ref: str) -> LoadedModel:
     return _load_gguf(path) if path.is_file() else _load_hf_folder(path)
 
 
+@contextlib.contextmanager
+def _one_gguf_reader(path: Path) -> Iterator[None]:
+    """While transformers loads PATH, hand it the GGUFReader the checks built: it parses the file once for the
+    tokenizer, twice for the config and once for the weights (about 5 s each for SmolLM2's 49k-token vocabulary,
+    read field by field)."""
+    import gguf
+
+    from retarget.models.checks import open_gguf
+
+    original, target = gguf.GGUFReader, path.resolve()
+
+    def reader(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args and not kwargs and Path(file).resolve() == target:
+            return open_gguf(path)
+        return original(file, *args, **kwargs)
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _load_gguf(path: Path) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -147,7 +170,7 @@ def _load_gguf(path: Path) -> LoadedModel:
     check_gguf(path)
     hf_logging.set_verbosity_error()
     try:  # transformers' own tqdm bar would interleave with ours: silence it
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), _one_gguf_reader(path):
             warnings.simplefilter("ignore")
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             model, info = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
