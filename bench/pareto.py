@@ -20,7 +20,6 @@ rounds can be taken later, on a quiet machine, with RETARGET_PARETO_REUSE.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import json
 import os
@@ -81,22 +80,16 @@ def build_recipe(smollm2: Any, recipe: str, out: Path) -> Path:
     holds a model.onnx already (RETARGET_PARETO_REUSE) is taken as it is."""
     if (out / "model.onnx").exists():
         return out
-    from retarget.export.activations import activation_quant
     from retarget.export.client_metadata import write_client_files
-    from retarget.export.onnx_export import export_quantized
+    from retarget.export.onnx_export import export_artifact
     from retarget.hw_profiles import load_profile
     from retarget.plan import plan_recipe
-    from retarget.quantize import QuantLinear, calibration_tokens, quantize_
-    from retarget.quantize.api import ties_embedding
+    from retarget.quantize.api import quantized_copy, quantized_weights
 
     plan = plan_recipe(recipe, load_profile("cpu-x86"), has_source_blocks=True)
-    model = copy.deepcopy(smollm2.model)
-    calibration = calibration_tokens(smollm2.tokenizer) if plan.weights.needs_calibration else None
-    quantize_(model, plan.weights, smollm2.source_weights, calibration=calibration)
-    qweights = {n: m.qweight for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+    quantized, _ = quantized_copy(smollm2, plan.weights)
     out.mkdir(parents=True, exist_ok=True)
-    export_quantized(smollm2.model, qweights, out, plan.accuracy_level, tied_embedding=ties_embedding(model),
-                     lowering=plan.lowering, activations=activation_quant(model))
+    export_artifact(smollm2.model, quantized, quantized_weights(quantized), plan, out)
     write_client_files(smollm2, out)
     return out
 

@@ -6,7 +6,6 @@ place only when every step has passed, so a failure leaves nothing half-written 
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
     from retarget.models.load import check_model_ref, load_model
     from retarget.models.spec import ModelSpec
     from retarget.plan import plan_recipe
-    from retarget.quantize import calibration_tokens, quantization_report, quantize_
-    from retarget.quantize.api import quantized_weights, untie_lm_head
+    from retarget.quantize import quantization_report
+    from retarget.quantize.api import quantized_copy, quantized_weights
     from retarget.quantize.kv_cache import kv_logits_fn
     from retarget.report.compile_predictions import predictions_on_profiles
     from retarget.report.compile_report import build_report, write_report
@@ -78,11 +77,8 @@ def compile_model(model_ref: str = "default", *, target: str = "cpu-x86", recipe
         check_exportable(loaded.model, plan.kv_element)  # a model or op the graph cannot lower stops here
 
         t0 = time.perf_counter()
+        quantized, replaced = quantized_copy(loaded, plan.weights, progress)
         reference = loaded.model
-        untie_lm_head(reference)
-        quantized = copy.deepcopy(reference)
-        calibration = calibration_tokens(loaded.tokenizer) if plan.weights.needs_calibration else None
-        replaced = quantize_(quantized, plan.weights, loaded.source_weights, progress, calibration=calibration)
         qweights = quantized_weights(quantized)  # every Linear and fused expert matrix the recipe quantized
         timings["quantize_s"] = time.perf_counter() - t0
 

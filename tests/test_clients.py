@@ -3,7 +3,6 @@ onnxruntime-genai generate the same greedy tokens as retarget's own runtime, and
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -23,20 +22,15 @@ QUESTION = "What is the capital of France? Answer in one sentence."
 def artifact(smollm2, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The graph `retarget compile` writes by default (recipe auto on cpu-x86: GPTQ int4 of the GGUF's blocks),
     with its client files; built without compile's evaluation."""
-    from retarget.export.activations import activation_quant
-    from retarget.export.onnx_export import export_quantized
+    from retarget.export.onnx_export import export_artifact
     from retarget.hw_profiles import load_profile
     from retarget.plan import plan_recipe
-    from retarget.quantize import QuantLinear, calibration_tokens, quantize_
-    from retarget.quantize.api import ties_embedding
+    from retarget.quantize.api import quantized_copy, quantized_weights
 
     plan = plan_recipe("auto", load_profile("cpu-x86"), has_source_blocks=True, source_element="int")
-    model = copy.deepcopy(smollm2.model)
-    quantize_(model, plan.weights, smollm2.source_weights, calibration=calibration_tokens(smollm2.tokenizer))
-    qweights = {n: m.qweight for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+    quantized, _ = quantized_copy(smollm2, plan.weights)
     out = tmp_path_factory.mktemp("clients")
-    export_quantized(smollm2.model, qweights, out, plan.accuracy_level, tied_embedding=ties_embedding(model),
-                     lowering=plan.lowering, activations=activation_quant(model))
+    export_artifact(smollm2.model, quantized, quantized_weights(quantized), plan, out)
     write_client_files(smollm2, out)
     return out
 

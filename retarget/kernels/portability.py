@@ -411,6 +411,13 @@ def render_table(matrix: dict[str, Any], width: int = 200) -> Any:
     return table
 
 
+def _verdict_table(evidence: dict[str, dict[str, Any]], columns: list[str]) -> list[str]:
+    """Markdown rows: one per target, its verdict per column ('-' where it has none)."""
+    rows = ["| target | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    return rows + [f"| {target} | " + " | ".join(verdicts[c]["verdict"] if c in verdicts else "-" for c in columns)
+                   + " |" for target, verdicts in evidence.items()]
+
+
 def to_markdown(matrix: dict[str, Any]) -> str:
     """The matrix as a Markdown document (docs/kernels.md)."""
     names = [t["name"] for t in matrix["targets"]]
@@ -445,10 +452,7 @@ def to_markdown(matrix: dict[str, Any]) -> str:
     out += ["", "## Formats per target", "",
             "How each format runs on each target, from the best kernel above that compiles for it "
             "(MXFP4: block-scaled `dot_scaled` with MXFP8 activations, else the dequantizing kernel).", "",
-            "| target | " + " | ".join(formats) + " |", "|---|" + "---|" * len(formats)]
-    for target, verdicts in matrix["evidence"].items():
-        out.append(f"| {target} | " + " | ".join(verdicts[f]["verdict"] if f in verdicts else "-"
-                                                   for f in formats) + " |")
+            *_verdict_table(matrix["evidence"], formats)]
     features = [f for f in FEATURE_KERNELS if any(f in v for v in matrix["evidence"].values())]
     if features:
         out += ["", "## Architecture features per target", "",
@@ -456,10 +460,7 @@ def to_markdown(matrix: dict[str, Any]) -> str:
                 "its own format with no spills within the shared-memory limit; **constrained** when it "
                 "compiles natively but spills or overflows shared memory; **upcast** when an operand is "
                 "widened; **error** when a kernel does not compile.", "",
-                "| target | " + " | ".join(features) + " |", "|---|" + "---|" * len(features)]
-        for target, verdicts in matrix["evidence"].items():
-            out.append(f"| {target} | " + " | ".join(verdicts[f]["verdict"] if f in verdicts else "-"
-                                                       for f in features) + " |")
+                *_verdict_table(matrix["evidence"], features)]
     lacking = [r for r in matrix["results"] if r.get("lacks")]
     if lacking:
         out += ["", "## What each target lacks", "",

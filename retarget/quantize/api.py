@@ -8,6 +8,7 @@ and how many experts calibration never reached (those fell back to RTN).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -286,6 +287,19 @@ def quantize_(model: nn.Module, config: QuantConfig,
     fused, float_inputs = _quantize_fused(model, handler, config, stats, source)
     setattr(model, REPORT_ATTR, _report(model, config, replaced + fused, layers, stats, tied, float_inputs))
     return replaced
+
+
+def quantized_copy(loaded: Any, config: QuantConfig, progress: Progress | None = None) -> tuple[nn.Module, int]:
+    """A copy of LOADED's model (a retarget.models.load.LoadedModel; lm_head untied in place first) quantized with
+    CONFIG, on the calibration text when CONFIG needs it, from LOADED's source blocks; returns the copy and
+    quantize_'s count."""
+    from retarget.quantize.calibration import calibration_tokens
+
+    untie_lm_head(loaded.model)
+    quantized = copy.deepcopy(loaded.model)
+    calibration = calibration_tokens(loaded.tokenizer) if config.needs_calibration else None
+    replaced = quantize_(quantized, config, loaded.source_weights, progress, calibration=calibration)
+    return quantized, replaced
 
 
 def _report(model: nn.Module, config: QuantConfig, matrices: int, layers: dict[str, nn.Linear],
