@@ -28,9 +28,11 @@ from retarget import provenance
 
 HIDDEN, FFN, KV, LAYERS, VOCAB = 576, 1536, 192, 30, 49152  # SmolLM2-135M
 RESULTS = Path(__file__).parent / "results"
+# (bits, block, accuracy level); 8-bit at level 0 is ~20x slower than the rest and left out
 VARIANTS = [(bits, block, level) for level in (4, 0) for bits in (4, 8) for block in (32, 64, 128)
             if (bits, level) != (8, 0)]
-SPIN = os.environ.get("RETARGET_BENCH_SPIN", "0") != "0"  # idle sessions' spinning threads would steal the cores  # 8-bit at level 0: ~20x slower than the rest, left out
+# idle sessions' spinning threads steal the cores from the one running (measured: every variant 3x slower)
+SPIN = os.environ.get("RETARGET_BENCH_SPIN", "0") != "0"
 
 
 def projections() -> list[tuple[int, int]]:
@@ -44,9 +46,10 @@ def step_graph(bits: int, block: int, level: int, rng: np.random.Generator) -> b
     inits, nodes, outputs = [], [], []
     for i, (k, n) in enumerate(projections()):
         blocks = -(-k // block)
-        inits += [numpy_helper.from_array(rng.integers(0, 256, (n, blocks, block * bits // 8), dtype=np.uint8), f"b{i}"),
-                  numpy_helper.from_array(rng.random(n * blocks, dtype=np.float32) * 0.01, f"s{i}"),
-                  numpy_helper.from_array(rng.integers(0, 256, n * -(-blocks * bits // 8), dtype=np.uint8), f"z{i}")]
+        codes = rng.integers(0, 256, (n, blocks, block * bits // 8), dtype=np.uint8)
+        zero_points = rng.integers(0, 256, n * -(-blocks * bits // 8), dtype=np.uint8)
+        inits += [numpy_helper.from_array(codes, f"b{i}"), numpy_helper.from_array(zero_points, f"z{i}"),
+                  numpy_helper.from_array(rng.random(n * blocks, dtype=np.float32) * 0.01, f"s{i}")]
         nodes.append(helper.make_node("MatMulNBits", [f"x{k}", f"b{i}", f"s{i}", f"z{i}"], [f"y{i}"],
                                       domain="com.microsoft", K=k, N=n, bits=bits, block_size=block,
                                       accuracy_level=level))
@@ -121,7 +124,8 @@ def markdown(rows: list[dict], meta: dict, threads: int) -> str:
              f"interleaved rounds. Read bandwidth by the same probe as `retarget bench`: "
              f"{meta['probe_gb_per_s']:.1f} GB/s. Load average at the end: "
              f"{meta['load_average_1_5_15_min'][0]:.1f}.", "",
-             "| bits | block | accuracy_level | ms per step | G weights/s | GB/s read |", "|---:|---:|---:|---:|---:|---:|"]
+             "| bits | block | accuracy_level | ms per step | G weights/s | GB/s read |",
+             "|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row['bits']} | {row['block']} | {row['accuracy_level']} | {row['step_ms']['value']:.2f} | "
                      f"{row['gweights_per_s']:.1f} | {row['gb_per_s']:.1f} |")
