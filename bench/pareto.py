@@ -7,8 +7,9 @@ installed (`make bench` builds it).
 
 Accuracy: perplexity and next-token KL against the fp32 torch model (the GGUF dequantized) on the first
 ACCURACY_TOKENS tokens of the evaluation corpus, every graph run by ONNX Runtime as its engine runs it.
-Speed: bench/test_cpu_speed.py's interleaved rounds (a 128-token prefill, then greedy decode steps, the
-engines taking turns so load from elsewhere falls on all alike); medians over the rounds. retarget's
+Speed: bench/peers/rounds.py's interleaved rounds (a 128-token prefill, then greedy decode steps, the
+engines taking turns so load from elsewhere falls on all alike, each turn in a process of its own); medians
+over the rounds. retarget's
 artifacts are timed twice: through retarget's runtime and through onnxruntime-genai's loop, the loop the
 builder's artifacts run in. The builder needs transformers 5: it runs in its own venv (GENAI_PYTHON).
 RETARGET_PARETO_RECIPES (comma-separated) picks the recipes; the default is every CPU recipe that lowers to
@@ -34,8 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.peers.engines import LlamaCppEngine, OrtEngine, llama_cpp_version  # noqa: E402
-from bench.test_cpu_speed import DECODE_TOKENS, PROMPT, ROUNDS, THREADS, interleaved, summarize  # noqa: E402
+from bench.peers.compiled import build_recipe  # noqa: E402
+from bench.peers.engines import EngineSpec, llama_cpp_version  # noqa: E402
+from bench.peers.rounds import DECODE_TOKENS, PROMPT, ROUNDS, THREADS, interleaved, summarize  # noqa: E402
 from retarget import provenance  # noqa: E402
 from retarget.runner.bench import initializer_bytes  # noqa: E402
 
@@ -44,54 +46,11 @@ LLAMA_CPP = "llama.cpp Q4_1 GGUF"
 RESULTS = ROOT / "bench" / "results"
 GENAI_PYTHON = os.environ.get("GENAI_PYTHON", str(ROOT / ".venv-genai" / "bin" / "python"))
 DEFAULT_RECIPES = ("keep", "fp32", "int4-g32-sym", "int4-g32-asym", "int4-g64-asym", "int4-g128-asym",
-                   "int8-channel-sym", "gptq-int4-g64-asym-actorder", "gptq-int4-g128-asym-actorder",
+                   "int8-channel-sym", "gptq-int4-g64-asym-actorder", "gptq-int4-g64-asym-head4-actorder",
+                   "gptq-int4-g128-asym-actorder",
                    "awq-int4-g64-asym", "awq-int4-g128-asym", "hqq-int4-g64-asym", "mse-int4-g64-asym")
 BUILDER_MODES = {"genai builder int4 RTN (g32 sym)": ("rtn", []),
                  "genai builder int4 k_quant (g32)": ("k_quant", ["--extra_options", "algo_config=k_quant"])}
-
-
-class GenaiEngine:
-    """onnxruntime-genai's own generation loop (greedy): append the prompt, then one token per step. Every
-    artifact runs with THREADS intra-op threads (an overlay on its genai_config.json), so the loop compares
-    graphs, not the thread counts their configs happen to ask for (genai runs one thread when a config names
-    none, as the builder's does)."""
-
-    def __init__(self, folder: Path, max_length: int) -> None:
-        import onnxruntime_genai as og
-
-        config = og.Config(str(folder))
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": THREADS}}}}))
-        self.og, self.model, self.max_length = og, og.Model(config), max_length
-
-    def prefill(self, ids: np.ndarray) -> int:
-        params = self.og.GeneratorParams(self.model)
-        params.set_search_options(do_sample=False, max_length=self.max_length + 1)
-        self.generator = self.og.Generator(self.model, params)
-        self.generator.append_tokens(ids.astype(np.int32))
-        return self.decode(-1)
-
-    def decode(self, token: int) -> int:
-        self.generator.generate_next_token()
-        return int(self.generator.get_next_tokens()[0])
-
-
-def build_recipe(smollm2: Any, recipe: str, out: Path) -> Path:
-    """OUT as `retarget compile --recipe RECIPE` writes it (graph and client files; no evaluation); an OUT that
-    holds a model.onnx already (RETARGET_PARETO_REUSE) is taken as it is."""
-    if (out / "model.onnx").exists():
-        return out
-    from retarget.export.client_metadata import write_client_files
-    from retarget.export.onnx_export import export_artifact
-    from retarget.hw_profiles import load_profile
-    from retarget.plan import plan_recipe
-    from retarget.quantize.api import quantized_copy, quantized_weights
-
-    plan = plan_recipe(recipe, load_profile("cpu-x86"), has_source_blocks=True)
-    quantized, _ = quantized_copy(smollm2, plan.weights)
-    out.mkdir(parents=True, exist_ok=True)
-    export_artifact(smollm2.model, quantized, quantized_weights(quantized), plan, out)
-    write_client_files(smollm2, out)
-    return out
 
 
 def build_genai(smollm2: Any, work: Path) -> dict[str, Path]:
@@ -115,14 +74,14 @@ def build_genai(smollm2: Any, work: Path) -> dict[str, Path]:
 
 def build_ort_quantizer(smollm2: Any, work: Path) -> Path:
     """ONNX Runtime's MatMulNBitsQuantizer (default RTN, 4-bit asymmetric, blocks of 128) on optimum's export."""
-    from bench.test_cpu_speed import _ort_quantizer
+    from bench.peers.ort_quantizer import quantized_artifact
     from retarget.export.onnx_export import export_float
 
     if (work / "ortq" / "model.onnx").exists():
         return work / "ortq" / "model.onnx"
     (work / "optimum").mkdir()
     (work / "ortq").mkdir()
-    return _ort_quantizer(export_float(smollm2.model, work / "optimum"), work / "ortq")
+    return quantized_artifact(export_float(smollm2.model, work / "optimum"), work / "ortq")
 
 
 def accuracy(smollm2: Any, graphs: dict[str, Path]) -> dict[str, dict]:
@@ -203,7 +162,8 @@ def markdown(rows: dict[str, dict], meta: dict) -> str:
              f"per engine), onnxruntime {meta['machine']['versions']['onnxruntime']}, onnxruntime-genai "
              f"{meta['onnxruntime_genai']}, llama-cpp-python {meta['llama_cpp_python'] or 'not installed'}. "
              f"Decode and prefill: medians over {ROUNDS} interleaved rounds ({PROMPT}-token prompt, {DECODE_TOKENS} "
-             f"greedy steps); KL / perplexity: {ACCURACY_TOKENS} corpus tokens against fp32 torch. "
+             f"greedy steps; every turn in a process of its own, after a warm-up turn); KL / perplexity: "
+             f"{ACCURACY_TOKENS} corpus tokens against fp32 torch. "
              f"{meta['contention']}", "",
              "| artifact | loop | MiB | KL to fp32 | ppl | decode tok/s | prefill tok/s | Pareto |",
              "|---|---|---:|---:|---:|---:|---:|:-:|"]
@@ -215,25 +175,35 @@ def markdown(rows: dict[str, dict], meta: dict) -> str:
 
 
 def goals(rows: dict[str, dict]) -> list[str]:
-    """The issue's goals as measured ratios (the genai loop for both sides)."""
+    """The speed goals as measured ratios, the genai loop for both sides where the peer runs in it: the default
+    artifact (`auto` on the GGUF) >= 1.2x the builder's at lower KL; the most accurate 4-bit recipe >= the
+    builder; `keep` >= 1.3x llama.cpp on the same weights."""
+    from retarget.plan.recipe import GGUF_AUTO_RECIPE
+
     def dec(name: str) -> float | None:
         return rows[name]["decode_tokens_per_s"]["value"] if name in rows else None
 
+    def versus(ours: str, peer: str, floor: float, what: str) -> str:
+        ratio = dec(ours) / dec(peer)
+        return (f"- {what} ({ours}): decode {ratio:.2f}x {peer} (goal >= {floor}x: "
+                f"{'met' if ratio >= floor else 'missed'}); KL {rows[ours]['kl_to_fp32']:.4f} vs "
+                f"{rows[peer]['kl_to_fp32']:.4f}")
+
+    builder, llama = "genai builder int4 RTN (g32 sym) / genai loop", f"{LLAMA_CPP} / llama.cpp"
     lines = []
-    builder = "genai builder int4 RTN (g32 sym) / genai loop"
-    for ours, floor in (("retarget keep / genai loop", 1.2),
-                        ("retarget gptq-int4-g64-asym-actorder / genai loop", 1.0)):
-        if dec(ours) and dec(builder):
-            ratio = dec(ours) / dec(builder)
-            lines.append(f"- {ours}: decode {ratio:.2f}x the builder's (goal >= {floor}x: "
-                         f"{'met' if ratio >= floor else 'missed'}); KL {rows[ours]['kl_to_fp32']:.4f} vs "
-                         f"{rows[builder]['kl_to_fp32']:.4f}")
-    llama = f"{LLAMA_CPP} / llama.cpp"
-    if dec(llama) and dec("retarget keep / retarget runtime"):
-        ratio = dec("retarget keep / retarget runtime") / dec(llama)
-        lines.append(f"- retarget keep vs llama.cpp on the same weights: {ratio:.2f}x (goal >= 1.3x)")
-    elif not dec(llama):
-        lines.append("- llama.cpp: not measured in this run (llama-cpp-python not installed; `make bench` builds it)")
+    int4 = [n for n, r in rows.items() if r["loop"] == "genai loop" and "int4" in r["artifact"]
+            and r["artifact"].startswith("retarget")]
+    if dec(builder):
+        if dec(default := f"retarget {GGUF_AUTO_RECIPE} / genai loop"):
+            lines.append(versus(default, builder, 1.2, "the default"))
+        if int4:
+            lines.append(versus(min(int4, key=lambda n: rows[n]["kl_to_fp32"]), builder, 1.0,
+                                "the most accurate int4 recipe"))
+    if not dec(llama):
+        return [*lines, "- llama.cpp: not measured in this run (llama-cpp-python not installed; `make bench` "
+                        "builds it)"]
+    lines += [versus(f"retarget keep / {loop}", llama, 1.3, "keep") for loop in ("genai loop", "retarget runtime")
+              if dec(f"retarget keep / {loop}")]
     return lines
 
 
@@ -251,33 +221,30 @@ def main() -> None:
     recipes = [r for r in os.environ.get("RETARGET_PARETO_RECIPES", ",".join(DEFAULT_RECIPES)).split(",") if r]
     reuse = os.environ.get("RETARGET_PARETO_REUSE")  # a work folder of an earlier run: its artifacts are reused
     work = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="retarget-pareto-"))
-    max_length = PROMPT + DECODE_TOKENS
     graphs, engines = {}, {}
     if Path(GENAI_PYTHON).exists():
         print("building the genai builder's artifacts", flush=True)
         for label, folder in build_genai(smollm2, work).items():
             graphs[label] = folder / "model.onnx"
-            engines[f"{label} / genai loop"] = GenaiEngine(folder, max_length)
+            engines[f"{label} / genai loop"] = EngineSpec("genai", str(folder))
     print("ONNX Runtime's quantizer", flush=True)
-    graphs["ORT quantizer RTN int4-g128"] = build_ort_quantizer(smollm2, work)
-    engines["ORT quantizer RTN int4-g128 / retarget runtime"] = OrtEngine(graphs["ORT quantizer RTN int4-g128"],
-                                                                          max_length, THREADS)
+    ort_quantizer = graphs["ORT quantizer RTN int4-g128"] = build_ort_quantizer(smollm2, work)
+    engines["ORT quantizer RTN int4-g128 / retarget runtime"] = EngineSpec("ort", str(ort_quantizer))
     for recipe in recipes:
         print(f"building {recipe}", flush=True)
         folder = build_recipe(smollm2, recipe, work / recipe)
         graphs[f"retarget {recipe}"] = folder / "model.onnx"
-        engines[f"retarget {recipe} / retarget runtime"] = OrtEngine(folder / "model.onnx", max_length, THREADS)
-        engines[f"retarget {recipe} / genai loop"] = GenaiEngine(folder, max_length)
+        engines[f"retarget {recipe} / retarget runtime"] = EngineSpec("ort", str(folder / "model.onnx"))
+        engines[f"retarget {recipe} / genai loop"] = EngineSpec("genai", str(folder))
     if llama_cpp_version():
-        engines[f"{LLAMA_CPP} / llama.cpp"] = LlamaCppEngine(default_model_path(), max_length, THREADS)
+        engines[f"{LLAMA_CPP} / llama.cpp"] = EngineSpec("llama.cpp", str(default_model_path()))
     print("accuracy", flush=True)
     scores = accuracy(smollm2, graphs)
     if os.environ.get("RETARGET_PARETO_BUILD_ONLY"):
         print(f"built and scored in {work}; time them with RETARGET_PARETO_REUSE={work}")
         return
     print("speed", flush=True)
-    prompt = np.random.default_rng(0).integers(100, 10_000, (1, PROMPT))
-    speed = summarize(interleaved(engines, prompt, ROUNDS))
+    speed = summarize(interleaved(engines, ROUNDS))
     rows = {}
     for name, measured in speed.items():
         artifact, loop = name.split(" / ")

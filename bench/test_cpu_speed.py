@@ -1,6 +1,7 @@
-"""CPU decode and prefill speed of SmolLM2-135M, measured in one run on this machine: our 4-bit ONNX
-artifacts (retarget's Llama graph, ONNX Runtime) against ONNX Runtime fp32 (optimum's export and our graph),
-ONNX Runtime's own 4-bit quantizer, PyTorch eager fp32 and llama.cpp on the original GGUF.
+"""CPU decode and prefill speed of SmolLM2-135M, measured in one run on this machine: our ONNX artifacts as
+`retarget compile` writes them (the default recipe and `keep`; retarget's Llama graph, ONNX Runtime) against
+ONNX Runtime fp32 (optimum's export and our graph), ONNX Runtime's own 4-bit quantizer, PyTorch eager fp32 and
+llama.cpp on the original GGUF.
 
     make bench        # writes bench/results/cpu-speed.json and bench/results/cpu-speed.md
 
@@ -11,36 +12,27 @@ medians over rounds are the headline, the best round shows what an idle machine 
 
 from __future__ import annotations
 
-import copy
 import datetime
 import json
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
-from bench.peers.engines import LlamaCppEngine, OrtEngine, TorchEagerEngine, llama_cpp_version
+from bench.peers.compiled import build_recipe
+from bench.peers.engines import EngineSpec, llama_cpp_version
+from bench.peers.ort_quantizer import quantized_artifact
+from bench.peers.rounds import DECODE_TOKENS, PROMPT, ROUNDS, SPIN, THREADS, interleaved, summarize
 from retarget import provenance
 from retarget.export.decoder import build_decoder
-from retarget.export.onnx_export import export_float, export_quantized, write_accuracy_variant
-from retarget.quantize import QuantLinear, config_from_name, quantize_
+from retarget.export.onnx_export import export_float, write_accuracy_variant
+from retarget.plan.recipe import GGUF_AUTO_RECIPE
 
-PROMPT = 128
-DECODE_TOKENS = int(os.environ.get("RETARGET_BENCH_DECODE_TOKENS", "32"))
-ROUNDS = int(os.environ.get("RETARGET_BENCH_ROUNDS", "10"))
-# threads per engine (default: one per core); on a busy machine 1 keeps spin-waiting thread pools (llama.cpp's)
-# from collapsing: measured here under load ~15 on 2 cores, llama.cpp decoded 0.3 tokens/s at 2 threads, 6-8 at 1
-THREADS = int(os.environ.get("RETARGET_BENCH_THREADS", "0")) or len(os.sched_getaffinity(0))
-# ORT's threads busy-wait between ops as llama.cpp's do (ORT's default); 0 turns it off for a shared machine
-SPIN = os.environ.get("RETARGET_BENCH_SPIN", "1") != "0"
 ACCURACY_TOKENS = 1024
 RESULTS = Path(__file__).parent / "results"
 SETTINGS = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("RETARGET_BENCH_"))
 COMMAND = f"{SETTINGS + ' ' if SETTINGS else ''}make bench (pytest bench/test_cpu_speed.py --benchmark-only)"
-OURS = "retarget int4-g128-asym"  # the headline artifact
+OURS = f"retarget {GGUF_AUTO_RECIPE}"  # the headline: what `make run` compiles
 
 
 def _save(proto, out: Path) -> Path:
@@ -51,25 +43,6 @@ def _save(proto, out: Path) -> Path:
     return out / "model.onnx"
 
 
-def _ours(smollm2, recipe: str, out: Path) -> Path:
-    from retarget.quantize.api import ties_embedding
-
-    model = copy.deepcopy(smollm2.model)
-    quantize_(model, config_from_name(recipe), smollm2.source_weights)
-    qweights = {n: m.qweight for n, m in model.named_modules() if isinstance(m, QuantLinear)}
-    export_quantized(smollm2.model, qweights, out, accuracy_level=0, tied_embedding=ties_embedding(model))
-    return out / "model.onnx"
-
-
-def _ort_quantizer(optimum_fp32: Path, out: Path) -> Path:
-    """ONNX Runtime's MatMulNBitsQuantizer (its default C++ round-to-nearest, 4-bit asymmetric, blocks of 128;
-    lm_head 8-bit blocks of 32 as ours) on the optimum export, at accuracy_level 4."""
-    from bench.peers.ort_quantizer import quantize_onnx
-
-    quantize_onnx(optimum_fp32, out / "rtn.onnx", "default", 128)
-    return write_accuracy_variant(out / "rtn.onnx", 4, out / "model.onnx")
-
-
 @pytest.fixture(scope="module")
 def artifacts(smollm2, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every ONNX graph of the comparison, by label."""
@@ -77,38 +50,15 @@ def artifacts(smollm2, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     optimum = export_float(smollm2.model, tmp_path_factory.mktemp("optimum"))
     paths["ORT fp32 (optimum export)"] = optimum
     paths["ORT fp32 (retarget graph)"] = _save(build_decoder(smollm2.model)[0], tmp_path_factory.mktemp("fp32"))
-    for recipe in ("int4-g128-asym", "keep"):
-        exact = _ours(smollm2, recipe, tmp_path_factory.mktemp(recipe))
-        paths[f"retarget {recipe}"] = write_accuracy_variant(exact, 4, exact.with_name("level4.onnx"))
-        if recipe == "int4-g128-asym":
-            paths[f"retarget {recipe} (accuracy_level 0)"] = exact
-    paths["ORT quantizer RTN int4-g128"] = _ort_quantizer(optimum, tmp_path_factory.mktemp("ortq"))
+    for recipe, label in ((GGUF_AUTO_RECIPE, OURS), ("keep", "retarget keep")):
+        paths[label] = build_recipe(smollm2, recipe, tmp_path_factory.mktemp(recipe)) / "model.onnx"
+    paths[f"{OURS} (accuracy_level 0)"] = write_accuracy_variant(paths[OURS], 0, paths[OURS].with_name("level0.onnx"))
+    paths["ORT quantizer RTN int4-g128"] = quantized_artifact(optimum, tmp_path_factory.mktemp("ortq"))
     return paths
 
 
-def interleaved(engines: dict, prompt: np.ndarray, rounds: int) -> dict[str, dict[str, list[float]]]:
-    """Seconds per prefill and per decode step, the engines taking turns; the order rotates every round."""
-    times = {name: {"prefill_s": [], "decode_step_s": []} for name in engines}
-    names = list(engines)
-    for r in range(rounds + 1):  # round 0 warms every engine up and is dropped
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            engine = engines[name]
-            t0 = time.perf_counter()
-            token = engine.prefill(prompt)
-            prefill = time.perf_counter() - t0
-            steps = []
-            for _ in range(DECODE_TOKENS):
-                t0 = time.perf_counter()
-                token = engine.decode(token)
-                steps.append(time.perf_counter() - t0)
-            if r:
-                times[name]["prefill_s"].append(prefill)
-                times[name]["decode_step_s"].extend(steps)
-    return times
-
-
 def level4_accuracy_cost(smollm2, artifacts: dict[str, Path]) -> dict:
-    """Perplexity and next-token KL vs fp32 torch of our int4 artifact at accuracy_level 0 and 4 (ORT)."""
+    """Perplexity and next-token KL vs fp32 torch of our default artifact at accuracy_level 0 and 4 (ORT)."""
     from retarget.eval.corpus import corpus_text
     from retarget.eval.metrics import Evaluator, torch_logits_fn
     from retarget.export.runtime import OrtCausalLM
@@ -122,24 +72,6 @@ def level4_accuracy_cost(smollm2, artifacts: dict[str, Path]) -> dict:
         out[f"accuracy_level_{level}"] = {
             "perplexity": provenance.measured(score.perplexity, "ppl", tokens=score.tokens),
             "kl_to_fp32": provenance.measured(score.kl_to_reference, "nats/token", tokens=score.tokens)}
-    return out
-
-
-def summarize(times: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
-    """tokens/s from the medians (and the best round) of TIMES, with provenance."""
-    out = {}
-    for name, t in times.items():
-        details = {"batch": 1, "prompt_len": PROMPT, "rounds": ROUNDS, "decode_tokens_per_round": DECODE_TOKENS,
-                   "threads": THREADS, "interleaved": True}
-        out[name] = {
-            "prefill_tokens_per_s": provenance.measured(PROMPT / float(np.median(t["prefill_s"])), "tokens/s",
-                                                        statistic="median", **details),
-            "decode_tokens_per_s": provenance.measured(1 / float(np.median(t["decode_step_s"])), "tokens/s",
-                                                       statistic="median", **details),
-            "prefill_tokens_per_s_best": PROMPT / min(t["prefill_s"]),
-            "decode_tokens_per_s_best": DECODE_TOKENS / min(
-                sum(t["decode_step_s"][i:i + DECODE_TOKENS]) for i in range(0, len(t["decode_step_s"]), DECODE_TOKENS)),
-        }
     return out
 
 
@@ -158,7 +90,8 @@ def markdown(results: dict[str, dict], meta: dict) -> str:
              f"`{COMMAND}` on {meta['machine']['cpu']} ({meta['machine']['cores']} cores), onnxruntime "
              f"{meta['machine']['versions'].get('onnxruntime')}, llama-cpp-python {meta['llama_cpp_python']}, "
              f"torch {meta['machine']['versions'].get('torch')}. Medians over {ROUNDS} interleaved rounds "
-             f"({DECODE_TOKENS} decode steps each); in brackets the best round. {meta['contention']}", "",
+             f"({DECODE_TOKENS} decode steps each, every turn in a process of its own); in brackets the best round. "
+             f"{meta['contention']}", "",
              "| engine | prefill tok/s | decode tok/s | decode vs llama.cpp | decode vs ORT fp32 | "
              "prefill vs llama.cpp | prefill vs ORT fp32 |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in results.items():
@@ -181,14 +114,11 @@ def markdown(results: dict[str, dict], meta: dict) -> str:
 def test_cpu_speed(benchmark, smollm2, artifacts) -> None:
     from retarget.models.load import default_model_path
 
-    max_length = PROMPT + DECODE_TOKENS
-    engines = {name: OrtEngine(path, max_length, THREADS, SPIN) for name, path in artifacts.items()}
-    engines["PyTorch eager fp32"] = TorchEagerEngine(smollm2.model)
-    torch.set_num_threads(THREADS)
+    engines = {name: EngineSpec("ort", str(path)) for name, path in artifacts.items()}
+    engines["PyTorch eager fp32"] = EngineSpec("torch", "default")
     if llama_cpp_version():
-        engines["llama.cpp Q4_1 GGUF"] = LlamaCppEngine(default_model_path(), max_length, THREADS)
-    prompt = np.random.default_rng(0).integers(100, 10_000, (1, PROMPT))
-    times = benchmark.pedantic(interleaved, args=(engines, prompt, ROUNDS), rounds=1, iterations=1)
+        engines["llama.cpp Q4_1 GGUF"] = EngineSpec("llama.cpp", str(default_model_path()))
+    times = benchmark.pedantic(interleaved, args=(engines, ROUNDS), rounds=1, iterations=1)
     load = os.getloadavg()
     meta = {
         "command": COMMAND,

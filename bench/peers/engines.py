@@ -9,20 +9,29 @@ PyTorch loop compute the logits of the last prompt position only; the ONNX graph
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
-import torch
-
-from retarget.export.runtime import OrtCausalLM
 
 LLAMA_CPP_VERSION = "0.3.36"
+
+
+class Engine(Protocol):
+    def prefill(self, ids: np.ndarray) -> int: ...
+
+    def decode(self, token: int) -> int: ...
 
 
 class OrtEngine:
     """An ONNX Runtime graph through OrtCausalLM (IO binding; shared KV buffer on GroupQueryAttention graphs)."""
 
     def __init__(self, path: Path, max_length: int, threads: int | None = None, spin: bool = True) -> None:
+        from retarget.export.runtime import OrtCausalLM
+
         self.runtime = OrtCausalLM(path, threads=threads, spin=spin)
         self.max_length = max_length
 
@@ -36,22 +45,26 @@ class OrtEngine:
 class TorchEagerEngine:
     """transformers' model in eager fp32 with its DynamicCache, as its generate() drives it."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         from transformers import DynamicCache
 
         self.model = model.eval()
         self.cache_type = DynamicCache
         self.cache = None
 
-    @torch.inference_mode()
     def prefill(self, ids: np.ndarray) -> int:
+        import torch
+
         self.cache = self.cache_type()
-        out = self.model(torch.from_numpy(ids), past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(ids), past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         return int(out.logits[0, -1].argmax())
 
-    @torch.inference_mode()
     def decode(self, token: int) -> int:
-        out = self.model(torch.tensor([[token]]), past_key_values=self.cache, use_cache=True)
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(torch.tensor([[token]]), past_key_values=self.cache, use_cache=True)
         return int(out.logits[0, -1].argmax())
 
 
@@ -79,6 +92,62 @@ class LlamaCppEngine:
     def decode(self, token: int) -> int:
         self.llm.eval([token])
         return self._next()
+
+
+class GenaiEngine:
+    """onnxruntime-genai's own generation loop (greedy): append the prompt, then one token per step. Every
+    artifact runs with THREADS intra-op threads (an overlay on its genai_config.json), so the loop compares
+    graphs, not the thread counts their configs happen to ask for (genai runs one thread when a config names
+    none, as the builder's does)."""
+
+    def __init__(self, folder: Path, max_length: int, threads: int) -> None:
+        import onnxruntime_genai as og
+
+        config = og.Config(str(folder))
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+        self.og, self.model, self.max_length = og, og.Model(config), max_length
+
+    def prefill(self, ids: np.ndarray) -> int:
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(do_sample=False, max_length=self.max_length + 1)
+        self.generator = self.og.Generator(self.model, params)
+        self.generator.append_tokens(ids.astype(np.int32))
+        return self.decode(-1)
+
+    def decode(self, token: int) -> int:
+        self.generator.generate_next_token()
+        return int(self.generator.get_next_tokens()[0])
+
+
+def _torch_eager(model: str, max_length: int, threads: int, spin: bool) -> TorchEagerEngine:
+    import torch
+
+    from retarget.models.load import load_model
+
+    torch.set_num_threads(threads)
+    return TorchEagerEngine(load_model(model).model)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """An engine as a process can build it: KIND (a key of ENGINES) over PATH (a graph, a genai folder, a GGUF,
+    or a model name for the PyTorch loop)."""
+
+    kind: str
+    path: str
+
+
+ENGINES: dict[str, Callable[[str, int, int, bool], Engine]] = {
+    "ort": lambda path, max_length, threads, spin: OrtEngine(Path(path), max_length, threads, spin),
+    "genai": lambda path, max_length, threads, spin: GenaiEngine(Path(path), max_length, threads),
+    "llama.cpp": lambda path, max_length, threads, spin: LlamaCppEngine(Path(path), max_length, threads),
+    "torch": _torch_eager,
+}
+
+
+def build_engine(spec: EngineSpec, max_length: int, threads: int, spin: bool) -> Engine:
+    """The engine SPEC describes."""
+    return ENGINES[spec.kind](spec.path, max_length, threads, spin)
 
 
 def llama_cpp_version() -> str | None:

@@ -174,8 +174,10 @@ def lower_tied_embedding(model: onnx.ModelProto, embedding: str = "model.embed_t
     """Make the embedding Gather read lm_head's MatMulNBits blocks through `com.microsoft.GatherBlockQuantized`.
 
     For tied embeddings (SmolLM2, and llama.cpp's token_embd = output): the vocabulary table is stored
-    once, quantized, as in the GGUF. Needs 8-bit blocks that tile K exactly (B reshapes to [V, K]);
-    returns False (the float table stays) otherwise.
+    once, quantized, as in the GGUF. GatherBlockQuantized reads uint8 data in MatMulNBits' layout (4-bit codes
+    two to a byte, zero points packed the same way, absent ones 2**(bits - 1)), so B reshapes to the table
+    [V, K * bits / 8]. Needs 4- or 8-bit blocks that tile K exactly; returns False (the float table stays)
+    otherwise.
     """
     graph = model.graph
     gather = next((n for n in graph.node if n.op_type == "Gather" and module_name_of(n) == embedding), None)
@@ -184,24 +186,26 @@ def lower_tied_embedding(model: onnx.ModelProto, embedding: str = "model.embed_t
         return False
     attrs = {a.name: a.i for a in matmul.attribute}
     inits = {t.name: t for t in graph.initializer}
-    k, n, block = attrs["K"], attrs["N"], attrs["block_size"]
-    if attrs["bits"] != 8 or k % block or gather.input[0] not in inits:
+    k, n, block, bits = attrs["K"], attrs["N"], attrs["block_size"], attrs["bits"]
+    if bits not in (4, 8) or k % block or gather.input[0] not in inits:
         return False
-    shapes = [numpy_helper.from_array(np.array([n, k], np.int64), f"{head}.as_table_shape"),
-              numpy_helper.from_array(np.array([n, k // block], np.int64), f"{head}.as_table_scales_shape")]
+    blocks = k // block
+    shapes = [numpy_helper.from_array(np.array([n, k * bits // 8], np.int64), f"{head}.as_table_shape"),
+              numpy_helper.from_array(np.array([n, blocks], np.int64), f"{head}.as_table_scales_shape")]
     reshapes = [helper.make_node("Reshape", [matmul.input[1], shapes[0].name], [f"{head}/table"],
                                  name=f"{embedding}/TableReshape"),
                 helper.make_node("Reshape", [matmul.input[2], shapes[1].name], [f"{head}/table_scales"],
                                  name=f"{embedding}/ScalesReshape")]
     inputs = [f"{head}/table", gather.input[1], f"{head}/table_scales"]
-    if len(matmul.input) > 3:  # uint8 zero points, one per block
-        shapes.append(numpy_helper.from_array(np.array([n, k // block], np.int64), f"{head}.as_table_zp_shape"))
+    if len(matmul.input) > 3:  # uint8 zero points, packed like the codes
+        zero_point_shape = np.array([n, -(-blocks * bits // 8)], np.int64)
+        shapes.append(numpy_helper.from_array(zero_point_shape, f"{head}.as_table_zp_shape"))
         reshapes.append(helper.make_node("Reshape", [matmul.input[3], shapes[-1].name], [f"{head}/table_zp"],
                                          name=f"{embedding}/ZeroPointReshape"))
         inputs.append(f"{head}/table_zp")
     lookup = helper.make_node("GatherBlockQuantized", inputs, list(gather.output),
                               name=f"{embedding}/GatherBlockQuantized", domain="com.microsoft",
-                              gather_axis=0, quantize_axis=1, block_size=block, bits=8)
+                              gather_axis=0, quantize_axis=1, block_size=block, bits=bits)
     # lm_head's float16 scale Casts sit at the end of the graph: move them ahead of the embedding lookup
     producers = [node for node in graph.node if set(node.output) & set(matmul.input[2:])]
     for node in producers:

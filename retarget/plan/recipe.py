@@ -189,10 +189,11 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
     first of the recipe's lowerings (MatMulNBits for integers, then QDQ) that a provider of the device runs.
 
     Decode is memory-bound, so fewer weight bytes is faster: 4-bit weights. SOURCE_ELEMENT is the source
-    blocks' element. GGUF integer blocks ('int') are re-quantized by GPTQ (int4, g64, act-order): on the
-    measured CPU Pareto of SmolLM2 (bench/results/pareto.md) it is the one recipe on the front, 1.45x the
+    blocks' element. GGUF integer blocks ('int') are re-quantized by GPTQ (int4, g64, act-order, 8-bit
+    lm_head): on the measured CPU Pareto of SmolLM2 (bench/results/pareto.md) it is on the front, 1.25x the
     decode of keeping Q4_1 (whose float minimums cost a block-sum term per projection) at KL 0.12; 'keep'
-    stays the exact choice on request. Other source blocks are kept ('keep'): FP8 ('e4m3') is lowered as FP8
+    stays the exact choice on request, and a 4-bit lm_head (`-head4`, also on the front) trades twice the KL
+    for 12-15% more decode speed. Other source blocks are kept ('keep'): FP8 ('e4m3') is lowered as FP8
     QDQ on request, and 'auto' converts it to 4-bit (half the bytes of FP8).
     """
     if requested != "auto":
@@ -218,7 +219,7 @@ def plan_recipe(requested: str, profile: HardwareProfile, has_source_blocks: boo
         from retarget.quantize.kv_cache import split_recipe  # imports torch
 
         config: QuantConfig = split_recipe(GGUF_AUTO_RECIPE)[0]
-        why = (f"auto: {GGUF_AUTO_RECIPE} on calibration text; on the measured CPU Pareto it decodes 1.45x the "
+        why = (f"auto: {GGUF_AUTO_RECIPE} on calibration text; on the measured CPU Pareto it decodes 1.25x the "
                "GGUF's own blocks kept ('keep', exact on request) at KL 0.12")
     elif has_source_blocks and source_element != "e4m3":
         config = KeepSourceConfig(element=source_element)

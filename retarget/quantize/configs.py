@@ -43,7 +43,8 @@ class IntWeightOnlyConfig(QuantConfig):
 
     lm_head_bits: the output projection is quantized too, symmetric in blocks of 32 at this width (8 by
     default, like llama.cpp's Q8_0 output.weight: measured here on SmolLM2, INT4 g64 on lm_head as well
-    raises perplexity / fp32 from 1.28 to 1.44). A tied input embedding reads the same blocks.
+    raises perplexity / fp32 from 1.28 to 1.44); at the recipe's own width (the `-head4` names) it is quantized
+    like every other layer, by the recipe's algorithm. A tied input embedding reads the same blocks.
     """
 
     bits: int = 4
@@ -62,7 +63,8 @@ class IntWeightOnlyConfig(QuantConfig):
     @property
     def name(self) -> str:
         group = "channel" if self.group_size is None else f"g{self.group_size}"
-        return f"int{self.bits}-{group}-{'sym' if self.symmetric else 'asym'}"
+        head = f"-head{self.lm_head_bits}" if self.lm_head_bits != IntWeightOnlyConfig.lm_head_bits else ""
+        return f"int{self.bits}-{group}-{'sym' if self.symmetric else 'asym'}{head}"
 
 
 @dataclass(frozen=True)
@@ -170,13 +172,14 @@ def config_from_name(name: str) -> QuantConfig:
                         field="--recipe")
 
 
-INT_NAME = r"int(?P<bits>\d+)-(?:g(?P<group>\d+)|channel)-(?P<sym>sym|asym)"
+INT_NAME = r"int(?P<bits>\d+)-(?:g(?P<group>\d+)|channel)-(?P<sym>sym|asym)(?:-head(?P<head>\d+))?"
 
 
 def int_fields(m: re.Match[str]) -> dict[str, Any]:
-    """bits, group_size and symmetric of a name matched by a pattern containing INT_NAME."""
+    """bits, group_size, symmetric and lm_head_bits of a name matched by a pattern containing INT_NAME."""
+    head = {"lm_head_bits": int(m["head"])} if m["head"] else {}
     return {"bits": int(m["bits"]), "group_size": int(m["group"]) if m["group"] else None,
-            "symmetric": m["sym"] == "sym"}
+            "symmetric": m["sym"] == "sym", **head}
 
 
 register_recipe_name("keep", lambda m: KeepSourceConfig(), "keep")

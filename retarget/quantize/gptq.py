@@ -112,4 +112,4 @@ def _gptq(name: str, linear: nn.Linear, config: QuantConfig, ctx: LayerContext) 
 
 register_recipe_name(f"gptq-{INT_NAME}(?P<act>-actorder)?",
                      lambda m: GPTQConfig(**int_fields(m), act_order=bool(m["act"])),
-                     "gptq-int4-{g64,g128}-asym[-actorder], gptq-int3-g64-asym")
+                     "gptq-int4-{g64,g128}-asym[-actorder], gptq-int4-g64-asym-head4-actorder, gptq-int3-g64-asym")

@@ -87,10 +87,13 @@ def test_8bit_float_zero_points_refused() -> None:
         pack_matmulnbits(qw)
 
 
-def test_tied_embedding_reads_lm_head_blocks() -> None:
-    """A Gather over the float table becomes GatherBlockQuantized over lm_head's 8-bit MatMulNBits blocks."""
-    vocab, k = 64, 96
-    qw = quantize_rtn(torch.randn(vocab, k, generator=torch.Generator().manual_seed(4)), 8, 32, True)
+@pytest.mark.parametrize(("bits", "group", "symmetric"), [(8, 32, True), (4, 32, True), (4, 32, False),
+                                                          (4, 64, False)])
+def test_tied_embedding_reads_lm_head_blocks(bits: int, group: int, symmetric: bool) -> None:
+    """A Gather over the float table becomes GatherBlockQuantized over lm_head's MatMulNBits blocks; the rows
+    it returns are lm_head's dequantized rows (an odd number of blocks packs a half-filled zero-point byte)."""
+    vocab, k = 64, 192
+    qw = quantize_rtn(torch.randn(vocab, k, generator=torch.Generator().manual_seed(4)), bits, group, symmetric)
     table = qw.dequantize().numpy()
     nodes, inits = lowered_nodes(qw, "H", "logits", "lm_head")
     gather = helper.make_node("Gather", ["model.embed_tokens.weight", "ids"], ["H"],
