@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry
+from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry, kernel_attributes
 from retarget.perf.validate import (
     RowPlan,
     calibration_rule,
@@ -30,12 +30,15 @@ from retarget.perf.validate import (
 
 BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 4000.0),
           "moe_overhead_us_per_expert": (0.0, 500.0), "stage_hop_us": (0.0, 2000.0),
-          "overhead_us_per_step": (0.0, 5000.0), "stream_gb_s_per_fp32_tflop": (0.0, 400.0)}
+          "overhead_us_per_step": (0.0, 5000.0), "stream_gb_s_per_fp32_tflop": (0.0, 400.0),
+          "prefill_overhead_us_per_layer": (0.0, 1000.0)}
 START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_expert": 25.0,
-         "stage_hop_us": 100.0, "stream_gb_s_per_fp32_tflop": 100.0, "overhead_us_per_step": 500.0}
+         "stage_hop_us": 100.0, "stream_gb_s_per_fp32_tflop": 100.0, "overhead_us_per_step": 500.0,
+         "prefill_overhead_us_per_layer": 50.0}
 # the factors before any fit: the vendor-tuned prior (efficiency.yaml `tuned` before fitting), no extra fixed costs
 PRIOR = {"compute": 1.0, "memory": 1.0, "overhead_us_per_layer": 18.0, "moe_overhead_us_per_expert": 0.0,
-         "stage_hop_us": 0.0, "stream_gb_s_per_fp32_tflop": 0.0, "overhead_us_per_step": 0.0}
+         "stage_hop_us": 0.0, "stream_gb_s_per_fp32_tflop": 0.0, "overhead_us_per_step": 0.0,
+         "prefill_overhead_us_per_layer": 0.0}
 MAX_CV_ROWS = 40  # rows per engine entering cross-validation (a larger file is sampled evenly)
 Plans = list[tuple[RowPlan, float]]
 Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
@@ -128,13 +131,15 @@ def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
 
 
 def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> None:
-    """Write ENGINE's fitted FACTORS into efficiency.yaml (comments kept): the one-line `ENGINE: {...}` entry,
-    or, for an engine written as a block (`tuned`), the `    key: value` line of each of its free factors."""
+    """Write ENGINE's fitted FACTORS into efficiency.yaml (comments and kernel attributes kept): the one-line
+    `ENGINE: {...}` entry, or, for an engine written as a block (`tuned`), the `    key: value` line of each of
+    its free factors."""
     text = path.read_text()
     free = calibration_rule(engine)["free"]  # type: ignore[index]
     pattern = rf"^  {re.escape(engine)}: \{{[^}}]*\}}"
     if re.search(pattern, text, flags=re.M):
-        body = ", ".join(f"{k}: {v}" for k, v in factors.items())
+        entry = {**factors, **kernel_attributes(engine)}  # kernel attributes are kept, not fitted
+        body = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in entry.items())
         path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
         return
     for key in free:

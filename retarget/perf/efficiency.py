@@ -13,6 +13,7 @@ from retarget.errors import RetargetError
 
 EFFICIENCY_FILE = Path(__file__).parent / "efficiency.yaml"
 OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
+KERNEL_ATTRIBUTES = ("kv_read_per_query_head",)  # engine entry keys that are kernel choices, not factors
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,10 @@ class Efficiency:
     overhead_us_per_step: float = 0.0  # the serving engine's own work per forward step (schedule, prepare, sample)
     stage_hop_us: float = 0.0  # pipeline (layer split) hand-off per stage boundary per step, beyond the link latency
     stream_gb_s_per_fp32_tflop: float = 0.0  # 0 = off; else memory streams also pay bytes / (this x fp32 TFLOPS)
+    prefill_overhead_us_per_layer: float = 0.0  # first-token fixed cost: per layer, once per prefill (request setup)
     fp16_accumulate: bool = False
+    narrow_float_gemm: float = 1.0  # share of the 16-bit GEMM efficiency reached at an 8-bit/4-bit float peak
+    kv_read_per_query_head: bool = False  # decode attention reads a GQA/MQA head's cache once per query head
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -50,9 +54,13 @@ def engines() -> list[str]:
 
 
 def engine_entry(engine: str) -> dict[str, float]:
-    """The factors efficiency.yaml records for ENGINE (compute, memory, overhead_us_per_layer, and
-    moe_overhead_us_per_expert where fitted)."""
-    return dict(_table()["engines"][engine])
+    """The factors efficiency.yaml records for ENGINE (its kernel attributes left out)."""
+    return {k: v for k, v in _table()["engines"][engine].items() if k not in KERNEL_ATTRIBUTES}
+
+
+def kernel_attributes(engine: str) -> dict[str, bool]:
+    """ENGINE's kernel attributes in efficiency.yaml (KERNEL_ATTRIBUTES it sets)."""
+    return {k: v for k, v in _table()["engines"].get(engine, {}).items() if k in KERNEL_ATTRIBUTES}
 
 
 def efficiency(
@@ -63,7 +71,8 @@ def efficiency(
     if engine not in table["engines"] and engine_factors is None:
         raise RetargetError(f"unknown engine; known: {', '.join(table['engines'])}", field="engine")
     base = {**table["default"], **table["families"].get(family, {})}
-    eng = engine_factors if engine_factors is not None else table["engines"][engine]
+    eng = engine_factors if engine_factors is not None else engine_entry(engine)
+    kernels = kernel_attributes(engine)
     portable = table.get("portable_kernel_factor", {}).get(family, 1.0) if engine in table.get(
         "portable_kernel_engines", []) else 1.0
     scaled = {k: base[k] * eng.get("compute", 1.0) * portable for k in OP_CLASSES}
@@ -78,7 +87,10 @@ def efficiency(
         overhead_us_per_step=eng.get("overhead_us_per_step", 0.0),
         stage_hop_us=eng.get("stage_hop_us", 0.0),
         stream_gb_s_per_fp32_tflop=eng.get("stream_gb_s_per_fp32_tflop", 0.0),
+        prefill_overhead_us_per_layer=eng.get("prefill_overhead_us_per_layer", 0.0),
         fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
+        narrow_float_gemm=table.get("narrow_float_gemm_factor", {}).get(family, 1.0),
+        kv_read_per_query_head=bool(kernels.get("kv_read_per_query_head", False)),
     )
 
 

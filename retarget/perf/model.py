@@ -4,9 +4,11 @@ Per op class: time = max(FLOPs / (eta_c * peak), bytes / (eta_m * BW)); engines 
 too few loads in flight also pay bytes / (k * fp32 peak). A step is the sum over op classes, plus collectives
 (ring all-reduce for tensor parallelism: bandwidth and a latency per call, a larger one for the hop across
 nodes; a hand-off per stage boundary for layer split) and the engine's fixed costs: per layer (kernel
-launches, synchronisation), per expert a token visits in each MoE layer, and per step. Tensor parallelism
-beyond one node all-reduces hierarchically over the nodes' NICs. Efficiency factors and node assumptions:
-efficiency.yaml."""
+launches, synchronisation), per expert a token visits in each MoE layer, and per step; the first token also
+pays a cost per layer once per request. Tensor parallelism beyond one node all-reduces hierarchically over the
+nodes' NICs. GEMMs at an FP8/FP4 peak reach a family-specific share of the 16-bit efficiency, and an engine
+whose decode attention has no GQA kernel reads the KV cache once per query head. Efficiency factors, kernel
+attributes and node assumptions: efficiency.yaml."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ USABLE_MEMORY = 0.90  # assumed: share of device memory left for weights, cache 
 PREFILL_CHUNK = 8192  # assumed: engines prefill in chunks of at most this many tokens per sequence...
 STEP_TOKENS = 8192  # ...and hold at most this many tokens' activations per forward (max_num_batched_tokens)
 
+NARROW_FLOAT_PEAKS = ("fp8_e4m3", "fp4")  # peaks whose GEMMs reach `Efficiency.narrow_float_gemm` of the 16-bit share
 Parallelism = Literal["tp", "pp", "ep"]
 
 
@@ -144,7 +147,7 @@ def _phase(
         name, rate = compute_format(fmt, profile.peak_tflops)
         if eff.fp16_accumulate and name in ("bf16", "fp16"):  # weights dequantised to fp16, fp16 accumulate
             return max(rate, profile.peak_tflops.get("fp16_acc16", 0.0))
-        return rate
+        return rate * eff.narrow_float_gemm if name in NARROW_FLOAT_PEAKS else rate
 
     bf16 = peak(get_format("bf16"))
     peaks = {
@@ -272,15 +275,17 @@ def predict(
     wfmt = fmts["weights"]
     eff = capped(efficiency(profile.family, engine, engine_factors))
     tp = devices if parallelism == "tp" else 1
-    prefill_step = Step(batch, min(prompt_len, PREFILL_CHUNK), 0, tp, mla_absorb)
+    kernels = dict(tp=tp, mla_absorb=mla_absorb, kv_per_query_head=eff.kv_read_per_query_head)
+    prefill_step = Step(batch, min(prompt_len, PREFILL_CHUNK), 0, **kernels)
     chunks = math.ceil(prompt_len / PREFILL_CHUNK)
     prefill = _phase(spec, profile, prefill_step, fmts, eff, devices, parallelism)
     if chunks > 1:  # later chunks attend to earlier ones; cost them at the mean cached length
-        later = Step(
-            batch, PREFILL_CHUNK, (prompt_len - PREFILL_CHUNK) // 2 + PREFILL_CHUNK // 2, tp, mla_absorb
-        )
+        later = Step(batch, PREFILL_CHUNK, (prompt_len - PREFILL_CHUNK) // 2 + PREFILL_CHUNK // 2, **kernels)
         prefill = prefill.plus(_phase(spec, profile, later, fmts, eff, devices, parallelism), chunks - 1)
-    decode = _phase(spec, profile, Step(batch, 1, ctx, tp, mla_absorb), fmts, eff, devices, parallelism)
+    if eff.prefill_overhead_us_per_layer:  # the first-token cost: once per request, not per chunk
+        first_token = eff.prefill_overhead_us_per_layer * spec.num_layers * 1e-6
+        prefill = PhaseTime([*prefill.ops, OpTime("request", 0.0, 0.0, first_token, "fixed")])
+    decode = _phase(spec, profile, Step(batch, 1, ctx, **kernels), fmts, eff, devices, parallelism)
     memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism)
     w_name, _ = compute_format(wfmt, profile.peak_tflops)
     node = multi_node()
@@ -294,6 +299,8 @@ def predict(
         + (f" + {eff.moe_overhead_us_per_expert:g} us per visited expert per MoE layer"
            if spec.is_moe and eff.moe_overhead_us_per_expert else "")
         + (f" + {eff.overhead_us_per_step:g} us/step" if eff.overhead_us_per_step else "")
+        + (f"; first token + {eff.prefill_overhead_us_per_layer:g} us/layer per request"
+           if eff.prefill_overhead_us_per_layer else "")
         + ")",
         f"{devices} device(s), {parallelism}"
         + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else "")
@@ -307,6 +314,10 @@ def predict(
         ),
         f"usable memory {USABLE_MEMORY:.0%} of capacity; prefill in chunks of <= {PREFILL_CHUNK} tokens",
     ]
+    if w_name in NARROW_FLOAT_PEAKS and eff.narrow_float_gemm != 1.0:
+        assumptions.append(f"{w_name} GEMMs at {eff.narrow_float_gemm:g} x the 16-bit share of peak ({profile.family})")
+    if eff.kv_read_per_query_head and spec.attention_kind != "mla":
+        assumptions.append(f"{engine}: decode attention reads the KV cache once per query head (no GQA kernel)")
     if spec.attention_kind == "mla":
         assumptions.append(f"MLA decode {'with' if mla_absorb else 'without'} weight absorption")
     return Prediction(

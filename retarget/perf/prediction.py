@@ -14,7 +14,7 @@ MODEL_NAME = "retarget.perf roofline v1"
 class OpTime:
     """One op class in one phase: FLOPs and bytes per device, time, and what bounds it."""
 
-    op_class: str  # gemm | moe | head | attention | ssm | comm | overhead
+    op_class: str  # gemm | moe | head | attention | ssm | comm | overhead | request (first-token cost)
     flops: float
     bytes: float
     time_s: float

@@ -50,3 +50,81 @@ def test_portable_kernels_reach_a_smaller_share_of_hopper() -> None:
     assert efficiency("nvidia-ampere", "llama.cpp").gemm == pytest.approx(0.70 * scale)
     assert efficiency("nvidia-hopper", "tensorrt-llm").gemm == pytest.approx(
         0.78 * engine_entry("tensorrt-llm")["compute"])
+
+
+def test_per_query_head_kernel_reads_a_gqa_cache_once_per_query_head() -> None:
+    """Llama-2-70B (64 query / 8 KV heads): the cached KV bytes grow 8x (TP2: 32 query on 4 KV heads per rank),
+    the new token's write does not; at TP16 each rank holds 4 query heads on one replicated KV head: 4x. MHA
+    (Llama-2-7B) is unchanged."""
+    from dataclasses import replace
+
+    from retarget.perf.ops import Step, step_costs
+    from retarget.perf.validate import model_spec  # Llama-2-70B: a validation-only spec
+
+    def attention_bytes(name: str, step: Step) -> float:
+        return step_costs(model_spec(name), step, 1.0, 1.0, 2.0, 1.0)["attention"].bytes
+
+    spec = model_spec("llama-2-70b")
+    per_token = sum(g.count * g.attention.kv_bytes_per_token(1.0) for g in spec.blocks)  # fp8 cache, all layers
+    for tp, reads in ((2, 8), (16, 4)):
+        step = Step(batch=4, new_tokens=1, past=1000, tp=tp)
+        plain, per_head = attention_bytes("llama-2-70b", step), attention_bytes(
+            "llama-2-70b", replace(step, kv_per_query_head=True))
+        kv_split = min(tp, 8)
+        assert plain == pytest.approx(4 * (1000 + 1) * per_token / kv_split)
+        assert per_head == pytest.approx(4 * (1000 * reads + 1) * per_token / kv_split)
+    mha = Step(batch=4, new_tokens=1, past=1000)
+    assert attention_bytes("llama-2-7b", replace(mha, kv_per_query_head=True)) == attention_bytes("llama-2-7b", mha)
+
+
+def test_tensorrt_llm_up_to_v06_is_the_engine_with_per_query_head_reads() -> None:
+    from retarget.perf.efficiency import efficiency
+    from retarget.perf.validate import plan_row
+
+    assert efficiency("nvidia-hopper", "tensorrt-llm-0.6").kv_read_per_query_head
+    assert not efficiency("nvidia-hopper", "tensorrt-llm").kv_read_per_query_head
+    row = {"source_url": "u", "model": "Llama-2-70B", "quant_format": "FP8", "hardware": "NVIDIA H100 SXM 80GB",
+           "num_devices": "2", "phase": "decode", "batch_size": "64", "input_len": "2048", "output_len": "2048",
+           "metric": "output tokens/s", "value": "1"}
+    engines = {label: plan_row({**row, "engine": label}).kwargs["engine"]  # type: ignore[union-attr]
+               for label in ("TensorRT-LLM v0.5", "TensorRT-LLM v0.6.1", "TensorRT-LLM 1.0")}
+    assert engines == {"TensorRT-LLM v0.5": "tensorrt-llm-0.6", "TensorRT-LLM v0.6.1": "tensorrt-llm-0.6",
+                       "TensorRT-LLM 1.0": "tensorrt-llm"}
+
+
+def test_fp8_gemms_on_hopper_reach_the_published_share_of_the_bf16_one() -> None:
+    """A compute-bound prefill: FP8 GEMMs take bf16 peak / (fp8 peak x 0.75) of the BF16 time on H100; on an
+    A100 (no FP8 peak) FP8 weights run at the bf16 rate and the factor does not apply."""
+    spec, h100, a100 = get_spec("llama-3.1-8b"), load_profile("h100-sxm"), load_profile("a100-80g-sxm")
+    kw = dict(batch=8, ctx=4096, prompt_len=4096, kv_format="bf16", engine_factors=IDEAL)
+
+    def gemm_s(profile: object, fmt: str) -> float:
+        ops = predict(spec, profile, weight_format=fmt, **kw).prefill.ops  # type: ignore[arg-type]
+        return next(op.time_s for op in ops if op.op_class == "gemm")
+
+    peaks = h100.peak_tflops
+    assert gemm_s(h100, "fp8") / gemm_s(h100, "bf16") == pytest.approx(peaks["bf16"] / (peaks["fp8_e4m3"] * 0.75))
+    assert gemm_s(a100, "fp8") == pytest.approx(gemm_s(a100, "bf16"))
+
+
+def test_first_token_cost_is_paid_once_per_request_per_layer() -> None:
+    """TTFT grows by the cost x layers, also when the prompt takes several prefill chunks; decode does not."""
+    spec, h100 = get_spec("llama-3.1-8b"), load_profile("h100-sxm")
+    for prompt in (512, 20000):  # one chunk; three chunks of <= 8192
+        kw = dict(batch=1, ctx=prompt, prompt_len=prompt)
+        base = predict(spec, h100, engine_factors=IDEAL, **kw)
+        paid = predict(spec, h100, engine_factors={**IDEAL, "prefill_overhead_us_per_layer": 100.0}, **kw)
+        assert paid.ttft_s - base.ttft_s == pytest.approx(100e-6 * spec.num_layers, rel=1e-9)
+        assert paid.tpot_s == base.tpot_s
+
+
+def test_refit_keeps_kernel_attributes(tmp_path) -> None:
+    from retarget.perf.calibrate import write_factors
+    from retarget.perf.efficiency import EFFICIENCY_FILE
+
+    copy = tmp_path / "efficiency.yaml"
+    copy.write_text(EFFICIENCY_FILE.read_text())
+    write_factors("tensorrt-llm-0.6", {"compute": 0.5, "prefill_overhead_us_per_layer": 7.0}, copy)
+    line = next(x for x in copy.read_text().splitlines() if x.startswith("  tensorrt-llm-0.6:"))
+    assert line == ("  tensorrt-llm-0.6: {compute: 0.5, prefill_overhead_us_per_layer: 7.0, "
+                    "kv_read_per_query_head: true}")

@@ -105,9 +105,9 @@ def test_fp8_without_fp8_units_runs_at_bf16_rate() -> None:
     fp8_a100 = predict(spec, a100, prompt_len=8192, weight_format="fp8")
     bf16_a100 = predict(spec, a100, prompt_len=8192)
     assert fp8_a100.ttft_s == pytest.approx(bf16_a100.ttft_s, rel=0.05)
-    assert (
+    assert (  # GEMMs at twice the peak x 0.75 (efficiency.yaml `narrow_float_gemm_factor`): 0.67x; attention bf16
         predict(spec, h100, prompt_len=8192, weight_format="fp8").ttft_s
-        < 0.7 * predict(spec, h100, prompt_len=8192).ttft_s
+        < 0.8 * predict(spec, h100, prompt_len=8192).ttft_s
     )
     assert any("no fp8_e4m3 peak" in a for a in fp8_a100.assumptions)
 
