@@ -140,8 +140,8 @@ def _rows(args: tuple[list[ModelSpec], list[HardwareProfile], Workload, bool, Ov
 
 
 def _workers(n_models: int) -> int:
-    """Processes to use: one per CPU (at most 4) for a big matrix where fork exists, else 1."""
-    if n_models < 8 or "fork" not in multiprocessing.get_all_start_methods():
+    """Processes to use: one per CPU (at most 4) for a big matrix, else 1."""
+    if n_models < 8:
         return 1
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
@@ -150,7 +150,8 @@ def lockin_matrix(specs: list[ModelSpec], profiles: list[HardwareProfile], workl
                   attribute: bool = True, overrides: Overrides = None) -> dict[str, Any]:
     """The whole matrix: one row per model over PROFILES (already overridden; OVERRIDES, as from
     whatif.split_overrides, are applied to home devices outside PROFILES). Models are independent, so a big
-    matrix is split over forked worker processes (rows come back in order)."""
+    matrix is split over spawned worker processes (rows come back in order; spawned, because a fork of a process
+    whose other threads hold a lock can hang in the child)."""
     workers = _workers(len(specs))
     if workers == 1:
         rows = _rows((specs, profiles, workload, attribute, overrides))
@@ -158,7 +159,7 @@ def lockin_matrix(specs: list[ModelSpec], profiles: list[HardwareProfile], workl
         # interleave by cost: the models with the most features go to different workers
         order = sorted(range(len(specs)), key=lambda i: -len(features_of(specs[i])))
         parts = [[order[j] for j in range(w, len(order), workers)] for w in range(workers)]
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
             results = pool.map(_rows, [([specs[i] for i in part], profiles, workload, attribute, overrides)
                                        for part in parts])
         by_index = {i: row for part, res in zip(parts, results, strict=True) for i, row in zip(part, res, strict=True)}

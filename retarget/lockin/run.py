@@ -63,7 +63,7 @@ def _paint(conn: Any, other_end: Any, path: Path) -> None:
     """Painter process: import matplotlib while the matrix is computed, then draw the one it is sent."""
     from retarget.report.lockin_png import prepare, write_heatmap
 
-    other_end.close()  # the fork copied the sender's end; closed here, recv sees EOF when the sender closes
+    other_end.close()  # the child got the sender's end too; closed here, recv sees EOF when the sender closes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the parent's to handle: it kills this process
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     prepare()
@@ -75,13 +75,10 @@ def _paint(conn: Any, other_end: Any, path: Path) -> None:
 
 
 def _painter(path: Path) -> tuple[Callable[[dict[str, Any]], None], Callable[[bool], None]]:
-    """(send, wait) of a forked process drawing the heatmap to PATH (matplotlib's import and drawing take
-    seconds, which overlap with the matrix and the other files); without fork, send draws in place."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        from retarget.report.lockin_png import write_heatmap
-
-        return (lambda matrix: write_heatmap(matrix, path)), (lambda abort: None)
-    ctx = multiprocessing.get_context("fork")
+    """(send, wait) of a process drawing the heatmap to PATH (matplotlib's import and drawing take seconds,
+    which overlap with the matrix and the other files). Spawned, not forked: a fork of a process whose other
+    threads hold a lock (ONNX Runtime's, torch's, an allocator's) can hang in the child."""
+    ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_paint, args=(child, parent, path))
     proc.start()
