@@ -44,17 +44,22 @@ this file was held out whole and scored once, after the model was fixed, at deco
 efficiency on Hopper, per-query-head KV reads of TensorRT-LLM up to v0.6, a first-token cost), so it is
 no longer a held-out test: its rows now fall in the calibration/evaluation split by the same SHA-256
 rule as every other file, and its evaluation rows, though never fitted on, informed the terms' design.
-fresh2_benchmarks.csv is the held-out sample that followed it.""",
+fresh2_benchmarks.csv followed it the same way.""",
               "fresh2_benchmarks.csv": """\
 Collected on 2026-12-02 after fresh_benchmarks.csv had been scored, by someone who computed no
-prediction, and committed (06:15 UTC) before the terms designed from fresh_benchmarks.csv were merged;
-first scored with those terms, and nothing changed after. Rule, fixed before any row was written down:
-sources in no other file that publish fixed-batch, fixed-length runs; every cell of their fixed-batch
-tables whose device has a profile and whose model has a spec; load-dependent cells (latency while
-requests queue, request-rate runs) not taken; no row picked or dropped by its value. Sources: TensorRT-LLM
-v0.9.0's performance tables (H200/H100/L40S FP8, A100 FP16; 96 rows), LMDeploy's A100 static-inference
-tables (50 rows), Jan's llama.cpp vs TensorRT-LLM post (RTX 4090/3090; 6 rows). The TensorRT-LLM tables are
-a later release of the page fresh_benchmarks.csv drew on, so they share its engine's weak spots."""}
+prediction. Rule, fixed before any row was written down: sources in no other file that publish
+fixed-batch, fixed-length runs; every cell of their fixed-batch tables whose device has a profile and
+whose model has a spec; load-dependent cells (latency while requests queue, request-rate runs) not taken;
+no row picked or dropped by its value. Sources: TensorRT-LLM v0.9.0's performance tables (H200/H100/L40S
+FP8, A100 FP16; 96 rows), LMDeploy's A100 static-inference tables (50 rows), Jan's llama.cpp vs
+TensorRT-LLM post (RTX 4090/3090; 6 rows). History: held out whole and scored once with the terms designed
+from fresh_benchmarks.csv, at decode 23.9% / prefill 26.7% MAPE (152 rows; targets missed). Then, from its
+misses: TensorRT-LLM v0.7-v0.9 got an engine of its own (`tensorrt-llm-0.9`: XQA kernels for 8 query heads
+per KV head only, a fitted compute scale and first-token cost) and one A100 Mixtral cell above the
+weight-streaming bound became an outlier; LMDeploy's TurboMind got an engine of its own (`turbomind`: no
+per-step scheduling cost, fitted compute scale and cost per layer). So it is no longer a held-out test:
+its rows fall in the SHA-256 split like every other file, and its evaluation rows, though never fitted
+on, informed those changes."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
