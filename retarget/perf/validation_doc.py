@@ -59,7 +59,8 @@ per KV head only, a fitted compute scale and first-token cost) and one A100 Mixt
 weight-streaming bound became an outlier; LMDeploy's TurboMind got an engine of its own (`turbomind`: no
 per-step scheduling cost, fitted compute scale and cost per layer). So it is no longer a held-out test:
 its rows fall in the SHA-256 split like every other file, and its evaluation rows, though never fitted
-on, informed those changes."""}
+on, informed those changes. On those evaluation rows (36 decode, 14 prefill) the model before the changes
+scored decode 19.5% / prefill 23.9% MAPE."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
