@@ -13,7 +13,7 @@ from retarget.errors import RetargetError
 
 EFFICIENCY_FILE = Path(__file__).parent / "efficiency.yaml"
 OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
-KERNEL_ATTRIBUTES = ("kv_read_per_query_head",)  # engine entry keys that are kernel choices, not factors
+KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes",)  # engine entry keys that are kernel choices, not factors
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ class Efficiency:
     prefill_overhead_us_per_layer: float = 0.0  # first-token fixed cost: per layer, once per prefill (request setup)
     fp16_accumulate: bool = False
     narrow_float_gemm: float = 1.0  # share of the 16-bit GEMM efficiency reached at an 8-bit/4-bit float peak
-    kv_read_per_query_head: bool = False  # decode attention reads a GQA/MQA head's cache once per query head
+    # query heads per KV head that the decode attention kernel serves with one cache read (None: every size); a
+    # GQA/MQA layer of another size reads its KV head's cache once per query head
+    gqa_kernel_group_sizes: tuple[int, ...] | None = None
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -58,7 +60,7 @@ def engine_entry(engine: str) -> dict[str, float]:
     return {k: v for k, v in _table()["engines"][engine].items() if k not in KERNEL_ATTRIBUTES}
 
 
-def kernel_attributes(engine: str) -> dict[str, bool]:
+def kernel_attributes(engine: str) -> dict[str, object]:
     """ENGINE's kernel attributes in efficiency.yaml (KERNEL_ATTRIBUTES it sets)."""
     return {k: v for k, v in _table()["engines"].get(engine, {}).items() if k in KERNEL_ATTRIBUTES}
 
@@ -90,7 +92,8 @@ def efficiency(
         prefill_overhead_us_per_layer=eng.get("prefill_overhead_us_per_layer", 0.0),
         fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
         narrow_float_gemm=table.get("narrow_float_gemm_factor", {}).get(family, 1.0),
-        kv_read_per_query_head=bool(kernels.get("kv_read_per_query_head", False)),
+        gqa_kernel_group_sizes=(None if (sizes := kernels.get("gqa_kernel_group_sizes")) is None
+                                else tuple(sizes)),
     )
 
 

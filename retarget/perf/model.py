@@ -7,7 +7,8 @@ nodes; a hand-off per stage boundary for layer split) and the engine's fixed cos
 launches, synchronisation), per expert a token visits in each MoE layer, and per step; the first token also
 pays a cost per layer once per request. Tensor parallelism beyond one node all-reduces hierarchically over the
 nodes' NICs. GEMMs at an FP8/FP4 peak reach a family-specific share of the 16-bit efficiency, and an engine
-whose decode attention has no GQA kernel reads the KV cache once per query head. Efficiency factors, kernel
+whose decode attention has no GQA kernel for the model's query heads per KV head reads the KV cache once per
+query head. Efficiency factors, kernel
 attributes and node assumptions: efficiency.yaml."""
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ def predict(
     wfmt = fmts["weights"]
     eff = capped(efficiency(profile.family, engine, engine_factors))
     tp = devices if parallelism == "tp" else 1
-    kernels = dict(tp=tp, mla_absorb=mla_absorb, kv_per_query_head=eff.kv_read_per_query_head)
+    kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes)
     prefill_step = Step(batch, min(prompt_len, PREFILL_CHUNK), 0, **kernels)
     chunks = math.ceil(prompt_len / PREFILL_CHUNK)
     prefill = _phase(spec, profile, prefill_step, fmts, eff, devices, parallelism)
@@ -316,8 +317,10 @@ def predict(
     ]
     if w_name in NARROW_FLOAT_PEAKS and eff.narrow_float_gemm != 1.0:
         assumptions.append(f"{w_name} GEMMs at {eff.narrow_float_gemm:g} x the 16-bit share of peak ({profile.family})")
-    if eff.kv_read_per_query_head and spec.attention_kind != "mla":
-        assumptions.append(f"{engine}: decode attention reads the KV cache once per query head (no GQA kernel)")
+    if spec.attention_kind != "mla" and any(g.attention is not None and Step(1, 1, 0, **kernels).reads_per_query_head(
+            g.attention) for g in spec.blocks):
+        assumptions.append(f"{engine}: decode attention reads the KV cache once per query head (no GQA kernel for "
+                           f"this model's query heads per KV head)")
     if spec.attention_kind == "mla":
         assumptions.append(f"MLA decode {'with' if mla_absorb else 'without'} weight absorption")
     return Prediction(

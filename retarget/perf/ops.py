@@ -9,8 +9,9 @@ A step processes `new_tokens` tokens for each of `batch` sequences whose caches 
 * Attention (FlashAttention-style, scores never hit memory): 4 * head_dim FLOPs per (query, key) pair and
   head for MHA/GQA/MQA; the cache is read once and the new tokens written once per step. Pairs follow the
   causal mask, clipped by a sliding/chunked window. Attention sinks add one logit per head (ignored).
-  A kernel that runs one query head per thread block (`Step.kv_per_query_head`: masked MHA without a GQA
-  path) reads each KV head's cache once per query head sharing it: heads / kv_heads times for GQA.
+  A kernel that runs one query head per thread block (masked MHA, where the engine has no GQA kernel for the
+  layer's query heads per KV head, `Step.gqa_kernel_groups`) reads each KV head's cache once per query head
+  sharing it: heads / kv_heads times for GQA.
 * MLA (DeepSeek-V2/V3, https://arxiv.org/abs/2405.04434 sec. 2.1): the cache holds kv_lora_rank +
   qk_rope_head_dim per token for all heads. With weight absorption (decode default) scores and values are
   computed in the latent space: 2 * heads * (2 * rank + rope) FLOPs per pair. Without it the cached latents
@@ -60,7 +61,12 @@ class Step:
     past: int
     tp: int = 1
     mla_absorb: bool = True
-    kv_per_query_head: bool = False  # the attention kernel reads the cache once per query head (no GQA sharing)
+    gqa_kernel_groups: tuple[int, ...] | None = None  # query heads per KV head with a GQA decode kernel (None: all)
+
+    def reads_per_query_head(self, att: AttentionSpec) -> bool:
+        """Whether decode attention of ATT runs without a GQA kernel: one cache read per query head."""
+        group = att.heads // att.kv_heads
+        return self.gqa_kernel_groups is not None and group > 1 and group not in self.gqa_kernel_groups
 
     @property
     def tokens(self) -> int:
@@ -113,7 +119,7 @@ def _attention(att: AttentionSpec, hidden: int, step: Step, w_bytes: float, kv_b
     core.flops = pairs * 4 * att.heads * att.head_dim / tp
     kv_split = min(tp, att.kv_heads)  # KV heads are replicated when there are fewer than TP ranks
     # query heads per KV head on one rank: how often a per-query-head kernel reads each cached KV head
-    reads = max(1.0, att.heads * kv_split / (tp * att.kv_heads)) if step.kv_per_query_head else 1.0
+    reads = max(1.0, att.heads * kv_split / (tp * att.kv_heads)) if step.reads_per_query_head(att) else 1.0
     core.bytes = (cached * reads + step.tokens) * att.kv_bytes_per_token(kv_bytes) / kv_split
     return [gemm, core]
 

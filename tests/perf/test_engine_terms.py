@@ -53,8 +53,9 @@ def test_portable_kernels_reach_a_smaller_share_of_hopper() -> None:
 
 
 def test_per_query_head_kernel_reads_a_gqa_cache_once_per_query_head() -> None:
-    """Llama-2-70B (64 query / 8 KV heads): the cached KV bytes grow 8x (TP2: 32 query on 4 KV heads per rank),
-    the new token's write does not; at TP16 each rank holds 4 query heads on one replicated KV head: 4x. MHA
+    """Without a GQA kernel for its group size, Llama-2-70B (64 query / 8 KV heads) reads 8x the cached KV bytes
+    (TP2: 32 query on 4 KV heads per rank), the new token's write does not grow; at TP16 each rank holds 4 query
+    heads on one replicated KV head: 4x. A GQA kernel for 8 query heads per KV head reads it once; MHA
     (Llama-2-7B) is unchanged."""
     from dataclasses import replace
 
@@ -69,27 +70,50 @@ def test_per_query_head_kernel_reads_a_gqa_cache_once_per_query_head() -> None:
     for tp, reads in ((2, 8), (16, 4)):
         step = Step(batch=4, new_tokens=1, past=1000, tp=tp)
         plain, per_head = attention_bytes("llama-2-70b", step), attention_bytes(
-            "llama-2-70b", replace(step, kv_per_query_head=True))
+            "llama-2-70b", replace(step, gqa_kernel_groups=()))
         kv_split = min(tp, 8)
         assert plain == pytest.approx(4 * (1000 + 1) * per_token / kv_split)
         assert per_head == pytest.approx(4 * (1000 * reads + 1) * per_token / kv_split)
+        assert attention_bytes("llama-2-70b", replace(step, gqa_kernel_groups=(8,))) == plain
+        assert attention_bytes("llama-2-70b", replace(step, gqa_kernel_groups=(4,))) == per_head
     mha = Step(batch=4, new_tokens=1, past=1000)
-    assert attention_bytes("llama-2-7b", replace(mha, kv_per_query_head=True)) == attention_bytes("llama-2-7b", mha)
+    assert attention_bytes("llama-2-7b", replace(mha, gqa_kernel_groups=())) == attention_bytes("llama-2-7b", mha)
 
 
-def test_tensorrt_llm_up_to_v06_is_the_engine_with_per_query_head_reads() -> None:
+def test_tensorrt_llm_releases_map_to_their_gqa_kernels() -> None:
+    """v0.5/v0.6: no GQA kernel; v0.7-v0.9: XQA for 8 query heads per KV head only; 1.0: every group size."""
     from retarget.perf.efficiency import efficiency
     from retarget.perf.validate import plan_row
 
-    assert efficiency("nvidia-hopper", "tensorrt-llm-0.6").kv_read_per_query_head
-    assert not efficiency("nvidia-hopper", "tensorrt-llm").kv_read_per_query_head
+    assert efficiency("nvidia-hopper", "tensorrt-llm-0.6").gqa_kernel_group_sizes == ()
+    assert efficiency("nvidia-hopper", "tensorrt-llm-0.9").gqa_kernel_group_sizes == (8,)
+    assert efficiency("nvidia-hopper", "tensorrt-llm").gqa_kernel_group_sizes is None
     row = {"source_url": "u", "model": "Llama-2-70B", "quant_format": "FP8", "hardware": "NVIDIA H100 SXM 80GB",
            "num_devices": "2", "phase": "decode", "batch_size": "64", "input_len": "2048", "output_len": "2048",
            "metric": "output tokens/s", "value": "1"}
     engines = {label: plan_row({**row, "engine": label}).kwargs["engine"]  # type: ignore[union-attr]
-               for label in ("TensorRT-LLM v0.5", "TensorRT-LLM v0.6.1", "TensorRT-LLM 1.0")}
+               for label in ("TensorRT-LLM v0.5", "TensorRT-LLM v0.6.1", "TensorRT-LLM v0.9.0",
+                             "TensorRT-LLM 0.7.1 (Windows)", "TensorRT-LLM 1.0")}
     assert engines == {"TensorRT-LLM v0.5": "tensorrt-llm-0.6", "TensorRT-LLM v0.6.1": "tensorrt-llm-0.6",
+                       "TensorRT-LLM v0.9.0": "tensorrt-llm-0.9", "TensorRT-LLM 0.7.1 (Windows)": "tensorrt-llm-0.9",
                        "TensorRT-LLM 1.0": "tensorrt-llm"}
+
+
+def test_mistral_reads_its_cache_per_query_head_on_tensorrt_llm_09_only() -> None:
+    """Mistral-7B (32 query / 8 KV heads = 4, no v0.9 XQA kernel): decode attention bytes on `tensorrt-llm-0.9` are
+    the 4x cache reads of `tensorrt-llm-0.6`, and 4x those of the 1.0 engine (XQA for every size)."""
+    from retarget.perf.validate import model_spec
+
+    spec, h100 = model_spec("mistral-7b-v0.1"), load_profile("h100-sxm")
+
+    def attention_bytes(engine: str) -> float:
+        pred = predict(spec, h100, batch=64, ctx=2048, weight_format="fp8", kv_format="fp8", engine=engine)
+        return next(op.bytes for op in pred.decode.ops if op.op_class == "attention")
+
+    once, per_query = attention_bytes("tensorrt-llm"), attention_bytes("tensorrt-llm-0.9")
+    assert per_query == attention_bytes("tensorrt-llm-0.6")
+    new_token = 64 * spec.kv_cache_bytes(1, 1.0)
+    assert per_query - new_token == pytest.approx(4 * (once - new_token))
 
 
 def test_fp8_gemms_on_hopper_reach_the_published_share_of_the_bf16_one() -> None:
@@ -127,4 +151,4 @@ def test_refit_keeps_kernel_attributes(tmp_path) -> None:
     write_factors("tensorrt-llm-0.6", {"compute": 0.5, "prefill_overhead_us_per_layer": 7.0}, copy)
     line = next(x for x in copy.read_text().splitlines() if x.startswith("  tensorrt-llm-0.6:"))
     assert line == ("  tensorrt-llm-0.6: {compute: 0.5, prefill_overhead_us_per_layer: 7.0, "
-                    "kv_read_per_query_head: true}")
+                    "gqa_kernel_group_sizes: []}")

@@ -1,6 +1,6 @@
 """A file named in validation_map.yaml `held_out_files` is held out whole: scored as `fresh`, never fitted on,
-never in a cross-validation fold (bench/data/fresh2_benchmarks.csv now). bench/data/fresh_benchmarks.csv was such
-a file; terms were designed from its misses, so it now sits in the SHA-256 split like every other file."""
+never in a cross-validation fold. bench/data/fresh_benchmarks.csv and fresh2_benchmarks.csv were such files;
+terms were designed from their misses, so they now sit in the SHA-256 split like every other file."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from retarget.perf.calibrate import engine_rows, fit
 from retarget.perf.validate import FRESH, _map, fitted_engines, held_out_file, read_measurements, run, split_of
 from retarget.perf.validation_doc import DEFAULT_FILES
 
-EX_FRESH = next(p for p in DEFAULT_FILES if p.name == "fresh_benchmarks.csv")
-HELD_OUT = next(p for p in DEFAULT_FILES if p.name == "fresh2_benchmarks.csv")
+EX_FRESH = [p for p in DEFAULT_FILES if p.name in ("fresh_benchmarks.csv", "fresh2_benchmarks.csv")]
+DATA = DEFAULT_FILES[0].parent
+# the committed held-out samples: every file `held_out_files` names that exists (none between two samples)
+HELD_OUT = [DATA / name for name in _map()["split"].get("held_out_files", []) if (DATA / name).exists()]
 
 
 def _scaled_copy(src: Path, dst: Path, factor: float) -> Path:
@@ -36,24 +38,27 @@ def _scaled_copy(src: Path, dst: Path, factor: float) -> Path:
 def held_out_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the ex-fresh rows under a name that validation_map.yaml `held_out_files` lists (for this test)."""
     monkeypatch.setitem(_map()["split"], "held_out_files", ["sample.csv"])
-    return Path(shutil.copy(EX_FRESH, tmp_path / "sample.csv"))
+    return Path(shutil.copy(EX_FRESH[0], tmp_path / "sample.csv"))
 
 
-def test_ex_fresh_rows_are_in_the_hash_split_and_its_calibration_rows_are_fitted() -> None:
-    assert not held_out_file(EX_FRESH)
-    rows = read_measurements(EX_FRESH)
+@pytest.mark.parametrize("ex_fresh", EX_FRESH, ids=lambda p: p.name)
+def test_ex_fresh_rows_are_in_the_hash_split_and_its_calibration_rows_are_fitted(ex_fresh: Path) -> None:
+    assert not held_out_file(ex_fresh)
+    rows = read_measurements(ex_fresh)
     assert {split_of(r) for r in rows} == {"calibration", "evaluation"}
     fitted_from_it = [key for engine in fitted_engines() for key, _, _ in engine_rows(list(DEFAULT_FILES), engine)
-                      if key[0] == str(EX_FRESH)]
+                      if key[0] == str(ex_fresh)]
     assert fitted_from_it and all(split_of(rows[i]) == "calibration" for _, i, _ in fitted_from_it)
 
 
-def test_the_committed_sample_is_held_out_from_sources_in_no_other_file() -> None:
-    others = [p for p in DEFAULT_FILES if p != HELD_OUT]
-    assert held_out_file(HELD_OUT) and not any(held_out_file(p) for p in others)
-    urls = {r["source_url"] for r in read_measurements(HELD_OUT)}
+@pytest.mark.parametrize("sample", HELD_OUT or [pytest.param(None, marks=pytest.mark.skip(
+    reason="validation_map.yaml `held_out_files` names no committed file"))], ids=lambda p: getattr(p, "name", ""))
+def test_the_committed_sample_is_held_out_from_sources_in_no_other_file(sample: Path) -> None:
+    others = [p for p in DATA.glob("*.csv") if p != sample]
+    assert held_out_file(sample)
+    urls = {r["source_url"] for r in read_measurements(sample)}
     assert urls and not urls & {r["source_url"] for p in others for r in read_measurements(p)}
-    report = run(HELD_OUT, cv_paths=list(DEFAULT_FILES))
+    report = run(sample, cv_paths=[p for p in DATA.glob("*.csv") if not held_out_file(p)])
     assert all(r["skipped"] or (r["split"] == FRESH and r["predicted"] > 0) for r in report["rows"])
 
 
@@ -69,7 +74,7 @@ def test_held_out_rows_are_never_in_a_calibration_set(held_out_sample: Path) -> 
 
 def test_held_out_values_do_not_move_the_fit(held_out_sample: Path) -> None:
     """Scaling every held-out value by 10 leaves the fitted factors of the engines its rows use unchanged."""
-    moved = _scaled_copy(EX_FRESH, held_out_sample, 10.0)
+    moved = _scaled_copy(EX_FRESH[0], held_out_sample, 10.0)
     for engine in ("tensorrt-llm-0.6", "llama.cpp-metal"):
         assert fit([*DEFAULT_FILES, moved], engine)[0] == fit(list(DEFAULT_FILES), engine)[0]
 
