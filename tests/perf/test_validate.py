@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from retarget.cli import app
 from retarget.perf.calibrate import fit
 from retarget.perf.efficiency import KERNEL_ATTRIBUTES
-from retarget.perf.validate import fitted_engines, model_spec, run
+from retarget.perf.validate import COLUMNS, fitted_engines, model_spec, run
 from retarget.perf.validation_doc import DEFAULT_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,24 +193,8 @@ def test_cli_predict_bad_override_exits_2() -> None:
 
 def test_small_csv_predicts_skips_and_explains(tmp_path: Path) -> None:
     """A hand-written CSV: one expressible row, one unknown device, one non-numeric value."""
-    header = ",".join(
-        (
-            "source_url",
-            "model",
-            "params",
-            "quant_format",
-            "hardware",
-            "num_devices",
-            "engine",
-            "phase",
-            "batch_size",
-            "input_len",
-            "output_len",
-            "metric",
-            "value",
-            "notes",
-        )
-    )
+    header = ("source_url,model,params,quant_format,hardware,num_devices,engine,phase,batch_size,input_len,"
+              "output_len,metric,value,notes")
     rows = [
         "https://example.org,Llama-3.1-8B,8B,BF16,NVIDIA H100 SXM 80GB,1,vLLM,decode,1,128,128,tokens/s,120,",
         "https://example.org,Llama-3.1-8B,8B,BF16,Abacus 9000,1,vLLM,decode,1,128,128,tokens/s,120,",
@@ -227,25 +211,7 @@ def test_small_csv_predicts_skips_and_explains(tmp_path: Path) -> None:
 
 def test_cli_unwritable_output_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "m.csv"
-    bad.write_text(
-        ",".join(
-            (
-                "source_url",
-                "model",
-                "quant_format",
-                "hardware",
-                "num_devices",
-                "engine",
-                "phase",
-                "batch_size",
-                "input_len",
-                "output_len",
-                "metric",
-                "value",
-            )
-        )
-        + "\n"
-    )
+    bad.write_text(",".join(COLUMNS) + "\n")
     result = CliRunner().invoke(
         app,
         ["validate", str(bad), "--json", str(tmp_path / "no" / "such" / "r.json")],
