@@ -35,8 +35,8 @@ SPIN = os.environ.get("RETARGET_BENCH_SPIN", "1") != "0"
 def interleaved(engines: dict[str, EngineSpec], rounds: int) -> dict[str, dict[str, list[float]]]:
     """Seconds per prefill and per decode step, the engines taking turns; the order rotates every round. Each
     turn runs in a process of its own (a warm-up turn, then the timed one), so no other engine's threads,
-    memory or caches share it: measured here, 30 engines in one process slowed some engines more than others
-    (the builder's artifact 143 -> 114 decode tokens/s, ours 129 -> 118)."""
+    memory or caches share it: measured here, engines sharing a process slow each other unequally (the builder's
+    artifact decoded 143 tokens/s among 6 engines in one process and 114 among 31; ours 129 and 118)."""
     times = {name: {"prefill_s": [], "decode_step_s": []} for name in engines}
     names = list(engines)
     for r in range(rounds):
