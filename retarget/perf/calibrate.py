@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry, kernel_attributes
 from retarget.perf.validate import (
@@ -28,17 +29,27 @@ from retarget.perf.validate import (
     source_of,
 )
 
-BOUNDS = {"compute": (0.05, 1.5), "memory": (0.2, 1.25), "overhead_us_per_layer": (0.0, 4000.0),
-          "moe_overhead_us_per_expert": (0.0, 500.0), "stage_hop_us": (0.0, 2000.0),
-          "overhead_us_per_step": (0.0, 5000.0), "stream_gb_s_per_fp32_tflop": (0.0, 400.0),
-          "prefill_overhead_us_per_layer": (0.0, 1000.0)}
-START = {"compute": 0.5, "memory": 1.0, "overhead_us_per_layer": 50.0, "moe_overhead_us_per_expert": 25.0,
-         "stage_hop_us": 100.0, "stream_gb_s_per_fp32_tflop": 100.0, "overhead_us_per_step": 500.0,
-         "prefill_overhead_us_per_layer": 50.0}
-# the factors before any fit: the vendor-tuned prior (efficiency.yaml `tuned` before fitting), no extra fixed costs
-PRIOR = {"compute": 1.0, "memory": 1.0, "overhead_us_per_layer": 18.0, "moe_overhead_us_per_expert": 0.0,
-         "stage_hop_us": 0.0, "stream_gb_s_per_fp32_tflop": 0.0, "overhead_us_per_step": 0.0,
-         "prefill_overhead_us_per_layer": 0.0}
+
+class FreeFactor(NamedTuple):
+    """How a fitted factor is searched (LOW..HIGH from START) and its PRIOR: its value before any fit (the
+    vendor-tuned `tuned` entry before fitting; no extra fixed costs)."""
+
+    low: float
+    high: float
+    start: float
+    prior: float
+
+
+FREE_FACTORS = {
+    "compute": FreeFactor(0.05, 1.5, 0.5, 1.0),
+    "memory": FreeFactor(0.2, 1.25, 1.0, 1.0),
+    "overhead_us_per_layer": FreeFactor(0.0, 4000.0, 50.0, 18.0),
+    "moe_overhead_us_per_expert": FreeFactor(0.0, 500.0, 25.0, 0.0),
+    "stage_hop_us": FreeFactor(0.0, 2000.0, 100.0, 0.0),
+    "overhead_us_per_step": FreeFactor(0.0, 5000.0, 500.0, 0.0),
+    "stream_gb_s_per_fp32_tflop": FreeFactor(0.0, 400.0, 100.0, 0.0),
+    "prefill_overhead_us_per_layer": FreeFactor(0.0, 1000.0, 50.0, 0.0),
+}
 MAX_CV_ROWS = 40  # rows per engine entering cross-validation (a larger file is sampled evenly)
 Plans = list[tuple[RowPlan, float]]
 Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
@@ -82,13 +93,13 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tu
     """ENGINE's factors minimising `loss` over PLANS (only the rule's `free` factors move; the others keep
     their efficiency.yaml values), and that loss."""
     free = calibration_rule(engine)["free"]  # type: ignore[index]
-    best = {**{k: START[k] for k in free}, **engine_entry(engine)}
-    best.update({k: START[k] for k in free})
-    spans = {k: (BOUNDS[k][1] - BOUNDS[k][0]) / 2 for k in free}
+    start = {k: FREE_FACTORS[k].start for k in free}
+    best = {**start, **engine_entry(engine), **start}  # the free factors first (their order in efficiency.yaml)
+    spans = {k: (FREE_FACTORS[k].high - FREE_FACTORS[k].low) / 2 for k in free}
     current = loss(plans, best)
     for _ in range(rounds):
         for key in free:
-            lo, hi = BOUNDS[key]
+            lo, hi = FREE_FACTORS[key].low, FREE_FACTORS[key].high
             grid = [
                 min(hi, max(lo, best[key] + spans[key] * (2 * i / (points - 1) - 1))) for i in range(points)
             ]
@@ -105,7 +116,7 @@ def prior_factors(engine: str) -> dict[str, float]:
     """ENGINE's factors with every fitted one at its prior (what a source is predicted with when no other
     source is left to fit on)."""
     free = calibration_rule(engine)["free"]  # type: ignore[index]
-    return {**engine_entry(engine), **{k: PRIOR[k] for k in free}}
+    return {**engine_entry(engine), **{k: FREE_FACTORS[k].prior for k in free}}
 
 
 def cross_validate(paths: list[Path]) -> list[dict[str, object]]:

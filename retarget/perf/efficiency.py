@@ -14,6 +14,9 @@ from retarget.errors import RetargetError
 EFFICIENCY_FILE = Path(__file__).parent / "efficiency.yaml"
 OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
 KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes",)  # engine entry keys that are kernel choices, not factors
+# the engine's fixed costs (an entry without one pays none)
+ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
+                "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer")
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,7 @@ def efficiency(
         interconnect=base["interconnect"],
         collective_latency_us=base["collective_latency_us"],
         internode_latency_us=base["internode_latency_us"],
-        overhead_us_per_layer=eng.get("overhead_us_per_layer", 0.0),
-        moe_overhead_us_per_expert=eng.get("moe_overhead_us_per_expert", 0.0),
-        overhead_us_per_step=eng.get("overhead_us_per_step", 0.0),
-        stage_hop_us=eng.get("stage_hop_us", 0.0),
-        stream_gb_s_per_fp32_tflop=eng.get("stream_gb_s_per_fp32_tflop", 0.0),
-        prefill_overhead_us_per_layer=eng.get("prefill_overhead_us_per_layer", 0.0),
+        **{cost: eng.get(cost, 0.0) for cost in ENGINE_COSTS},
         fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
         narrow_float_gemm=table.get("narrow_float_gemm_factor", {}).get(family, 1.0),
         gqa_kernel_group_sizes=(None if (sizes := kernels.get("gqa_kernel_group_sizes")) is None

@@ -22,7 +22,7 @@ from retarget.hw_profiles.schema import HardwareProfile
 from retarget.models.spec import ModelSpec
 from retarget.perf.efficiency import Efficiency, capped, efficiency, multi_node
 from retarget.perf.formats import NumberFormat, compute_format, get_format
-from retarget.perf.ops import ACT_BYTES, OpCost, Step, step_costs
+from retarget.perf.ops import ACT_BYTES, OpCost, Step, reads_per_query_head, step_costs
 from retarget.perf.prediction import MemoryBreakdown, OpTime, PhaseTime, Prediction
 
 USABLE_MEMORY = 0.90  # assumed: share of device memory left for weights, cache and activations
@@ -317,8 +317,8 @@ def predict(
     ]
     if w_name in NARROW_FLOAT_PEAKS and eff.narrow_float_gemm != 1.0:
         assumptions.append(f"{w_name} GEMMs at {eff.narrow_float_gemm:g} x the 16-bit share of peak ({profile.family})")
-    if spec.attention_kind != "mla" and any(g.attention is not None and Step(1, 1, 0, **kernels).reads_per_query_head(
-            g.attention) for g in spec.blocks):
+    if spec.attention_kind != "mla" and any(g.attention is not None and reads_per_query_head(
+            g.attention, eff.gqa_kernel_group_sizes) for g in spec.blocks):
         assumptions.append(f"{engine}: decode attention reads the KV cache once per query head (no GQA kernel for "
                            f"this model's query heads per KV head)")
     if spec.attention_kind == "mla":

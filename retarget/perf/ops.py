@@ -52,6 +52,13 @@ class OpCost:
         self.weight_bytes += other.weight_bytes * times
 
 
+def reads_per_query_head(att: AttentionSpec, gqa_kernel_groups: tuple[int, ...] | None) -> bool:
+    """Whether decode attention of ATT runs without a GQA kernel (GQA_KERNEL_GROUPS: the query heads per KV
+    head an engine has one for; None: every size): one cache read per query head."""
+    group = att.heads // att.kv_heads
+    return gqa_kernel_groups is not None and group > 1 and group not in gqa_kernel_groups
+
+
 @dataclass(frozen=True)
 class Step:
     """One forward step: BATCH sequences, NEW_TOKENS each, caches holding PAST tokens."""
@@ -62,11 +69,6 @@ class Step:
     tp: int = 1
     mla_absorb: bool = True
     gqa_kernel_groups: tuple[int, ...] | None = None  # query heads per KV head with a GQA decode kernel (None: all)
-
-    def reads_per_query_head(self, att: AttentionSpec) -> bool:
-        """Whether decode attention of ATT runs without a GQA kernel: one cache read per query head."""
-        group = att.heads // att.kv_heads
-        return self.gqa_kernel_groups is not None and group > 1 and group not in self.gqa_kernel_groups
 
     @property
     def tokens(self) -> int:
@@ -119,7 +121,8 @@ def _attention(att: AttentionSpec, hidden: int, step: Step, w_bytes: float, kv_b
     core.flops = pairs * 4 * att.heads * att.head_dim / tp
     kv_split = min(tp, att.kv_heads)  # KV heads are replicated when there are fewer than TP ranks
     # query heads per KV head on one rank: how often a per-query-head kernel reads each cached KV head
-    reads = max(1.0, att.heads * kv_split / (tp * att.kv_heads)) if step.reads_per_query_head(att) else 1.0
+    per_query_head = reads_per_query_head(att, step.gqa_kernel_groups)
+    reads = max(1.0, att.heads * kv_split / (tp * att.kv_heads)) if per_query_head else 1.0
     core.bytes = (cached * reads + step.tokens) * att.kv_bytes_per_token(kv_bytes) / kv_split
     return [gemm, core]
 

@@ -83,15 +83,19 @@ def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in report["rows"] if r["error_pct"] is not None and not r["outlier"]]
 
 
+def _error_cells(errors: list[float]) -> str:
+    """`rows | MAPE | MdAPE` table cells of absolute % ERRORS."""
+    return f"{len(errors)} | {statistics.fmean(errors):.1f} | {statistics.median(errors):.1f}"
+
+
 def _target_lines(name: str, held: str, rows: list[dict[str, Any]]) -> list[str]:
     """One line per phase of TARGETS: MAPE and MdAPE of ROWS against the target."""
     lines = []
     for phase, target in TARGETS.items():
         errors = [abs(r["error_pct"]) for r in rows if r["phase"] == phase]
         if errors:
-            mape = statistics.fmean(errors)
-            lines.append(f"| {name} | {held} | {phase} | {len(errors)} | {mape:.1f} | "
-                         f"{statistics.median(errors):.1f} | {target:g} | {'yes' if mape <= target else 'no'} |")
+            met = "yes" if statistics.fmean(errors) <= target else "no"
+            lines.append(f"| {name} | {held} | {phase} | {_error_cells(errors)} | {target:g} | {met} |")
     return lines
 
 
@@ -139,8 +143,7 @@ def fresh_section(path: Path, report: dict[str, Any]) -> list[str]:
              "| phase | engine | rows | MAPE % | MdAPE % |", "|---|---|---:|---:|---:|"]
     for (phase, engine), errors in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "all engines",
                                                                           kv[0][1])):
-        lines.append(f"| {phase} | {engine} | {len(errors)} | {statistics.fmean(errors):.1f} | "
-                     f"{statistics.median(errors):.1f} |")
+        lines.append(f"| {phase} | {engine} | {_error_cells(errors)} |")
     return [*lines, ""]
 
 
@@ -161,8 +164,7 @@ def pooled_table(paths: list[Path], reports: list[dict[str, Any]]) -> list[str]:
     order = {"calibration": 0, "evaluation": 1, "leave one source out": 2}
     lines = ["| split (fitted files) | phase | rows | MAPE % | MdAPE % |", "|---|---|---:|---:|---:|"]
     for (split, phase), errors in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
-        lines.append(f"| {split} | {phase} | {len(errors)} | {statistics.fmean(errors):.1f} | "
-                     f"{statistics.median(errors):.1f} |")
+        lines.append(f"| {split} | {phase} | {_error_cells(errors)} |")
     return lines
 
 
