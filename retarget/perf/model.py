@@ -351,11 +351,13 @@ def generation_tokens_s(
     batch: int,
     input_len: int,
     output_len: int,
+    cached_prompt: bool = False,
     **kwargs: object,
 ) -> float:
     """Output tokens/s of BATCH requests of INPUT_LEN prompt + OUTPUT_LEN generated tokens, end to end:
-    prefill (if any) plus OUTPUT_LEN decode steps costed at the mean cache length."""
+    prefill (if any) plus OUTPUT_LEN decode steps costed at the mean cache length. CACHED_PROMPT: the prompts'
+    KV is already in the engine's prefix cache, so there is no prefill (the decode steps still read it)."""
     mean_ctx = max(1, input_len + output_len // 2)
     pred = predict(spec, profile, batch=batch, ctx=mean_ctx, prompt_len=max(input_len, 1), **kwargs)  # type: ignore[arg-type]
-    prefill = pred.ttft_s if input_len > 0 else 0.0
+    prefill = pred.ttft_s if input_len > 0 and not cached_prompt else 0.0
     return batch * output_len / (prefill + output_len * pred.tpot_s)

@@ -92,6 +92,7 @@ class RowPlan:
     output_len: int
     kwargs: dict[str, Any]
     max_batch: int = 0
+    cached_prompt: bool = False  # the timed runs find every prompt in the prefix cache (engine rule `prompt_cache_hit`)
 
 
 @dataclass
@@ -220,7 +221,9 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
         return ("input/output lengths vary (dataset or production mix): add mean_input_len and mean_output_len "
                 "columns to predict it at the mean lengths")
     if phase == "offline-throughput" and row["batch_size"] == "max" and metric == "output tokens/s":
-        return RowPlan(spec, profile, "offline", 0, inp, out, kwargs, max_batch=eng.get("max_batch", 256))
+        seqs = re.search(r"max-num-seqs (\d{1,6})", row["engine"])  # a batch limit the run states overrides the default
+        return RowPlan(spec, profile, "offline", 0, inp, out, kwargs,
+                       max_batch=int(seqs.group(1)) if seqs else eng.get("max_batch", 256))
     if not batch:
         return f"batch {row['batch_size']!r} not a number: the model predicts fixed batch sizes (state the batch)"
     kinds = {
@@ -233,7 +236,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     }
     if (phase, metric) not in kinds:
         return f"{phase} / {metric} is load-dependent or per-node; the model predicts fixed batches only"
-    return RowPlan(spec, profile, kinds[(phase, metric)], batch, inp, out, kwargs)
+    return RowPlan(spec, profile, kinds[(phase, metric)], batch, inp, out, kwargs,
+                   cached_prompt=bool(eng.get("prompt_cache_hit")))
 
 
 def max_batch(plan: RowPlan) -> int:
@@ -261,7 +265,7 @@ def _memoised(fn: Any) -> Any:
     @functools.wraps(fn)
     def wrapper(plan: RowPlan, engine_factors: dict[str, float] | None = None) -> tuple[float, dict[str, Any]]:
         key = (id(plan.spec), id(plan.profile), plan.kind, plan.batch, plan.input_len, plan.output_len,
-               plan.max_batch, *plan.kwargs.values(), *(engine_factors or {}).items())
+               plan.max_batch, plan.cached_prompt, *plan.kwargs.values(), *(engine_factors or {}).items())
         if key not in memo:
             if len(memo) >= 100_000:
                 memo.clear()
@@ -280,9 +284,8 @@ def predict_plan(
     k = {**plan.kwargs, "engine_factors": engine_factors}
     if plan.kind in ("generate", "offline"):
         batch = max_batch(plan) if plan.kind == "offline" else plan.batch
-        value = generation_tokens_s(
-            plan.spec, plan.profile, batch=batch, input_len=plan.input_len, output_len=plan.output_len, **k
-        )
+        value = generation_tokens_s(plan.spec, plan.profile, batch=batch, input_len=plan.input_len,
+                                    output_len=plan.output_len, cached_prompt=plan.cached_prompt, **k)
         return value, {"batch": batch, "input_len": plan.input_len, "output_len": plan.output_len}
     if plan.kind == "step":  # llama.cpp ubatch rows: per_step tokens of one sequence per forward pass
         pred = predict(

@@ -83,7 +83,10 @@ def test_graph_matches_torch_quantized_cache(model, ids, tmp_path: Path, element
     assert np.abs(got - float_cache).max() > 100 * 1e-4  # the cache quantization itself is visible
     rows = [rt.start(ids[:, :PROMPT].numpy(), LENGTH)]
     rows += [rt.step(ids[:, t:t + 1].numpy()) for t in range(PROMPT, LENGTH - 1)]
-    np.testing.assert_allclose(np.stack(rows), torch_decode(model, config, ids), atol=1e-4)
+    # 1e-3: the caches are re-quantized step by step, and a scale that differs in its last bit between ORT's and
+    # torch's vectorised reductions (seen on AVX-512 machines) flips an int8 rounding; still 10x below the
+    # quantization's own effect asserted above
+    np.testing.assert_allclose(np.stack(rows), torch_decode(model, config, ids), atol=1e-3)
     assert rt._cache[0].data_type() == ("tensor(int8)" if element == "int8" else "tensor(float8e4m3fn)")
 
 

@@ -152,3 +152,37 @@ def test_refit_keeps_kernel_attributes(tmp_path) -> None:
     line = next(x for x in copy.read_text().splitlines() if x.startswith("  tensorrt-llm-0.6:"))
     assert line == ("  tensorrt-llm-0.6: {compute: 0.5, prefill_overhead_us_per_layer: 7.0, "
                     "gqa_kernel_group_sizes: []}")
+
+
+def test_a_prompt_found_in_the_prefix_cache_costs_no_prefill() -> None:
+    """`cached_prompt`: end-to-end tokens/s is BATCH x OUT over OUT decode steps alone (costed at the same mean
+    cache length, so the prompt's KV is still read); without it the prefill adds its own time."""
+    from retarget.perf import generation_tokens_s
+
+    spec, mi300x = get_spec("llama-3.1-70b"), load_profile("mi300x")
+    kw = dict(batch=64, input_len=2048, output_len=2048, devices=8, weight_format="fp8", kv_format="bf16",
+              engine="vllm-rocm-v1")
+    step = predict(spec, mi300x, batch=64, ctx=2048 + 1024, prompt_len=2048, devices=8, weight_format="fp8",
+                   kv_format="bf16", engine="vllm-rocm-v1")
+    cached = generation_tokens_s(spec, mi300x, cached_prompt=True, **kw)
+    assert cached == pytest.approx(64 / step.tpot_s, rel=1e-12)
+    assert generation_tokens_s(spec, mi300x, **kw) == pytest.approx(64 * 2048 / (step.ttft_s + 2048 * step.tpot_s))
+
+
+def test_vllm_v1_latency_runs_on_rocm_hit_the_prefix_cache_and_throughput_runs_keep_their_batch_limit() -> None:
+    """AMD's vLLM 0.10 latency rows (benchmark_latency re-sends its warm-up prompts; V1 caches prefixes by default)
+    are planned without prefill; its offline rows take the max-num-seqs their label states and an FP8 cache; the
+    2024 V0 rows keep the old engine and a prefill."""
+    from retarget.perf.validate import plan_row
+
+    row = {"source_url": "u", "model": "Llama-3.1-70B-Instruct", "quant_format": "FP8", "hardware": "AMD MI300X",
+           "num_devices": "8", "phase": "decode", "batch_size": "8", "input_len": "2048", "output_len": "2048",
+           "metric": "output tokens/s", "value": "1"}
+    latency = plan_row({**row, "engine": "vLLM (ROCm) v0.10.0 (rocm/vllm-dev, TP8)"})
+    older = plan_row({**row, "engine": "vLLM (ROCm)"})
+    offline = plan_row({**row, "engine": "vLLM (ROCm) v0.10.0 (rocm/vllm-dev, TP8, max-num-seqs 1500)",
+                        "phase": "offline-throughput", "batch_size": "max"})
+    assert (latency.kwargs["engine"], latency.cached_prompt) == ("vllm-rocm-v1", True)  # type: ignore[union-attr]
+    assert (older.kwargs["engine"], older.cached_prompt) == ("vllm-rocm", False)  # type: ignore[union-attr]
+    assert (offline.max_batch, offline.kwargs["kv_format"], offline.cached_prompt) == (  # type: ignore[union-attr]
+        1500, "fp8", False)
