@@ -30,7 +30,9 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "moe_multi_gpu_decode.csv",
                  ROOT / "bench" / "data" / "fresh_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh2_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh3_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh3_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh4_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh5_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -82,7 +84,30 @@ own (`vllm-rocm-v1`: fitted compute and memory scales and cost per layer); its l
 without a prefill, because benchmark_latency re-sends its warm-up prompts and V1 caches prefixes by
 default (validation_map.yaml `prompt_cache_hit`); offline rows take the max-num-seqs their label states.
 So it is no longer a held-out test: its rows fall in the SHA-256 split like every other file. On its
-evaluation rows (7 decode, 3 prefill) the model before the changes scored decode 23.6% / prefill 75.0%."""}
+evaluation rows (7 decode, 3 prefill) the model before the changes scored decode 23.6% / prefill 75.0%.""",
+              "fresh4_benchmarks.csv": """\
+Collected on 2026-12-02 after fresh3_benchmarks.csv had been scored, by someone who computed no
+prediction, and committed (07:55-07:58 UTC) before any term designed from fresh3_benchmarks.csv; scored
+once, with those terms, and nothing changed after. Rule, fixed before any row was written down: sources
+in no other file, or a separate measurement campaign (other date, build and models) of a repo already
+used; decode and prefill tables first (llama-bench or llama.cpp `main` timings, batch-1 or fixed-batch
+runs), offline throughput last; every cell whose device has a profile, whose model has a spec and whose
+format has a mapping; engines llama.cpp, TensorRT-LLM, LMDeploy, vLLM and SGLang only; cells run on the
+CPU not taken; no row picked or dropped by its value. Sources: XiongjieDai's Dec-2023 LLaMA 2 tables
+(README at commit 00dd2bd, removed from later editions; llama.cpp `main` timings on one CUDA GPU, on
+several with rows split across them, and on Apple Metal; 72 rows) and mlc-ai/llm-perf-bench's Oct-2023
+README (batch-1 decode of llama.cpp and vLLM on one to eight GPUs; 15 rows).""",
+              "fresh5_benchmarks.csv": """\
+Collected on 2026-12-02 (09:42-09:53 UTC) after fresh3_benchmarks.csv had been scored, by someone who
+computed no prediction, and committed before any term designed from fresh3_benchmarks.csv was merged;
+scored once, with those terms, and nothing changed after. Rule as fresh4_benchmarks.csv's (fixed before
+any row was written down; cells the source marks as CPU runs or partial offload not taken). Sources, each
+in no other file: Qwen's speed benchmarks (Qwen3 on H20 with SGLang 0.4.6, May 2025, 84 rows; Qwen2.5 on
+A100 with vLLM 0.6, Nov 2024, 51 rows; two campaigns of one repository), Tencent's Hunyuan-A13B README (vLLM
+on H20, 18 rows), NVIDIA's ModelOpt benchmark page (TensorRT-LLM v0.15 on H200, 24 rows) and premAI's
+benchmarks (llama.cpp, TensorRT-LLM and vLLM on A100, 14 rows). All 191 rows are decode; several sources
+state their speed over the whole request or leave the counted tokens unstated (each row's notes say how the
+value was derived)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
