@@ -192,6 +192,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     if fmt is None:
         return f"quant format {row['quant_format']!r} not mapped"
     eng = _first(m["engines"], lambda r: row["engine"].startswith(r["prefix"]))
+    if "skip" in eng:
+        return eng["skip"]
     devices = _int(row["num_devices"])
     if not devices:
         return "device count not a number"

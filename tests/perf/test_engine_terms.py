@@ -186,3 +186,17 @@ def test_vllm_v1_latency_runs_on_rocm_hit_the_prefix_cache_and_throughput_runs_k
     assert (older.kwargs["engine"], older.cached_prompt) == ("vllm-rocm", False)  # type: ignore[union-attr]
     assert (offline.max_batch, offline.kwargs["kv_format"], offline.cached_prompt) == (  # type: ignore[union-attr]
         1500, "fp8", False)
+
+
+
+def test_llama_cpp_row_split_is_skipped_with_its_reason() -> None:
+    """A row of llama.cpp's pre-2024 row split is not predicted: plan_row returns the reason (host-bound gathers)."""
+    from retarget.perf.validate import plan_row
+
+    row = {"source_url": "u", "model": "Llama-2-70B", "quant_format": "Q4_0", "hardware": "NVIDIA RTX 4090 24GB",
+           "num_devices": "2", "phase": "decode", "batch_size": "1", "input_len": "494", "output_len": "1023",
+           "metric": "tokens/s", "value": "1"}
+    skipped = plan_row({**row, "engine": "llama.cpp (CUDA, row split across GPUs: pre-split-mode Dec-2023 build)"})
+    assert isinstance(skipped, str) and "row split" in skipped and "not predicted" in skipped
+    layer_split = plan_row({**row, "engine": "llama.cpp (CUDA)"})
+    assert layer_split.kwargs["parallelism"] == "pp"  # type: ignore[union-attr]
