@@ -165,8 +165,8 @@ def predict_cmd(
                                         "...+kv-fp8) or a number format (bf16, fp8, q4_k_m, nvfp4)")] = "native",
     kv: Annotated[str, typer.Option(help="KV-cache format: bf16, fp8, int8")] = "bf16",
     engine: Annotated[str, typer.Option(help="software stack factors: tuned, llama.cpp, llama.cpp-metal, "
-                                        "tensorrt-llm, tensorrt-llm-0.6, tensorrt-llm-0.9, turbomind, vllm-rocm or "
-                                        "sglang-eager")] = "tuned",
+                                        "tensorrt-llm, tensorrt-llm-0.6, tensorrt-llm-0.9, turbomind, vllm-rocm, "
+                                        "vllm-rocm-v1 or sglang-eager")] = "tuned",
     parallelism: Annotated[str, typer.Option(help="tp (tensor parallel, experts split in the group), pp (layers "
                                              "split, llama.cpp) or ep (data-parallel attention, expert-parallel "
                                              "MoE with all-to-all)")] = "tp",

@@ -141,6 +141,15 @@ def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
     return out
 
 
+def _flow(value: object) -> str:
+    """VALUE as YAML flow text: booleans lower-case, lists as [a, b]."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return str(value)
+
+
 def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENCY_FILE) -> None:
     """Write ENGINE's fitted FACTORS into efficiency.yaml (comments and kernel attributes kept): the one-line
     `ENGINE: {...}` entry, or, for an engine written as a block (`tuned`), the `    key: value` line of each of
@@ -150,7 +159,7 @@ def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENC
     pattern = rf"^  {re.escape(engine)}: \{{[^}}]*\}}"
     if re.search(pattern, text, flags=re.M):
         entry = {**factors, **kernel_attributes(engine)}  # kernel attributes are kept, not fitted
-        body = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in entry.items())
+        body = ", ".join(f"{k}: {_flow(v)}" for k, v in entry.items())
         path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
         return
     for key in free:

@@ -13,7 +13,7 @@ from retarget.errors import RetargetError
 
 EFFICIENCY_FILE = Path(__file__).parent / "efficiency.yaml"
 OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
-KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes",)  # engine entry keys that are kernel choices, not factors
+KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms")  # engine entry keys that are choices, not factors
 # the engine's fixed costs (an entry without one pays none)
 ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
                 "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer")
@@ -43,6 +43,7 @@ class Efficiency:
     # query heads per KV head that the decode attention kernel serves with one cache read (None: every size); a
     # GQA/MQA layer of another size reads its KV head's cache once per query head
     gqa_kernel_group_sizes: tuple[int, ...] | None = None
+    parallelisms: tuple[str, ...] | None = None  # how the engine splits a model across devices (None: every way)
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -92,6 +93,7 @@ def efficiency(
         narrow_float_gemm=table.get("narrow_float_gemm_factor", {}).get(family, 1.0),
         gqa_kernel_group_sizes=(None if (sizes := kernels.get("gqa_kernel_group_sizes")) is None
                                 else tuple(sizes)),
+        parallelisms=None if (ways := kernels.get("parallelisms")) is None else tuple(ways),
     )
 
 

@@ -275,6 +275,9 @@ def predict(
     fmts = resolve_formats(weight_format, kv_format, expert_format)
     wfmt = fmts["weights"]
     eff = capped(efficiency(profile.family, engine, engine_factors))
+    if devices > 1 and eff.parallelisms is not None and parallelism not in eff.parallelisms:
+        raise RetargetError(f"{engine} on several devices is modelled with --parallelism "
+                            f"{' or '.join(eff.parallelisms)} only", field="--parallelism")
     tp = devices if parallelism == "tp" else 1
     kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes)
     prefill_step = Step(batch, min(prompt_len, PREFILL_CHUNK), 0, **kernels)

@@ -200,3 +200,17 @@ def test_llama_cpp_row_split_is_skipped_with_its_reason() -> None:
     assert isinstance(skipped, str) and "row split" in skipped and "not predicted" in skipped
     layer_split = plan_row({**row, "engine": "llama.cpp (CUDA)"})
     assert layer_split.kwargs["parallelism"] == "pp"  # type: ignore[union-attr]
+
+
+def test_llama_cpp_across_devices_is_predicted_as_a_layer_split_only() -> None:
+    """`predict` refuses llama.cpp with --parallelism tp on several devices (the row split is not modelled) and
+    keeps the layer split and the one-device case."""
+    from retarget.errors import RetargetError
+
+    spec, rtx = get_spec("llama-3.1-8b"), load_profile("rtx-4090")
+    kw = dict(batch=1, ctx=512, weight_format="q4_k_m", kv_format="fp16", engine="llama.cpp")
+    with pytest.raises(RetargetError) as err:
+        predict(spec, rtx, devices=2, parallelism="tp", **kw)
+    assert err.value.field == "--parallelism"
+    assert predict(spec, rtx, devices=2, parallelism="pp", **kw).tpot_s > 0
+    assert predict(spec, rtx, devices=1, parallelism="tp", **kw).tpot_s > 0
