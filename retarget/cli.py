@@ -164,9 +164,10 @@ def predict_cmd(
                                         "compile recipe (gptq-int4-g128-asym, w8a8-int8, fp8-block128, keep, "
                                         "...+kv-fp8) or a number format (bf16, fp8, q4_k_m, nvfp4)")] = "native",
     kv: Annotated[str, typer.Option(help="KV-cache format: bf16, fp8, int8")] = "bf16",
-    engine: Annotated[str, typer.Option(help="software stack factors: tuned, llama.cpp, llama.cpp-metal, "
-                                        "tensorrt-llm, tensorrt-llm-0.6, tensorrt-llm-0.9, turbomind, vllm-rocm, "
-                                        "vllm-rocm-v1 or sglang-eager")] = "tuned",
+    engine: Annotated[str, typer.Option(help="software stack and release whose factors apply (an engine of "
+                                        "retarget/perf/efficiency.yaml): tuned (current vLLM/SGLang/NIM), vllm-v0, "
+                                        "vllm-eager, sglang-0.4, tensorrt-llm, tensorrt-llm-0.1x, llama.cpp, "
+                                        "llama.cpp-metal, turbomind, vllm-rocm-v1, ...")] = "tuned",
     parallelism: Annotated[str, typer.Option(help="tp (tensor parallel, experts split in the group), pp (layers "
                                              "split, llama.cpp) or ep (data-parallel attention, expert-parallel "
                                              "MoE with all-to-all)")] = "tp",

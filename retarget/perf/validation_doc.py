@@ -101,11 +101,14 @@ README (batch-1 decode of llama.cpp and vLLM on one to eight GPUs; 15 rows). His
 decode 165% / prefill 2186% MAPE (85 rows; targets missed): multi-GPU rows on PCIe cards were predicted up to
 8.6x (decode) and 120x (prefill) fast. After that, llama.cpp's pre-2024 row split is no longer predicted
 (it gathers every product through the host, whose PCIe topology no profile describes; its 47 rows are
-skipped with that reason), so the figures below cover the rest. Still held out: no term was fitted on it.""",
+skipped with that reason). Then engines for earlier releases were designed from the misses of this file,
+fresh5_benchmarks.csv and fresh6_benchmarks.csv (`vllm-eager`: vLLM without CUDA graphs; `llama.cpp-2023`;
+`vllm-v0`; `sglang-0.4`; `tensorrt-llm-0.1x`), and it joined the SHA-256 split.""",
               "fresh5_benchmarks.csv": """\
 Collected on 2026-12-02 (09:42-09:53 UTC) after fresh3_benchmarks.csv had been scored, by someone who
 computed no prediction, and committed before any term designed from fresh3_benchmarks.csv was merged;
-scored once, with those terms, and nothing changed after (still held out). Rule as fresh4_benchmarks.csv's (fixed before
+scored once, with those terms (decode 37.2% MAPE over 191 rows; missed), then joined the SHA-256 split
+with fresh4_benchmarks.csv (see its history). Rule as fresh4_benchmarks.csv's (fixed before
 any row was written down; cells the source marks as CPU runs or partial offload not taken). Sources, each
 in no other file: Qwen's speed benchmarks (Qwen3 on H20 with SGLang 0.4.6, May 2025, 84 rows; Qwen2.5 on
 A100 with vLLM 0.6, Nov 2024, 51 rows; two campaigns of one repository), Tencent's Hunyuan-A13B README (vLLM
@@ -116,7 +119,8 @@ value was derived).""",
               "fresh6_benchmarks.csv": """\
 Collected on 2026-12-02 (rule fixed 10:07, committed 10:16 UTC) after fresh4_benchmarks.csv and
 fresh5_benchmarks.csv had been scored, by someone who computed no prediction, and committed before the
-row-split rule was merged; scored once after it, and nothing changed after. Rule as fresh5_benchmarks.csv's.
+row-split rule was merged; scored once after it (decode 34.6%, prefill 311% MAPE; missed), then joined the
+SHA-256 split with fresh4_benchmarks.csv (see its history). Rule as fresh5_benchmarks.csv's.
 Sources: Qwen2's vLLM speed tables (vLLM 0.4.2 on A100, June 2024, 51 rows; a third campaign of that
 repository), AMD's ROCm blog on MI300X inference (vLLM on 8x MI300X and TensorRT-LLM 0.16 on 8x H100,
 Llama 3.1 70B/405B FP8, batch 1-128, Jan 2025; 64 rows), XiongjieDai's July/Aug 2023 llama.cpp tables (CUDA
