@@ -33,7 +33,8 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh3_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh4_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh5_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh6_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh6_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh7_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -124,7 +125,15 @@ SHA-256 split with fresh4_benchmarks.csv (see its history). Rule as fresh5_bench
 Sources: Qwen2's vLLM speed tables (vLLM 0.4.2 on A100, June 2024, 51 rows; a third campaign of that
 repository), AMD's ROCm blog on MI300X inference (vLLM on 8x MI300X and TensorRT-LLM 0.16 on 8x H100,
 Llama 3.1 70B/405B FP8, batch 1-128, Jan 2025; 64 rows), XiongjieDai's July/Aug 2023 llama.cpp tables (CUDA
-and Metal, LLaMA 1 and 2; 44 rows, the multi-GPU ones row split) and one LMDeploy W4A16 row (RTX 4090)."""}
+and Metal, LLaMA 1 and 2; 44 rows, the multi-GPU ones row split) and one LMDeploy W4A16 row (RTX 4090).""",
+              "fresh7_benchmarks.csv": """\
+Collected on 2026-12-02 (rule fixed 10:20, committed 10:27 UTC) after fresh6_benchmarks.csv had been
+scored, by someone who computed no prediction, and committed before the release engines designed from the
+misses of fresh4-6 were merged; scored once after them, and nothing changed after. Rule as
+fresh5_benchmarks.csv's. Sources, all llama.cpp: the gpt-oss guide's llama-bench and batched-bench tables
+(discussion 15396, Aug 2025: gpt-oss-20b/120b on RTX 3090/4090/5080/5090, RTX PRO 6000 and M2 Ultra; 114
+rows) and two AMD ROCm blogs on llama.cpp on 8x MI300X (Sep and Dec 2025: DeepSeek-V3 and Llama-3.1-70B
+Q4_K_M, layer split; 39 rows)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
