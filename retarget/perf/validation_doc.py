@@ -133,7 +133,10 @@ misses of fresh4-6 were merged; scored once after them, and nothing changed afte
 fresh5_benchmarks.csv's. Sources, all llama.cpp: the gpt-oss guide's llama-bench and batched-bench tables
 (discussion 15396, Aug 2025: gpt-oss-20b/120b on RTX 3090/4090/5080/5090, RTX PRO 6000 and M2 Ultra; 114
 rows) and two AMD ROCm blogs on llama.cpp on 8x MI300X (Sep and Dec 2025: DeepSeek-V3 and Llama-3.1-70B
-Q4_K_M, layer split; 39 rows)."""}
+Q4_K_M, layer split; 39 rows). Scored once at decode 57.8% / prefill 133% MAPE; then 24 batched-bench
+decode rows, whose notes say the value excludes the prompt, were re-encoded in the step form (cached context +
+generated tokens, sequences per step) instead of a prompt the model added as a prefill: decode 35.5% after
+that data correction; no model term changed."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
