@@ -34,7 +34,8 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh4_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh5_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh6_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh7_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh7_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh8_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -136,7 +137,14 @@ rows) and two AMD ROCm blogs on llama.cpp on 8x MI300X (Sep and Dec 2025: DeepSe
 Q4_K_M, layer split; 39 rows). Scored once at decode 57.8% / prefill 133% MAPE; then 24 batched-bench
 decode rows, whose notes say the value excludes the prompt, were re-encoded in the step form (cached context +
 generated tokens, sequences per step) instead of a prompt the model added as a prefill: decode 35.5% after
-that data correction; no model term changed."""}
+that data correction; no model term changed.""",
+              "fresh8_benchmarks.csv": """\
+Collected on 2026-12-02 (rule fixed 10:38, committed 10:47 UTC) after fresh7_benchmarks.csv had been
+scored, by someone who computed no prediction; no model term changed between the two, and nothing changed
+after it was scored once. Rule as fresh5_benchmarks.csv's. Sources, all llama.cpp at batch 1: llm-tracker's
+vault pages (RX 7900 XTX and MI300X with ROCm, RTX 3090/4090 and RTX PRO 6000 with CUDA, 2024-2025; 34 rows),
+eliranwong's two-GPU RX 7900 XTX benchmarks (ROCm, layer split, June 2024; 14 rows) and llama.cpp PR 15616
+(M2 Ultra, Metal, Aug 2025; 7 rows)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
