@@ -7,13 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-import retarget.perf
 from retarget.errors import RetargetError
 from retarget.fleet.constraints import Constraints, FleetWorkload
 from retarget.fleet.costs import Assumptions, Cost, cost_per_mtok
@@ -24,6 +19,7 @@ from retarget.lockin.index import Evaluator
 from retarget.lockin.matrix import model_row
 from retarget.lockin.recipe import CellRecipe
 from retarget.models.spec import ModelSpec
+from retarget.perf.confidence import validated_profiles
 
 COST_MODEL = "retarget.fleet cost v1 (speed from retarget.perf roofline v1)"
 
@@ -79,11 +75,9 @@ def cost_brief(costs: list[dict[str, Any]]) -> str:
     return _join(parts)
 
 
-@cache
 def validated_devices() -> frozenset[str]:
-    """Profiles with published measurements in the perf model's validation set (validation_map.yaml)."""
-    path = Path(retarget.perf.__file__).parent / "validation_map.yaml"
-    return frozenset(yaml.safe_load(path.read_text())["hardware"].values())
+    """Profiles with published measurements the perf model predicted (retarget/perf/validation_summary.json)."""
+    return validated_profiles()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ def _summary() -> dict[str, Any]:
     return json.loads(SUMMARY_FILE.read_text()) if SUMMARY_FILE.is_file() else {"groups": {}}
 
 
+def validated_profiles() -> frozenset[str]:
+    """Profiles with at least one published measurement the model predicted (validation_summary.json)."""
+    return frozenset(_summary().get("profiles", {}))
+
+
 def group_key(family: str, engine: str) -> str:
     return f"{family} / {engine}"
 

@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -280,8 +281,9 @@ def build(paths: list[Path]) -> tuple[str, dict[str, Any]]:
             lines += [f"## History of {path.name}", "", FILE_NOTES[path.name], ""]
         lines.append(to_markdown(report, heading=f"## {Path(report['measurements']).name}"))
     groups = summary_groups(paths, reports)
+    profiles = Counter(r["profile"] for report in reports for r in _scored(report))
     summary = {"generated_by": "python -m retarget.perf.validation_doc",
-               "measurements": [p.name for p in paths], "groups": groups}
+               "measurements": [p.name for p in paths], "groups": groups, "profiles": dict(sorted(profiles.items()))}
     return "\n".join(lines), summary
 
 

@@ -29,3 +29,15 @@ def test_docs_and_summary_are_regenerated_from_the_committed_files():
     assert all(line in readme for line in targets_table_lines(markdown)), "copy the targets table into README.md"
     hopper = summary["groups"]["nvidia-hopper / tuned"]["decode"]
     assert hopper["rows"] >= 4  # the DeepSeek multi-GPU rows and the shared vLLM/SGLang rows
+
+
+@pytest.mark.skipif(not DEFAULT_FILES[0].exists(), reason="shared measurements not found beside the repository")
+def test_validated_devices_are_the_profiles_of_predicted_rows():
+    """The fleet marks a device validated only when a published measurement on it was predicted: the summary's
+    per-profile counts are the scored rows of the documents (an alias-matched label counts, a skipped row not)."""
+    from retarget.fleet.plans import validated_devices
+
+    summary = json.loads(SUMMARY_FILE.read_text())
+    assert validated_devices() == set(summary["profiles"])
+    assert summary["profiles"]["h20"] > 0 and all(n > 0 for n in summary["profiles"].values())
+    assert "tpu-v5e" not in summary["profiles"]  # no measurement of it in any file
