@@ -75,11 +75,6 @@ def cost_brief(costs: list[dict[str, Any]]) -> str:
     return _join(parts)
 
 
-def validated_devices() -> frozenset[str]:
-    """Profiles with published measurements the perf model predicted (retarget/perf/validation_summary.json)."""
-    return validated_profiles()
-
-
 @dataclass(frozen=True)
 class Plan:
     """One way to serve the workload: a model on COUNT devices (REPLICAS x the devices one copy needs)."""
@@ -139,7 +134,7 @@ class Plan:
             "lock_in_index": {"value": self.li, "unit": "ratio", "provenance": "predicted",
                               "model": "retarget.lockin v1"},
             "accuracy_cost": accuracy_cost(self.recipe),
-            "validated_device": p.id in validated_devices(),
+            "validated_device": p.id in validated_profiles(),
         }
 
 

@@ -15,10 +15,11 @@ from retarget.fleet.blocs import bloc_matrix
 from retarget.fleet.constraints import Constraints, FleetWorkload
 from retarget.fleet.costs import Assumptions
 from retarget.fleet.facts import BLOCS, device_facts, facts_for, model_facts, quality_index, tdp
-from retarget.fleet.plans import COST_MODEL, build_plans, cost_brief, ranked, validated_devices
+from retarget.fleet.plans import COST_MODEL, build_plans, cost_brief, ranked
 from retarget.hw_profiles import list_profiles, load_profile
 from retarget.models.registry import get_spec, load_registry, registry_entries
 from retarget.outdir import atomic_dir, check_writable
+from retarget.perf.confidence import validated_profiles
 
 BLOC_FLOOR = 65.0  # default quality floor of the bloc view (MMLU-Pro %)
 NO_FACTS = "no fleet facts (country of design, bloc, export status, price) for this device"
@@ -40,7 +41,7 @@ def device_table(profiles: list[Any], a: Assumptions) -> list[dict[str, Any]]:
                     "tdp_w": power.model_dump() if power else None,
                     "rent_usd_per_hour": f.rent_usd_per_hour.model_dump() if f.rent_usd_per_hour else None,
                     "purchase_usd": f.purchase_usd.model_dump() if f.purchase_usd else None,
-                    "validated": p.id in validated_devices()})
+                    "validated": p.id in validated_profiles()})
     return out
 
 

@@ -35,9 +35,9 @@ def test_docs_and_summary_are_regenerated_from_the_committed_files():
 def test_validated_devices_are_the_profiles_of_predicted_rows():
     """The fleet marks a device validated only when a published measurement on it was predicted: the summary's
     per-profile counts are the scored rows of the documents (an alias-matched label counts, a skipped row not)."""
-    from retarget.fleet.plans import validated_devices
+    from retarget.perf.confidence import validated_profiles
 
     summary = json.loads(SUMMARY_FILE.read_text())
-    assert validated_devices() == set(summary["profiles"])
+    assert validated_profiles() == set(summary["profiles"])
     assert summary["profiles"]["h20"] > 0 and all(n > 0 for n in summary["profiles"].values())
     assert "tpu-v5e" not in summary["profiles"]  # no measurement of it in any file
