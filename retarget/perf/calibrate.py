@@ -42,6 +42,7 @@ class FreeFactor(NamedTuple):
 
 FREE_FACTORS = {
     "compute": FreeFactor(0.05, 1.5, 0.5, 1.0),
+    "moe_compute": FreeFactor(0.05, 1.5, 1.0, 1.0),
     "memory": FreeFactor(0.2, 1.25, 1.0, 1.0),
     "overhead_us_per_layer": FreeFactor(0.0, 4000.0, 50.0, 18.0),
     "moe_overhead_us_per_expert": FreeFactor(0.0, 500.0, 25.0, 0.0),

@@ -13,7 +13,8 @@ from retarget.errors import RetargetError
 
 EFFICIENCY_FILE = Path(__file__).parent / "efficiency.yaml"
 OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
-KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms")  # engine entry keys that are choices, not factors
+KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "ubatch_tokens", "pipeline_copies",
+                     "narrow_float_peaks")  # engine entry keys that are choices, not factors
 # the engine's fixed costs (an entry without one pays none)
 ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
                 "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer")
@@ -44,6 +45,9 @@ class Efficiency:
     # GQA/MQA layer of another size reads its KV head's cache once per query head
     gqa_kernel_group_sizes: tuple[int, ...] | None = None
     parallelisms: tuple[str, ...] | None = None  # how the engine splits a model across devices (None: every way)
+    ubatch_tokens: int = 0  # tokens per prefill forward (0: the model's PREFILL_CHUNK)
+    pipeline_copies: int = 1  # prefill forwards in flight at once across a layer split (1: one at a time)
+    narrow_float_peaks: bool = True  # whether its matmuls can run at a device's FP8/FP4 peak
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -82,6 +86,7 @@ def efficiency(
     portable = table.get("portable_kernel_factor", {}).get(family, 1.0) if engine in table.get(
         "portable_kernel_engines", []) else 1.0
     scaled = {k: base[k] * eng.get("compute", 1.0) * portable for k in OP_CLASSES}
+    scaled["moe"] *= eng.get("moe_compute", 1.0)
     return Efficiency(
         **scaled,
         memory=base["memory"] * eng.get("memory", 1.0),
@@ -94,6 +99,9 @@ def efficiency(
         gqa_kernel_group_sizes=(None if (sizes := kernels.get("gqa_kernel_group_sizes")) is None
                                 else tuple(sizes)),
         parallelisms=None if (ways := kernels.get("parallelisms")) is None else tuple(ways),
+        ubatch_tokens=int(kernels.get("ubatch_tokens", 0)),
+        pipeline_copies=int(kernels.get("pipeline_copies", 1)),
+        narrow_float_peaks=bool(kernels.get("narrow_float_peaks", True)),
     )
 
 

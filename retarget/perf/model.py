@@ -144,8 +144,11 @@ def _phase(
 ) -> PhaseTime:
     costs = _step_costs(spec, step, fmts, devices, parallelism)
 
+    rates = profile.peak_tflops if eff.narrow_float_peaks else {
+        k: v for k, v in profile.peak_tflops.items() if k not in NARROW_FLOAT_PEAKS}
+
     def peak(fmt: NumberFormat) -> float:
-        name, rate = compute_format(fmt, profile.peak_tflops)
+        name, rate = compute_format(fmt, rates)
         if eff.fp16_accumulate and name in ("bf16", "fp16"):  # weights dequantised to fp16, fp16 accumulate
             return max(rate, profile.peak_tflops.get("fp16_acc16", 0.0))
         return rate * eff.narrow_float_gemm if name in NARROW_FLOAT_PEAKS else rate
@@ -209,6 +212,16 @@ def _memory(
     )
 
 
+def pipelined_share(chunks: int, stages: int, in_flight: int) -> float:
+    """Share of the sequential prefill time left when CHUNKS forwards stream through STAGES equal pipeline
+    stages with at most IN_FLIGHT of them started and unfinished: a chunk enters the first stage once that
+    stage is free and an earlier chunk has left the last one, so the chunks pass in waves of min(IN_FLIGHT,
+    STAGES), one stage apart within a wave."""
+    wave = min(in_flight, stages)
+    passes = (chunks - 1) // wave + 1 + ((chunks - 1) % wave) / stages
+    return passes / chunks
+
+
 DEVICE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128)  # the device counts `smallest_fit` tries
 
 
@@ -259,6 +272,7 @@ def predict(
     engine: str = "tuned",
     mla_absorb: bool = True,
     engine_factors: dict[str, float] | None = None,
+    ubatch_tokens: int | None = None,
 ) -> Prediction:
     """Predict prefill (TTFT for BATCH prompts of PROMPT_LEN) and decode (one step with CTX cached tokens
     per sequence) of SPEC on DEVICES x PROFILE. `parallelism` 'tp' = tensor parallel attention/dense layers
@@ -280,12 +294,15 @@ def predict(
                             f"{' or '.join(eff.parallelisms)} only", field="--parallelism")
     tp = devices if parallelism == "tp" else 1
     kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes)
-    prefill_step = Step(batch, min(prompt_len, PREFILL_CHUNK), 0, **kernels)
-    chunks = math.ceil(prompt_len / PREFILL_CHUNK)
+    chunk = ubatch_tokens or eff.ubatch_tokens or PREFILL_CHUNK
+    prefill_step = Step(batch, min(prompt_len, chunk), 0, **kernels)
+    chunks = math.ceil(prompt_len / chunk)
     prefill = _phase(spec, profile, prefill_step, fmts, eff, devices, parallelism)
     if chunks > 1:  # later chunks attend to earlier ones; cost them at the mean cached length
-        later = Step(batch, PREFILL_CHUNK, (prompt_len - PREFILL_CHUNK) // 2 + PREFILL_CHUNK // 2, **kernels)
+        later = Step(batch, chunk, (prompt_len - chunk) // 2 + chunk // 2, **kernels)
         prefill = prefill.plus(_phase(spec, profile, later, fmts, eff, devices, parallelism), chunks - 1)
+    if parallelism == "pp" and devices > 1 and chunks > 1 and eff.pipeline_copies > 1:
+        prefill = prefill.scaled(pipelined_share(chunks, devices, eff.pipeline_copies))
     if eff.prefill_overhead_us_per_layer:  # the first-token cost: once per request, not per chunk
         first_token = eff.prefill_overhead_us_per_layer * spec.num_layers * 1e-6
         prefill = PhaseTime([*prefill.ops, OpTime("request", 0.0, 0.0, first_token, "fixed")])

@@ -54,6 +54,10 @@ class PhaseTime:
             )
         return PhaseTime(out)
 
+    def scaled(self, share: float) -> PhaseTime:
+        """This phase with every op's time times SHARE (overlapped work: the FLOPs and bytes stay)."""
+        return PhaseTime([OpTime(op.op_class, op.flops, op.bytes, op.time_s * share, op.bound) for op in self.ops])
+
     def to_dict(self) -> dict[str, Any]:
         total = self.time_s or 1.0
         return {

@@ -205,6 +205,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
         engine=eng["engine"],
         parallelism=eng["parallelism"],
     )
+    if ubatch := re.search(r"-ub (\d{1,6})\b", row["engine"]):  # a llama.cpp run's stated tokens per forward
+        kwargs["ubatch_tokens"] = int(ubatch.group(1))
     spec, profile = model_spec(model_name), load_profile(profile_id)
     phase, metric, batch = row["phase"], row["metric"], _int(row["batch_size"])
     inp, out = _lengths(row)

@@ -36,7 +36,9 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh5_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh6_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh7_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh8_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh8_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh9_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh10_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -138,14 +140,32 @@ rows) and two AMD ROCm blogs on llama.cpp on 8x MI300X (Sep and Dec 2025: DeepSe
 Q4_K_M, layer split; 39 rows). Scored once at decode 57.8% / prefill 133% MAPE; then 24 batched-bench
 decode rows, whose notes say the value excludes the prompt, were re-encoded in the step form (cached context +
 generated tokens, sequences per step) instead of a prompt the model added as a prefill: decode 35.5% after
-that data correction; no model term changed.""",
+that data correction; no model term changed. Then llama.cpp terms were designed from the misses of this file
+and fresh8_benchmarks.csv (prompt forwards of 512 tokens, pipelined across a layer split; MXFP4 at the 16-bit
+rate; a fitted expert-matmul share; the ROCm build as an engine of its own), so both joined the SHA-256 split.""",
               "fresh8_benchmarks.csv": """\
 Collected on 2026-12-02 (rule fixed 10:38, committed 10:47 UTC) after fresh7_benchmarks.csv had been
 scored, by someone who computed no prediction; no model term changed between the two, and nothing changed
 after it was scored once. Rule as fresh5_benchmarks.csv's. Sources, all llama.cpp at batch 1: llm-tracker's
 vault pages (RX 7900 XTX and MI300X with ROCm, RTX 3090/4090 and RTX PRO 6000 with CUDA, 2024-2025; 34 rows),
 eliranwong's two-GPU RX 7900 XTX benchmarks (ROCm, layer split, June 2024; 14 rows) and llama.cpp PR 15616
-(M2 Ultra, Metal, Aug 2025; 7 rows)."""}
+(M2 Ultra, Metal, Aug 2025; 7 rows). Joined the SHA-256 split with fresh7_benchmarks.csv (see its history).""",
+              "fresh9_benchmarks.csv": """\
+Collected on 2026-12-02 (rule fixed 14:13, committed 14:14-14:16 UTC) after fresh7_benchmarks.csv and
+fresh8_benchmarks.csv had been scored, by someone who computed no prediction, and committed before the
+llama.cpp terms designed from their misses were merged; held out whole and scored once with those terms.
+Rule as fresh5_benchmarks.csv's, restricted to serving engines (vLLM, SGLang, TensorRT-LLM, LMDeploy, NIM) on
+NVIDIA and AMD GPUs. Sources: ROCm/vllm's MI300X latency table of March 2025 (vLLM 0.7.3, Llama 3.1 70B/405B
+FP8, TP8; an earlier edition than the one another file cites; 32 rows), vLLM pull requests 2542, 3240 and
+21836 (Mixtral-8x7B on 8x H100 and 2x A100, Jan-Mar 2024; Llama 3.1 8B / 3.3 70B on H100, July 2025; 36
+rows) and two TensorRT-LLM blog posts (H200 launch, v0.5; Falcon-180B on H200, v0.7a; 7 rows). Before
+scoring, from the labels alone: vLLM 0.2.7 and 0.3 builds with CUDA graphs map to `vllm-v0`, and a V1
+benchmark_latency run gets `prompt_cache_hit`.""",
+              "fresh10_benchmarks.csv": """\
+Collected on 2026-12-02 (committed about 14:15 UTC) like fresh9_benchmarks.csv, restricted to llama.cpp on
+GPUs; held out whole and scored once with the same model. Sources: llama.cpp pull requests 16834, 7676 and
+24546 (the baseline column: RTX 4090 with CUDA, 2024-2025; RX 7900 XTX with ROCm, 2026; 8 rows) and the
+noob512/uvm reproduction log (RTX 5090, Feb 2026; 4 rows): 12 rows, most of them MoE."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -214,3 +214,74 @@ def test_llama_cpp_across_devices_is_predicted_as_a_layer_split_only() -> None:
     assert err.value.field == "--parallelism"
     assert predict(spec, rtx, devices=2, parallelism="pp", **kw).tpot_s > 0
     assert predict(spec, rtx, devices=1, parallelism="tp", **kw).tpot_s > 0
+
+
+def _pipelined_makespan(chunks: int, stages: int, in_flight: int) -> float:
+    """Independent reference: simulate CHUNKS forwards through STAGES equal stages (each 1/STAGES of a pass),
+    one chunk per stage at a time, at most IN_FLIGHT chunks started and not finished; time in whole passes."""
+    stage_free = [0.0] * stages
+    finished: list[float] = []
+    for c in range(chunks):
+        t = finished[c - in_flight] if c >= in_flight else 0.0  # a copy is freed when an earlier chunk ends
+        for s in range(stages):
+            t = max(t, stage_free[s]) + 1 / stages
+            stage_free[s] = t
+        finished.append(t)
+    return finished[-1]
+
+
+@pytest.mark.parametrize("chunks,stages,in_flight", [(8, 8, 4), (4, 8, 4), (2, 8, 4), (6, 2, 4), (5, 3, 3)])
+def test_pipelined_prefill_share_matches_a_simulated_pipeline(chunks: int, stages: int, in_flight: int) -> None:
+    from retarget.perf.model import pipelined_share
+
+    share = pipelined_share(chunks, stages, in_flight)
+    assert share * chunks == pytest.approx(_pipelined_makespan(chunks, stages, in_flight), rel=1e-9)
+
+
+def test_llama_cpp_layer_split_overlaps_the_prompts_forwards() -> None:
+    """A 4096-token prompt is 8 forwards of 512 tokens; across 8 GPUs at most 4 are in flight (n_copies=4), so
+    the forwards pass in two waves of four, one stage (1/8 pass) apart: (2 + 3/8) / 8 of the sequential time;
+    one 512-token forward cannot overlap."""
+    from retarget.perf.model import PREFILL_CHUNK
+
+    spec, mi300x = get_spec("llama-3.1-70b"), load_profile("mi300x")
+    kw = dict(batch=1, ctx=4096, devices=8, weight_format="q4_k_m", kv_format="fp16", parallelism="pp",
+              engine_factors=IDEAL)
+    split = predict(spec, mi300x, prompt_len=4096, engine="llama.cpp-rocm", **kw)
+    serial = predict(spec, mi300x, prompt_len=4096, engine="llama.cpp-2023", ubatch_tokens=512, **kw)
+    assert split.ttft_s / serial.ttft_s == pytest.approx((2 + 3 / 8) / 8, rel=1e-9)
+    one = predict(spec, mi300x, prompt_len=512, engine="llama.cpp-rocm", **kw)
+    assert one.ttft_s == pytest.approx(
+        predict(spec, mi300x, prompt_len=512, engine="llama.cpp-2023", **kw).ttft_s, rel=1e-9)
+    assert PREFILL_CHUNK > 512  # the serving engines prefill in larger forwards
+
+
+def test_llama_cpp_runs_mxfp4_at_the_16_bit_rate_not_the_fp4_peak() -> None:
+    """Before native FP4 MMA (llama.cpp PR 17906) MXFP4 goes through MMQ: removing the RTX 5090's FP4 peak
+    changes nothing for llama.cpp, while a vendor stack's MXFP4 prefill slows without it."""
+    spec, rtx = get_spec("gpt-oss-20b"), load_profile("rtx-5090")
+    no_fp4 = rtx.model_copy(update={"peak_tflops": {k: v for k, v in rtx.peak_tflops.items() if k != "fp4"}})
+    kw = dict(batch=1, ctx=2048, prompt_len=2048, weight_format="mxfp4", kv_format="fp16")
+    assert predict(spec, rtx, engine="llama.cpp", **kw).ttft_s == pytest.approx(
+        predict(spec, no_fp4, engine="llama.cpp", **kw).ttft_s, rel=1e-12)
+    assert predict(spec, rtx, engine="tuned", **kw).ttft_s < predict(spec, no_fp4, engine="tuned", **kw).ttft_s
+
+
+def test_a_stated_ubatch_is_the_prefill_forward_size() -> None:
+    """`-ub 2048` in a llama.cpp label sets the tokens per forward; MoE weights are read once per forward, so
+    a memory-bound MoE prefill at 512 tokens per forward reads them 4x as often as at 2048."""
+    from retarget.perf.validate import plan_row
+
+    row = {"source_url": "https://example.org/t", "model": "gpt-oss-20b", "quant_format": "MXFP4",
+           "hardware": "NVIDIA RTX 4090 24GB", "num_devices": "1", "phase": "prefill", "batch_size": "1",
+           "input_len": "2048", "output_len": "0", "metric": "tokens/s", "value": "1000",
+           "engine": "llama.cpp (CUDA, build 6210; llama-bench -fa 1 -b 2048 -ub 2048)"}
+    assert plan_row(row).kwargs["ubatch_tokens"] == 2048
+    assert "ubatch_tokens" not in plan_row({**row, "engine": "llama.cpp (CUDA, build 6210)"}).kwargs
+    spec, rtx = get_spec("gpt-oss-120b"), load_profile("rtx-pro-6000")
+    kw = dict(batch=1, ctx=2048, prompt_len=2048, weight_format="mxfp4", kv_format="fp16", engine="llama.cpp",
+              engine_factors=IDEAL)
+    small = predict(spec, rtx, ubatch_tokens=512, **kw).prefill.ops
+    large = predict(spec, rtx, ubatch_tokens=2048, **kw).prefill.ops
+    moe_bytes = {op.op_class: op.bytes for op in small}["moe"] / {op.op_class: op.bytes for op in large}["moe"]
+    assert 3.0 < moe_bytes <= 4.0  # expert weights read by each of 4 forwards; the activations once in all

@@ -85,11 +85,13 @@ def test_validation_only_specs_match_the_published_parameter_counts() -> None:
 def test_efficiency_file_is_reproduced_by_calibration() -> None:
     """The fitted engine factors in efficiency.yaml are what `calibrate.fit` gives on the shared file."""
     text = (Path(__file__).resolve().parents[2] / "retarget/perf/efficiency.yaml").read_text()
-    assert set(fitted_engines()) == {"llama.cpp", "llama.cpp-2023", "llama.cpp-metal", "sglang-0.4", "sglang-eager",
+    assert set(fitted_engines()) == {"llama.cpp", "llama.cpp-2023", "llama.cpp-metal", "llama.cpp-rocm", "sglang-0.4",
+                                     "sglang-eager",
                                      "tensorrt-llm", "tensorrt-llm-0.1x", "tensorrt-llm-0.6", "tensorrt-llm-0.9",
                                      "turbomind", "vllm-eager", "vllm-rocm", "vllm-rocm-v1", "vllm-v0",
                                      "tuned"}  # tuned: test_multi_gpu.py
-    for engine, min_rows in (("llama.cpp", 10), ("llama.cpp-2023", 10), ("llama.cpp-metal", 4), ("sglang-0.4", 30),
+    for engine, min_rows in (("llama.cpp", 10), ("llama.cpp-2023", 10), ("llama.cpp-metal", 4),
+                             ("llama.cpp-rocm", 30), ("sglang-0.4", 30),
                              ("tensorrt-llm", 5), ("tensorrt-llm-0.1x", 20), ("tensorrt-llm-0.6", 10),
                              ("tensorrt-llm-0.9", 30), ("turbomind", 15), ("vllm-eager", 5), ("vllm-rocm", 2),
                              ("vllm-rocm-v1", 15), ("vllm-v0", 30), ("sglang-eager", 1)):
