@@ -191,7 +191,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     fmt = _first(m["formats"], lambda r: re.search(r["pattern"], row["quant_format"], re.I))
     if fmt is None:
         return f"quant format {row['quant_format']!r} not mapped"
-    eng = _first(m["engines"], lambda r: row["engine"].startswith(r["prefix"]))
+    eng = _first(m["engines"],  # a rule may also name a substring of the hardware label
+                 lambda r: row["engine"].startswith(r["prefix"]) and r.get("hardware", "") in row["hardware"])
     if "skip" in eng:
         return eng["skip"]
     devices = _int(row["num_devices"])

@@ -165,7 +165,12 @@ benchmark_latency run gets `prompt_cache_hit`.""",
 Collected on 2026-12-02 (committed about 14:15 UTC) like fresh9_benchmarks.csv, restricted to llama.cpp on
 GPUs; held out whole and scored once with the same model. Sources: llama.cpp pull requests 16834, 7676 and
 24546 (the baseline column: RTX 4090 with CUDA, 2024-2025; RX 7900 XTX with ROCm, 2026; 8 rows) and the
-noob512/uvm reproduction log (RTX 5090, Feb 2026; 4 rows): 12 rows, most of them MoE."""}
+noob512/uvm reproduction log (RTX 5090, Feb 2026; 4 rows): 12 rows, most of them MoE. Scored once at
+decode 21.1% (8 rows) / prefill 44.0% (4 rows) MAPE; targets missed. After that, from the fitted files'
+evidence (Radeon rows within 15% with the CUDA constants, Instinct rows far off), the HIP build on Radeon was
+mapped to `llama.cpp` instead of `llama.cpp-rocm`. That moves this file's RX 7900 XTX row (predicted 86% slow
+before) and the refitted llama.cpp constants move the others, so the numbers below are no longer a clean
+held-out score."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

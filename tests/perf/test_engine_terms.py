@@ -285,3 +285,15 @@ def test_a_stated_ubatch_is_the_prefill_forward_size() -> None:
     large = predict(spec, rtx, ubatch_tokens=2048, **kw).prefill.ops
     moe_bytes = {op.op_class: op.bytes for op in small}["moe"] / {op.op_class: op.bytes for op in large}["moe"]
     assert 3.0 < moe_bytes <= 4.0  # expert weights read by each of 4 forwards; the activations once in all
+
+
+def test_the_hip_build_is_its_own_engine_on_instinct_only() -> None:
+    """llama.cpp's HIP build on CDNA (64-wide wavefronts) has its own fitted engine; on Radeon (RDNA, 32-wide
+    like CUDA warps) the same label is predicted with the CUDA build's constants."""
+    from retarget.perf.validate import plan_row
+
+    row = {"source_url": "https://example.org/t", "model": "LLaMA v2 7B (llama.cpp arch label, 6.74B)",
+           "quant_format": "Q4_0", "num_devices": "1", "phase": "decode", "batch_size": "1", "input_len": "0",
+           "output_len": "128", "metric": "tokens/s", "value": "100", "engine": "llama.cpp (ROCm, build 3891)"}
+    assert plan_row({**row, "hardware": "AMD Instinct MI300X 192GB"}).kwargs["engine"] == "llama.cpp-rocm"
+    assert plan_row({**row, "hardware": "AMD Radeon RX 7900 XTX"}).kwargs["engine"] == "llama.cpp"
