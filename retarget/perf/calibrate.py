@@ -9,6 +9,8 @@ efficiency.yaml is fitted; evaluation rows never enter the objective.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import re
 from pathlib import Path
@@ -51,6 +53,9 @@ FREE_FACTORS = {
     "stream_gb_s_per_fp32_tflop": FreeFactor(0.0, 400.0, 100.0, 0.0),
     "prefill_overhead_us_per_layer": FreeFactor(0.0, 1000.0, 50.0, 0.0),
 }
+# Factors every engine shares (efficiency.yaml `default`), fitted once on the calibration rows of all engines
+# together: each trial value refits every engine, and the summed loss is minimised (`fit_shared`).
+SHARED_FACTORS = {"collective_latency_us": FreeFactor(2.0, 120.0, 10.0, 10.0)}
 MAX_CV_ROWS = 40  # rows per engine entering cross-validation (a larger file is sampled evenly)
 Plans = list[tuple[RowPlan, float]]
 Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
@@ -79,23 +84,46 @@ def loss(plans: Plans, factors: dict[str, float]) -> float:
     return sum(math.log(predict_plan(plan, factors)[0] / measured) ** 2 for plan, measured in plans)
 
 
-def fit(path: Path | list[Path], engine: str = "llama.cpp", rounds: int = 6, points: int = 9
-        ) -> tuple[dict[str, float], float, int]:
+def fit(path: Path | list[Path], engine: str = "llama.cpp", rounds: int = 6, points: int = 9,
+        shared: dict[str, float] | None = None) -> tuple[dict[str, float], float, int]:
     """Fitted factors of ENGINE, final loss and number of calibration rows (an engine without calibration rows
-    in PATH keeps its efficiency.yaml factors)."""
+    in PATH keeps its efficiency.yaml factors). SHARED: trial values of SHARED_FACTORS (default: the file's)."""
     plans = [(plan, measured) for _, plan, measured in engine_rows(path, engine)]
     if not plans:
         return engine_entry(engine), 0.0, 0
-    factors, final = fit_plans(plans, engine, rounds, points)
+    factors, final = fit_plans(plans, engine, rounds, points, shared)
     return factors, final, len(plans)
 
 
-def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tuple[dict[str, float], float]:
+def fit_shared(paths: list[Path], key: str = "collective_latency_us", evaluations: int = 10) -> tuple[float, float]:
+    """The value of the shared factor KEY that minimises the summed calibration loss of every fitted engine
+    (each refitted at each trial value; golden-section search over SHARED_FACTORS[key]'s range), and that loss."""
+    def total(value: float) -> float:
+        return sum(fit(paths, engine, shared={key: value})[1] for engine in fitted_engines())
+
+    ratio = (math.sqrt(5) - 1) / 2
+    lo, hi = SHARED_FACTORS[key].low, SHARED_FACTORS[key].high
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = total(a), total(b)
+    for _ in range(evaluations - 2):
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = total(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = total(b)
+    return (round(a, 1), fa) if fa <= fb else (round(b, 1), fb)
+
+
+def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9,
+              shared: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
     """ENGINE's factors minimising `loss` over PLANS (only the rule's `free` factors move; the others keep
-    their efficiency.yaml values), and that loss."""
+    their efficiency.yaml values, SHARED overrides the shared ones), and that loss."""
     free = calibration_rule(engine)["free"]  # type: ignore[index]
     start = {k: FREE_FACTORS[k].start for k in free}
-    best = {**start, **engine_entry(engine), **start}  # the free factors first (their order in efficiency.yaml)
+    best = {**start, **engine_entry(engine), **(shared or {}), **start}  # free factors first (efficiency.yaml order)
     spans = {k: (FREE_FACTORS[k].high - FREE_FACTORS[k].low) / 2 for k in free}
     current = loss(plans, best)
     for _ in range(rounds):
@@ -110,7 +138,7 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9) -> tu
                 if trial_loss < current:
                     best, current = trial, trial_loss
             spans[key] /= 3
-    return {k: round(v, 3) for k, v in best.items()}, current
+    return {k: round(v, 3) for k, v in best.items() if k not in (shared or {})}, current
 
 
 def prior_factors(engine: str) -> dict[str, float]:
@@ -121,6 +149,18 @@ def prior_factors(engine: str) -> dict[str, float]:
 
 
 def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
+    """`cross_validate_files` of PATHS, computed once per set of file versions (every file of a report shares it)."""
+    versions = tuple((Path(p), Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in paths)
+    return copy.deepcopy(_cross_validate_versions(versions, EFFICIENCY_FILE.stat().st_mtime_ns))
+
+
+@functools.cache
+def _cross_validate_versions(versions: tuple[tuple[Path, int, int], ...], _efficiency_version: int
+                             ) -> list[dict[str, object]]:
+    return cross_validate_files([path for path, _, _ in versions])
+
+
+def cross_validate_files(paths: list[Path]) -> list[dict[str, object]]:
     """Leave one source out, for every fitted engine: each source's rows of that engine (calibration and
     evaluation) predicted with the engine's factors refitted on the calibration rows of the other sources
     (the priors when they are fewer than the engine's free factors). One entry per fold with the held-out
@@ -171,11 +211,24 @@ def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENC
     path.write_text(text)
 
 
+def write_shared(key: str, value: float, path: Path = EFFICIENCY_FILE) -> None:
+    """Write the fitted shared factor KEY into efficiency.yaml's `default` block (its comment kept)."""
+    text, count = re.subn(rf"^(  {re.escape(key)}: )[0-9.]+", lambda m: f"{m.group(1)}{value}", path.read_text(),
+                          count=1, flags=re.M)
+    if not count:
+        raise KeyError(f"no `  {key}:` line in {path}")
+    path.write_text(text)
+
+
 if __name__ == "__main__":  # python -m retarget.perf.calibrate MEASUREMENTS.csv [MORE.csv ...]
     import sys
 
+    files = [Path(a) for a in sys.argv[1:]]
+    latency, summed = fit_shared(files)
+    write_shared("collective_latency_us", latency)
+    print(f"collective_latency_us {latency} (summed loss {summed:.4f}) -> {EFFICIENCY_FILE}")
     for name in fitted_engines():
-        fitted, final_loss, n_rows = fit([Path(a) for a in sys.argv[1:]], name)
+        fitted, final_loss, n_rows = fit(files, name, shared={"collective_latency_us": latency})
         if not n_rows:
             continue
         write_factors(name, fitted)

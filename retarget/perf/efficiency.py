@@ -91,7 +91,7 @@ def efficiency(
         **scaled,
         memory=base["memory"] * eng.get("memory", 1.0),
         interconnect=base["interconnect"],
-        collective_latency_us=base["collective_latency_us"],
+        collective_latency_us=eng.get("collective_latency_us", base["collective_latency_us"]),  # calibration's trial
         internode_latency_us=base["internode_latency_us"],
         **{cost: eng.get(cost, 0.0) for cost in ENGINE_COSTS},
         fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),

@@ -38,7 +38,8 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh7_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh8_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh9_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh10_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh10_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh11_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -160,7 +161,9 @@ FP8, TP8; an earlier edition than the one another file cites; 32 rows), vLLM pul
 21836 (Mixtral-8x7B on 8x H100 and 2x A100, Jan-Mar 2024; Llama 3.1 8B / 3.3 70B on H100, July 2025; 36
 rows) and two TensorRT-LLM blog posts (H200 launch, v0.5; Falcon-180B on H200, v0.7a; 7 rows). Before
 scoring, from the labels alone: vLLM 0.2.7 and 0.3 builds with CUDA graphs map to `vllm-v0`, and a V1
-benchmark_latency run gets `prompt_cache_hit`.""",
+benchmark_latency run gets `prompt_cache_hit`. Scored once at decode 24.6% MAPE (75 rows; target missed). Then
+the tensor-parallel all-reduce latency became a factor fitted on every engine's calibration rows (from the
+misses of the files already in the split), and this file joined the SHA-256 split.""",
               "fresh10_benchmarks.csv": """\
 Collected on 2026-12-02 (committed about 14:15 UTC) like fresh9_benchmarks.csv, restricted to llama.cpp on
 GPUs; held out whole and scored once with the same model. Sources: llama.cpp pull requests 16834, 7676 and
@@ -170,7 +173,15 @@ decode 21.1% (8 rows) / prefill 44.0% (4 rows) MAPE; targets missed. After that,
 evidence (Radeon rows within 15% with the CUDA constants, Instinct rows far off), the HIP build on Radeon was
 mapped to `llama.cpp` instead of `llama.cpp-rocm`. That moves this file's RX 7900 XTX row (predicted 86% slow
 before) and the refitted llama.cpp constants move the others, so the numbers below are no longer a clean
-held-out score."""}
+held-out score. It joined the SHA-256 split with fresh9_benchmarks.csv.""",
+              "fresh11_benchmarks.csv": """\
+Collected on 2026-12-02 (rule fixed 14:27, committed 14:35 UTC) after fresh9_benchmarks.csv and
+fresh10_benchmarks.csv had been scored, by someone who computed no prediction, and committed before the
+fitted all-reduce latency was merged; held out whole and scored once with it. Rule as fresh9_benchmarks.csv's,
+any engine. Sources: two more editions of ROCm/vllm's MI300X latency table (vLLM 0.6.6, Feb 2025, and 0.7.3,
+Apr 2025; Llama 3.1 70B/405B FP8 with FP8 KV cache, TP8, batch 1-128; 64 rows; fresh9_benchmarks.csv holds
+the March edition) and TensorRT-LLM's DeepSeek-R1 on B200 blog (NVFP4, batch 1, 8 GPUs, without MTP; 6
+rows)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

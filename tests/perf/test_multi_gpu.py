@@ -11,7 +11,7 @@ import yaml
 from retarget.hw_profiles import load_profile
 from retarget.models.registry import get_spec
 from retarget.perf.calibrate import fit
-from retarget.perf.efficiency import efficiency
+from retarget.perf.efficiency import efficiency, engine_entry
 from retarget.perf.model import predict
 from retarget.perf.validate import run
 from retarget.perf.validation_doc import DEFAULT_FILES
@@ -98,3 +98,35 @@ def test_expert_parallel_all_to_all_and_replicated_attention():
     embeddings = spec.params_embedding + spec.params_lm_head
     non_expert = (spec.params_total - spec.expert_params - embeddings) * 1 + embeddings * 2
     assert ep.memory.per_device_gb - tp.memory.per_device_gb == pytest.approx(non_expert * 15 / 16 / 1e9, rel=1e-6)
+
+
+def test_a_trial_collective_latency_moves_every_all_reduce_of_the_step():
+    """Calibration tries shared values through the engine factors: 160 all-reduces of Llama-3.1-70B on TP8
+    each take the trial latency instead of the file's; TP1 has none to move."""
+    spec, h100 = get_spec("llama-3.1-70b"), load_profile("h100-sxm")
+    eff = efficiency("nvidia-hopper")
+    kw = dict(batch=1, ctx=128, engine="tensorrt-llm")
+    factors = engine_entry("tensorrt-llm")
+    base = predict(spec, h100, devices=8, **kw)
+    trial = predict(spec, h100, devices=8, engine_factors={**factors, "collective_latency_us": 5.0}, **kw)
+    calls = 2 * spec.num_layers
+    assert _op(base, "decode", "comm") - _op(trial, "decode", "comm") == pytest.approx(
+        calls * (eff.collective_latency_us - 5.0) * 1e-6, rel=1e-9)
+    one = dict(devices=1, **kw)
+    assert predict(spec, h100, **one).tpot_s == pytest.approx(
+        predict(spec, h100, engine_factors={**factors, "collective_latency_us": 5.0}, **one).tpot_s, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_shared_collective_latency_minimises_the_summed_calibration_loss():
+    """The file's `collective_latency_us` is what `fit_shared` settles on: 10% either side, with every engine
+    refitted, the summed loss over all engines' calibration rows is not lower."""
+    from retarget.perf.validate import fitted_engines
+
+    value = efficiency("nvidia-hopper").collective_latency_us
+
+    def total(v: float) -> float:
+        return sum(fit(list(DEFAULT_FILES), e, shared={"collective_latency_us": v})[1] for e in fitted_engines())
+
+    here = total(value)
+    assert here <= total(value * 0.9) and here <= total(value * 1.1)
