@@ -15,7 +15,7 @@ import json
 import os
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from retarget.hw_profiles import HardwareProfile, load_profile
 from retarget.inputs import check_regular_file, number, read_text
 from retarget.models.spec import ModelSpec
 from retarget.outdir import check_output_file, write_files
+from retarget.perf.efficiency import kernel_attributes
 from retarget.perf.labels import match_hardware, model_key
 from retarget.perf.model import (
     USABLE_MEMORY,
@@ -289,9 +290,15 @@ def predict_plan(
     k = {**plan.kwargs, "engine_factors": engine_factors}
     if plan.kind in ("generate", "offline"):
         batch = max_batch(plan) if plan.kind == "offline" else plan.batch
-        value = generation_tokens_s(plan.spec, plan.profile, batch=batch, input_len=plan.input_len,
-                                    output_len=plan.output_len, cached_prompt=plan.cached_prompt, **k)
-        return value, {"batch": batch, "input_len": plan.input_len, "output_len": plan.output_len}
+        fits = batch
+        if plan.kind == "generate" and kernel_attributes(k["engine"]).get("admits_what_fits"):
+            fits = max_batch(replace(plan, max_batch=batch))  # the scheduler queues the sequences that do not fit
+        full, rest = divmod(batch, fits)
+        seconds = sum(waves * size * plan.output_len / generation_tokens_s(
+            plan.spec, plan.profile, batch=size, input_len=plan.input_len, output_len=plan.output_len,
+            cached_prompt=plan.cached_prompt, **k) for waves, size in ((full, fits), (1, rest)) if waves and size)
+        return batch * plan.output_len / seconds, {"batch": batch, "input_len": plan.input_len,
+                                                   "output_len": plan.output_len, "concurrent": fits}
     if plan.kind == "step":  # llama.cpp ubatch rows: per_step tokens of one sequence per forward pass
         pred = predict(
             plan.spec, plan.profile, batch=plan.batch, ctx=max(plan.input_len, 1), prompt_len=1, **k

@@ -297,3 +297,30 @@ def test_the_hip_build_is_its_own_engine_on_instinct_only() -> None:
            "output_len": "128", "metric": "tokens/s", "value": "100", "engine": "llama.cpp (ROCm, build 3891)"}
     assert plan_row({**row, "hardware": "AMD Instinct MI300X 192GB"}).kwargs["engine"] == "llama.cpp-rocm"
     assert plan_row({**row, "hardware": "AMD Radeon RX 7900 XTX"}).kwargs["engine"] == "llama.cpp"
+
+
+def test_a_batch_larger_than_memory_holds_runs_in_waves_on_paged_kv_schedulers() -> None:
+    """vLLM admits the sequences whose KV cache fits and queues the rest: 32 Hunyuan-A13B sequences of 2048 +
+    14336 tokens on one H20 run as waves of what fits, each wave a prefill plus its decode. A static-batch
+    engine (TensorRT-LLM v0.9) is predicted at the batch the row states."""
+    from dataclasses import replace
+
+    from retarget.perf.model import generation_tokens_s
+    from retarget.perf.validate import max_batch, plan_row, predict_plan
+
+    row = {"source_url": "https://example.org/t", "model": "Hunyuan-A13B-Instruct", "quant_format": "BF16",
+           "hardware": "NVIDIA H20 96GB", "num_devices": "2", "phase": "decode", "batch_size": "32",
+           "input_len": "2048", "output_len": "14336", "metric": "tokens/s", "value": "100",
+           "engine": "vLLM (offline benchmark)"}
+    plan = plan_row(row)
+    fits = max_batch(replace(plan, max_batch=32))
+    assert 1 <= fits < 32
+    full, rest = divmod(32, fits)
+    kw = dict(input_len=2048, output_len=14336, **plan.kwargs)
+    seconds = full * fits * 14336 / generation_tokens_s(plan.spec, plan.profile, batch=fits, **kw)
+    seconds += rest * 14336 / generation_tokens_s(plan.spec, plan.profile, batch=rest, **kw) if rest else 0.0
+    value, details = predict_plan(plan)
+    assert details["concurrent"] == fits
+    assert value == pytest.approx(32 * 14336 / seconds, rel=1e-9)
+    static = plan_row({**row, "engine": "TensorRT-LLM v0.9.0"})
+    assert predict_plan(static)[1]["concurrent"] == 32
