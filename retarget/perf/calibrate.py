@@ -9,8 +9,6 @@ efficiency.yaml is fitted; evaluation rows never enter the objective.
 
 from __future__ import annotations
 
-import copy
-import functools
 import math
 import re
 from pathlib import Path
@@ -149,18 +147,6 @@ def prior_factors(engine: str) -> dict[str, float]:
 
 
 def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
-    """`cross_validate_files` of PATHS, computed once per set of file versions (every file of a report shares it)."""
-    versions = tuple((Path(p), Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in paths)
-    return copy.deepcopy(_cross_validate_versions(versions, EFFICIENCY_FILE.stat().st_mtime_ns))
-
-
-@functools.cache
-def _cross_validate_versions(versions: tuple[tuple[Path, int, int], ...], _efficiency_version: int
-                             ) -> list[dict[str, object]]:
-    return cross_validate_files([path for path, _, _ in versions])
-
-
-def cross_validate_files(paths: list[Path]) -> list[dict[str, object]]:
     """Leave one source out, for every fitted engine: each source's rows of that engine (calibration and
     evaluation) predicted with the engine's factors refitted on the calibration rows of the other sources
     (the priors when they are fewer than the engine's free factors). One entry per fold with the held-out

@@ -498,9 +498,11 @@ def report_dict(path: Path, results: list[RowResult], cross_validation: list[dic
 
 
 def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = None,
-        cv_paths: list[Path] | None = None) -> dict[str, Any]:
+        cv_paths: list[Path] | None = None, cross_validation: list[dict[str, Any]] | None = None
+        ) -> dict[str, Any]:
     """Validate PATH; optionally write the JSON report and the markdown table. Returns the report. The
-    leave-one-source-out cross-validation refits on the calibration rows of CV_PATHS (default: PATH)."""
+    leave-one-source-out cross-validation refits on the calibration rows of CV_PATHS (default: PATH), unless
+    CROSS_VALIDATION (`calibrate.cross_validate` of those files, computed once for several reports) is given."""
     from retarget.perf.calibrate import cross_validate
     from retarget.perf.validate_report import to_markdown
 
@@ -510,7 +512,8 @@ def run(path: Path, json_out: Path | None = None, markdown_out: Path | None = No
         if out.exists() and out.resolve() == Path(path).resolve():
             raise RetargetError("would overwrite the measurements", source=str(out), field=option)
     results = validate_rows(read_measurements(path), held_out_file(path))
-    report = report_dict(path, results, cross_validate(cv_paths or [path]))
+    folds = cross_validation if cross_validation is not None else cross_validate(cv_paths or [path])
+    report = report_dict(path, results, folds)
     texts = {"--json": lambda: json.dumps(report, indent=1, default=str), "--markdown": lambda: to_markdown(report)}
     write_files({out: texts[option]() for out, option in outputs.items()}, outputs)
     return report

@@ -22,6 +22,7 @@ from typing import Any
 
 from retarget.hw_profiles import load_profile
 from retarget.outdir import write_files
+from retarget.perf.calibrate import cross_validate
 from retarget.perf.confidence import SUMMARY_FILE, group_key
 from retarget.perf.validate import FRESH, PHASE_GROUPS, RowPlan, held_out_file, plan_row, read_measurements, run
 from retarget.perf.validate_report import to_markdown
@@ -289,7 +290,8 @@ def summary_groups(paths: list[Path], reports: list[dict[str, Any]]) -> dict[str
 def build(paths: list[Path]) -> tuple[str, dict[str, Any]]:
     """(docs/validation.md text, validation_summary.json content) for the measurement files PATHS."""
     fitted = [p for p in paths if not held_out_file(p)]
-    reports = [run(path, cv_paths=fitted) for path in paths]
+    folds = cross_validate(fitted)  # one leave-one-source-out pass serves every file's report
+    reports = [run(path, cross_validation=folds) for path in paths]
     pooled = pooled_table(paths, reports)
     for path, report in zip(paths, reports, strict=True):  # name files as a clone of the repository sees them
         report["measurements"] = os.path.relpath(path.absolute(), ROOT)
