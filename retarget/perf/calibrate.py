@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry, kernel_attributes
+from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry, kernel_attributes, own_entry, reload
 from retarget.perf.validate import (
     RowPlan,
     calibration_rule,
@@ -43,6 +43,7 @@ class FreeFactor(NamedTuple):
 FREE_FACTORS = {
     "compute": FreeFactor(0.05, 1.5, 0.5, 1.0),
     "moe_compute": FreeFactor(0.05, 1.5, 1.0, 1.0),
+    "attention_compute": FreeFactor(0.001, 1.5, 1.0, 1.0),
     "memory": FreeFactor(0.2, 1.25, 1.0, 1.0),
     "overhead_us_per_layer": FreeFactor(0.0, 4000.0, 50.0, 18.0),
     "moe_overhead_us_per_expert": FreeFactor(0.0, 500.0, 25.0, 0.0),
@@ -50,6 +51,7 @@ FREE_FACTORS = {
     "overhead_us_per_step": FreeFactor(0.0, 5000.0, 500.0, 0.0),
     "stream_gb_s_per_fp32_tflop": FreeFactor(0.0, 400.0, 100.0, 0.0),
     "prefill_overhead_us_per_layer": FreeFactor(0.0, 1000.0, 50.0, 0.0),
+    "moe_tile_tokens": FreeFactor(0.0, 512.0, 32.0, 0.0),
 }
 # Factors every engine shares (efficiency.yaml `default`), fitted once on the calibration rows of all engines
 # together: each trial value refits every engine, and the summed loss is minimised (`fit_shared`).
@@ -185,9 +187,14 @@ def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENC
     free = calibration_rule(engine)["free"]  # type: ignore[index]
     pattern = rf"^  {re.escape(engine)}: \{{[^}}]*\}}"
     if re.search(pattern, text, flags=re.M):
-        entry = {**factors, **kernel_attributes(engine)}  # kernel attributes are kept, not fitted
+        own = own_entry(engine)
+        if "inherits" in own:  # only the engine's own entries are written; the rest stay inherited
+            entry = {**own, **{k: factors[k] for k in free}}
+        else:
+            entry = {**factors, **kernel_attributes(engine)}  # kernel attributes are kept, not fitted
         body = ", ".join(f"{k}: {_flow(v)}" for k, v in entry.items())
         path.write_text(re.sub(pattern, lambda _: f"  {engine}: {{{body}}}", text, count=1, flags=re.M))
+        reload()  # an engine that inherits this one is fitted on these values
         return
     for key in free:
         line = rf"^    {re.escape(key)}: [0-9.]+"
@@ -195,6 +202,7 @@ def write_factors(engine: str, factors: dict[str, float], path: Path = EFFICIENC
             raise KeyError(f"no `{engine}:` entry with a `{key}:` line in {path}")
         text = re.sub(line, lambda _, k=key: f"    {k}: {factors[k]}", text, count=1, flags=re.M)
     path.write_text(text)
+    reload()
 
 
 def write_shared(key: str, value: float, path: Path = EFFICIENCY_FILE) -> None:
@@ -204,6 +212,7 @@ def write_shared(key: str, value: float, path: Path = EFFICIENCY_FILE) -> None:
     if not count:
         raise KeyError(f"no `  {key}:` line in {path}")
     path.write_text(text)
+    reload()
 
 
 if __name__ == "__main__":  # python -m retarget.perf.calibrate MEASUREMENTS.csv [MORE.csv ...]

@@ -13,11 +13,12 @@ from retarget.errors import RetargetError
 
 EFFICIENCY_FILE = Path(__file__).parent / "efficiency.yaml"
 OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
+# engine entry keys that are choices, not factors
 KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "ubatch_tokens", "pipeline_copies",
-                     "narrow_float_peaks", "admits_what_fits")  # engine entry keys that are choices, not factors
+                     "narrow_float_peaks", "admits_what_fits", "matmul_peak")
 # the engine's fixed costs (an entry without one pays none)
 ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
-                "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer")
+                "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer", "moe_tile_tokens")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Efficiency:
     stage_hop_us: float = 0.0  # pipeline (layer split) hand-off per stage boundary per step, beyond the link latency
     stream_gb_s_per_fp32_tflop: float = 0.0  # 0 = off; else memory streams also pay bytes / (this x fp32 TFLOPS)
     prefill_overhead_us_per_layer: float = 0.0  # first-token fixed cost: per layer, once per prefill (request setup)
+    # 0 = off; else an expert's tiled matmul pays a fixed cost per weight per forward worth this many tokens of
+    # multiply-adds, so n tokens per expert run at n / (n + this) of the per-token rate
+    moe_tile_tokens: float = 0.0
     fp16_accumulate: bool = False
     narrow_float_gemm: float = 1.0  # share of the 16-bit GEMM efficiency reached at an 8-bit/4-bit float peak
     # query heads per KV head that the decode attention kernel serves with one cache read (None: every size); a
@@ -48,6 +52,7 @@ class Efficiency:
     ubatch_tokens: int = 0  # tokens per prefill forward (0: the model's PREFILL_CHUNK)
     pipeline_copies: int = 1  # prefill forwards in flight at once across a layer split (1: one at a time)
     narrow_float_peaks: bool = True  # whether its matmuls can run at a device's FP8/FP4 peak
+    matmul_peak: str | None = None  # the one peak every matmul runs at, else fp32 (None: the format's best)
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -58,19 +63,34 @@ def _table() -> dict[str, Any]:
     return yaml.safe_load(EFFICIENCY_FILE.read_text())
 
 
+def reload() -> None:
+    """Read efficiency.yaml afresh on next use (after calibration rewrote it)."""
+    _table.cache_clear()
+
+
 def engines() -> list[str]:
     """Known engine names."""
     return list(_table()["engines"])
 
 
+def own_entry(engine: str) -> dict[str, Any]:
+    """ENGINE's entry in efficiency.yaml as written (nothing inherited)."""
+    return dict(_table()["engines"].get(engine, {}))
+
+
 def engine_entry(engine: str) -> dict[str, float]:
-    """The factors efficiency.yaml records for ENGINE (its kernel attributes left out)."""
-    return {k: v for k, v in _table()["engines"][engine].items() if k not in KERNEL_ATTRIBUTES}
+    """The factors efficiency.yaml records for ENGINE (its kernel attributes left out); an engine that
+    `inherits` another takes that engine's factors and overrides the ones it states."""
+    own = own_entry(engine)
+    parent = engine_entry(own.pop("inherits")) if "inherits" in own else {}
+    return {**parent, **{k: v for k, v in own.items() if k not in KERNEL_ATTRIBUTES}}
 
 
 def kernel_attributes(engine: str) -> dict[str, object]:
-    """ENGINE's kernel attributes in efficiency.yaml (KERNEL_ATTRIBUTES it sets)."""
-    return {k: v for k, v in _table()["engines"].get(engine, {}).items() if k in KERNEL_ATTRIBUTES}
+    """ENGINE's kernel attributes in efficiency.yaml (KERNEL_ATTRIBUTES it sets or inherits)."""
+    own = own_entry(engine)
+    parent = kernel_attributes(own["inherits"]) if "inherits" in own else {}
+    return {**parent, **{k: v for k, v in own.items() if k in KERNEL_ATTRIBUTES}}
 
 
 def efficiency(
@@ -87,6 +107,7 @@ def efficiency(
         "portable_kernel_engines", []) else 1.0
     scaled = {k: base[k] * eng.get("compute", 1.0) * portable for k in OP_CLASSES}
     scaled["moe"] *= eng.get("moe_compute", 1.0)
+    scaled["attention"] *= eng.get("attention_compute", 1.0)
     return Efficiency(
         **scaled,
         memory=base["memory"] * eng.get("memory", 1.0),
@@ -102,6 +123,7 @@ def efficiency(
         ubatch_tokens=int(kernels.get("ubatch_tokens", 0)),
         pipeline_copies=int(kernels.get("pipeline_copies", 1)),
         narrow_float_peaks=bool(kernels.get("narrow_float_peaks", True)),
+        matmul_peak=None if (fixed := kernels.get("matmul_peak")) is None else str(fixed),
     )
 
 

@@ -29,6 +29,7 @@ USABLE_MEMORY = 0.90  # assumed: share of device memory left for weights, cache 
 PREFILL_CHUNK = 8192  # assumed: engines prefill in chunks of at most this many tokens per sequence...
 STEP_TOKENS = 8192  # ...and hold at most this many tokens' activations per forward (max_num_batched_tokens)
 
+MATVEC_MAX_TOKENS = 8  # llama.cpp's matrix-vector kernels (MMVQ_MAX_BATCH_SIZE) serve forwards up to this many tokens
 NARROW_FLOAT_PEAKS = ("fp8_e4m3", "fp4")  # peaks whose GEMMs reach `Efficiency.narrow_float_gemm` of the 16-bit share
 Parallelism = Literal["tp", "pp", "ep"]
 
@@ -87,6 +88,23 @@ def _moe_layers(spec: ModelSpec) -> list[tuple[int, float]]:
     """(layers, real experts each token is routed to) per MoE block group."""
     return [(g.count, g.mlp.top_k * g.mlp.experts / (g.mlp.experts + g.mlp.zero_experts))
             for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe"]
+
+
+def tile_share(spec: ModelSpec, step: Step, eff: Efficiency) -> float:
+    """The routed experts' matmul rate relative to the dense matmuls' in a tiled forward: each weight tile is
+    loaded and dequantised once per forward whatever the tokens it serves, a cost worth `moe_tile_tokens` (n0)
+    tokens, so n tokens run at n / (n + n0) of the per-token rate; an expert gets top-k / experts of the
+    forward's tokens, a dense matrix all of them. Matrix-vector forwards (few tokens) have no tiles: 1."""
+    groups = _moe_layers(spec)
+    if not eff.moe_tile_tokens or not groups or step.tokens <= MATVEC_MAX_TOKENS:
+        return 1.0
+    experts = sum(g.count * g.mlp.experts for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe")
+    per_expert = step.tokens * sum(layers * k for layers, k in groups) / experts
+
+    def rate(n: float) -> float:
+        return n / (n + eff.moe_tile_tokens)
+
+    return rate(per_expert) / rate(step.tokens)
 
 
 def moe_expert_slots(spec: ModelSpec) -> float:
@@ -148,6 +166,8 @@ def _phase(
         k: v for k, v in profile.peak_tflops.items() if k not in NARROW_FLOAT_PEAKS}
 
     def peak(fmt: NumberFormat) -> float:
+        if eff.matmul_peak:  # the engine's matmuls run at one peak whatever the format (e.g. TF32 SGEMM)
+            return rates.get(eff.matmul_peak) or compute_format(get_format("fp32"), rates)[1]
         name, rate = compute_format(fmt, rates)
         if eff.fp16_accumulate and name in ("bf16", "fp16"):  # weights dequantised to fp16, fp16 accumulate
             return max(rate, profile.peak_tflops.get("fp16_acc16", 0.0))
@@ -161,6 +181,7 @@ def _phase(
         "attention": bf16,
         "ssm": bf16,
     }
+    eff = replace(eff, moe=eff.moe * tile_share(spec, step, eff))
     ops = [_op_time(op, eff, profile, peaks[name]) for name, op in costs.items()]
     ops.append(_comm_time(spec, step, devices, parallelism, eff, profile))
     fixed = (eff.overhead_us_per_layer * spec.num_layers + eff.moe_overhead_us_per_expert * moe_expert_slots(spec)

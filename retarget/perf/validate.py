@@ -192,8 +192,9 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     fmt = _first(m["formats"], lambda r: re.search(r["pattern"], row["quant_format"], re.I))
     if fmt is None:
         return f"quant format {row['quant_format']!r} not mapped"
-    eng = _first(m["engines"],  # a rule may also name a substring of the hardware label
-                 lambda r: row["engine"].startswith(r["prefix"]) and r.get("hardware", "") in row["hardware"])
+    eng = _first(m["engines"],  # a rule may also name substrings of the hardware label, source URL or format
+                 lambda r: row["engine"].startswith(r["prefix"]) and r.get("hardware", "") in row["hardware"]
+                 and r.get("source", "") in row["source_url"] and r.get("quant", "") in row["quant_format"])
     if "skip" in eng:
         return eng["skip"]
     devices = _int(row["num_devices"])
@@ -355,12 +356,13 @@ def measured_value(row: dict[str, str]) -> float | None:
 
 
 def is_outlier(row: dict[str, str]) -> str:
+    """Why ROW is left out of the scores: the reason of the first validation_map.yaml `outliers` entry whose
+    fields all occur in ROW's (substring match) and, where the entry names a `value`, whose value is ROW's."""
     for o in _map()["outliers"]:
-        if (
-            all(str(row[k]) == str(v) for k, v in o.items() if k not in ("reason", "value"))
-            and abs(float(row["value"]) - o["value"]) < 1e-6
+        if all(str(v) in row[k] for k, v in o.items() if k not in ("reason", "value")) and (
+            "value" not in o or abs(float(row["value"]) - o["value"]) < 1e-6
         ):
-            return o["reason"]
+            return " ".join(o["reason"].split())
     return ""
 
 

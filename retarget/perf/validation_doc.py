@@ -40,7 +40,9 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh8_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh9_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh10_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh11_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh11_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh12_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh13_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.

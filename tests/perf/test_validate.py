@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from retarget.cli import app
 from retarget.perf.calibrate import fit
-from retarget.perf.efficiency import KERNEL_ATTRIBUTES
+from retarget.perf.efficiency import KERNEL_ATTRIBUTES, engine_entry
 from retarget.perf.validate import COLUMNS, fitted_engines, model_spec, run
 from retarget.perf.validation_doc import DEFAULT_FILES
 
@@ -85,17 +85,20 @@ def test_validation_only_specs_match_the_published_parameter_counts() -> None:
 def test_efficiency_file_is_reproduced_by_calibration() -> None:
     """The fitted engine factors in efficiency.yaml are what `calibrate.fit` gives on the shared file."""
     text = (Path(__file__).resolve().parents[2] / "retarget/perf/efficiency.yaml").read_text()
-    assert set(fitted_engines()) == {"llama.cpp", "llama.cpp-2023", "llama.cpp-metal", "llama.cpp-rocm", "sglang-0.4",
-                                     "sglang-eager",
+    assert set(fitted_engines()) == {"llama.cpp", "llama.cpp-2023", "llama.cpp-metal", "llama.cpp-metal-2023",
+                                     "llama.cpp-rocm", "sglang-0.4", "sglang-0.4.1", "sglang-eager",
                                      "tensorrt-llm", "tensorrt-llm-0.1x", "tensorrt-llm-0.6", "tensorrt-llm-0.9",
                                      "turbomind", "vllm-eager", "vllm-rocm", "vllm-rocm-v1", "vllm-v0",
-                                     "tuned"}  # tuned: test_multi_gpu.py
+                                     "vllm-v0-awq", "tuned"}  # tuned: test_multi_gpu.py
     for engine, min_rows in (("llama.cpp", 10), ("llama.cpp-2023", 10), ("llama.cpp-metal", 4),
                              ("llama.cpp-rocm", 30), ("sglang-0.4", 30),
                              ("tensorrt-llm", 5), ("tensorrt-llm-0.1x", 20), ("tensorrt-llm-0.6", 10),
                              ("tensorrt-llm-0.9", 30), ("turbomind", 15), ("vllm-eager", 5), ("vllm-rocm", 2),
-                             ("vllm-rocm-v1", 15), ("vllm-v0", 30), ("sglang-eager", 1)):
+                             ("vllm-rocm-v1", 15), ("vllm-v0", 30), ("sglang-eager", 1),
+                             ("llama.cpp-metal-2023", 2), ("sglang-0.4.1", 1), ("vllm-v0-awq", 5)):
         recorded = yaml.safe_load(re.search(rf"^  {re.escape(engine)}: (\{{.*?\}})", text, re.M).group(1))
+        if "inherits" in recorded:  # the inherited factors are the parent's, as written
+            recorded = {**engine_entry(recorded.pop("inherits")), **recorded}
         fitted, _, rows = fit(list(DEFAULT_FILES), engine)
         assert rows >= min_rows
         assert set(fitted) == set(recorded) - set(KERNEL_ATTRIBUTES), engine  # kernel attributes are not fitted
