@@ -206,6 +206,26 @@ def activation_bytes(spec: ModelSpec, batch: int, prompt_len: int, devices: int)
     return tokens * (4 * spec.hidden_size + 2 * widest / devices) * ACT_BYTES + batch * spec.vocab_size * 4
 
 
+def cache_bytes_per_device(spec: ModelSpec, context: int, bytes_per_elem: float, devices: int,
+                           parallelism: Parallelism = "tp") -> float:
+    """KV cache and recurrent state of one CONTEXT-token sequence held on each of DEVICES. A layer split or
+    expert parallelism (data-parallel attention) spreads a sequence's cache over the devices; tensor
+    parallelism splits it by KV head, so a layer with fewer KV heads than ranks keeps a copy per group of
+    ranks and an MLA layer, whose one latent serves every head, a whole copy on every rank (the reason for
+    SGLang's data-parallel attention, https://lmsys.org/blog/2024-12-04-sglang-v0-4/)."""
+    state = spec.state_bytes_per_sequence(bytes_per_elem) / devices
+    if parallelism != "tp" or devices == 1:
+        return state + spec.kv_cache_bytes(context, bytes_per_elem) / devices
+    kv = 0.0
+    for g in spec.blocks:
+        att = g.attention
+        if att is None or att.kind == "linear":
+            continue
+        shards = 1 if att.kind == "mla" else min(devices, att.kv_heads)
+        kv += g.count * att.kv_bytes_per_token(bytes_per_elem) * min(context, att.window or context) / shards
+    return state + kv
+
+
 def _memory(
     spec: ModelSpec,
     profile: HardwareProfile,
@@ -218,9 +238,7 @@ def _memory(
 ) -> MemoryBreakdown:
     weights = weight_bytes(spec, fmts)
     seq = max(ctx, prompt_len)
-    kv = batch * (
-        spec.kv_cache_bytes(seq, fmts["kv"].bytes) + spec.state_bytes_per_sequence(fmts["kv"].bytes)
-    )
+    kv = batch * devices * cache_bytes_per_device(spec, seq, fmts["kv"].bytes, devices, parallelism)  # all copies
     act = activation_bytes(spec, batch, prompt_len, devices)
     capacity = (profile.memory_gb or math.inf) * 1e9 * USABLE_MEMORY
     # expert parallel: every device holds all non-expert weights, 1/devices of the experts and of the sequences

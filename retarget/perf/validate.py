@@ -32,6 +32,7 @@ from retarget.perf.labels import match_hardware, model_key
 from retarget.perf.model import (
     USABLE_MEMORY,
     activation_bytes,
+    cache_bytes_per_device,
     generation_tokens_s,
     predict,
     resolve_formats,
@@ -193,8 +194,9 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     if fmt is None:
         return f"quant format {row['quant_format']!r} not mapped"
     eng = _first(m["engines"],  # a rule may also name substrings of the hardware label, source URL or format
-                 lambda r: row["engine"].startswith(r["prefix"]) and r.get("hardware", "") in row["hardware"]
-                 and r.get("source", "") in row["source_url"] and r.get("quant", "") in row["quant_format"])
+                 lambda r: row["engine"].startswith(r["prefix"]) and r.get("label", "") in row["engine"]
+                 and r.get("hardware", "") in row["hardware"] and r.get("source", "") in row["source_url"]
+                 and r.get("quant", "") in row["quant_format"])
     if "skip" in eng:
         return eng["skip"]
     devices = _int(row["num_devices"])
@@ -251,16 +253,12 @@ def max_batch(plan: RowPlan) -> int:
     """Sequences that fit in memory at input+output tokens each, capped at the engine's batch limit."""
     k = plan.kwargs
     fmts = resolve_formats(k["weight_format"], k["kv_format"], k["expert_format"])
-    seq = plan.input_len + plan.output_len
-    per_seq = plan.spec.kv_cache_bytes(seq, fmts["kv"].bytes) + plan.spec.state_bytes_per_sequence(
-        fmts["kv"].bytes
-    )
     devices = k["devices"]
-    free = devices * (
-        (plan.profile.memory_gb or 0) * 1e9 * USABLE_MEMORY
-        - activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
-    )
-    free -= weight_bytes(plan.spec, fmts)
+    per_seq = cache_bytes_per_device(plan.spec, plan.input_len + plan.output_len, fmts["kv"].bytes, devices,
+                                     k["parallelism"])
+    free = ((plan.profile.memory_gb or 0) * 1e9 * USABLE_MEMORY
+            - activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
+            - weight_bytes(plan.spec, fmts) / devices)  # per device
     return max(1, min(plan.max_batch, int(free // per_seq)))
 
 

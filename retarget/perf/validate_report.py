@@ -159,6 +159,8 @@ def to_markdown(report: dict[str, Any], heading: str = "## Validation against pu
         "stating what differs: llama.cpp's CUDA builds before Sep 2023 run prompt matmuls as TF32 SGEMM",
         "(`matmul_peak`), its Metal builds before Sep 2023 their attention products on a slow kernel",
         "(fitted `attention_compute`), vLLM before v0.5.3 AWQ on AutoAWQ's GEMM (fitted `memory`).",
+        "Under tensor parallelism a layer's KV cache is split by KV head: an MLA latent, and the KV heads",
+        "of a layer with fewer of them than ranks, are copied on every rank (memory and batch fit).",
         "Decode rows use the mean cache",
         "length of the run; `b=max`",
         "throughput rows run as many sequences as fit in memory (capped at the engine's default batch",

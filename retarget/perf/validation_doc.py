@@ -185,7 +185,33 @@ any engine. Sources: two more editions of ROCm/vllm's MI300X latency table (vLLM
 Apr 2025; Llama 3.1 70B/405B FP8 with FP8 KV cache, TP8, batch 1-128; 64 rows; fresh9_benchmarks.csv holds
 the March edition) and TensorRT-LLM's DeepSeek-R1 on B200 blog (NVFP4, batch 1, 8 GPUs, without MTP; 6
 rows). Scored once at decode 14.8% MAPE. The rule added after it (a batch larger than memory holds runs in
-waves on vLLM and SGLang) puts none of its rows in waves; the refit it caused left its score unchanged."""}
+waves on vLLM and SGLang) puts none of its rows in waves; the refit it caused left its score unchanged.
+Later release terms were designed from evaluation-split misses, not from its rows; its pooled score was
+displayed while they were tried.""",
+              "fresh12_benchmarks.csv": """\
+Collected on 2026-12-02 (rule fixed 21:32, committed 21:37 UTC) by someone who computed no prediction and
+worked on the code before the release terms of that evening were committed; held out whole and scored once
+after them. Rule: sources in no other file; llama.cpp llama-bench tables from GitHub pull requests,
+discussions, issues or READMEs; every pp/tg cell whose hardware has a profile and whose model is known.
+Sources: pull 16649 (gpt-oss-20b MXFP4 on an RTX 4090, tg32-tg128, master and PR), pull 6017 (CodeLlama-7B
+F16 and Q8_0 on one A100 PCIe, pp512-pp8192 and tg128) and pull 10238 (17 M2 Ultra cells of `qwen2 7B`, not
+predicted: the label names no checkpoint). Scored once at decode 6.1% (7 rows) and prefill 11.6% (6 rows).""",
+              "fresh13_benchmarks.csv": """\
+Collected on 2026-12-02 (rule fixed 21:32, committed 21:44 UTC) by someone who computed no prediction and
+worked on the code before the release terms of that evening were committed. Rule: sources in no other file;
+fixed-batch, fixed-length runs of vLLM, SGLang, TensorRT-LLM, LMDeploy or TGI; every qualifying cell.
+Sources, all dstackai/benchmarks: DeepSeek-R1 offline runs of 32-1024 prompts of 3200 tokens on 8 x H200
+(vLLM 0.7.4, SGLang 0.4.3; TensorRT-LLM rows not predicted: their weight format is not established) and
+8 x MI300X (vLLM 0.7.3, SGLang 0.4.2), Llama-3.1-405B FP8 offline runs on 8 x H100 (vLLM 0.6.3) and 8 and
+4 x MI300X (vLLM 0.6.3/0.6.4 on ROCm), and single-prompt vLLM and TGI runs at 16k-128k tokens on MI300X.
+Scored once with the terms of commit 946653d: decode 123.0% MAPE (133 rows, MdAPE 86.5), prefill 49.7%
+(8 rows): missed by far, DeepSeek-R1 predicted 2-5x fast, more so at large batch. Its misses then showed
+a bug, fixed since: under tensor parallelism the KV cache of an MLA layer (one latent for every head) and
+of a layer with fewer KV heads than ranks is copied on every rank, not split, so far fewer sequences fit
+and large batches run in waves. That fix and the rule sending ROCm vLLM runs with --enforce-eager to
+`vllm-eager` came after the score, so the figures below are not a clean held-out test. It stays held out,
+in no fit: its early-2025 DeepSeek-R1 runs are still predicted about twice as fast as measured (MoE and
+MLA kernels of those releases), and no term covers them yet."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

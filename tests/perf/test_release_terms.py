@@ -1,0 +1,115 @@
+"""Release terms and KV placement, each against a hand-computed case: the KV cache per device under tensor
+parallelism, the tile cost of few-token experts, TF32 SGEMM prompts, inherited engines, engine rules by label,
+source and format, outliers by substring."""
+
+from __future__ import annotations
+
+import pytest
+
+from retarget.hw_profiles import load_profile
+from retarget.models.registry import get_spec
+from retarget.perf import predict
+from retarget.perf.efficiency import efficiency, engine_entry, kernel_attributes
+from retarget.perf.model import cache_bytes_per_device, tile_share
+from retarget.perf.ops import Step
+from retarget.perf.validate import is_outlier, plan_row
+
+IDEAL = {"compute": 100.0, "memory": 100.0, "overhead_us_per_layer": 0.0}
+ROW = {"source_url": "https://example.org/t", "num_devices": "1", "phase": "decode", "batch_size": "1",
+       "input_len": "0", "output_len": "128", "metric": "tokens/s", "value": "100"}
+
+
+def test_mla_latent_is_copied_on_every_tensor_parallel_rank() -> None:
+    """DeepSeek-V3 caches 512 + 64 values per layer and token (61 layers, bf16): 70,272 bytes a token, all of
+    them on each of 8 ranks; split over a layer split or expert-parallel (data-parallel attention) devices."""
+    spec = get_spec("deepseek-v3")
+    per_token = 61 * (512 + 64) * 2
+    assert cache_bytes_per_device(spec, 1000, 2, 8, "tp") == pytest.approx(1000 * per_token)
+    assert cache_bytes_per_device(spec, 1000, 2, 8, "pp") == pytest.approx(1000 * per_token / 8)
+    assert cache_bytes_per_device(spec, 1000, 2, 8, "ep") == pytest.approx(1000 * per_token / 8)
+
+
+def test_gqa_cache_splits_by_kv_head_and_is_copied_beyond_them() -> None:
+    """Llama-3.1-70B (8 KV heads of 128, 80 layers): split 8 ways on TP8, each rank keeps 1/8; Qwen3-235B-A22B
+    (4 KV heads, 94 layers) on TP8 keeps 1/4 per rank: two ranks share each KV head."""
+    llama, qwen = get_spec("llama-3.1-70b"), get_spec("qwen3-235b-a22b")
+    assert cache_bytes_per_device(llama, 100, 2, 8) == pytest.approx(100 * 80 * 2 * 8 * 128 * 2 / 8)
+    assert cache_bytes_per_device(qwen, 100, 2, 8) == pytest.approx(100 * 94 * 2 * 4 * 128 * 2 / 4)
+    assert cache_bytes_per_device(llama, 100, 2, 1) == pytest.approx(llama.kv_cache_bytes(100, 2))
+
+
+def test_copied_caches_fill_memory() -> None:
+    """DeepSeek-V3 on 8 x H200 at batch 64 and 4k tokens: each device holds its eighth of the weights, its
+    activations and the whole latent cache of all 64 sequences (eight copies in all)."""
+    spec, h200 = get_spec("deepseek-v3"), load_profile("h200-sxm")
+    mem = predict(spec, h200, batch=64, ctx=4096, devices=8, weight_format="fp8").memory
+    latent = 64 * 4096 * 61 * 576 * 2
+    assert mem.kv_cache_gb * 1e9 == pytest.approx(8 * latent, rel=1e-9)
+    assert (mem.per_device_gb - mem.weights_gb / 8 - mem.activations_gb) * 1e9 == pytest.approx(latent, rel=1e-9)
+
+
+def test_few_tokens_per_expert_pay_the_tile_cost() -> None:
+    """gpt-oss-120b (128 experts, top-4) in a 512-token forward: 16 tokens per expert; with a tile cost worth
+    32 tokens its experts run at (16 / 48) / (512 / 544) of the dense per-token rate; none for <= 8 tokens."""
+    spec = get_spec("gpt-oss-120b")
+    eff = efficiency("nvidia-blackwell", "llama.cpp", {**IDEAL, "moe_tile_tokens": 32.0})
+    assert tile_share(spec, Step(1, 512, 0), eff) == pytest.approx((16 / 48) / (512 / 544))
+    assert tile_share(spec, Step(8, 1, 100), eff) == 1.0
+    assert tile_share(get_spec("llama-3.1-8b"), Step(1, 512, 0), eff) == 1.0
+
+
+def test_sgemm_builds_run_prompts_at_the_tf32_peak() -> None:
+    """llama.cpp's CUDA builds before the fp16 cuBLAS path ran prompt matmuls as SGEMM with TF32 allowed: with
+    ideal efficiency the A100's prefill GEMMs run at its TF32 peak (156 TFLOPS), whatever the weight format."""
+    spec, a100 = get_spec("llama-2-7b"), load_profile("a100-80g-pcie")
+    ops = predict(spec, a100, batch=1, ctx=512, prompt_len=512, weight_format="q4_0", kv_format="fp16",
+                  engine="llama.cpp-2023-sgemm", engine_factors=IDEAL).prefill.ops
+    gemm = next(op for op in ops if op.op_class == "gemm")
+    assert gemm.time_s == pytest.approx(gemm.flops / (a100.peak_tflops["tf32"] * 1e12), rel=1e-9)
+
+
+def test_an_engine_inherits_its_parents_factors_and_attributes() -> None:
+    awq, parent = engine_entry("vllm-v0-awq"), engine_entry("vllm-v0")
+    assert awq == {**parent, "memory": awq["memory"]} and awq["memory"] < parent["memory"]
+    assert kernel_attributes("vllm-v0-awq") == kernel_attributes("vllm-v0")
+    assert engine_entry("vllm-v0")["moe_overhead_us_per_expert"] == engine_entry("tuned")["moe_overhead_us_per_expert"]
+
+
+@pytest.mark.parametrize("fields, engine", [
+    ({"engine": "vLLM 0.4.2 (CUDA graphs; TP 1)", "quant_format": "AWQ (Qwen's -AWQ checkpoint)"}, "vllm-v0-awq"),
+    ({"engine": "vLLM 0.4.2 (CUDA graphs; TP 1)", "quant_format": "GPTQ-Int4 (Qwen's checkpoint)"}, "vllm-v0"),
+    ({"engine": "vLLM 0.6.3 (CUDA graphs; TP 1)", "quant_format": "AWQ (Qwen's -AWQ checkpoint)"}, "vllm-v0"),
+    ({"engine": "llama.cpp (Metal)", "source_url": "https://github.com/ggml-org/llama.cpp/pull/2917"},
+     "llama.cpp-metal-2023"),
+    ({"engine": "llama.cpp (Metal)", "source_url": "https://github.com/ggml-org/llama.cpp/pull/3084"},
+     "llama.cpp-metal"),
+    ({"engine": "llama.cpp (CUDA, Jul-2023 build 845)"}, "llama.cpp-2023-sgemm"),
+    ({"engine": "llama.cpp (CUDA, Dec-2023 build, main timings)"}, "llama.cpp-2023"),
+    ({"engine": "vLLM (ROCm) 0.6.4 (--enforce-eager; TP 8)", "hardware": "AMD Instinct MI300X 192GB"},
+     "vllm-eager"),
+    ({"engine": "vLLM (ROCm) 0.6.4 (TP 8)", "hardware": "AMD Instinct MI300X 192GB"}, "vllm-rocm"),
+    ({"engine": "SGLang v0.4.1.post2", "model": "DeepSeek-V3", "quant_format": "FP8 (block)"}, "sglang-0.4.1"),
+    ({"engine": "SGLang 0.4.6.post1"}, "sglang-0.4"),
+])
+def test_engine_rules_match_label_source_and_format(fields: dict[str, str], engine: str) -> None:
+    row = {**ROW, "model": "Llama-2-7B", "quant_format": "FP16", "hardware": "NVIDIA A100 80GB PCIe", **fields}
+    if "Metal" in row["engine"]:
+        row["hardware"] = "Apple M2 Ultra (76-core GPU, 192GB)"
+    assert plan_row(row).kwargs["engine"] == engine
+
+
+def test_outliers_match_by_substring_without_a_value() -> None:
+    """SGLang 0.4.6's GPTQ path for MoE models was broken (sglang issue 6313): every such row is left out,
+    a dense GPTQ row of the same table is not."""
+    row = {**ROW, "model": "Qwen3-30B-A3B", "quant_format": "GPTQ-INT4 (Qwen's -GPTQ-Int4 checkpoint)",
+           "hardware": "NVIDIA H20 96GB", "engine": "SGLang 0.4.6.post1 (sgl-kernel 0.1.0)", "value": "31.27"}
+    assert "6313" in is_outlier(row)
+    assert is_outlier({**row, "value": "30.03"})
+    assert not is_outlier({**row, "model": "Qwen3-32B"})
+    assert not is_outlier({**row, "quant_format": "FP8 (Qwen's -FP8 checkpoint)"})
+
+
+def test_geforce_blackwell_accumulates_fp16_at_twice_the_fp32_accumulate_rate() -> None:
+    for name in ("rtx-5080", "rtx-5090"):
+        peaks = load_profile(name).peak_tflops
+        assert peaks["fp16_acc16"] == pytest.approx(2 * peaks["fp16"], rel=1e-3)
