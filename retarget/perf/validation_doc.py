@@ -42,7 +42,9 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh10_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh11_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh12_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh13_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh13_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh14_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh15_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -211,7 +213,24 @@ of a layer with fewer KV heads than ranks is copied on every rank, not split, so
 and large batches run in waves. That fix and the rule sending ROCm vLLM runs with --enforce-eager to
 `vllm-eager` came after the score, so the figures below are not a clean held-out test. It stays held out,
 in no fit: its early-2025 DeepSeek-R1 runs are still predicted about twice as fast as measured (MoE and
-MLA kernels of those releases), and no term covers them yet."""}
+MLA kernels of those releases), and no term covers them yet.""",
+              "fresh14_benchmarks.csv": """\
+Collected on 2026-12-02 (rule fixed 22:28, committed 22:35 UTC) by someone who computed no prediction,
+against the committed model of that evening (3e7810b); held out whole and scored once. Rule as
+fresh12_benchmarks.csv's. Sources: a llama.cpp fork's BENCHMARK.md (Gemma-3-1B, gpt-oss-20b and
+gpt-oss-120b on 1-6 RX 7900 XTX with ROCm, pp512 and tg128, layer split; 16 rows), the same fork's
+GPT-OSS-SETUP.md (gpt-oss-20b on an RTX 5090, numbers printed as approximate; 4 rows) and llm-tracker's
+DeepSeek-V3 page (8 x H100, Q5_K_M: not predicted, no format mapping; 2 rows). Scored once at decode 42.1%
+and prefill 28.3% MAPE (10 rows each; missed): Gemma-3-1B on the Radeon cards is predicted 1.4-1.9x fast
+(a 1B model's steps are fixed costs, here the CUDA build's), gpt-oss decode on several Radeons 1.3-1.4x.""",
+              "fresh15_benchmarks.csv": """\
+Collected on 2026-12-02 (rule fixed 22:27, committed 22:35 UTC) by someone who computed no prediction,
+against the committed model of that evening (3e7810b); held out whole and scored once. Rule as
+fresh13_benchmarks.csv's. Sources: three more editions of ROCm/vllm's MI300X latency table (vLLM 0.8.5,
+0.9.0.1 and 0.9.1, May-July 2025; Llama 3.1 70B/405B FP8, TP8, batch 1-128; 96 rows), one per vLLM release
+not yet in any file; the collector saw the editions' batch-1 latencies while telling them apart and chose
+by version. Scored once at decode 11.9% MAPE (96 rows). Like fresh11_benchmarks.csv it tests less than a
+new source would: fresh9_benchmarks.csv holds the March 2025 edition of the same table, fitted."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
