@@ -334,10 +334,11 @@ def summary_groups(paths: list[Path], reports: list[dict[str, Any]]) -> dict[str
             for key, g in sorted(errors.items())}
 
 
-def build(paths: list[Path]) -> tuple[str, dict[str, Any]]:
-    """(docs/validation.md text, validation_summary.json content) for the measurement files PATHS."""
+def build(paths: list[Path], cross_validation: list[dict[str, Any]] | None = None) -> tuple[str, dict[str, Any]]:
+    """(docs/validation.md text, validation_summary.json content) for the measurement files PATHS; CROSS_VALIDATION:
+    `calibrate.cross_validate` of the files not held out, when the caller has it already."""
     fitted = [p for p in paths if not held_out_file(p)]
-    folds = cross_validate(fitted)  # one leave-one-source-out pass serves every file's report
+    folds = cross_validation if cross_validation is not None else cross_validate(fitted)  # one pass serves all
     reports = [run(path, cross_validation=folds) for path in paths]
     pooled = pooled_table(paths, reports)
     for path, report in zip(paths, reports, strict=True):  # name files as a clone of the repository sees them

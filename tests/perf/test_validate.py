@@ -24,8 +24,8 @@ needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"shared data not 
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
-    return run(SHARED, cv_paths=list(DEFAULT_FILES))
+def report(folds: list[dict]) -> dict:
+    return run(SHARED, cross_validation=folds)
 
 
 @needs_shared

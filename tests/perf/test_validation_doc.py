@@ -19,8 +19,8 @@ def targets_table_lines(markdown: str) -> list[str]:
 
 
 @pytest.mark.skipif(not DEFAULT_FILES[0].exists(), reason="shared measurements not found beside the repository")
-def test_docs_and_summary_are_regenerated_from_the_committed_files():
-    markdown, summary = build(list(DEFAULT_FILES))
+def test_docs_and_summary_are_regenerated_from_the_committed_files(folds: list[dict]):
+    markdown, summary = build(list(DEFAULT_FILES), cross_validation=folds)
     assert (ROOT / "docs" / "validation.md").read_text() == markdown, "run python -m retarget.perf.validation_doc"
     assert json.loads(SUMMARY_FILE.read_text()) == json.loads(json.dumps(summary))
     assert "| all files | evaluation split | decode |" in markdown and "target %" in markdown
