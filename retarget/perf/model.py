@@ -19,7 +19,7 @@ from typing import Literal
 
 from retarget.errors import RetargetError
 from retarget.hw_profiles.schema import HardwareProfile
-from retarget.models.spec import ModelSpec
+from retarget.models.spec import BlockGroup, ModelSpec
 from retarget.perf.efficiency import Efficiency, capped, efficiency, multi_node
 from retarget.perf.formats import NumberFormat, compute_format, get_format
 from retarget.perf.ops import ACT_BYTES, OpCost, Step, reads_per_query_head, step_costs
@@ -84,10 +84,14 @@ def _comm_time(
     return OpTime("comm", 0.0, moved, seconds, "interconnect")
 
 
+def _moe_groups(spec: ModelSpec) -> list[BlockGroup]:
+    """The block groups whose MLP is a mixture of experts."""
+    return [g for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe"]
+
+
 def _moe_layers(spec: ModelSpec) -> list[tuple[int, float]]:
     """(layers, real experts each token is routed to) per MoE block group."""
-    return [(g.count, g.mlp.top_k * g.mlp.experts / (g.mlp.experts + g.mlp.zero_experts))
-            for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe"]
+    return [(g.count, g.mlp.top_k * g.mlp.experts / (g.mlp.experts + g.mlp.zero_experts)) for g in _moe_groups(spec)]
 
 
 def tile_share(spec: ModelSpec, step: Step, eff: Efficiency) -> float:
@@ -95,11 +99,11 @@ def tile_share(spec: ModelSpec, step: Step, eff: Efficiency) -> float:
     loaded and dequantised once per forward whatever the tokens it serves, a cost worth `moe_tile_tokens` (n0)
     tokens, so n tokens run at n / (n + n0) of the per-token rate; an expert gets top-k / experts of the
     forward's tokens, a dense matrix all of them. Matrix-vector forwards (few tokens) have no tiles: 1."""
-    groups = _moe_layers(spec)
+    groups = _moe_groups(spec)
     if not eff.moe_tile_tokens or not groups or step.tokens <= MATVEC_MAX_TOKENS:
         return 1.0
-    experts = sum(g.count * g.mlp.experts for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe")
-    per_expert = step.tokens * sum(layers * k for layers, k in groups) / experts
+    experts = sum(g.count * g.mlp.experts for g in groups)
+    per_expert = step.tokens * sum(layers * k for layers, k in _moe_layers(spec)) / experts
 
     def rate(n: float) -> float:
         return n / (n + eff.moe_tile_tokens)
@@ -111,9 +115,8 @@ def moe_expert_slots(spec: ModelSpec) -> float:
     """Experts one token visits per step, summed over the MoE layers: routed (top-k, identity experts excluded)
     plus shared. The engine's fixed MoE cost is paid per slot: at decode batch sizes each visited expert is
     a small latency-bound GEMM in the fused kernels (weight-tile fetch, scales), however few tokens it gets."""
-    shared = {id(g): g.mlp.shared_experts for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe"}
-    groups = [g for g in spec.blocks if id(g) in shared]
-    return sum(layers * k + g.count * shared[id(g)] for (layers, k), g in zip(_moe_layers(spec), groups, strict=True))
+    return sum(layers * k + g.count * g.mlp.shared_experts
+               for (layers, k), g in zip(_moe_layers(spec), _moe_groups(spec), strict=True))
 
 
 def _all_to_all(spec: ModelSpec, step: Step, devices: int, eff: Efficiency, link: float) -> OpTime:

@@ -58,6 +58,8 @@ HIGH_CONFIDENCE = "all, excl. low-confidence"
 OUT_OF_SAMPLE = "all, out of sample"
 LEAVE_SOURCE_OUT = "all, leave one source out"
 PHASE_GROUPS = {"decode": "decode", "prefill": "prefill", "offline-throughput": "throughput"}
+# an engine rule's optional substrings (validation_map.yaml `engines`) and the row column each must occur in
+ENGINE_RULE_FIELDS = {"label": "engine", "hardware": "hardware", "source": "source_url", "quant": "quant_format"}
 FRESH = "fresh"  # the split of every row of a held-out file (validation_map.yaml `split` `held_out_files`)
 
 
@@ -193,10 +195,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     fmt = _first(m["formats"], lambda r: re.search(r["pattern"], row["quant_format"], re.I))
     if fmt is None:
         return f"quant format {row['quant_format']!r} not mapped"
-    eng = _first(m["engines"],  # a rule may also name substrings of the hardware label, source URL or format
-                 lambda r: row["engine"].startswith(r["prefix"]) and r.get("label", "") in row["engine"]
-                 and r.get("hardware", "") in row["hardware"] and r.get("source", "") in row["source_url"]
-                 and r.get("quant", "") in row["quant_format"])
+    eng = _first(m["engines"], lambda r: row["engine"].startswith(r["prefix"]) and _fields_match(
+        {ENGINE_RULE_FIELDS[k]: v for k, v in r.items() if k in ENGINE_RULE_FIELDS}, row))
     if "skip" in eng:
         return eng["skip"]
     devices = _int(row["num_devices"])
@@ -353,11 +353,16 @@ def measured_value(row: dict[str, str]) -> float | None:
         return None
 
 
+def _fields_match(entry: dict[str, Any], row: dict[str, str], ignore: tuple[str, ...] = ()) -> bool:
+    """Whether every field of ENTRY (but IGNORE) occurs in ROW's field of that name (substring match)."""
+    return all(str(v) in row[k] for k, v in entry.items() if k not in ignore)
+
+
 def is_outlier(row: dict[str, str]) -> str:
     """Why ROW is left out of the scores: the reason of the first validation_map.yaml `outliers` entry whose
-    fields all occur in ROW's (substring match) and, where the entry names a `value`, whose value is ROW's."""
+    fields all occur in ROW's and, where the entry names a `value`, whose value is ROW's."""
     for o in _map()["outliers"]:
-        if all(str(v) in row[k] for k, v in o.items() if k not in ("reason", "value")) and (
+        if _fields_match(o, row, ("reason", "value")) and (
             "value" not in o or abs(float(row["value"]) - o["value"]) < 1e-6
         ):
             return " ".join(o["reason"].split())
@@ -365,9 +370,9 @@ def is_outlier(row: dict[str, str]) -> str:
 
 
 def explanation(row: dict[str, str]) -> str:
-    """The first validation_map.yaml `explanations` entry whose fields all occur in ROW's (substring match)."""
+    """The first validation_map.yaml `explanations` entry whose fields all occur in ROW's."""
     for e in _map().get("explanations", []):
-        if all(str(v) in row[k] for k, v in e.items() if k != "why"):
+        if _fields_match(e, row, ("why",)):
             return " ".join(e["why"].split())
     return ""
 
