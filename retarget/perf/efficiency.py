@@ -93,6 +93,12 @@ def kernel_attributes(engine: str) -> dict[str, object]:
     return {**parent, **{k: v for k, v in own.items() if k in KERNEL_ATTRIBUTES}}
 
 
+def lineage(engine: str) -> list[str]:
+    """ENGINE and the engines it inherits from, nearest first (a kernel list naming a parent covers it too)."""
+    parent = own_entry(engine).get("inherits")
+    return [engine, *(lineage(parent) if parent else [])]
+
+
 def efficiency(
     family: str, engine: str = "tuned", engine_factors: dict[str, float] | None = None
 ) -> Efficiency:
@@ -103,8 +109,9 @@ def efficiency(
     base = {**table["default"], **table["families"].get(family, {})}
     eng = engine_factors if engine_factors is not None else engine_entry(engine)
     kernels = kernel_attributes(engine)
-    portable = table.get("portable_kernel_factor", {}).get(family, 1.0) if engine in table.get(
-        "portable_kernel_engines", []) else 1.0
+    line = lineage(engine)
+    portable = table.get("portable_kernel_factor", {}).get(family, 1.0) if set(line) & set(table.get(
+        "portable_kernel_engines", [])) else 1.0
     scaled = {k: base[k] * eng.get("compute", 1.0) * portable for k in OP_CLASSES}
     scaled["moe"] *= eng.get("moe_compute", 1.0)
     scaled["attention"] *= eng.get("attention_compute", 1.0)
@@ -115,7 +122,7 @@ def efficiency(
         collective_latency_us=eng.get("collective_latency_us", base["collective_latency_us"]),  # calibration's trial
         internode_latency_us=base["internode_latency_us"],
         **{cost: eng.get(cost, 0.0) for cost in ENGINE_COSTS},
-        fp16_accumulate=engine in table.get("fp16_accumulate_engines", []),
+        fp16_accumulate=bool(set(line) & set(table.get("fp16_accumulate_engines", []))),
         narrow_float_gemm=table.get("narrow_float_gemm_factor", {}).get(family, 1.0),
         gqa_kernel_group_sizes=(None if (sizes := kernels.get("gqa_kernel_group_sizes")) is None
                                 else tuple(sizes)),

@@ -144,7 +144,8 @@ def _step_costs(spec: ModelSpec, step: Step, fmts: dict[str, NumberFormat], devi
     """Per-device op-class costs. Expert parallel: everything but the routed experts runs on this device's
     share of the sequences with whole weights; the routed experts see every device's tokens, 1/devices of
     the experts each (the tensor-parallel expert cost at the global batch)."""
-    widths = (fmts["weights"].bytes, fmts["experts"].bytes, fmts["head"].bytes, fmts["kv"].bytes)
+    widths = (fmts["weights"].bytes, fmts["experts"].bytes, fmts["head"].bytes, fmts["kv"].bytes,
+              fmts["attention"].bytes)
     if parallelism != "ep" or devices == 1:
         return step_costs(spec, step, *widths)
     local = replace(step, batch=math.ceil(step.batch / devices), tp=1)
@@ -193,12 +194,19 @@ def _phase(
     return PhaseTime(ops)
 
 
+def attention_params(spec: ModelSpec) -> int:
+    """Weights of all attention sublayers (projections, norms, sinks)."""
+    return sum(g.count * g.attention.params(spec.hidden_size) for g in spec.blocks if g.attention is not None)
+
+
 def weight_bytes(spec: ModelSpec, fmts: dict[str, NumberFormat]) -> float:
-    """Bytes of all weights: embedding/LM head at the head format, routed experts at the expert format."""
+    """Bytes of all weights: embedding/LM head at the head format, routed experts at the expert format,
+    attention sublayers at the attention format."""
     emb = spec.params_embedding + spec.params_lm_head
-    experts = spec.expert_params
-    rest = spec.params_total - emb - experts
-    return emb * fmts["head"].bytes + experts * fmts["experts"].bytes + rest * fmts["weights"].bytes
+    experts, attention = spec.expert_params, attention_params(spec)
+    rest = spec.params_total - emb - experts - attention
+    return (emb * fmts["head"].bytes + experts * fmts["experts"].bytes + attention * fmts["attention"].bytes
+            + rest * fmts["weights"].bytes)
 
 
 def activation_bytes(spec: ModelSpec, batch: int, prompt_len: int, devices: int) -> float:
@@ -288,12 +296,14 @@ def smallest_fit(spec: ModelSpec, profile: HardwareProfile, formats: dict[str, d
     return out
 
 
-def resolve_formats(weight_format: str, kv_format: str, expert_format: str | None) -> dict[str, NumberFormat]:
-    """Formats of the weights, routed experts, LM head/embedding and KV cache."""
+def resolve_formats(weight_format: str, kv_format: str, expert_format: str | None,
+                    attention_format: str | None = None) -> dict[str, NumberFormat]:
+    """Formats of the weights, routed experts, attention projections, LM head/embedding and KV cache."""
     weights = get_format(weight_format)
     return {
         "weights": weights,
         "experts": get_format(expert_format) if expert_format else weights,
+        "attention": get_format(attention_format) if attention_format else weights,
         "head": get_format("bf16") if weights.head_bits else weights,
         "kv": get_format(kv_format),
     }
@@ -310,6 +320,7 @@ def predict(
     weight_format: str = "bf16",
     kv_format: str = "bf16",
     expert_format: str | None = None,
+    attention_format: str | None = None,
     parallelism: Parallelism = "tp",
     engine: str = "tuned",
     mla_absorb: bool = True,
@@ -328,7 +339,7 @@ def predict(
         raise RetargetError(
             f"{profile.id} has no memory bandwidth; set --set mem_bw_gb_s=...", field="mem_bw_gb_s"
         )
-    fmts = resolve_formats(weight_format, kv_format, expert_format)
+    fmts = resolve_formats(weight_format, kv_format, expert_format, attention_format)
     wfmt = fmts["weights"]
     eff = capped(efficiency(profile.family, engine, engine_factors))
     if devices > 1 and eff.parallelisms is not None and parallelism not in eff.parallelisms:
@@ -355,7 +366,9 @@ def predict(
     assumptions = [
         f"weights {wfmt.name} ({wfmt.bits:g} bits) with matmuls at the device's {w_name} rate"
         + ("" if w_name in wfmt.compute[:1] else f" (no {wfmt.compute[0]} peak on {profile.id})"),
-        f"KV cache {fmts['kv'].name}; LM head/embedding {fmts['head'].name}",
+        f"KV cache {fmts['kv'].name}; LM head/embedding {fmts['head'].name}"
+        + (f"; attention projections {fmts['attention'].name} (their matmuls timed at the weights' rate)"
+           if fmts["attention"] is not wfmt else ""),
         f"efficiency: family {profile.family}, engine {engine} "
         f"(gemm {eff.gemm:.2f}, memory {eff.memory:.2f}, "
         f"overhead {eff.overhead_us_per_layer:g} us/layer"

@@ -176,15 +176,18 @@ def distinct_layers(spec: ModelSpec) -> list[tuple[BlockGroup, int]]:
 
 
 def step_costs(
-    spec: ModelSpec, step: Step, w_bytes: float, expert_bytes: float, head_bytes: float, kv_bytes: float
+    spec: ModelSpec, step: Step, w_bytes: float, expert_bytes: float, head_bytes: float, kv_bytes: float,
+    attention_bytes: float | None = None,
 ) -> dict[str, OpCost]:
-    """Per-device cost of one step, summed over layers, keyed by op class."""
+    """Per-device cost of one step, summed over layers, keyed by op class. ATTENTION_BYTES: the width of the
+    attention projections when a checkpoint keeps them wider than the other matrices (else W_BYTES); their
+    multiply-adds are timed with the other dense matmuls (op class gemm)."""
     totals: dict[str, OpCost] = {}
     hidden = spec.hidden_size
     for group, count in distinct_layers(spec):
         ops: list[OpCost] = []
         if group.attention is not None:
-            ops += _attention(group.attention, hidden, step, w_bytes, kv_bytes)
+            ops += _attention(group.attention, hidden, step, attention_bytes or w_bytes, kv_bytes)
         ops += _ssm(group, hidden, step, w_bytes, kv_bytes)
         ops += _mlp(group, hidden, step, w_bytes, expert_bytes)
         for op in ops:

@@ -205,8 +205,9 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     kwargs = dict(
         devices=devices,
         weight_format=fmt["weights"],
-        kv_format=eng.get("kv", fmt["kv"]),
+        kv_format="fp8" if "--kv-cache-dtype fp8" in row["engine"] else eng.get("kv", fmt["kv"]),  # a stated flag wins
         expert_format=fmt.get("experts"),
+        attention_format=fmt.get("attention"),
         engine=eng["engine"],
         parallelism=eng["parallelism"],
     )
@@ -252,7 +253,7 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
 def max_batch(plan: RowPlan) -> int:
     """Sequences that fit in memory at input+output tokens each, capped at the engine's batch limit."""
     k = plan.kwargs
-    fmts = resolve_formats(k["weight_format"], k["kv_format"], k["expert_format"])
+    fmts = resolve_formats(k["weight_format"], k["kv_format"], k["expert_format"], k["attention_format"])
     devices = k["devices"]
     per_seq = cache_bytes_per_device(plan.spec, plan.input_len + plan.output_len, fmts["kv"].bytes, devices,
                                      k["parallelism"])

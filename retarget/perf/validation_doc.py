@@ -213,7 +213,9 @@ of a layer with fewer KV heads than ranks is copied on every rank, not split, so
 and large batches run in waves. That fix and the rule sending ROCm vLLM runs with --enforce-eager to
 `vllm-eager` came after the score, so the figures below are not a clean held-out test. It stays held out,
 in no fit: its early-2025 DeepSeek-R1 runs are still predicted about twice as fast as measured (MoE and
-MLA kernels of those releases), and no term covers them yet.""",
+MLA kernels of those releases), and no term covers them yet. Also from its misses, later: Meta's own FP8
+checkpoint of Llama-3.1-405B keeps its attention projections in BF16 (Llama 3 paper, sec. 6.2), 72 GB more
+than an all-FP8 reading, so fewer sequences fit on 8 x H100; its H100 rows moved from +1..+186% to -13..+90%.""",
               "fresh14_benchmarks.csv": """\
 Collected on 2026-12-02 (rule fixed 22:28, committed 22:35 UTC) by someone who computed no prediction,
 against the committed model of that evening (3e7810b); held out whole and scored once. Rule as
@@ -222,7 +224,11 @@ gpt-oss-120b on 1-6 RX 7900 XTX with ROCm, pp512 and tg128, layer split; 16 rows
 GPT-OSS-SETUP.md (gpt-oss-20b on an RTX 5090, numbers printed as approximate; 4 rows) and llm-tracker's
 DeepSeek-V3 page (8 x H100, Q5_K_M: not predicted, no format mapping; 2 rows). Scored once at decode 42.1%
 and prefill 28.3% MAPE (10 rows each; missed): Gemma-3-1B on the Radeon cards is predicted 1.4-1.9x fast
-(a 1B model's steps are fixed costs, here the CUDA build's), gpt-oss decode on several Radeons 1.3-1.4x.""",
+(a 1B model's steps are fixed costs, here the CUDA build's), gpt-oss decode on several Radeons 1.3-1.4x.
+The fitted files' Radeon decode rows were 20-60% fast too. From these misses came `llama.cpp-hip`: the HIP
+build on Radeon launches its kernels one by one (HIP graphs were opt-in until late 2026), so it has its own
+cost per layer, fitted on calibration rows only (130 us against the CUDA build's 58). After it this file's
+decode MAPE is 11.9%, prefill 28.9%: not a clean test, since the term was looked for because of its misses.""",
               "fresh15_benchmarks.csv": """\
 Collected on 2026-12-02 (rule fixed 22:27, committed 22:35 UTC) by someone who computed no prediction,
 against the committed model of that evening (3e7810b); held out whole and scored once. Rule as

@@ -3,6 +3,8 @@ the hand-off per pipeline stage, the fixed cost per step."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from retarget.hw_profiles import load_profile
@@ -287,16 +289,20 @@ def test_a_stated_ubatch_is_the_prefill_forward_size() -> None:
     assert 3.0 < moe_bytes <= 4.0  # expert weights read by each of 4 forwards; the activations once in all
 
 
-def test_the_hip_build_is_its_own_engine_on_instinct_only() -> None:
+def test_the_hip_build_has_its_own_engines() -> None:
     """llama.cpp's HIP build on CDNA (64-wide wavefronts) has its own fitted engine; on Radeon (RDNA, 32-wide
-    like CUDA warps) the same label is predicted with the CUDA build's constants."""
+    like CUDA warps) it keeps every constant of the CUDA build but its cost per layer (no HIP graphs)."""
+    from retarget.perf.efficiency import efficiency
     from retarget.perf.validate import plan_row
 
     row = {"source_url": "https://example.org/t", "model": "LLaMA v2 7B (llama.cpp arch label, 6.74B)",
            "quant_format": "Q4_0", "num_devices": "1", "phase": "decode", "batch_size": "1", "input_len": "0",
            "output_len": "128", "metric": "tokens/s", "value": "100", "engine": "llama.cpp (ROCm, build 3891)"}
     assert plan_row({**row, "hardware": "AMD Instinct MI300X 192GB"}).kwargs["engine"] == "llama.cpp-rocm"
-    assert plan_row({**row, "hardware": "AMD Radeon RX 7900 XTX"}).kwargs["engine"] == "llama.cpp"
+    assert plan_row({**row, "hardware": "AMD Radeon RX 7900 XTX"}).kwargs["engine"] == "llama.cpp-hip"
+    cuda, hip = efficiency("amd-rdna3", "llama.cpp"), efficiency("amd-rdna3", "llama.cpp-hip")
+    assert hip.overhead_us_per_layer > cuda.overhead_us_per_layer
+    assert replace(hip, overhead_us_per_layer=cuda.overhead_us_per_layer) == cuda
 
 
 def test_a_batch_larger_than_memory_holds_runs_in_waves_on_paged_kv_schedulers() -> None:
