@@ -6,6 +6,7 @@ published, derived from published numbers, assumed, or overridden by the user), 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -49,7 +50,8 @@ class HardwareProfile(BaseModel):
     family: Family
     arch: str = ""
     launch_year: int | None = None
-    memory_gb: float | None = Field(default=None, gt=0, description="device memory, decimal GB")
+    memory_gb: float | None = Field(
+        default=None, gt=0, description="device memory as vendors state it: binary GB (GiB), as DRAM/HBM parts are")
     mem_bw_gb_s: float | None = Field(default=None, gt=0, description="peak DRAM/HBM bandwidth, decimal GB/s")
     peak_tflops: dict[PeakFormat, float] = Field(
         default_factory=dict,
@@ -85,6 +87,12 @@ class HardwareProfile(BaseModel):
         if "fp8_e4m3" in self.peak_tflops and self.fp8_variant == "none":
             raise ValueError("peak_tflops.fp8_e4m3 is set but fp8_variant is 'none'")
         return self
+
+    @property
+    def memory_bytes(self) -> float:
+        """Device memory in bytes (inf when unknown). A vendor's '80GB' is 80 GiB: an H100 80GB reports 81559 MiB
+        to nvidia-smi, the 80 GiB of its HBM stacks less what the driver reserves."""
+        return self.memory_gb * 2**30 if self.memory_gb else math.inf
 
     def peak(self, fmt: str) -> float | None:
         """Dense peak TFLOP/s for FMT, or None when the device has no (sourced) rate for it."""

@@ -186,7 +186,7 @@ def _next_pow2(n: int) -> int:
 def _devices_to_try(fixed_gb: float, act_gb: float, profile: HardwareProfile) -> int:
     """Fewest power-of-two devices whose usable memory holds FIXED_GB (weights + KV, split across devices)
     plus ACT_GB of activations each, as retarget.perf counts memory (0: more than MAX_DEVICES)."""
-    usable = (profile.memory_gb or math.inf) * USABLE_MEMORY
+    usable = profile.memory_bytes / 1e9 * USABLE_MEMORY
     if fixed_gb + act_gb <= usable:
         return 1
     return _next_pow2(max(2, math.ceil(fixed_gb / (usable - act_gb)))) if usable > act_gb else 2
@@ -196,7 +196,7 @@ def _with_capacity(pred: Prediction, profile: HardwareProfile) -> Prediction:
     """PRED (made for a device differing from PROFILE only in memory capacity) with PROFILE's capacity:
     times do not depend on capacity, only the fit does."""
     mem = pred.memory
-    usable = (profile.memory_gb or math.inf) * USABLE_MEMORY
+    usable = profile.memory_bytes / 1e9 * USABLE_MEMORY
     if usable == mem.usable_per_device_gb:
         return pred
     needed = math.ceil((mem.weights_gb + mem.kv_cache_gb) / (usable - mem.activations_gb)) \

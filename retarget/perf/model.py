@@ -251,7 +251,7 @@ def _memory(
     seq = max(ctx, prompt_len)
     kv = batch * devices * cache_bytes_per_device(spec, seq, fmts["kv"].bytes, devices, parallelism)  # all copies
     act = activation_bytes(spec, batch, prompt_len, devices)
-    capacity = (profile.memory_gb or math.inf) * 1e9 * USABLE_MEMORY
+    capacity = profile.memory_bytes * USABLE_MEMORY
     # expert parallel: every device holds all non-expert weights, 1/devices of the experts and of the sequences
     shared = weights - spec.expert_params * fmts["experts"].bytes if parallelism == "ep" else 0.0
     per_device = shared + (weights - shared + kv) / devices + act

@@ -257,10 +257,10 @@ def max_batch(plan: RowPlan) -> int:
     devices = k["devices"]
     per_seq = cache_bytes_per_device(plan.spec, plan.input_len + plan.output_len, fmts["kv"].bytes, devices,
                                      k["parallelism"])
-    free = ((plan.profile.memory_gb or 0) * 1e9 * USABLE_MEMORY
+    free = (plan.profile.memory_bytes * USABLE_MEMORY
             - activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
             - weight_bytes(plan.spec, fmts) / devices)  # per device
-    return max(1, min(plan.max_batch, int(free // per_seq)))
+    return max(1, int(min(plan.max_batch, free // per_seq)))
 
 
 def _memoised(fn: Any) -> Any:

@@ -136,3 +136,11 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     path.write_text("id: x\nname: [unclosed\n")
     with pytest.raises(RetargetError, match=r"broken.yaml: line \d+"):
         load_profile(str(path))
+
+
+def test_memory_is_read_in_binary_gigabytes() -> None:
+    """A vendor's '80GB' H100 and '141GB' H200 report 81559 MiB and 143771 MiB to nvidia-smi (published
+    nvidia-smi outputs): memory_bytes holds them, with under 1% left for what the driver reserves."""
+    for profile_id, reported_mib in (("h100-sxm", 81559), ("h200-sxm", 143771)):
+        capacity = load_profile(profile_id).memory_bytes
+        assert reported_mib * 2**20 <= capacity < reported_mib * 2**20 * 1.01
