@@ -251,16 +251,21 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
 
 
 def max_batch(plan: RowPlan) -> int:
-    """Sequences that fit in memory at input+output tokens each, capped at the engine's batch limit."""
+    """Sequences that fit in memory at input+output tokens each, capped at the engine's batch limit. The KV
+    pool is USABLE_MEMORY of the device less weights and activations (vLLM's gpu_memory_utilization), or, for
+    an engine with `kv_share_of_free`, that share of what weights and activations leave (TensorRT-LLM's
+    free_gpu_memory_fraction)."""
     k = plan.kwargs
     fmts = resolve_formats(k["weight_format"], k["kv_format"], k["expert_format"], k["attention_format"])
     devices = k["devices"]
     per_seq = cache_bytes_per_device(plan.spec, plan.input_len + plan.output_len, fmts["kv"].bytes, devices,
                                      k["parallelism"])
-    free = (plan.profile.memory_bytes * USABLE_MEMORY
-            - activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
-            - weight_bytes(plan.spec, fmts) / devices)  # per device
-    return max(1, int(min(plan.max_batch, free // per_seq)))
+    placed = (activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
+              + weight_bytes(plan.spec, fmts) / devices)  # per device
+    share = kernel_attributes(k["engine"]).get("kv_share_of_free")
+    capacity = plan.profile.memory_bytes
+    pool = share * (capacity - placed) if share else capacity * USABLE_MEMORY - placed
+    return max(1, int(min(plan.max_batch, pool // per_seq)))
 
 
 def _memoised(fn: Any) -> Any:

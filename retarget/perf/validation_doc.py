@@ -277,7 +277,10 @@ Collected on 2026-12-03 (rule fixed 01:57 UTC) the same way; dense models. Sourc
 TensorRT-LLM's perf-overview page, read whole from a fork's copy (Llama 3.1 8B/3.3 70B/3.1 405B, FP8 on H100
 and H200 and FP4 on B200, 1-8 GPUs, trtllm-bench offline throughput at fixed ISL/OSL; 167 rows) and three
 builds of vLLM's nightly latency benchmark (batch 8, 32 in / 128 out; H200, A100, H100; 6 rows). Scored
-once: decode 10.9% (6 rows), offline throughput 26.0% (167 rows; no target)."""}
+once: decode 10.9% (6 rows), offline throughput 26.0% (167 rows; no target). Its single-H100 Llama-3.3-70B
+FP8 rows, predicted 84-99% slow (one sequence fitting), then showed two memory errors, both fixed since:
+capacities are binary GB, and TensorRT-LLM's KV pool is 90% of what the weights leave, not 90% of the device
+less them."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,40 @@
+"""How much of a device's memory a serving engine gives its KV cache, against hand arithmetic: capacity in
+binary GB, vLLM's pool (90% of the device less weights and activations) and TensorRT-LLM's (90% of what the
+weights and activations leave, https://nvidia.github.io/TensorRT-LLM/examples/kvcacheconfig.html)."""
+
+from __future__ import annotations
+
+import pytest
+
+from retarget.hw_profiles import load_profile
+from retarget.perf import predict
+from retarget.perf.model import USABLE_MEMORY, activation_bytes, resolve_formats, weight_bytes
+from retarget.perf.validate import max_batch, model_spec, plan_row
+
+ROW = {"source_url": "https://example.org/t", "model": "Llama-3.1-70B", "params": "70B",
+       "quant_format": "FP8 (some checkpoint)", "hardware": "NVIDIA H100 SXM 80GB", "num_devices": "1",
+       "phase": "offline-throughput", "batch_size": "max", "input_len": "1000", "output_len": "1000",
+       "metric": "output tokens/s", "value": "100"}
+
+
+def test_an_fp8_70b_model_fits_one_h100_of_80_gib() -> None:
+    """Llama-3.1-70B in FP8 (bf16 embedding and head) is about 72.7 GB: over 90% of 80e9 bytes, under 90% of
+    80 GiB."""
+    spec, h100 = model_spec("llama-3.1-70b"), load_profile("h100-sxm")
+    weights = weight_bytes(spec, resolve_formats("fp8", "fp8", None))
+    assert 0.9 * 80e9 < weights < 0.9 * 80 * 2**30
+    assert predict(spec, h100, batch=1, ctx=2000, prompt_len=1000, weight_format="fp8", kv_format="fp8").memory.fits
+
+
+@pytest.mark.parametrize("engine_label", ["vLLM 0.6.3 (TP 1)", "TensorRT-LLM 1.0 (TP1; PyTorch backend)"])
+def test_kv_pool_per_engine(engine_label: str) -> None:
+    """Sequences of 2000 tokens in the pool: (0.9 x 80 GiB - placed) for vLLM, 0.9 x (80 GiB - placed) for
+    TensorRT-LLM, each over the FP8 cache of one sequence (80 layers x 8 KV heads x 128 x 2 x 1 byte a token)."""
+    plan = plan_row({**ROW, "engine": engine_label})
+    spec = plan.spec
+    fmts = resolve_formats("fp8", plan.kwargs["kv_format"], None)
+    placed = activation_bytes(spec, plan.max_batch, 1000, 1) + weight_bytes(spec, fmts)
+    per_seq = 2000 * 80 * 8 * 128 * 2 * fmts["kv"].bytes
+    capacity = 80 * 2**30
+    pool = 0.9 * (capacity - placed) if engine_label.startswith("TensorRT") else USABLE_MEMORY * capacity - placed
+    assert max_batch(plan) == min(plan.max_batch, int(pool // per_seq))
