@@ -49,7 +49,9 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh17_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh18_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh19_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh20_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh20_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh21_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh22_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -280,7 +282,22 @@ builds of vLLM's nightly latency benchmark (batch 8, 32 in / 128 out; H200, A100
 once: decode 10.9% (6 rows), offline throughput 26.0% (167 rows; no target). Its single-H100 Llama-3.3-70B
 FP8 rows, predicted 84-99% slow (one sequence fitting), then showed two memory errors, both fixed since:
 capacities are binary GB, and TensorRT-LLM's KV pool is 90% of what the weights leave, not 90% of the device
-less them."""}
+less them.""",
+              "fresh21_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 02:38 UTC) by someone who computed no prediction, after the memory terms
+of 05d009f were written and before that model was scored on it; held out whole and scored once. Rule: sources
+in no other file; fixed-batch, fixed-length serving runs; every qualifying cell. Sources: a personal
+repository's trtllm-bench logs (TensorRT-LLM v0.16, Llama-3.1-70B FP8 with FP8 KV, TP8 on 8 x H100, an 8 x 8
+grid of input/output lengths at maximum load; 63 rows), the August 2025 re-measurement of ROCm/vllm's MI300X
+latency table (commit 7802e2b, vLLM 0.10.0; 32 rows, no cell equal to any edition already used), Google's
+A3 Ultra recipes (Llama-3.1-405B FP8 on 8 x H200, TensorRT-LLM 0.16/0.17; 2 rows) and LMSYS's gpt-oss post
+(SGLang 0.5.1, batch 1 on B200 TP4 and H100 TP8; 4 rows).""",
+              "fresh22_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 02:38 UTC) the same way; llama-bench tables. Sources: llm-tracker's
+8 x V100 / 8 x L4 logbook page (a Llama-2-70B fine-tune, Q4_K_M and Q8_0; one A100 SXM and 3-8 L4 cards,
+November 2023; the multi-L4 rows ran llama.cpp's row split of that time and are not predicted), llama.cpp
+pull requests 16884 (RTX 4090, Llama 8B and Qwen3-30B-A3B, master and PR) and 26767 (RTX 5090, Qwen3-30B-A3B,
+master and PR)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
