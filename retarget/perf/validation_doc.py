@@ -291,13 +291,16 @@ repository's trtllm-bench logs (TensorRT-LLM v0.16, Llama-3.1-70B FP8 with FP8 K
 grid of input/output lengths at maximum load; 63 rows), the August 2025 re-measurement of ROCm/vllm's MI300X
 latency table (commit 7802e2b, vLLM 0.10.0; 32 rows, no cell equal to any edition already used), Google's
 A3 Ultra recipes (Llama-3.1-405B FP8 on 8 x H200, TensorRT-LLM 0.16/0.17; 2 rows) and LMSYS's gpt-oss post
-(SGLang 0.5.1, batch 1 on B200 TP4 and H100 TP8; 4 rows).""",
+(SGLang 0.5.1, batch 1 on B200 TP4 and H100 TP8; 4 rows). Scored once: decode 14.8% MAPE (36 rows: the
+ROCm table 8.7%, gpt-oss on SGLang 63.5%, predicted 2.5-3.4x slow: `tuned`'s fitted costs per step and per
+visited expert are too large for it), offline throughput 25.5% (65 rows; no target).""",
               "fresh22_benchmarks.csv": """\
 Collected on 2026-12-03 (rule fixed 02:38 UTC) the same way; llama-bench tables. Sources: llm-tracker's
 8 x V100 / 8 x L4 logbook page (a Llama-2-70B fine-tune, Q4_K_M and Q8_0; one A100 SXM and 3-8 L4 cards,
 November 2023; the multi-L4 rows ran llama.cpp's row split of that time and are not predicted), llama.cpp
 pull requests 16884 (RTX 4090, Llama 8B and Qwen3-30B-A3B, master and PR) and 26767 (RTX 5090, Qwen3-30B-A3B,
-master and PR)."""}
+master and PR). Scored once: decode 20.7% (16 rows), prefill 29.8% (4 rows); missed (Qwen3-30B-A3B on the
+RTX 4090 predicted 25-31% fast and on the RTX 5090 33% slow; the 2023 A100 Q4_K_M decode 60% fast)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
