@@ -53,6 +53,7 @@ class Efficiency:
     pipeline_copies: int = 1  # prefill forwards in flight at once across a layer split (1: one at a time)
     narrow_float_peaks: bool = True  # whether its matmuls can run at a device's FP8/FP4 peak
     matmul_peak: str | None = None  # the one peak every matmul runs at, else fp32 (None: the format's best)
+    kv_share_of_free: float = 0.0  # 0: the KV pool is USABLE_MEMORY of the device less weights and activations
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -131,6 +132,7 @@ def efficiency(
         pipeline_copies=int(kernels.get("pipeline_copies", 1)),
         narrow_float_peaks=bool(kernels.get("narrow_float_peaks", True)),
         matmul_peak=None if (fixed := kernels.get("matmul_peak")) is None else str(fixed),
+        kv_share_of_free=float(kernels.get("kv_share_of_free", 0.0)),
     )
 
 

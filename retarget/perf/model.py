@@ -237,6 +237,13 @@ def cache_bytes_per_device(spec: ModelSpec, context: int, bytes_per_elem: float,
     return state + kv
 
 
+def kv_pool_bytes(capacity: float, placed: float, kv_share_of_free: float = 0.0) -> float:
+    """Bytes a device's engine gives its KV cache once PLACED bytes (weights, activations) are in: USABLE_MEMORY
+    of CAPACITY less them (vLLM's gpu_memory_utilization), or, with KV_SHARE_OF_FREE, that share of what they
+    leave (TensorRT-LLM's free_gpu_memory_fraction)."""
+    return kv_share_of_free * (capacity - placed) if kv_share_of_free else capacity * USABLE_MEMORY - placed
+
+
 def _memory(
     spec: ModelSpec,
     profile: HardwareProfile,
@@ -246,20 +253,23 @@ def _memory(
     prompt_len: int,
     devices: int,
     parallelism: Parallelism = "tp",
+    kv_share_of_free: float = 0.0,
 ) -> MemoryBreakdown:
     weights = weight_bytes(spec, fmts)
     seq = max(ctx, prompt_len)
     kv = batch * devices * cache_bytes_per_device(spec, seq, fmts["kv"].bytes, devices, parallelism)  # all copies
     act = activation_bytes(spec, batch, prompt_len, devices)
-    capacity = profile.memory_bytes * USABLE_MEMORY
     # expert parallel: every device holds all non-expert weights, 1/devices of the experts and of the sequences
     shared = weights - spec.expert_params * fmts["experts"].bytes if parallelism == "ep" else 0.0
-    per_device = shared + (weights - shared + kv) / devices + act
-    room = capacity - act - shared
-    needed = math.ceil((weights - shared + kv) / max(room, 1.0)) if room > 0 else -1
-    return MemoryBreakdown(
-        weights / 1e9, kv / 1e9, act / 1e9, per_device / 1e9, capacity / 1e9, per_device <= capacity, needed
-    )
+    placed = shared + (weights - shared) / devices + act
+    pool = kv_pool_bytes(profile.memory_bytes, placed, kv_share_of_free)
+    # devices needed: the fewest d with kv / d <= pool(d), pool linear in 1 / d
+    share = kv_share_of_free or 1.0
+    room = share * ((profile.memory_bytes if kv_share_of_free else profile.memory_bytes * USABLE_MEMORY)
+                    - act - shared)
+    needed = math.ceil((share * (weights - shared) + kv) / max(room, 1.0)) if room > 0 else -1
+    return MemoryBreakdown(weights / 1e9, kv / 1e9, act / 1e9, (placed + kv / devices) / 1e9,
+                           (placed + pool) / 1e9, kv / devices <= pool, needed)
 
 
 def pipelined_share(chunks: int, stages: int, in_flight: int) -> float:
@@ -360,7 +370,7 @@ def predict(
         first_token = eff.prefill_overhead_us_per_layer * spec.num_layers * 1e-6
         prefill = PhaseTime([*prefill.ops, OpTime("request", 0.0, 0.0, first_token, "fixed")])
     decode = _phase(spec, profile, Step(batch, 1, ctx, **kernels), fmts, eff, devices, parallelism)
-    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism)
+    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism, eff.kv_share_of_free)
     w_name, _ = compute_format(wfmt, profile.peak_tflops)
     node = multi_node()
     assumptions = [

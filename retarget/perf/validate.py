@@ -30,10 +30,10 @@ from retarget.outdir import check_output_file, write_files
 from retarget.perf.efficiency import kernel_attributes
 from retarget.perf.labels import match_hardware, model_key
 from retarget.perf.model import (
-    USABLE_MEMORY,
     activation_bytes,
     cache_bytes_per_device,
     generation_tokens_s,
+    kv_pool_bytes,
     predict,
     resolve_formats,
     weight_bytes,
@@ -251,10 +251,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
 
 
 def max_batch(plan: RowPlan) -> int:
-    """Sequences that fit in memory at input+output tokens each, capped at the engine's batch limit. The KV
-    pool is USABLE_MEMORY of the device less weights and activations (vLLM's gpu_memory_utilization), or, for
-    an engine with `kv_share_of_free`, that share of what weights and activations leave (TensorRT-LLM's
-    free_gpu_memory_fraction)."""
+    """Sequences whose input+output tokens the engine's KV pool holds (model.kv_pool_bytes), capped at its
+    batch limit."""
     k = plan.kwargs
     fmts = resolve_formats(k["weight_format"], k["kv_format"], k["expert_format"], k["attention_format"])
     devices = k["devices"]
@@ -262,9 +260,7 @@ def max_batch(plan: RowPlan) -> int:
                                      k["parallelism"])
     placed = (activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
               + weight_bytes(plan.spec, fmts) / devices)  # per device
-    share = kernel_attributes(k["engine"]).get("kv_share_of_free")
-    capacity = plan.profile.memory_bytes
-    pool = share * (capacity - placed) if share else capacity * USABLE_MEMORY - placed
+    pool = kv_pool_bytes(plan.profile.memory_bytes, placed, kernel_attributes(k["engine"]).get("kv_share_of_free", 0.0))
     return max(1, int(min(plan.max_batch, pool // per_seq)))
 
 

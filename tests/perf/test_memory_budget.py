@@ -38,3 +38,18 @@ def test_kv_pool_per_engine(engine_label: str) -> None:
     capacity = 80 * 2**30
     pool = 0.9 * (capacity - placed) if engine_label.startswith("TensorRT") else USABLE_MEMORY * capacity - placed
     assert max_batch(plan) == min(plan.max_batch, int(pool // per_seq))
+
+
+def test_predict_fits_by_the_engines_own_pool() -> None:
+    """12 sequences of 4096 tokens of Llama-3.1-70B in FP8 (7.9 GB of FP8 cache) on one H100: more than vLLM's
+    pool (90% of 80 GiB less 72.7 GB of weights and the activations), less than TensorRT-LLM's (90% of what
+    they leave); the vLLM-style engine needs a second device."""
+    spec, h100 = model_spec("llama-3.1-70b"), load_profile("h100-sxm")
+    kw = dict(batch=12, ctx=4096, prompt_len=4096, weight_format="fp8", kv_format="fp8")
+    kv = 12 * 4096 * 80 * 8 * 128 * 2 * 1.0
+    trt, vllm = (predict(spec, h100, engine=e, **kw).memory for e in ("tensorrt-llm", "tuned"))
+    assert trt.kv_cache_gb * 1e9 == pytest.approx(kv)
+    placed = (trt.per_device_gb - trt.kv_cache_gb) * 1e9
+    assert trt.usable_per_device_gb * 1e9 == pytest.approx(placed + 0.9 * (80 * 2**30 - placed))
+    assert vllm.usable_per_device_gb * 1e9 == pytest.approx(0.9 * 80 * 2**30)
+    assert trt.fits and not vllm.fits and vllm.devices_needed == 2
