@@ -398,7 +398,9 @@ def predict(
             if parallelism in ("tp", "ep") and devices > node.devices_per_node
             else ""
         ),
-        f"usable memory {USABLE_MEMORY:.0%} of capacity; prefill in chunks of <= {PREFILL_CHUNK} tokens",
+        (f"KV cache pool {eff.kv_share_of_free:.0%} of the memory weights and activations leave"
+         if eff.kv_share_of_free else f"usable memory {USABLE_MEMORY:.0%} of capacity")
+        + f"; prefill in chunks of <= {PREFILL_CHUNK} tokens",
     ]
     if w_name in NARROW_FLOAT_PEAKS and eff.narrow_float_gemm != 1.0:
         assumptions.append(f"{w_name} GEMMs at {eff.narrow_float_gemm:g} x the 16-bit share of peak ({profile.family})")
