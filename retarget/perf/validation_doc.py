@@ -51,7 +51,9 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh19_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh20_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh21_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh22_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh22_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh23_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh24_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -300,7 +302,19 @@ Collected on 2026-12-03 (rule fixed 02:38 UTC) the same way; llama-bench tables.
 November 2023; the multi-L4 rows ran llama.cpp's row split of that time and are not predicted), llama.cpp
 pull requests 16884 (RTX 4090, Llama 8B and Qwen3-30B-A3B, master and PR) and 26767 (RTX 5090, Qwen3-30B-A3B,
 master and PR). Scored once: decode 20.7% (16 rows), prefill 29.8% (4 rows); missed (Qwen3-30B-A3B on the
-RTX 4090 predicted 25-31% fast and on the RTX 5090 33% slow; the 2023 A100 Q4_K_M decode 60% fast)."""}
+RTX 4090 predicted 25-31% fast and on the RTX 5090 33% slow; the 2023 A100 Q4_K_M decode 60% fast).""",
+              "fresh23_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 03:10 UTC) by someone who computed no prediction, committed before the
+model of that hour was scored on it; held out whole and scored once. Rule as fresh21_benchmarks.csv's.
+Source: the v0.12.0 edition of TensorRT-LLM's perf-overview page (trtllm-bench offline runs at maximum load,
+fixed input/output lengths; Llama-2/3 7-70B, Mistral 7B, Mixtral 8x7B on H200, GH200, H100, A100 and L40S;
+274 rows), read whole from the search index's stored copy (its commit not named; the page states v0.12.0).
+Its 'Mixed' precision columns (H100, A100) are read as 16-bit weights, an interpretation of the collector's.""",
+              "fresh24_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 03:10 UTC) the same way; llama-bench tables. Sources: Jeff Geerling's
+ai-benchmarks README (gpt-oss-20b on an RTX 4090 over Vulkan, two hosts), llama.cpp pull requests 15131 (RTX
+4090, llama 8B Q4_0, microbatches 10-16, master and PR) and 8416 (RTX 4090, Q4_K_S: no format mapping, not
+predicted); the pull-request tables were visible only in part."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
