@@ -7,6 +7,8 @@ Bits per element follow each format's block layout:
   q4_1 adds an fp16 minimum: 20 / 32 bytes -> 5.0 bits.
 * q4_k_m: mixed Q4_K/Q6_K file; 4.90 bits is the measured file size (4.58 GiB for 8.03B params, XiongjieDai
   README, https://github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference) divided by the parameter count.
+  q4_k_s likewise: 4.68 bits from llama.cpp's quantize tool, which lists Q4_K_S at 4.37G and Q4_K_M at 4.58G for
+  Llama-3-8B (QUANT_OPTIONS, https://github.com/ggml-org/llama.cpp/blob/master/tools/quantize/quantize.cpp).
 * mxfp4: 32 x e2m1 + one e8m0 scale = 4.25 bits (OCP MX spec v1.0,
   https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf);
   nvfp4: 16 x e2m1 + one fp8 scale = 4.5 bits (NVIDIA, https://developer.nvidia.com/blog/introducing-nvfp4-for-efficient-and-accurate-low-precision-inference/).
@@ -55,6 +57,7 @@ FORMATS: dict[str, NumberFormat] = {
         NumberFormat("q4_0", 4.5),
         NumberFormat("q4_1", 5.0),
         NumberFormat("q4_k_m", 4.9),
+        NumberFormat("q4_k_s", 4.68),
     )
 }
 _ALIASES = {

@@ -315,9 +315,10 @@ GH200 32% fast.""",
               "fresh24_benchmarks.csv": """\
 Collected on 2026-12-03 (rule fixed 03:10 UTC) the same way; llama-bench tables. Sources: Jeff Geerling's
 ai-benchmarks README (gpt-oss-20b on an RTX 4090 over Vulkan, two hosts), llama.cpp pull requests 15131 (RTX
-4090, llama 8B Q4_0, microbatches 10-16, master and PR) and 8416 (RTX 4090, Q4_K_S: no format mapping, not
-predicted); the pull-request tables were visible only in part. Scored once: decode 21.6% (2 rows), prefill
-20.3% (14 rows)."""}
+4090, llama 8B Q4_0, microbatches 10-16, master and PR) and 8416 (RTX 4090, Q4_K_S, microbatches 16-2048);
+the pull-request tables were visible only in part. Scored once: decode 21.6% (2 rows), prefill 20.3% (14
+rows); PR 8416's 16 Q4_K_S rows had no format mapping then and were not in that score (Q4_K_S is mapped
+since, at the size llama.cpp's quantize tool lists)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

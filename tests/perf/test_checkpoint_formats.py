@@ -73,3 +73,14 @@ def test_row_labels_state_kv_cache_and_speculative_decoding() -> None:
     assert isinstance(skipped, str) and skipped.startswith("speculative decoding")
     gguf = plan_row({**base, "engine": "llama.cpp (CUDA, build 5000)", "quant_format": "Q4_1 (llama 8B Q4_1)"})
     assert gguf.kwargs["weight_format"] == "q4_1"
+
+
+def test_q4_k_s_is_read_at_its_file_size() -> None:
+    """llama.cpp's quantize tool lists Q4_K_S at 4.37G and Q4_K_M at 4.58G (GiB) for Llama-3-8B's 8.03B
+    weights; the formats keep that ratio, and a Q4_K_S row maps to it."""
+    from retarget.perf.formats import get_format
+
+    assert get_format("q4_k_s").bits == pytest.approx(4.37 * 2**30 * 8 / 8.03e9, rel=0.01)
+    assert get_format("q4_k_s").bits / get_format("q4_k_m").bits == pytest.approx(4.37 / 4.58, rel=0.01)
+    base = {**ROW, "model": "Llama-3.1-8B", "num_devices": "1", "engine": "llama.cpp (CUDA, build 5000)"}
+    assert plan_row({**base, "quant_format": "Q4_K_S (llama 8B)"}).kwargs["weight_format"] == "q4_k_s"
