@@ -263,10 +263,9 @@ def _memory(
     shared = weights - spec.expert_params * fmts["experts"].bytes if parallelism == "ep" else 0.0
     placed = shared + (weights - shared) / devices + act
     pool = kv_pool_bytes(profile.memory_bytes, placed, kv_share_of_free)
-    # devices needed: the fewest d with kv / d <= pool(d), pool linear in 1 / d
+    # devices needed: the fewest d with kv / d <= pool(d), where pool(d) = room - share * (weights - shared) / d
+    room = kv_pool_bytes(profile.memory_bytes, act + shared, kv_share_of_free)
     share = kv_share_of_free or 1.0
-    room = share * ((profile.memory_bytes if kv_share_of_free else profile.memory_bytes * USABLE_MEMORY)
-                    - act - shared)
     needed = math.ceil((share * (weights - shared) + kv) / max(room, 1.0)) if room > 0 else -1
     return MemoryBreakdown(weights / 1e9, kv / 1e9, act / 1e9, (placed + kv / devices) / 1e9,
                            (placed + pool) / 1e9, kv / devices <= pool, needed)
