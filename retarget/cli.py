@@ -165,22 +165,27 @@ def predict_cmd(
                                         "...+kv-fp8) or a number format (bf16, fp8, q4_k_m, nvfp4)")] = "native",
     kv: Annotated[str, typer.Option(help="KV-cache format: bf16, fp8, int8")] = "bf16",
     engine: Annotated[str, typer.Option(help="software stack and release whose factors apply (an engine of "
-                                        "retarget/perf/efficiency.yaml): tuned (current vLLM/SGLang/NIM), vllm-v0, "
+                                        "retarget/perf/efficiency.yaml): tuned (vendor-tuned vLLM/SGLang/NIM), vllm-v1 "
+                                        "(vLLM 0.10+), vllm-v0, "
                                         "vllm-eager, sglang-0.4, tensorrt-llm, tensorrt-llm-0.1x, llama.cpp, "
                                         "llama.cpp-metal, turbomind, vllm-rocm-v1, ...")] = "tuned",
     parallelism: Annotated[str, typer.Option(help="tp (tensor parallel, experts split in the group), pp (layers "
                                              "split, llama.cpp) or ep (data-parallel attention, expert-parallel "
                                              "MoE with all-to-all)")] = "tp",
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a profile FIELD=VALUE")] = None,
+    output_len: Annotated[int | None, typer.Option(help="tokens generated per request: also predict serving "
+                                                   "--batch clients in a closed loop (as vllm bench serve "
+                                                   "--max-concurrency)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
 ) -> None:
     """Predicted time to first token, tokens/s, memory fit and the bottleneck per op class."""
     from retarget.perf.show import show_prediction
 
     check_options(devices=(devices, 1, 4096), batch=(batch, 1, 2**20), ctx=(ctx, 1, 2**24),
-                  prompt_len=(prompt_len, 1, 2**24))
+                  prompt_len=(prompt_len, 1, 2**24), output_len=(1 if output_len is None else output_len, 1, 2**24))
     run_or_exit(show_prediction, model, target, set_ or [], as_json, console, devices=devices, batch=batch,
-                ctx=ctx, prompt_len=prompt_len, recipe=recipe, kv_format=kv, engine=engine, parallelism=parallelism)
+                ctx=ctx, prompt_len=prompt_len, recipe=recipe, kv_format=kv, engine=engine, parallelism=parallelism,
+                output_len=output_len)
 
 
 @app.command("validate")

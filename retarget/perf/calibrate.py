@@ -52,6 +52,8 @@ FREE_FACTORS = {
     "stream_gb_s_per_fp32_tflop": FreeFactor(0.0, 400.0, 100.0, 0.0),
     "prefill_overhead_us_per_layer": FreeFactor(0.0, 1000.0, 50.0, 0.0),
     "moe_tile_tokens": FreeFactor(0.0, 512.0, 32.0, 0.0),
+    # an engine whose own collective kernels differ from the shared fit (SHARED_FACTORS) fits its own
+    "collective_latency_us": FreeFactor(2.0, 120.0, 10.0, 10.0),
 }
 # Factors every engine shares (efficiency.yaml `default`), fitted once on the calibration rows of all engines
 # together: each trial value refits every engine, and the summed loss is minimised (`fit_shared`).
@@ -138,7 +140,7 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9,
                 if trial_loss < current:
                     best, current = trial, trial_loss
             spans[key] /= 3
-    return {k: round(v, 3) for k, v in best.items() if k not in (shared or {})}, current
+    return {k: round(v, 3) for k, v in best.items() if k not in (shared or {}) or k in free}, current
 
 
 def prior_factors(engine: str) -> dict[str, float]:

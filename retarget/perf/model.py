@@ -281,6 +281,13 @@ def pipelined_share(chunks: int, stages: int, in_flight: int) -> float:
     return passes / chunks
 
 
+def micro_batch(batch: int, stages: int) -> int:
+    """Sequences per micro-batch when BATCH sequences stream through STAGES pipeline stages as one micro-batch
+    per stage: each stage then runs STAGES micro-batches of 1/STAGES of the layers per step, so a step takes
+    one micro-batch's time through the whole model (with fewer sequences than stages, one sequence's)."""
+    return math.ceil(batch / stages)
+
+
 DEVICE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128)  # the device counts `smallest_fit` tries
 
 
@@ -357,18 +364,20 @@ def predict(
     tp = devices if parallelism == "tp" else 1
     kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes)
     chunk = ubatch_tokens or eff.ubatch_tokens or PREFILL_CHUNK
-    prefill_step = Step(batch, min(prompt_len, chunk), 0, **kernels)
+    # micro-batched stages: a step of BATCH sequences takes as long as one micro-batch takes through every stage
+    step_batch = micro_batch(batch, devices) if parallelism == "pp" and eff.micro_batched_pipeline else batch
+    prefill_step = Step(step_batch, min(prompt_len, chunk), 0, **kernels)
     chunks = math.ceil(prompt_len / chunk)
     prefill = _phase(spec, profile, prefill_step, fmts, eff, devices, parallelism)
     if chunks > 1:  # later chunks attend to earlier ones; cost them at the mean cached length
-        later = Step(batch, chunk, (prompt_len - chunk) // 2 + chunk // 2, **kernels)
+        later = Step(step_batch, chunk, (prompt_len - chunk) // 2 + chunk // 2, **kernels)
         prefill = prefill.plus(_phase(spec, profile, later, fmts, eff, devices, parallelism), chunks - 1)
     if parallelism == "pp" and devices > 1 and chunks > 1 and eff.pipeline_copies > 1:
         prefill = prefill.scaled(pipelined_share(chunks, devices, eff.pipeline_copies))
     if eff.prefill_overhead_us_per_layer:  # the first-token cost: once per request, not per chunk
         first_token = eff.prefill_overhead_us_per_layer * spec.num_layers * 1e-6
         prefill = PhaseTime([*prefill.ops, OpTime("request", 0.0, 0.0, first_token, "fixed")])
-    decode = _phase(spec, profile, Step(batch, 1, ctx, **kernels), fmts, eff, devices, parallelism)
+    decode = _phase(spec, profile, Step(step_batch, 1, ctx, **kernels), fmts, eff, devices, parallelism)
     memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism, eff.kv_share_of_free)
     w_name, _ = compute_format(wfmt, profile.peak_tflops)
     node = multi_node()

@@ -17,6 +17,7 @@ from retarget.perf.confidence import confidence
 from retarget.perf.model import DEVICE_COUNTS, check_context, predict, smallest_fit
 from retarget.perf.prediction import Prediction
 from retarget.perf.recipes import NATIVE, PredictFormats, resolve_recipe
+from retarget.perf.serving import closed_loop
 
 
 def prediction_tables(pred: Prediction) -> list[Table]:
@@ -90,11 +91,23 @@ def _does_not_fit(spec: ModelSpec, profile: HardwareProfile, pred: Prediction, f
                          f"predicted for a configuration that does not fit; {where}", field="--devices")
 
 
+def _serving(spec: ModelSpec, profile: HardwareProfile, kwargs: dict[str, Any], workload: dict[str, Any],
+             output_len: int) -> dict[str, float]:
+    """The closed-loop serving run of WORKLOAD's batch as clients (retarget.perf.serving), as printed numbers."""
+    fixed = {k: v for k, v in workload.items() if k not in ("batch", "ctx", "prompt_len")}
+    point = closed_loop(spec, profile, concurrency=workload.get("batch", 1), output_len=output_len,
+                        input_len=workload.get("prompt_len", 4096), **kwargs, **fixed)
+    return {"clients": workload.get("batch", 1), "output_len": output_len, "ttft_ms": point.ttft_s * 1e3,
+            "tpot_ms": point.tpot_s * 1e3, "output_tokens_s": point.output_tokens_s}
+
+
 def show_prediction(model: str, target: str, overrides: list[str], as_json: bool, console: Console, *,
-                    recipe: str = NATIVE, kv_format: str = "bf16", **workload: Any) -> Prediction:
+                    recipe: str = NATIVE, kv_format: str = "bf16", output_len: int | None = None,
+                    **workload: Any) -> Prediction:
     """Predict MODEL on TARGET (with `--set` OVERRIDES) at RECIPE (see retarget.perf.recipes) for WORKLOAD
-    (predict's keyword arguments) and print it. A context beyond the model's maximum, or a configuration that
-    does not fit in memory, is an error naming what to change."""
+    (predict's keyword arguments) and print it; with OUTPUT_LEN also a closed-loop serving run of the batch as
+    clients. A context beyond the model's maximum, or a configuration that does not fit in memory, is an error
+    naming what to change."""
     spec = resolve_spec(model)
     profile = load_profile(target, parse_overrides(overrides))
     check_context(spec, workload.get("ctx", 4096), workload.get("prompt_len", 4096))
@@ -103,11 +116,20 @@ def show_prediction(model: str, target: str, overrides: list[str], as_json: bool
     if not pred.memory.fits:
         raise _does_not_fit(spec, profile, pred, formats, kv_format)
     conf = confidence(profile, workload.get("engine", "tuned"))
+    serving = _serving(spec, profile, formats.kwargs(kv_format), workload, output_len) if output_len else None
     if as_json:
-        console.print_json(json.dumps(_json_safe({**pred.to_dict(), "recipe": formats.recipe, "confidence": conf})))
+        extra = {"serving": serving} if serving else {}
+        console.print_json(json.dumps(_json_safe({**pred.to_dict(), "recipe": formats.recipe, "confidence": conf,
+                                                  **extra})))
         return pred
     for table in prediction_tables(pred):
         console.print(table)
+    if serving:
+        console.print(f"Serving {serving['clients']} clients in a closed loop ({workload.get('prompt_len', 4096)} "
+                      f"prompt + {output_len} output tokens each; predicted): TTFT {serving['ttft_ms']:,.1f} ms in the "
+                      f"steady state (more when prompts arrive in bursts), "
+                      f"TPOT {serving['tpot_ms']:,.2f} ms, {serving['output_tokens_s']:,.0f} output tokens/s",
+                      highlight=False)
     console.print(f"Recipe: {formats.recipe}. Confidence: {conf['summary']}", highlight=False)
     console.print("Assumptions: " + "; ".join(pred.assumptions), highlight=False)
     return pred

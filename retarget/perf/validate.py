@@ -38,6 +38,7 @@ from retarget.perf.model import (
     resolve_formats,
     weight_bytes,
 )
+from retarget.perf.serving import closed_loop
 
 HERE = Path(__file__).parent
 COLUMNS = (
@@ -60,6 +61,9 @@ LEAVE_SOURCE_OUT = "all, leave one source out"
 PHASE_GROUPS = {"decode": "decode", "prefill": "prefill", "offline-throughput": "throughput"}
 # an engine rule's optional substrings (validation_map.yaml `engines`) and the row column each must occur in
 ENGINE_RULE_FIELDS = {"label": "engine", "hardware": "hardware", "source": "source_url", "quant": "quant_format"}
+# a run at a fixed client concurrency (`--max-concurrency C` of vllm bench serve / SGLang's bench_serving): its
+# metrics are closed-loop means (retarget.perf.serving), not the fixed batch's
+SERVING_KINDS = {"tpot": "serve_tpot", "generate": "serve_generate"}
 FRESH = "fresh"  # the split of every row of a held-out file (validation_map.yaml `split` `held_out_files`)
 
 
@@ -90,13 +94,14 @@ class RowPlan:
 
     spec: ModelSpec
     profile: HardwareProfile
-    kind: str  # generate | step | tpot | prefill_tps | ttft | offline
+    kind: str  # generate | step | tpot | prefill_tps | ttft | offline | serve_tpot | serve_generate
     batch: int
     input_len: int
     output_len: int
     kwargs: dict[str, Any]
     max_batch: int = 0
     cached_prompt: bool = False  # the timed runs find every prompt in the prefix cache (engine rule `prompt_cache_hit`)
+    requests: int | None = None  # requests a closed-loop serving run sends in all (serve_* kinds; None: not stated)
 
 
 @dataclass
@@ -246,6 +251,15 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     }
     if (phase, metric) not in kinds:
         return f"{phase} / {metric} is load-dependent or per-node; the model predicts fixed batches only"
+    serving = re.search(r"--max-concurrency \d", row["engine"])
+    if serving and kinds[(phase, metric)] == "ttft":
+        return ("the mean TTFT of a serving run at a fixed concurrency depends on how many prompts the server "
+                "prefills per step and how they arrive (its token budget, bursts of requests), which no profile "
+                "or engine states: not predicted; its TPOT and output throughput are")
+    if serving and kinds[(phase, metric)] in SERVING_KINDS:
+        sent = re.search(r"(\d{1,7}) prompts at --max-concurrency", row["engine"])
+        return RowPlan(spec, profile, SERVING_KINDS[kinds[(phase, metric)]], batch, inp, out, kwargs,
+                       requests=int(sent.group(1)) if sent else None)
     return RowPlan(spec, profile, kinds[(phase, metric)], batch, inp, out, kwargs,
                    cached_prompt=bool(eng.get("prompt_cache_hit")))
 
@@ -272,7 +286,8 @@ def _memoised(fn: Any) -> Any:
     @functools.wraps(fn)
     def wrapper(plan: RowPlan, engine_factors: dict[str, float] | None = None) -> tuple[float, dict[str, Any]]:
         key = (id(plan.spec), id(plan.profile), plan.kind, plan.batch, plan.input_len, plan.output_len,
-               plan.max_batch, plan.cached_prompt, *plan.kwargs.values(), *(engine_factors or {}).items())
+               plan.max_batch, plan.cached_prompt, plan.requests, *plan.kwargs.values(),
+               *(engine_factors or {}).items())
         if key not in memo:
             if len(memo) >= 100_000:
                 memo.clear()
@@ -300,6 +315,15 @@ def predict_plan(
             cached_prompt=plan.cached_prompt, **k) for waves, size in ((full, fits), (1, rest)) if waves and size)
         return batch * plan.output_len / seconds, {"batch": batch, "input_len": plan.input_len,
                                                    "output_len": plan.output_len, "concurrent": fits}
+    if plan.kind in SERVING_KINDS.values():
+        fits = plan.batch
+        if kernel_attributes(k["engine"]).get("admits_what_fits"):
+            fits = max_batch(replace(plan, max_batch=plan.batch))  # requests beyond what fits wait in the queue
+        point = closed_loop(plan.spec, plan.profile, concurrency=fits, input_len=plan.input_len,
+                            output_len=plan.output_len, requests=plan.requests, **k)
+        value = {"serve_tpot": point.tpot_s * 1e3, "serve_generate": point.output_tokens_s}
+        return value[plan.kind], {"concurrency": plan.batch, "concurrent": fits, "input_len": plan.input_len,
+                                  "output_len": plan.output_len, "requests": plan.requests}
     if plan.kind == "step":  # llama.cpp ubatch rows: per_step tokens of one sequence per forward pass
         pred = predict(
             plan.spec, plan.profile, batch=plan.batch, ctx=max(plan.input_len, 1), prompt_len=1, **k

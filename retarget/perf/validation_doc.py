@@ -40,6 +40,7 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh8_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh9_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh10_benchmarks.csv",
+                 ROOT / "bench" / "data" / "serving2025_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh11_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh12_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh13_benchmarks.csv",
@@ -53,7 +54,9 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh21_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh22_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh23_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh24_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh24_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh25_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh26_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -188,6 +191,15 @@ evidence (Radeon rows within 15% with the CUDA constants, Instinct rows far off)
 mapped to `llama.cpp` instead of `llama.cpp-rocm`. That moves this file's RX 7900 XTX row (predicted 86% slow
 before) and the refitted llama.cpp constants move the others, so the numbers below are no longer a clean
 held-out score. It joined the SHA-256 split with fresh9_benchmarks.csv.""",
+              "serving2025_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 04:22 UTC) by two helpers who computed no prediction, as calibration data
+for the serving engines of 2025-2026, and put in the SHA-256 split when committed (never held out). Sources:
+TensorRT-LLM 1.2's perf-overview tables (trtllm-bench at maximum throughput on B200, GB200, H200 and RTX PRO
+6000: DeepSeek-R1, gpt-oss, Llama-3.3-70B, Qwen3; 112 rows), LMSYS's deterministic-inference post (SGLang of
+Sep 2025, Qwen3-8B on H200; its deterministic-mode rows are skipped), vLLM's perf dashboard (v0.15.1,
+gpt-oss-120b on 8x H200) and vLLM's MI355X recipes (Nov 2025). From its misses, before the refit: TensorRT-LLM
+runs a pipeline split as one micro-batch per stage (efficiency.yaml `micro_batched_pipeline`), so its
+RTX PRO 6000 pipeline rows, flat in the number of stages before, scale with it.""",
               "fresh11_benchmarks.csv": """\
 Collected on 2026-12-02 (rule fixed 14:27, committed 14:35 UTC) after fresh9_benchmarks.csv and
 fresh10_benchmarks.csv had been scored, by someone who computed no prediction, and committed before the
@@ -318,7 +330,29 @@ ai-benchmarks README (gpt-oss-20b on an RTX 4090 over Vulkan, two hosts), llama.
 4090, llama 8B Q4_0, microbatches 10-16, master and PR) and 8416 (RTX 4090, Q4_K_S, microbatches 16-2048);
 the pull-request tables were visible only in part. Scored once: decode 21.6% (2 rows), prefill 20.3% (14
 rows); PR 8416's 16 Q4_K_S rows had no format mapping then and were not in that score (Q4_K_S is mapped
-since, at the size llama.cpp's quantize tool lists)."""}
+since, at the size llama.cpp's quantize tool lists).""",
+              "fresh25_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 04:22 UTC) by a helper who computed no prediction, from sources outside
+the vLLM, SGLang and TensorRT-LLM projects (those went to serving2025_benchmarks.csv, collected at the same
+time); committed before the model it was scored with was fixed. Sources: three more editions of ROCm/vllm's
+MI300X latency table (vLLM 0.8.3 and 0.8.5 of Apr-May 2025 with an FP8 KV cache, and the 0.11.1 release
+candidate of Nov 2025 on the V1 engine; Llama 3.1 70B/405B FP8, TP8; 96 rows), NVIDIA's DGX Spark playbook
+(Qwen3-30B-A3B on an RTX PRO 6000 with vLLM 0.10.1) and a personal MI300X benchmark repository (Llama 3.1 8B,
+V0 engine). Before scoring, from the labels alone: a vLLM 0.11 ROCm build and vLLM 0.1x CUDA releases timed by
+`vllm bench latency` map to the V1 engines with `prompt_cache_hit`. Scored once: decode 14.5% MAPE (101 rows,
+MdAPE 11.3), within the target.""",
+              "fresh26_benchmarks.csv": """\
+Collected on 2026-12-03 (from about 04:45 UTC) by a helper who computed no prediction; committed before the
+model it was scored with was fixed. SemiAnalysis' InferenceX results (the production API's DeepSeek-R1-0528
+answer, as committed in the InferenceX-app repository's test fixtures; runs of Oct 2025 to Jun 2026) and AMD's
+ATOM nightly dashboard (May-Aug 2026): fixed-concurrency serving runs (4-256 clients, random lengths of 0.8-1.0
+of 1k/1k, 1k/8k and 8k/1k, mean lengths given) of DeepSeek-R1 (FP8, NVFP4, MXFP4) on SGLang 0.5, TensorRT-LLM
+1.1-1.3 and ATOM on B200, H200, MI300X, MI325X and MI355X, and gpt-oss-120b and Llama-3.3-70B on ATOM (MI355X).
+Each engine label got the client's `--max-concurrency C` on commit, so the rows are read as closed-loop serving
+runs; their mean TTFT rows and the runs with MTP are skipped. Scored once: decode (TPOT and output tokens/s)
+40.2% MAPE (346 rows, MdAPE 33.2): TensorRT-LLM 17.9% (56 rows); SGLang on MI300X and MI325X within 10%, but
+SGLang 0.5 on B200, H200 and MI355X runs 1.7-1.9x faster per output token than predicted, and ATOM 1.3x: the
+`tuned` engine's fixed costs per step and per visited expert (fitted on 2024-25 releases) are too high for them."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

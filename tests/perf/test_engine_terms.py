@@ -330,3 +330,46 @@ def test_a_batch_larger_than_memory_holds_runs_in_waves_on_paged_kv_schedulers()
     assert value == pytest.approx(32 * 14336 / seconds, rel=1e-9)
     static = plan_row({**row, "engine": "TensorRT-LLM v0.9.0"})
     assert predict_plan(static)[1]["concurrent"] == 32
+
+
+def _micro_batched_round(stages: int, micro_batches: int, stage_s: float, rounds: int = 6) -> float:
+    """Independent reference: simulate MICRO_BATCHES micro-batches looping through STAGES stages (each stage
+    busy STAGE_S per micro-batch, one at a time; a micro-batch starts its next token when it leaves the last
+    stage); the steady-state time between two tokens of one micro-batch."""
+    stage_free = [0.0] * stages
+    ready = [0.0] * micro_batches
+    finished: list[list[float]] = [[] for _ in range(micro_batches)]
+    for _ in range(rounds):
+        for m in range(micro_batches):
+            t = ready[m]
+            for s in range(stages):
+                t = max(t, stage_free[s]) + stage_s
+                stage_free[s] = t
+            ready[m] = t
+            finished[m].append(t)
+    return finished[0][-1] - finished[0][-2]
+
+
+@pytest.mark.parametrize("batch,stages", [(64, 4), (256, 8), (3, 4)])
+def test_micro_batched_pipeline_step_matches_a_simulated_pipeline(batch: int, stages: int) -> None:
+    """TensorRT-LLM splits a pipeline-parallel step into one micro-batch per stage; the decode step (one token for
+    every sequence) equals the simulated steady-state round of those micro-batches, each stage taking 1/STAGES
+    of one device's whole-model step for a micro-batch (the stage hand-offs are the comm op, left out)."""
+    spec, rtx = get_spec("llama-3.1-70b"), load_profile("rtx-pro-6000")
+    kw = dict(ctx=2048, weight_format="fp8", kv_format="fp8", engine="tensorrt-llm", engine_factors=IDEAL)
+    split = predict(spec, rtx, batch=batch, devices=stages, parallelism="pp", **kw)
+    micro = -(-batch // stages)  # sequences per micro-batch; fewer sequences than stages leave stages idle
+    whole = predict(spec, rtx, batch=micro, devices=1, **kw).decode.time_s
+    round_s = _micro_batched_round(stages, min(stages, batch), whole / stages)
+    step = sum(op.time_s for op in split.decode.ops if op.op_class != "comm")
+    assert step == pytest.approx(round_s, rel=1e-9)
+
+
+def test_layer_split_without_micro_batches_runs_the_whole_batch_through_each_stage_in_turn() -> None:
+    """llama.cpp's layer split has no micro-batches: a step of 64 sequences costs one device's whole-model step
+    for all 64 (hand-offs aside), so a compute-bound batch gains nothing from the stages, unlike TensorRT-LLM."""
+    spec, rtx = get_spec("llama-3.1-70b"), load_profile("rtx-pro-6000")
+    kw = dict(batch=64, ctx=2048, weight_format="q8_0", kv_format="fp16", engine_factors=IDEAL)
+    split = predict(spec, rtx, devices=4, parallelism="pp", engine="llama.cpp", **kw)
+    whole = predict(spec, rtx, devices=1, engine="llama.cpp", **kw).decode.time_s
+    assert sum(op.time_s for op in split.decode.ops if op.op_class != "comm") == pytest.approx(whole, rel=1e-9)

@@ -90,6 +90,12 @@ def test_an_engine_inherits_its_parents_factors_and_attributes() -> None:
     ({"engine": "vLLM (ROCm) 0.6.4 (TP 8)", "hardware": "AMD Instinct MI300X 192GB"}, "vllm-rocm"),
     ({"engine": "SGLang v0.4.1.post2", "model": "DeepSeek-V3", "quant_format": "FP8 (block)"}, "sglang-0.4.1"),
     ({"engine": "SGLang 0.4.6.post1"}, "sglang-0.4"),
+    ({"engine": "vLLM v0.15.1 (V1 engine; TP8; vllm bench serve, 640 prompts at --max-concurrency 64)"}, "vllm-v1"),
+    ({"engine": "vLLM 0.10.1.1 (V1 engine; TP1; vllm bench latency)"}, "vllm-v1"),
+    ({"engine": "vLLM (ROCm) v0.11.1rc (V1 engine; TP8; vllm bench latency)",
+      "hardware": "AMD Instinct MI300X 192GB"}, "vllm-rocm-v1"),
+    ({"engine": "TensorRT-LLM 1.2.0 (PyTorch backend; DEP4 = attention data parallel 4 + expert parallel 4)"},
+     "tensorrt-llm"),
 ])
 def test_engine_rules_match_label_source_and_format(fields: dict[str, str], engine: str) -> None:
     row = {**ROW, "model": "Llama-2-7B", "quant_format": "FP16", "hardware": "NVIDIA A100 80GB PCIe", **fields}
@@ -113,3 +119,29 @@ def test_geforce_blackwell_accumulates_fp16_at_twice_the_fp32_accumulate_rate() 
     for name in ("rtx-5080", "rtx-5090"):
         peaks = load_profile(name).peak_tflops
         assert peaks["fp16_acc16"] == pytest.approx(2 * peaks["fp16"], rel=1e-3)
+
+
+@pytest.mark.parametrize("engine,parallelism,cached", [
+    ("TensorRT-LLM 1.2.0 (PyTorch backend; DEP4 = attention data parallel 4 + expert parallel 4)", "ep", False),
+    ("TensorRT-LLM 1.2.0 (PyTorch backend; pipeline parallel TP1 x PP4)", "pp", False),
+    ("vLLM (ROCm) v0.11.1rc (V1 engine; TP8; vllm bench latency)", "tp", True),
+    ("vLLM (ROCm) v0.11.1rc (V1 engine; TP8; vllm bench throughput)", "tp", False),
+])
+def test_release_labels_state_the_parallel_layout_and_the_prompt_cache(engine: str, parallelism: str,
+                                                                       cached: bool) -> None:
+    """Layouts and the V1 prompt cache are read from the label, whatever words come before them."""
+    row = {**ROW, "model": "Llama-3.1-70B-Instruct", "quant_format": "FP8", "hardware": "AMD Instinct MI300X 192GB",
+           "num_devices": "4", "engine": engine}
+    plan = plan_row(row)
+    assert plan.kwargs["parallelism"] == parallelism and plan.cached_prompt is cached
+
+
+def test_amd_mxfp4_checkpoints_of_dense_models_quantise_every_linear_layer() -> None:
+    """AMD's Quark MXFP4 Llama checkpoints are MXFP4 throughout (LM head aside); gpt-oss's MXFP4 is its experts'."""
+    row = {**ROW, "model": "Llama-3.3-70B-Instruct", "hardware": "AMD Instinct MI355X",
+           "engine": "vLLM (ROCm) main of Nov 2025 (--kv-cache-dtype fp8)",
+           "quant_format": "MXFP4 (amd/Llama-3.3-70B-Instruct-MXFP4-Preview), FP8 KV cache"}
+    dense = plan_row(row).kwargs
+    assert (dense["weight_format"], dense["kv_format"]) == ("mxfp4", "fp8")
+    moe = plan_row({**row, "model": "gpt-oss-120b", "quant_format": "MXFP4 (openai/gpt-oss-120b native)"}).kwargs
+    assert (moe["weight_format"], moe["expert_format"]) == ("bf16", "mxfp4")

@@ -1,0 +1,132 @@
+"""The closed-loop serving model against a simulated server, and the validate rows it predicts."""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+import pytest
+
+from retarget.hw_profiles import load_profile
+from retarget.models.registry import get_spec
+from retarget.perf import predict
+from retarget.perf.serving import closed_loop
+from retarget.perf.validate import plan_row, predict_plan
+
+
+def _simulate(clients: int, lengths: list[int], step_s: float, prefill_s: float,
+              prefills_per_step: int = 8) -> dict[str, float]:
+    """Independent reference: a continuous-batching server stepping in discrete steps. Each step runs the
+    prefills of up to PREFILLS_PER_STEP requests that arrived before it (PREFILL_S each, the engine's token
+    budget per step; those requests then have their first token) and one decode token for every request
+    already past its first token (STEP_S per step whatever their number). CLIENTS clients each send their next
+    request the moment the last one has its tokens; request i generates LENGTHS[i] tokens."""
+    requests = len(lengths)
+    arrivals = [(0.0, c) for c in range(min(clients, requests))]
+    heapq.heapify(arrivals)
+    sent, now = len(arrivals), 0.0
+    decoding: dict[int, list[float]] = {}  # request -> [arrival, first token, tokens so far]
+    done: list[tuple[float, float, float]] = []  # (ttft, tpot, finish)
+    while len(done) < requests:
+        waiting = []
+        while arrivals and arrivals[0][0] <= now and len(waiting) < prefills_per_step:
+            waiting.append(heapq.heappop(arrivals))
+        if not waiting and not decoding:
+            now = arrivals[0][0]
+            continue
+        running = list(decoding)
+        now += step_s * bool(running) + prefill_s * len(waiting)
+        for rid in running:
+            decoding[rid][2] += 1
+            if decoding[rid][2] == lengths[rid]:
+                arrival, first, _ = decoding.pop(rid)
+                done.append((first - arrival, (now - first) / (lengths[rid] - 1), now))
+                if sent < requests:
+                    heapq.heappush(arrivals, (now, sent))
+                    sent += 1
+        for arrival, rid in waiting:
+            decoding[rid] = [arrival, now, 1]
+    return {"ttft": sum(d[0] for d in done) / requests, "tpot": sum(d[1] for d in done) / requests,
+            "throughput": sum(lengths) / max(d[2] for d in done)}
+
+
+SPEC, H100 = get_spec("llama-3.1-8b"), load_profile("h100-sxm")
+KW = dict(weight_format="bf16", kv_format="bf16", engine="tuned")
+
+
+def _times(clients: int, inp: int, out: int) -> tuple[float, float]:
+    """One prompt's prefill and one decode step of CLIENTS sequences, as closed_loop takes them."""
+    ctx = inp + out // 2
+    return (predict(SPEC, H100, batch=1, ctx=ctx, prompt_len=inp, **KW).ttft_s,
+            predict(SPEC, H100, batch=clients, ctx=ctx, prompt_len=inp, **KW).tpot_s)
+
+
+@pytest.mark.parametrize("clients,requests", [(64, 128), (64, 640), (16, 160), (128, 256)])
+def test_fixed_lengths_match_a_simulated_server(clients: int, requests: int) -> None:
+    """Requests prefilled in the same step (8 here) finish together and arrive again together, so beyond the
+    model's TTFT a request waits for up to 7 more prefills, and the first C for one step per 8 prompts before
+    theirs: the simulated TTFT lies in that range."""
+    inp, out, per_step = 1024, 512, 8
+    point = closed_loop(SPEC, H100, concurrency=clients, input_len=inp, output_len=out, requests=requests, **KW)
+    prefill_s, step_s = _times(clients, inp, out)
+    sim = _simulate(clients, [out] * requests, step_s, prefill_s, per_step)
+    assert point.tpot_s == pytest.approx(sim["tpot"], rel=0.05)
+    assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.05)
+    first_steps = min(clients, requests) / requests * (clients / per_step + 1) / 2 * step_s
+    assert point.ttft_s * 0.95 <= sim["ttft"] <= point.ttft_s + (per_step - 1) * prefill_s + first_steps
+
+
+def test_random_lengths_spread_the_clients_out_as_a_simulated_server_does() -> None:
+    """Output lengths drawn uniformly from 256-768 (mean 512): after the first requests the arrivals are spread
+    over the steps, so each token waits for C / O prefills and a request for about one; 40 rounds of requests
+    make the run's start weigh little."""
+    clients, inp, out = 64, 1024, 512
+    draw = random.Random(7)
+    lengths = [draw.randint(out // 2, 3 * out // 2) for _ in range(40 * clients)]
+    point = closed_loop(SPEC, H100, concurrency=clients, input_len=inp, output_len=out,
+                        requests=len(lengths), **KW)
+    prefill_s, step_s = _times(clients, inp, out)
+    sim = _simulate(clients, lengths, step_s, prefill_s)
+    assert point.tpot_s == pytest.approx(sim["tpot"], rel=0.05)
+    assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.05)
+    assert point.ttft_s == pytest.approx(sim["ttft"], rel=0.25)
+
+
+ROW = {"source_url": "https://example.org/serve", "model": "Llama-3.1-8B-Instruct", "params": "8B",
+       "quant_format": "BF16", "hardware": "NVIDIA H100 SXM 80GB", "num_devices": "1",
+       "engine": "vLLM v0.11.0 (V1 engine; vllm bench serve, 640 prompts at --max-concurrency 64)",
+       "phase": "decode", "batch_size": "64", "input_len": "1024", "output_len": "1024",
+       "metric": "TPOT ms", "value": "10", "notes": ""}
+
+
+def test_serve_rows_are_predicted_as_a_closed_loop_and_batch_rows_as_a_fixed_batch() -> None:
+    serve = plan_row(ROW)
+    assert not isinstance(serve, str) and serve.kind == "serve_tpot" and serve.requests == 640
+    value, _ = predict_plan(serve)
+    assert serve.kwargs["engine"] == "vllm-v1"
+    kw = {**KW, "engine": "vllm-v1"}
+    assert value == pytest.approx(closed_loop(SPEC, H100, concurrency=64, input_len=1024, output_len=1024,
+                                              requests=640, **kw).tpot_s * 1e3, rel=1e-9)
+    fixed = plan_row({**ROW, "engine": "vLLM v0.11.0 (V1 engine; vllm bench latency, batch 64)"})
+    assert not isinstance(fixed, str) and fixed.kind == "tpot"
+    assert value > predict_plan(fixed)[0]  # the others' prefills stall every sequence's decode
+    skipped = plan_row({**ROW, "phase": "prefill", "metric": "TTFT ms"})
+    assert isinstance(skipped, str) and "TTFT" in skipped and "TPOT" in skipped
+
+
+def test_predict_prints_the_closed_loop_run_of_its_batch_as_clients() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from retarget.cli import app
+
+    args = ["predict", "llama-3.1-8b", "--batch", "32", "--prompt-len", "2048", "--output-len", "256"]
+    result = CliRunner().invoke(app, [*args, "--json"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    serving = json.loads(result.output)["serving"]
+    point = closed_loop(SPEC, H100, concurrency=32, input_len=2048, output_len=256, **KW)
+    assert serving["tpot_ms"] == pytest.approx(point.tpot_s * 1e3, rel=1e-9)
+    assert serving["output_tokens_s"] == pytest.approx(point.output_tokens_s, rel=1e-9)
+    bad = CliRunner().invoke(app, [*args[:-1], "0"], env={"COLUMNS": "400"})
+    assert bad.exit_code == 2 and "--output-len" in bad.output and "Traceback" not in bad.output
