@@ -96,6 +96,8 @@ def test_an_engine_inherits_its_parents_factors_and_attributes() -> None:
       "hardware": "AMD Instinct MI300X 192GB"}, "vllm-rocm-v1"),
     ({"engine": "TensorRT-LLM 1.2.0 (PyTorch backend; DEP4 = attention data parallel 4 + expert parallel 4)"},
      "tensorrt-llm"),
+    ({"engine": "SGLang v0.5.12 (image lmsysorg/sglang:v0.5.12-cu130; TP8)"}, "sglang-0.5"),
+    ({"engine": "ATOM v0.1.1 (ROCm/ATOM openai_server; TP8)", "hardware": "AMD Instinct MI355X"}, "atom"),
 ])
 def test_engine_rules_match_label_source_and_format(fields: dict[str, str], engine: str) -> None:
     row = {**ROW, "model": "Llama-2-7B", "quant_format": "FP16", "hardware": "NVIDIA A100 80GB PCIe", **fields}

@@ -89,14 +89,15 @@ def test_efficiency_file_is_reproduced_by_calibration() -> None:
                                      "llama.cpp-hip", "llama.cpp-rocm", "sglang-0.4", "sglang-0.4.1", "sglang-eager",
                                      "tensorrt-llm", "tensorrt-llm-0.1x", "tensorrt-llm-0.6", "tensorrt-llm-0.9",
                                      "turbomind", "vllm-eager", "vllm-rocm", "vllm-rocm-v1", "vllm-v0",
-                                     "vllm-v0-awq", "vllm-v1", "tuned"}  # tuned: test_multi_gpu.py
+                                     "vllm-v0-awq", "vllm-v1", "sglang-0.5", "atom",
+                                     "tuned"}  # tuned: test_multi_gpu.py
     for engine, min_rows in (("llama.cpp", 10), ("llama.cpp-2023", 10), ("llama.cpp-metal", 4),
                              ("llama.cpp-rocm", 30), ("sglang-0.4", 30),
                              ("tensorrt-llm", 5), ("tensorrt-llm-0.1x", 20), ("tensorrt-llm-0.6", 10),
                              ("tensorrt-llm-0.9", 30), ("turbomind", 15), ("vllm-eager", 5), ("vllm-rocm", 2),
                              ("vllm-rocm-v1", 15), ("vllm-v0", 30), ("sglang-eager", 1),
                              ("llama.cpp-metal-2023", 2), ("sglang-0.4.1", 1), ("vllm-v0-awq", 5),
-                             ("llama.cpp-hip", 10), ("vllm-v1", 5)):
+                             ("llama.cpp-hip", 10), ("vllm-v1", 5), ("sglang-0.5", 50), ("atom", 50)):
         recorded = yaml.safe_load(re.search(rf"^  {re.escape(engine)}: (\{{.*?\}})", text, re.M).group(1))
         if "inherits" in recorded:  # the inherited factors are the parent's, as written
             recorded = {**engine_entry(recorded.pop("inherits")), **recorded}
