@@ -278,6 +278,14 @@ def max_batch(plan: RowPlan) -> int:
     return max(1, int(min(plan.max_batch, pool // per_seq)))
 
 
+def admitted(plan: RowPlan, batch: int) -> int:
+    """Sequences the engine runs at once out of BATCH: all of them, or, where its scheduler admits only what the KV
+    pool holds (kernel attribute `admits_what_fits`), that many; the rest wait in its queue."""
+    if kernel_attributes(plan.kwargs["engine"]).get("admits_what_fits"):
+        return max_batch(replace(plan, max_batch=batch))
+    return batch
+
+
 def _memoised(fn: Any) -> Any:
     """Cache FN(plan, engine_factors) per plan and factors: repeated rows and repeated calibration trials
     cost one prediction each (the cache holds the plan's spec and profile, so their ids stay unique)."""
@@ -306,9 +314,7 @@ def predict_plan(
     k = {**plan.kwargs, "engine_factors": engine_factors}
     if plan.kind in ("generate", "offline"):
         batch = max_batch(plan) if plan.kind == "offline" else plan.batch
-        fits = batch
-        if plan.kind == "generate" and kernel_attributes(k["engine"]).get("admits_what_fits"):
-            fits = max_batch(replace(plan, max_batch=batch))  # the scheduler queues the sequences that do not fit
+        fits = admitted(plan, batch) if plan.kind == "generate" else batch
         full, rest = divmod(batch, fits)
         seconds = sum(waves * size * plan.output_len / generation_tokens_s(
             plan.spec, plan.profile, batch=size, input_len=plan.input_len, output_len=plan.output_len,
@@ -316,9 +322,7 @@ def predict_plan(
         return batch * plan.output_len / seconds, {"batch": batch, "input_len": plan.input_len,
                                                    "output_len": plan.output_len, "concurrent": fits}
     if plan.kind in SERVING_KINDS.values():
-        fits = plan.batch
-        if kernel_attributes(k["engine"]).get("admits_what_fits"):
-            fits = max_batch(replace(plan, max_batch=plan.batch))  # requests beyond what fits wait in the queue
+        fits = admitted(plan, plan.batch)
         point = closed_loop(plan.spec, plan.profile, concurrency=fits, input_len=plan.input_len,
                             output_len=plan.output_len, requests=plan.requests, **k)
         value = {"serve_tpot": point.tpot_s * 1e3, "serve_generate": point.output_tokens_s}
