@@ -45,6 +45,7 @@ FREE_FACTORS = {
     "moe_compute": FreeFactor(0.05, 1.5, 1.0, 1.0),
     "attention_compute": FreeFactor(0.001, 1.5, 1.0, 1.0),
     "memory": FreeFactor(0.2, 1.25, 1.0, 1.0),
+    "gemm_memory": FreeFactor(0.2, 1.25, 1.0, 1.0),
     "overhead_us_per_layer": FreeFactor(0.0, 4000.0, 50.0, 18.0),
     "moe_overhead_us_per_expert": FreeFactor(0.0, 500.0, 25.0, 0.0),
     "stage_hop_us": FreeFactor(0.0, 2000.0, 100.0, 0.0),
@@ -122,10 +123,11 @@ def fit_shared(paths: list[Path], key: str = "collective_latency_us", evaluation
 def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9,
               shared: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
     """ENGINE's factors minimising `loss` over PLANS (only the rule's `free` factors move; the others keep
-    their efficiency.yaml values, SHARED overrides the shared ones), and that loss."""
+    their efficiency.yaml values, SHARED sets the shared ones ENGINE's entries leave unset), and that loss."""
     free = calibration_rule(engine)["free"]  # type: ignore[index]
     start = {k: FREE_FACTORS[k].start for k in free}
-    best = {**start, **engine_entry(engine), **(shared or {}), **start}  # free factors first (efficiency.yaml order)
+    # free factors first (efficiency.yaml order); a shared value yields to one the engine or its parent sets
+    best = {**start, **(shared or {}), **engine_entry(engine), **start}
     spans = {k: (FREE_FACTORS[k].high - FREE_FACTORS[k].low) / 2 for k in free}
     current = loss(plans, best)
     for _ in range(rounds):

@@ -44,6 +44,7 @@ class Efficiency:
     # 0 = off; else an expert's tiled matmul pays a fixed cost per weight per forward worth this many tokens of
     # multiply-adds, so n tokens per expert run at n / (n + this) of the per-token rate
     moe_tile_tokens: float = 0.0
+    gemm_memory: float = 1.0  # the dense GEMMs' weight streaming as a share of `memory` (their own kernels)
     fp16_accumulate: bool = False
     narrow_float_gemm: float = 1.0  # share of the 16-bit GEMM efficiency reached at an 8-bit/4-bit float peak
     # query heads per KV head that the decode attention kernel serves with one cache read (None: every size); a
@@ -126,6 +127,7 @@ def efficiency(
         collective_latency_us=eng.get("collective_latency_us", base["collective_latency_us"]),  # calibration's trial
         internode_latency_us=base["internode_latency_us"],
         **{cost: eng.get(cost, 0.0) for cost in ENGINE_COSTS},
+        gemm_memory=eng.get("gemm_memory", 1.0),
         fp16_accumulate=bool(set(line) & set(table.get("fp16_accumulate_engines", []))),
         narrow_float_gemm=table.get("narrow_float_gemm_factor", {}).get(family, 1.0),
         gqa_kernel_group_sizes=(None if (sizes := kernels.get("gqa_kernel_group_sizes")) is None

@@ -36,7 +36,8 @@ Parallelism = Literal["tp", "pp", "ep"]
 
 def _op_time(op: OpCost, eff: Efficiency, profile: HardwareProfile, peak_tflops: float) -> OpTime:
     t_compute = op.flops / (eff.compute(op.op_class) * peak_tflops * 1e12) if op.flops else 0.0
-    t_memory = op.bytes / (eff.memory * profile.mem_bw_gb_s * 1e9)  # type: ignore[operator]
+    memory = eff.memory * (eff.gemm_memory if op.op_class == "gemm" else 1.0)
+    t_memory = op.bytes / (memory * profile.mem_bw_gb_s * 1e9)  # type: ignore[operator]
     vector_tflops = profile.peak_tflops.get("fp32", 0.0)
     if eff.stream_gb_s_per_fp32_tflop > 0 and vector_tflops:  # streaming limited by the SMs' loads in flight
         t_memory += op.bytes / (eff.stream_gb_s_per_fp32_tflop * vector_tflops * 1e9)
@@ -389,7 +390,8 @@ def predict(
            if fmts["attention"] is not wfmt else ""),
         f"efficiency: family {profile.family}, engine {engine} "
         f"(gemm {eff.gemm:.2f}, memory {eff.memory:.2f}, "
-        f"overhead {eff.overhead_us_per_layer:g} us/layer"
+        + (f"dense GEMM weights streamed at {eff.gemm_memory:.2f} of that, " if eff.gemm_memory != 1.0 else "")
+        + f"overhead {eff.overhead_us_per_layer:g} us/layer"
         + (f" + {eff.moe_overhead_us_per_expert:g} us per visited expert per MoE layer"
            if spec.is_moe and eff.moe_overhead_us_per_expert else "")
         + (f" + {eff.overhead_us_per_step:g} us/step" if eff.overhead_us_per_step else "")

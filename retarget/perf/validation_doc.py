@@ -354,7 +354,10 @@ runs; their mean TTFT rows and the runs with MTP are skipped. Scored once: decod
 SGLang 0.5 on B200, H200 and MI355X runs 1.7-1.9x faster per output token than predicted, and ATOM 1.3x: the
 `tuned` engine's fixed costs per step and per visited expert (fitted on 2024-25 releases) are too high for them.
 It then joined the SHA-256 split, and SGLang 0.5 and ATOM got engines of their own designed from those misses
-(efficiency.yaml `sglang-0.5`, `atom`), so its evaluation rows are not an independent test of them."""}
+(efficiency.yaml `sglang-0.5`, `atom`), so its evaluation rows are not an independent test of them. So were the
+later `sglang-0.5-mi30x` engine (SGLang's ROCm images for MI300X/MI325X, 1.2-2x slower than the one `sglang-0.5`
+engine predicted) and ATOM's fitted dense-GEMM streaming and attention rate (its Llama-3.3-70B runs 1.7-2x
+slower)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -373,3 +373,17 @@ def test_layer_split_without_micro_batches_runs_the_whole_batch_through_each_sta
     split = predict(spec, rtx, devices=4, parallelism="pp", engine="llama.cpp", **kw)
     whole = predict(spec, rtx, devices=1, engine="llama.cpp", **kw).decode.time_s
     assert sum(op.time_s for op in split.decode.ops if op.op_class != "comm") == pytest.approx(whole, rel=1e-9)
+
+
+def test_dense_gemm_streaming_share_slows_the_dense_gemms_only() -> None:
+    """`gemm_memory` 0.5 doubles the memory-bound dense GEMM time of a batch-1 MoE decode step; the routed
+    experts, attention and LM head keep their time."""
+    spec, mi355x = get_spec("qwen3-30b-a3b"), load_profile("mi355x")
+    kw = dict(batch=1, ctx=1024, weight_format="bf16", kv_format="bf16")
+    base = {op.op_class: op for op in predict(spec, mi355x, engine_factors=IDEAL, **kw).decode.ops}
+    slow = {op.op_class: op for op in predict(
+        spec, mi355x, engine_factors={**IDEAL, "gemm_memory": 0.5}, **kw).decode.ops}
+    assert base["gemm"].bound == "memory"
+    assert slow["gemm"].time_s == pytest.approx(2 * base["gemm"].time_s, rel=1e-9)
+    for op_class in ("moe", "attention", "head"):
+        assert slow[op_class].time_s == pytest.approx(base[op_class].time_s, rel=1e-12)

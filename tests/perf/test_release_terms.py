@@ -97,6 +97,8 @@ def test_an_engine_inherits_its_parents_factors_and_attributes() -> None:
     ({"engine": "TensorRT-LLM 1.2.0 (PyTorch backend; DEP4 = attention data parallel 4 + expert parallel 4)"},
      "tensorrt-llm"),
     ({"engine": "SGLang v0.5.12 (image lmsysorg/sglang:v0.5.12-cu130; TP8)"}, "sglang-0.5"),
+    ({"engine": "SGLang v0.5.12 (ROCm build; image lmsysorg/sglang:v0.5.12-rocm700-mi30x; TP8)"}, "sglang-0.5-mi30x"),
+    ({"engine": "SGLang v0.5.12 (ROCm build; image lmsysorg/sglang:v0.5.12-rocm700-mi35x; TP8)"}, "sglang-0.5"),
     ({"engine": "ATOM v0.1.1 (ROCm/ATOM openai_server; TP8)", "hardware": "AMD Instinct MI355X"}, "atom"),
 ])
 def test_engine_rules_match_label_source_and_format(fields: dict[str, str], engine: str) -> None:

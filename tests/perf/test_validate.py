@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from retarget.cli import app
-from retarget.perf.calibrate import fit
+from retarget.perf.calibrate import engine_rows, fit, fit_plans
 from retarget.perf.efficiency import KERNEL_ATTRIBUTES, engine_entry
 from retarget.perf.validate import COLUMNS, fitted_engines, model_spec, run
 from retarget.perf.validation_doc import DEFAULT_FILES
@@ -89,7 +89,7 @@ def test_efficiency_file_is_reproduced_by_calibration() -> None:
                                      "llama.cpp-hip", "llama.cpp-rocm", "sglang-0.4", "sglang-0.4.1", "sglang-eager",
                                      "tensorrt-llm", "tensorrt-llm-0.1x", "tensorrt-llm-0.6", "tensorrt-llm-0.9",
                                      "turbomind", "vllm-eager", "vllm-rocm", "vllm-rocm-v1", "vllm-v0",
-                                     "vllm-v0-awq", "vllm-v1", "sglang-0.5", "atom",
+                                     "vllm-v0-awq", "vllm-v1", "sglang-0.5", "sglang-0.5-mi30x", "atom",
                                      "tuned"}  # tuned: test_multi_gpu.py
     for engine, min_rows in (("llama.cpp", 10), ("llama.cpp-2023", 10), ("llama.cpp-metal", 4),
                              ("llama.cpp-rocm", 30), ("sglang-0.4", 30),
@@ -97,7 +97,8 @@ def test_efficiency_file_is_reproduced_by_calibration() -> None:
                              ("tensorrt-llm-0.9", 30), ("turbomind", 15), ("vllm-eager", 5), ("vllm-rocm", 2),
                              ("vllm-rocm-v1", 15), ("vllm-v0", 30), ("sglang-eager", 1),
                              ("llama.cpp-metal-2023", 2), ("sglang-0.4.1", 1), ("vllm-v0-awq", 5),
-                             ("llama.cpp-hip", 10), ("vllm-v1", 5), ("sglang-0.5", 50), ("atom", 50)):
+                             ("llama.cpp-hip", 10), ("vllm-v1", 5), ("sglang-0.5", 50),
+                             ("sglang-0.5-mi30x", 20), ("atom", 50)):
         recorded = yaml.safe_load(re.search(rf"^  {re.escape(engine)}: (\{{.*?\}})", text, re.M).group(1))
         if "inherits" in recorded:  # the inherited factors are the parent's, as written
             recorded = {**engine_entry(recorded.pop("inherits")), **recorded}
@@ -106,6 +107,16 @@ def test_efficiency_file_is_reproduced_by_calibration() -> None:
         assert set(fitted) == set(recorded) - set(KERNEL_ATTRIBUTES), engine  # kernel attributes are not fitted
         for key, value in fitted.items():
             assert value == pytest.approx(recorded[key], rel=0.02), (engine, key)
+
+
+def test_a_shared_factor_yields_to_the_value_an_engine_inherits() -> None:
+    """`sglang-0.5-mi30x` takes its collective cost from `sglang-0.5`: trying shared values (fit_shared) leaves
+    its fit as it is, while `tuned`, which sets none, is fitted at the shared value."""
+    for engine, moves in (("sglang-0.5-mi30x", False), ("tuned", True)):
+        plans = [(plan, measured) for _, plan, measured in engine_rows(list(DEFAULT_FILES), engine)]
+        _, alone = fit_plans(plans, engine, rounds=1, points=3)
+        _, shared = fit_plans(plans, engine, rounds=1, points=3, shared={"collective_latency_us": 110.0})
+        assert (shared != alone) is moves, engine  # the fitted loss
 
 
 @needs_shared
