@@ -62,6 +62,10 @@ class Efficiency:
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
 
+    def streaming(self, op_class: str) -> float:
+        """Share of the memory bandwidth OP_CLASS's kernels reach (the dense GEMMs' own share of it, capped)."""
+        return min(1.0, self.memory * self.gemm_memory) if op_class == "gemm" else self.memory
+
 
 @cache
 def _table() -> dict[str, Any]:

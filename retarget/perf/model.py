@@ -36,8 +36,7 @@ Parallelism = Literal["tp", "pp", "ep"]
 
 def _op_time(op: OpCost, eff: Efficiency, profile: HardwareProfile, peak_tflops: float) -> OpTime:
     t_compute = op.flops / (eff.compute(op.op_class) * peak_tflops * 1e12) if op.flops else 0.0
-    memory = eff.memory * (eff.gemm_memory if op.op_class == "gemm" else 1.0)
-    t_memory = op.bytes / (memory * profile.mem_bw_gb_s * 1e9)  # type: ignore[operator]
+    t_memory = op.bytes / (eff.streaming(op.op_class) * profile.mem_bw_gb_s * 1e9)  # type: ignore[operator]
     vector_tflops = profile.peak_tflops.get("fp32", 0.0)
     if eff.stream_gb_s_per_fp32_tflop > 0 and vector_tflops:  # streaming limited by the SMs' loads in flight
         t_memory += op.bytes / (eff.stream_gb_s_per_fp32_tflop * vector_tflops * 1e9)
