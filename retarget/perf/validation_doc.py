@@ -56,7 +56,10 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh23_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh24_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh25_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh26_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh26_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh27_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh28_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh29_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
