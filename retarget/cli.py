@@ -168,7 +168,8 @@ def predict_cmd(
                                         "retarget/perf/efficiency.yaml): tuned (vendor-tuned vLLM/SGLang/NIM), vllm-v1 "
                                         "(vLLM 0.10+), vllm-v0, "
                                         "vllm-eager, sglang-0.4, tensorrt-llm, tensorrt-llm-0.1x, llama.cpp, "
-                                        "llama.cpp-metal, turbomind, vllm-rocm-v1, ...")] = "tuned",
+                                        "llama.cpp-metal, turbomind, vllm-rocm-v1, optimum-habana (Intel Gaudi), "
+                                        "sglang-jax, vllm-tpu (TPUs), ...")] = "tuned",
     parallelism: Annotated[str, typer.Option(help="tp (tensor parallel, experts split in the group), pp (layers "
                                              "split, llama.cpp) or ep (data-parallel attention, expert-parallel "
                                              "MoE with all-to-all)")] = "tp",

@@ -18,6 +18,7 @@ from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry, kernel_attri
 from retarget.perf.validate import (
     RowPlan,
     calibration_rule,
+    fitted_as,
     fitted_engines,
     held_out_file,
     in_calibration_split,
@@ -65,8 +66,8 @@ Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
 
 
 def engine_rows(path: Path | list[Path], engine: str, calibration_only: bool = True) -> Rows:
-    """(row key, plan, measured) for each row of ENGINE in the measurements CSV(s) at PATH (outliers
-    excluded); by default only its calibration rows. A row key is (file, row index in that file). A held-out
+    """(row key, plan, measured) for each row fitted as ENGINE (`fitted_as`) in the measurements CSV(s) at PATH
+    (outliers excluded); by default only its calibration rows. A row key is (file, row index in that file). A held-out
     file (validation_map.yaml `held_out_files`) gives no rows: neither fits nor cross-validation see it."""
     paths = [p for p in (path if isinstance(path, list) else [path]) if not held_out_file(p)]
     out = []
@@ -74,7 +75,7 @@ def engine_rows(path: Path | list[Path], engine: str, calibration_only: bool = T
         for index, row in enumerate(read_measurements(p)):
             plan = plan_row(row)
             if (isinstance(plan, str) or measured_value(row) is None or is_outlier(row)
-                    or plan.kwargs["engine"] != engine):
+                    or fitted_as(plan.kwargs["engine"]) != engine):
                 continue
             if calibration_only and not in_calibration_split(row, plan):
                 continue

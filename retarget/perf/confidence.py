@@ -37,5 +37,8 @@ def confidence(profile: HardwareProfile, engine: str) -> dict[str, Any]:
         validated = f"validated on published measurements of {key}: {phases}"
     else:
         validated = f"no published measurement of {key} has been predicted: unvalidated"
+        others = [k.split(" / ")[1] for k in _summary()["groups"] if k.startswith(group_key(profile.family, ""))]
+        if others:
+            validated += f" (validated with --engine {', '.join(sorted(others))})"
     return {"profile": profile.confidence, "family": profile.family, "engine": engine, "validation": group or {},
             "summary": f"profile numbers {profile.confidence}; {validated}"}

@@ -16,7 +16,7 @@ OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
 # engine entry keys that are choices, not factors
 KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "ubatch_tokens", "pipeline_copies",
                      "narrow_float_peaks", "admits_what_fits", "matmul_peak", "kv_share_of_free",
-                     "micro_batched_pipeline")
+                     "micro_batched_pipeline", "dense_experts", "memory_fraction")
 # the engine's fixed costs (an entry without one pays none)
 ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
                 "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer", "moe_tile_tokens")
@@ -55,9 +55,11 @@ class Efficiency:
     pipeline_copies: int = 1  # prefill forwards in flight at once across a layer split (1: one at a time)
     narrow_float_peaks: bool = True  # whether its matmuls can run at a device's FP8/FP4 peak
     matmul_peak: str | None = None  # the one peak every matmul runs at, else fp32 (None: the format's best)
-    kv_share_of_free: float = 0.0  # 0: the KV pool is USABLE_MEMORY of the device less weights and activations
+    kv_share_of_free: float = 0.0  # 0: the KV pool is memory_fraction of the device less weights and activations
+    memory_fraction: float | None = None  # share of the device the engine takes (None: model.USABLE_MEMORY)
     # across pipeline stages a step's sequences run as one micro-batch per stage, all in flight at once
     micro_batched_pipeline: bool = False
+    dense_experts: bool = False  # every expert runs every token (static shapes), its output masked by the routing
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -142,7 +144,9 @@ def efficiency(
         narrow_float_peaks=bool(kernels.get("narrow_float_peaks", True)),
         matmul_peak=None if (fixed := kernels.get("matmul_peak")) is None else str(fixed),
         kv_share_of_free=float(kernels.get("kv_share_of_free", 0.0)),
+        memory_fraction=None if (share := kernels.get("memory_fraction")) is None else float(share),
         micro_batched_pipeline=bool(kernels.get("micro_batched_pipeline", False)),
+        dense_experts=bool(kernels.get("dense_experts", False)),
     )
 
 

@@ -89,9 +89,10 @@ def _moe_groups(spec: ModelSpec) -> list[BlockGroup]:
     return [g for g in spec.blocks if g.mlp is not None and g.mlp.kind == "moe"]
 
 
-def _moe_layers(spec: ModelSpec) -> list[tuple[int, float]]:
-    """(layers, real experts each token is routed to) per MoE block group."""
-    return [(g.count, g.mlp.top_k * g.mlp.experts / (g.mlp.experts + g.mlp.zero_experts)) for g in _moe_groups(spec)]
+def _moe_layers(spec: ModelSpec, dense: bool = False) -> list[tuple[int, float]]:
+    """(layers, real experts each token is routed to, or every real expert when DENSE) per MoE block group."""
+    return [(g.count, g.mlp.experts if dense else g.mlp.top_k * g.mlp.experts / (g.mlp.experts + g.mlp.zero_experts))
+            for g in _moe_groups(spec)]
 
 
 def tile_share(spec: ModelSpec, step: Step, eff: Efficiency) -> float:
@@ -103,7 +104,7 @@ def tile_share(spec: ModelSpec, step: Step, eff: Efficiency) -> float:
     if not eff.moe_tile_tokens or not groups or step.tokens <= MATVEC_MAX_TOKENS:
         return 1.0
     experts = sum(g.count * g.mlp.experts for g in groups)
-    per_expert = step.tokens * sum(layers * k for layers, k in _moe_layers(spec)) / experts
+    per_expert = step.tokens * sum(layers * k for layers, k in _moe_layers(spec, eff.dense_experts)) / experts
 
     def rate(n: float) -> float:
         return n / (n + eff.moe_tile_tokens)
@@ -111,12 +112,13 @@ def tile_share(spec: ModelSpec, step: Step, eff: Efficiency) -> float:
     return rate(per_expert) / rate(step.tokens)
 
 
-def moe_expert_slots(spec: ModelSpec) -> float:
-    """Experts one token visits per step, summed over the MoE layers: routed (top-k, identity experts excluded)
-    plus shared. The engine's fixed MoE cost is paid per slot: at decode batch sizes each visited expert is
-    a small latency-bound GEMM in the fused kernels (weight-tile fetch, scales), however few tokens it gets."""
+def moe_expert_slots(spec: ModelSpec, dense: bool = False) -> float:
+    """Experts one token visits per step, summed over the MoE layers: routed (top-k, identity experts excluded;
+    every real expert when DENSE) plus shared. The engine's fixed MoE cost is paid per slot: at decode batch
+    sizes each visited expert is a small latency-bound GEMM in the fused kernels (weight-tile fetch, scales),
+    however few tokens it gets."""
     return sum(layers * k + g.count * g.mlp.shared_experts
-               for (layers, k), g in zip(_moe_layers(spec), _moe_groups(spec), strict=True))
+               for (layers, k), g in zip(_moe_layers(spec, dense), _moe_groups(spec), strict=True))
 
 
 def _all_to_all(spec: ModelSpec, step: Step, devices: int, eff: Efficiency, link: float) -> OpTime:
@@ -188,7 +190,8 @@ def _phase(
     eff = replace(eff, moe=eff.moe * tile_share(spec, step, eff))
     ops = [_op_time(op, eff, profile, peaks[name]) for name, op in costs.items()]
     ops.append(_comm_time(spec, step, devices, parallelism, eff, profile))
-    fixed = (eff.overhead_us_per_layer * spec.num_layers + eff.moe_overhead_us_per_expert * moe_expert_slots(spec)
+    fixed = (eff.overhead_us_per_layer * spec.num_layers
+             + eff.moe_overhead_us_per_expert * moe_expert_slots(spec, eff.dense_experts)
              + eff.overhead_us_per_step)
     ops.append(OpTime("overhead", 0.0, 0.0, fixed * 1e-6, "fixed"))
     return PhaseTime(ops)
@@ -237,11 +240,14 @@ def cache_bytes_per_device(spec: ModelSpec, context: int, bytes_per_elem: float,
     return state + kv
 
 
-def kv_pool_bytes(capacity: float, placed: float, kv_share_of_free: float = 0.0) -> float:
-    """Bytes a device's engine gives its KV cache once PLACED bytes (weights, activations) are in: USABLE_MEMORY
-    of CAPACITY less them (vLLM's gpu_memory_utilization), or, with KV_SHARE_OF_FREE, that share of what they
-    leave (TensorRT-LLM's free_gpu_memory_fraction)."""
-    return kv_share_of_free * (capacity - placed) if kv_share_of_free else capacity * USABLE_MEMORY - placed
+def kv_pool_bytes(capacity: float, placed: float, kv_share_of_free: float = 0.0,
+                  memory_fraction: float | None = None) -> float:
+    """Bytes a device's engine gives its KV cache once PLACED bytes (weights, activations) are in: MEMORY_FRACTION
+    (default USABLE_MEMORY) of CAPACITY less them (vLLM's gpu_memory_utilization, SGLang's mem_fraction_static),
+    or, with KV_SHARE_OF_FREE, that share of what they leave (TensorRT-LLM's free_gpu_memory_fraction)."""
+    if kv_share_of_free:
+        return kv_share_of_free * (capacity - placed)
+    return capacity * (memory_fraction or USABLE_MEMORY) - placed
 
 
 def _memory(
@@ -254,6 +260,7 @@ def _memory(
     devices: int,
     parallelism: Parallelism = "tp",
     kv_share_of_free: float = 0.0,
+    memory_fraction: float | None = None,
 ) -> MemoryBreakdown:
     weights = weight_bytes(spec, fmts)
     seq = max(ctx, prompt_len)
@@ -262,9 +269,9 @@ def _memory(
     # expert parallel: every device holds all non-expert weights, 1/devices of the experts and of the sequences
     shared = weights - spec.expert_params * fmts["experts"].bytes if parallelism == "ep" else 0.0
     placed = shared + (weights - shared) / devices + act
-    pool = kv_pool_bytes(profile.memory_bytes, placed, kv_share_of_free)
+    pool = kv_pool_bytes(profile.memory_bytes, placed, kv_share_of_free, memory_fraction)
     # devices needed: the fewest d with kv / d <= pool(d), where pool(d) = room - share * (weights - shared) / d
-    room = kv_pool_bytes(profile.memory_bytes, act + shared, kv_share_of_free)
+    room = kv_pool_bytes(profile.memory_bytes, act + shared, kv_share_of_free, memory_fraction)
     share = kv_share_of_free or 1.0
     needed = math.ceil((share * (weights - shared) + kv) / max(room, 1.0)) if room > 0 else -1
     return MemoryBreakdown(weights / 1e9, kv / 1e9, act / 1e9, (placed + kv / devices) / 1e9,
@@ -362,7 +369,8 @@ def predict(
         raise RetargetError(f"{engine} on several devices is modelled with --parallelism "
                             f"{' or '.join(eff.parallelisms)} only", field="--parallelism")
     tp = devices if parallelism == "tp" else 1
-    kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes)
+    kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes,
+                   dense_experts=eff.dense_experts)
     chunk = ubatch_tokens or eff.ubatch_tokens or PREFILL_CHUNK
     # micro-batched stages: a step of BATCH sequences takes as long as one micro-batch takes through every stage
     step_batch = micro_batch(batch, devices) if parallelism == "pp" and eff.micro_batched_pipeline else batch
@@ -378,7 +386,8 @@ def predict(
         first_token = eff.prefill_overhead_us_per_layer * spec.num_layers * 1e-6
         prefill = PhaseTime([*prefill.ops, OpTime("request", 0.0, 0.0, first_token, "fixed")])
     decode = _phase(spec, profile, Step(step_batch, 1, ctx, **kernels), fmts, eff, devices, parallelism)
-    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism, eff.kv_share_of_free)
+    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism, eff.kv_share_of_free,
+                     eff.memory_fraction)
     w_name, _ = compute_format(wfmt, profile.peak_tflops)
     node = multi_node()
     assumptions = [
@@ -398,6 +407,7 @@ def predict(
            if eff.prefill_overhead_us_per_layer else "")
         + ")",
         f"{devices} device(s), {parallelism}"
+        + (", every expert runs every token (dense MoE kernel)" if spec.is_moe and eff.dense_experts else "")
         + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else "")
         + (", attention and dense layers data-parallel (weights replicated), routed experts split with a dispatch"
            " and a combine all-to-all per MoE layer" if parallelism == "ep" and devices > 1 else "")
@@ -408,7 +418,7 @@ def predict(
             else ""
         ),
         (f"KV cache pool {eff.kv_share_of_free:.0%} of the memory weights and activations leave"
-         if eff.kv_share_of_free else f"usable memory {USABLE_MEMORY:.0%} of capacity")
+         if eff.kv_share_of_free else f"usable memory {eff.memory_fraction or USABLE_MEMORY:.0%} of capacity")
         + f"; prefill in chunks of <= {PREFILL_CHUNK} tokens",
     ]
     if w_name in NARROW_FLOAT_PEAKS and eff.narrow_float_gemm != 1.0:

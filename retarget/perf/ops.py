@@ -69,6 +69,7 @@ class Step:
     tp: int = 1
     mla_absorb: bool = True
     gqa_kernel_groups: tuple[int, ...] | None = None  # query heads per KV head with a GQA decode kernel (None: all)
+    dense_experts: bool = False  # every routed expert runs every token (the routing weights mask its output)
 
     @property
     def tokens(self) -> int:
@@ -140,9 +141,8 @@ def _mlp(group: BlockGroup, hidden: int, step: Step, w_bytes: float, expert_byte
         cost.bytes = cost.weight_bytes + step.tokens * 2 * dense / hidden * ACT_BYTES / tp
         out.append(cost)
     if mlp.kind == "moe":
-        k_real = (
-            mlp.top_k * mlp.experts / (mlp.experts + mlp.zero_experts)
-        )  # identity experts have no weights
+        # identity experts have no weights; a dense MoE kernel runs each real expert on every token
+        k_real = mlp.experts if step.dense_experts else mlp.top_k * mlp.experts / (mlp.experts + mlp.zero_experts)
         per_expert = mlp.expert_params(hidden)
         touched = expected_experts(mlp.experts, k_real, step.tokens)
         cost = OpCost(

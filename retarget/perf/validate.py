@@ -274,7 +274,9 @@ def max_batch(plan: RowPlan) -> int:
                                      k["parallelism"])
     placed = (activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
               + weight_bytes(plan.spec, fmts) / devices)  # per device
-    pool = kv_pool_bytes(plan.profile.memory_bytes, placed, kernel_attributes(k["engine"]).get("kv_share_of_free", 0.0))
+    kernels = kernel_attributes(k["engine"])
+    pool = kv_pool_bytes(plan.profile.memory_bytes, placed, kernels.get("kv_share_of_free", 0.0),
+                         kernels.get("memory_fraction"))
     return max(1, int(min(plan.max_batch, pool // per_seq)))
 
 
@@ -417,6 +419,16 @@ def fitted_engines() -> list[str]:
     return list(_map()["calibration"])
 
 
+def fitted_as(engine: str) -> str | None:
+    """The fitted engine whose factors ENGINE's rows are fitted with: ENGINE, or the fitted engine whose
+    calibration rule lists it in `with_rows_of` (an engine of its own only by a kernel attribute, sharing every
+    factor); None for a prior-only engine."""
+    rules = _map()["calibration"]
+    if engine in rules:
+        return engine
+    return next((name for name, rule in rules.items() if engine in rule.get("with_rows_of", [])), None)
+
+
 def split_of(row: dict[str, str]) -> str:
     """`evaluation` or `calibration` by validation_map.yaml `split`: the SHA-256 of the row's key columns,
     divisible by `evaluation_modulus` or not. Fixed before fitting; independent of the measured value."""
@@ -442,9 +454,9 @@ def source_of(row: dict[str, str]) -> str:
 
 
 def in_calibration_split(row: dict[str, str], plan: RowPlan) -> bool:
-    """Whether ROW is one the factors of its engine are fitted on: the engine has a rule in
-    validation_map.yaml `calibration` and the row falls in the calibration split (`split_of`)."""
-    return calibration_rule(plan.kwargs["engine"]) is not None and split_of(row) == "calibration"
+    """Whether ROW is one the factors of its engine are fitted on: the engine is fitted (`fitted_as`) and the
+    row falls in the calibration split (`split_of`)."""
+    return fitted_as(plan.kwargs["engine"]) is not None and split_of(row) == "calibration"
 
 
 def validate_rows(rows: list[dict[str, str]], held_out: bool = False) -> list[RowResult]:

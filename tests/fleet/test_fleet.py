@@ -158,8 +158,8 @@ def test_files_agree(report: Path) -> None:
     page = (report / "fleet.html").read_text()
     assert "<script src=" not in page and "<link" not in page  # nothing to fetch
     unvalidated = [d["id"] for d in result["devices"] if not d["validated"]]
-    assert "trainium2" in unvalidated and "mi300x" not in unvalidated
-    assert "no validation rows" in page and "trainium2" in page.split("no validation rows")[1][:800]
+    assert "mlu370-x8" in unvalidated and "mi300x" not in unvalidated
+    assert "no validation rows" in page and "mlu370-x8" in page.split("no validation rows")[1][:800]
     assert ascend["accuracy_cost"] in page.replace("&gt;", ">").replace("&lt;", "<")
 
 

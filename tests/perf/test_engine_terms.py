@@ -387,3 +387,33 @@ def test_dense_gemm_streaming_share_slows_the_dense_gemms_only() -> None:
     assert slow["gemm"].time_s == pytest.approx(2 * base["gemm"].time_s, rel=1e-9)
     for op_class in ("moe", "attention", "head"):
         assert slow[op_class].time_s == pytest.approx(base[op_class].time_s, rel=1e-12)
+
+
+def test_dense_experts_run_every_expert_on_every_token() -> None:
+    """Optimum Habana up to 1.14 ran Mixtral's experts densely: the MoE multiply-adds and, at batch 1, the expert
+    weights read are experts / top-k = 4x the routed kernel's; the other op classes and a dense model are unchanged."""
+    mixtral, llama, gaudi2 = get_spec("mixtral-8x7b"), get_spec("llama-3.1-8b"), load_profile("gaudi2")
+    mlp = next(g.mlp for g in mixtral.blocks if g.mlp is not None)
+    kw = dict(batch=1, ctx=1024, prompt_len=512, weight_format="bf16", kv_format="bf16", engine_factors=IDEAL)
+    routed, dense = (predict(mixtral, gaudi2, engine=e, **kw) for e in ("optimum-habana", "optimum-habana-1.14"))
+    for phase in ("prefill", "decode"):
+        before = {op.op_class: op for op in getattr(routed, phase).ops}
+        after = {op.op_class: op for op in getattr(dense, phase).ops}
+        assert after["moe"].flops == pytest.approx(before["moe"].flops * mlp.experts / mlp.top_k, rel=1e-12)
+        for op_class in ("gemm", "attention", "head"):
+            assert after[op_class].time_s == pytest.approx(before[op_class].time_s, rel=1e-12)
+    moe_bytes = [next(op.bytes for op in p.decode.ops if op.op_class == "moe") for p in (routed, dense)]
+    assert moe_bytes[1] == pytest.approx(moe_bytes[0] * mlp.experts / mlp.top_k, rel=1e-12)
+    assert predict(llama, gaudi2, engine="optimum-habana-1.14", **kw).tpot_s == pytest.approx(
+        predict(llama, gaudi2, engine="optimum-habana", **kw).tpot_s, rel=1e-12)
+
+
+def test_an_engine_that_claims_less_of_the_device_has_a_smaller_kv_pool() -> None:
+    """SGLang-Jax's runs set --mem-fraction-static 0.8 (`memory_fraction`): weights, activations and KV cache get
+    80% of each chip, against the 90% vLLM's default gives; the weights and activations stay where they are."""
+    spec, v6e = get_spec("qwen3-32b"), load_profile("tpu-v6e")
+    kw = dict(batch=64, ctx=4096, devices=4, engine_factors=IDEAL)
+    jax, vllm = (predict(spec, v6e, engine=e, **kw).memory for e in ("sglang-jax", "vllm-tpu"))
+    assert jax.usable_per_device_gb == pytest.approx(0.8 * v6e.memory_bytes / 1e9, rel=1e-9)
+    assert vllm.usable_per_device_gb == pytest.approx(0.9 * v6e.memory_bytes / 1e9, rel=1e-9)
+    assert jax.per_device_gb == pytest.approx(vllm.per_device_gb, rel=1e-12)

@@ -62,3 +62,12 @@ def test_recipe_sets_the_weight_bytes(recipe, bits):
     # 4-bit g128 asym adds an fp16 scale and zero per 128 weights; embeddings and LM head stay bf16
     expected = linear * bits / 8 + (spec.params_embedding + spec.params_lm_head) * 2
     assert data["memory"]["weights_gb"]["value"] * 1e9 == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_unvalidated_engine_names_the_engines_validated_on_that_family():
+    """No Gaudi row is predicted with the default `tuned` engine; the confidence line says so and names the
+    engines whose published Gaudi runs were predicted."""
+    data = json.loads(_predict("llama-3.1-8b", "--target", "gaudi3", "--json").output)
+    summary = data["confidence"]["summary"]
+    assert "intel-gaudi / tuned has been predicted: unvalidated" in summary
+    assert "validated with --engine optimum-habana" in summary

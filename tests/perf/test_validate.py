@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from retarget.cli import app
 from retarget.perf.calibrate import engine_rows, fit, fit_plans
 from retarget.perf.efficiency import KERNEL_ATTRIBUTES, engine_entry
-from retarget.perf.validate import COLUMNS, fitted_engines, model_spec, run
+from retarget.perf.validate import COLUMNS, fitted_as, fitted_engines, model_spec, run
 from retarget.perf.validation_doc import DEFAULT_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +86,8 @@ def test_validation_only_specs_match_the_published_parameter_counts() -> None:
 FIT_MIN_ROWS = {"llama.cpp-rocm": 30, "sglang-0.4": 30, "tensorrt-llm-0.1x": 20, "tensorrt-llm-0.6": 10,
                 "tensorrt-llm-0.9": 30, "turbomind": 15, "vllm-eager": 5, "vllm-rocm": 2, "vllm-rocm-v1": 15,
                 "vllm-v0": 30, "sglang-eager": 1, "llama.cpp-metal-2023": 2, "sglang-0.4.1": 1, "vllm-v0-awq": 5,
-                "llama.cpp-hip": 10, "llama.cpp-2023": 10, "vllm-v1": 5, "sglang-0.5-mi30x": 20}
+                "llama.cpp-hip": 10, "llama.cpp-2023": 10, "vllm-v1": 5, "sglang-0.5-mi30x": 20,
+                "optimum-habana": 50, "sglang-jax": 30, "vllm-tpu": 30}
 SLOW_FIT_MIN_ROWS = {"llama.cpp": 10, "llama.cpp-metal": 4, "tensorrt-llm": 5, "sglang-0.5": 50, "atom": 50}
 
 
@@ -110,6 +111,17 @@ def test_efficiency_file_is_reproduced_by_calibration(engine: str, min_rows: int
     assert set(fitted) == set(recorded) - set(KERNEL_ATTRIBUTES)  # kernel attributes are not fitted
     for key, value in fitted.items():
         assert value == pytest.approx(recorded[key], rel=0.02), key
+
+
+def test_a_kernel_only_release_is_fitted_with_its_engine() -> None:
+    """`optimum-habana-1.14` differs from `optimum-habana` only by its dense experts, and its calibration rows
+    join that engine's fit (`with_rows_of`); `llama.cpp-2023-sgemm`, listed by no rule, is predicted with its
+    parent's factors but fitted on nothing."""
+    habana = {plan.kwargs["engine"] for _, plan, _ in engine_rows(list(DEFAULT_FILES), "optimum-habana")}
+    assert habana == {"optimum-habana", "optimum-habana-1.14"}
+    assert fitted_as("optimum-habana-1.14") == "optimum-habana" and fitted_as("llama.cpp-2023-sgemm") is None
+    assert {plan.kwargs["engine"] for _, plan, _ in engine_rows(list(DEFAULT_FILES), "llama.cpp-2023")} == {
+        "llama.cpp-2023"}
 
 
 def test_a_shared_factor_yields_to_the_value_an_engine_inherits() -> None:
