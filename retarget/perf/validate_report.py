@@ -129,7 +129,7 @@ def to_markdown(report: dict[str, Any], heading: str = "## Validation against pu
         f"Measurements: `{report['measurements']}` (`retarget validate FILE --markdown OUT` writes this section;",
         "`python -m retarget.perf.validation_doc` regenerates docs/validation.md from every committed file).",
         "Error = (predicted - measured) / measured. MAPE = mean absolute percentage error,",
-        "MdAPE = median; both are shown (the issue's target names MAPE and describes the median).",
+        "MdAPE = median; both are shown (the targets are stated as MAPE).",
         "",
         "Split (validation_map.yaml `split`, stated before any factor was refitted under it and kept",
         "fixed whatever the outcome): a row is `evaluation` when the SHA-256 of its key cells (source URL,",
