@@ -129,6 +129,11 @@ class MlpSpec(_Frozen):
             n += hidden * (self.experts + self.zero_experts) + routed * self.expert_params(hidden)
         return n
 
+    def experts_per_token(self, dense: bool = False) -> float:
+        """Experts with weights one token runs: its top-k less the identity experts' expected share, or, under a
+        DENSE MoE kernel (every expert on every token, outputs masked by the routing), every routed expert."""
+        return self.experts if dense else self.top_k * self.experts / (self.experts + self.zero_experts)
+
     def expert_params(self, hidden: int) -> int:
         """Weights of one routed expert."""
         return self.matrices * hidden * self.expert_intermediate

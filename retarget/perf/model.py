@@ -91,8 +91,7 @@ def _moe_groups(spec: ModelSpec) -> list[BlockGroup]:
 
 def _moe_layers(spec: ModelSpec, dense: bool = False) -> list[tuple[int, float]]:
     """(layers, real experts each token is routed to, or every real expert when DENSE) per MoE block group."""
-    return [(g.count, g.mlp.experts if dense else g.mlp.top_k * g.mlp.experts / (g.mlp.experts + g.mlp.zero_experts))
-            for g in _moe_groups(spec)]
+    return [(g.count, g.mlp.experts_per_token(dense)) for g in _moe_groups(spec)]
 
 
 def tile_share(spec: ModelSpec, step: Step, eff: Efficiency) -> float:
@@ -240,14 +239,14 @@ def cache_bytes_per_device(spec: ModelSpec, context: int, bytes_per_elem: float,
     return state + kv
 
 
-def kv_pool_bytes(capacity: float, placed: float, kv_share_of_free: float = 0.0,
-                  memory_fraction: float | None = None) -> float:
-    """Bytes a device's engine gives its KV cache once PLACED bytes (weights, activations) are in: MEMORY_FRACTION
-    (default USABLE_MEMORY) of CAPACITY less them (vLLM's gpu_memory_utilization, SGLang's mem_fraction_static),
-    or, with KV_SHARE_OF_FREE, that share of what they leave (TensorRT-LLM's free_gpu_memory_fraction)."""
-    if kv_share_of_free:
-        return kv_share_of_free * (capacity - placed)
-    return capacity * (memory_fraction or USABLE_MEMORY) - placed
+def kv_pool_bytes(capacity: float, placed: float, eff: Efficiency) -> float:
+    """Bytes a device's engine gives its KV cache once PLACED bytes (weights, activations) are in: the engine's
+    `memory_fraction` (default USABLE_MEMORY) of CAPACITY less them (vLLM's gpu_memory_utilization, SGLang's
+    mem_fraction_static), or, with `kv_share_of_free`, that share of what they leave (TensorRT-LLM's
+    free_gpu_memory_fraction)."""
+    if eff.kv_share_of_free:
+        return eff.kv_share_of_free * (capacity - placed)
+    return capacity * (eff.memory_fraction or USABLE_MEMORY) - placed
 
 
 def _memory(
@@ -258,9 +257,8 @@ def _memory(
     ctx: int,
     prompt_len: int,
     devices: int,
-    parallelism: Parallelism = "tp",
-    kv_share_of_free: float = 0.0,
-    memory_fraction: float | None = None,
+    parallelism: Parallelism,
+    eff: Efficiency,
 ) -> MemoryBreakdown:
     weights = weight_bytes(spec, fmts)
     seq = max(ctx, prompt_len)
@@ -269,10 +267,10 @@ def _memory(
     # expert parallel: every device holds all non-expert weights, 1/devices of the experts and of the sequences
     shared = weights - spec.expert_params * fmts["experts"].bytes if parallelism == "ep" else 0.0
     placed = shared + (weights - shared) / devices + act
-    pool = kv_pool_bytes(profile.memory_bytes, placed, kv_share_of_free, memory_fraction)
+    pool = kv_pool_bytes(profile.memory_bytes, placed, eff)
     # devices needed: the fewest d with kv / d <= pool(d), where pool(d) = room - share * (weights - shared) / d
-    room = kv_pool_bytes(profile.memory_bytes, act + shared, kv_share_of_free, memory_fraction)
-    share = kv_share_of_free or 1.0
+    room = kv_pool_bytes(profile.memory_bytes, act + shared, eff)
+    share = eff.kv_share_of_free or 1.0
     needed = math.ceil((share * (weights - shared) + kv) / max(room, 1.0)) if room > 0 else -1
     return MemoryBreakdown(weights / 1e9, kv / 1e9, act / 1e9, (placed + kv / devices) / 1e9,
                            (placed + pool) / 1e9, kv / devices <= pool, needed)
@@ -309,11 +307,12 @@ def check_context(spec: ModelSpec, ctx: int, prompt_len: int) -> None:
 def smallest_fit(spec: ModelSpec, profile: HardwareProfile, formats: dict[str, dict[str, str | None]], *,
                  batch: int, ctx: int, prompt_len: int) -> dict[str, int]:
     """Per recipe of FORMATS (recipe -> weight_format/expert_format/kv_format), the fewest of DEVICE_COUNTS
-    devices whose memory holds SPEC at this workload; recipes that fit on none are left out."""
-    out = {}
+    devices whose memory holds SPEC at this workload (the default engine's KV pool); recipes that fit on none are
+    left out."""
+    out, eff = {}, efficiency(profile.family)
     for recipe, kw in formats.items():
         fmts = resolve_formats(kw["weight_format"] or "bf16", kw["kv_format"] or "bf16", kw["expert_format"])
-        fits = (d for d in DEVICE_COUNTS if _memory(spec, profile, fmts, batch, ctx, prompt_len, d).fits)
+        fits = (d for d in DEVICE_COUNTS if _memory(spec, profile, fmts, batch, ctx, prompt_len, d, "tp", eff).fits)
         if (devices := next(fits, None)) is not None:
             out[recipe] = devices
     return out
@@ -386,8 +385,7 @@ def predict(
         first_token = eff.prefill_overhead_us_per_layer * spec.num_layers * 1e-6
         prefill = PhaseTime([*prefill.ops, OpTime("request", 0.0, 0.0, first_token, "fixed")])
     decode = _phase(spec, profile, Step(step_batch, 1, ctx, **kernels), fmts, eff, devices, parallelism)
-    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism, eff.kv_share_of_free,
-                     eff.memory_fraction)
+    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism, eff)
     w_name, _ = compute_format(wfmt, profile.peak_tflops)
     node = multi_node()
     assumptions = [

@@ -141,8 +141,7 @@ def _mlp(group: BlockGroup, hidden: int, step: Step, w_bytes: float, expert_byte
         cost.bytes = cost.weight_bytes + step.tokens * 2 * dense / hidden * ACT_BYTES / tp
         out.append(cost)
     if mlp.kind == "moe":
-        # identity experts have no weights; a dense MoE kernel runs each real expert on every token
-        k_real = mlp.experts if step.dense_experts else mlp.top_k * mlp.experts / (mlp.experts + mlp.zero_experts)
+        k_real = mlp.experts_per_token(step.dense_experts)
         per_expert = mlp.expert_params(hidden)
         touched = expected_experts(mlp.experts, k_real, step.tokens)
         cost = OpCost(

@@ -27,7 +27,7 @@ from retarget.hw_profiles import HardwareProfile, load_profile
 from retarget.inputs import check_regular_file, number, read_text
 from retarget.models.spec import ModelSpec
 from retarget.outdir import check_output_file, write_files
-from retarget.perf.efficiency import kernel_attributes
+from retarget.perf.efficiency import efficiency, kernel_attributes
 from retarget.perf.labels import match_hardware, model_key
 from retarget.perf.model import (
     activation_bytes,
@@ -274,9 +274,7 @@ def max_batch(plan: RowPlan) -> int:
                                      k["parallelism"])
     placed = (activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
               + weight_bytes(plan.spec, fmts) / devices)  # per device
-    kernels = kernel_attributes(k["engine"])
-    pool = kv_pool_bytes(plan.profile.memory_bytes, placed, kernels.get("kv_share_of_free", 0.0),
-                         kernels.get("memory_fraction"))
+    pool = kv_pool_bytes(plan.profile.memory_bytes, placed, efficiency(plan.profile.family, k["engine"]))
     return max(1, int(min(plan.max_batch, pool // per_seq)))
 
 
