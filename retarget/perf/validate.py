@@ -279,9 +279,12 @@ def max_batch(plan: RowPlan) -> int:
 
 
 def admitted(plan: RowPlan, batch: int) -> int:
-    """Sequences the engine runs at once out of BATCH: all of them, or, where its scheduler admits only what the KV
-    pool holds (kernel attribute `admits_what_fits`), that many; the rest wait in its queue."""
-    if kernel_attributes(plan.kwargs["engine"]).get("admits_what_fits"):
+    """Sequences the engine runs at once out of BATCH: all of them, at most its scheduler's cap (kernel attribute
+    `max_num_seqs`), and, where it admits only what the KV pool holds (`admits_what_fits`), that many; the rest
+    wait in its queue."""
+    kernels = kernel_attributes(plan.kwargs["engine"])
+    batch = min(batch, int(kernels.get("max_num_seqs", batch)))
+    if kernels.get("admits_what_fits"):
         return max_batch(replace(plan, max_batch=batch))
     return batch
 
