@@ -12,6 +12,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import statistics
@@ -102,6 +103,7 @@ class RowPlan:
     max_batch: int = 0
     cached_prompt: bool = False  # the timed runs find every prompt in the prefix cache (engine rule `prompt_cache_hit`)
     requests: int | None = None  # requests a closed-loop serving run sends in all (serve_* kinds; None: not stated)
+    replicas: int = 1  # serving replicas behind one load balancer, each on devices / replicas (serve_* kinds)
 
 
 @dataclass
@@ -207,6 +209,11 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     devices = _int(row["num_devices"])
     if not devices:
         return "device count not a number"
+    fleet = re.search(r"\b(\d{1,3}) replicas x ", row["engine"])  # data-parallel copies of the whole deployment
+    replicas = int(fleet.group(1)) if fleet else 1
+    if devices % replicas:
+        return f"{devices} devices do not split into {replicas} equal replicas"
+    devices //= replicas
     kwargs = dict(
         devices=devices,
         weight_format=fmt["weights"],
@@ -259,7 +266,10 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     if serving and kinds[(phase, metric)] in SERVING_KINDS:
         sent = re.search(r"(\d{1,7}) prompts at --max-concurrency", row["engine"])
         return RowPlan(spec, profile, SERVING_KINDS[kinds[(phase, metric)]], batch, inp, out, kwargs,
-                       requests=int(sent.group(1)) if sent else None)
+                       requests=int(sent.group(1)) if sent else None, replicas=replicas)
+    if replicas > 1:
+        return ("replicas behind a load balancer are predicted for closed-loop serving runs only (state the "
+                "client's --max-concurrency); predict one replica's fixed batch on its own devices instead")
     return RowPlan(spec, profile, kinds[(phase, metric)], batch, inp, out, kwargs,
                    cached_prompt=bool(eng.get("prompt_cache_hit")))
 
@@ -297,7 +307,7 @@ def _memoised(fn: Any) -> Any:
     @functools.wraps(fn)
     def wrapper(plan: RowPlan, engine_factors: dict[str, float] | None = None) -> tuple[float, dict[str, Any]]:
         key = (id(plan.spec), id(plan.profile), plan.kind, plan.batch, plan.input_len, plan.output_len,
-               plan.max_batch, plan.cached_prompt, plan.requests, *plan.kwargs.values(),
+               plan.max_batch, plan.cached_prompt, plan.requests, plan.replicas, *plan.kwargs.values(),
                *(engine_factors or {}).items())
         if key not in memo:
             if len(memo) >= 100_000:
@@ -325,12 +335,15 @@ def predict_plan(
         return batch * plan.output_len / seconds, {"batch": batch, "input_len": plan.input_len,
                                                    "output_len": plan.output_len, "concurrent": fits}
     if plan.kind in SERVING_KINDS.values():
-        fits = admitted(plan, plan.batch)
+        busy = min(plan.replicas, plan.batch)  # the load balancer spreads the clients evenly over the replicas
+        fits = admitted(plan, math.ceil(plan.batch / busy))
         point = closed_loop(plan.spec, plan.profile, concurrency=fits, input_len=plan.input_len,
-                            output_len=plan.output_len, requests=plan.requests, **k)
-        value = {"serve_tpot": point.tpot_s * 1e3, "serve_generate": point.output_tokens_s}
+                            output_len=plan.output_len,
+                            requests=plan.requests and math.ceil(plan.requests / busy), **k)
+        value = {"serve_tpot": point.tpot_s * 1e3, "serve_generate": busy * point.output_tokens_s}
         return value[plan.kind], {"concurrency": plan.batch, "concurrent": fits, "input_len": plan.input_len,
-                                  "output_len": plan.output_len, "requests": plan.requests}
+                                  "output_len": plan.output_len, "requests": plan.requests,
+                                  "replicas": plan.replicas}
     if plan.kind == "step":  # llama.cpp ubatch rows: per_step tokens of one sequence per forward pass
         pred = predict(
             plan.spec, plan.profile, batch=plan.batch, ctx=max(plan.input_len, 1), prompt_len=1, **k
