@@ -56,6 +56,8 @@ FREE_FACTORS = {
     "moe_tile_tokens": FreeFactor(0.0, 512.0, 32.0, 0.0),
     # an engine whose own collective kernels differ from the shared fit (SHARED_FACTORS) fits its own
     "collective_latency_us": FreeFactor(2.0, 120.0, 10.0, 10.0),
+    # and one whose rows cross nodes fits the cost of the hop over the NICs (prior: NCCL's ~25 us, efficiency.yaml)
+    "internode_latency_us": FreeFactor(2.0, 1000.0, 25.0, 25.0),
 }
 # Factors every engine shares (efficiency.yaml `default`), fitted once on the calibration rows of all engines
 # together: each trial value refits every engine, and the summed loss is minimised (`fit_shared`).

@@ -131,7 +131,7 @@ def efficiency(
         memory=base["memory"] * eng.get("memory", 1.0),
         interconnect=base["interconnect"],
         collective_latency_us=eng.get("collective_latency_us", base["collective_latency_us"]),  # calibration's trial
-        internode_latency_us=base["internode_latency_us"],
+        internode_latency_us=eng.get("internode_latency_us", base["internode_latency_us"]),
         **{cost: eng.get(cost, 0.0) for cost in ENGINE_COSTS},
         gemm_memory=eng.get("gemm_memory", 1.0),
         fp16_accumulate=bool(set(line) & set(table.get("fp16_accumulate_engines", []))),

@@ -59,7 +59,10 @@ DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh26_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh27_benchmarks.csv",
                  ROOT / "bench" / "data" / "fresh28_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh29_benchmarks.csv")
+                 ROOT / "bench" / "data" / "fresh29_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh30_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh31_benchmarks.csv",
+                 ROOT / "bench" / "data" / "fresh32_benchmarks.csv")
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -389,7 +392,40 @@ AWS Neuron SDK's Llama-3.3-70B and Llama-3.1-405B tutorial tables (NxD Inference
 10k in and 1.5k out; their speculative-decoding rows are skipped) and three vllm-ascend tutorials on Atlas 800
 A3 (Ascend 910C) servers, whose rows are skipped: models without a spec (Kimi-K2-Thinking, Hy3-preview) or
 formats without a mapping. Scored once, with the model of the commit that added it (Trainium2 predicted by
-`tuned`): decode 22.8% MAPE (4 rows), prefill 21.2% (2 rows)."""}
+`tuned`): decode 22.8% MAPE (4 rows), prefill 21.2% (2 rows).""",
+              "fresh30_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 11:40 UTC) by a helper who computed no prediction; committed (87688fb) before
+it was scored. Rule: sources in no other file; DeepSeek-V3-architecture, Qwen3 MoE, Llama 4, Mixtral or Kimi-K2
+runs on vLLM 0.7-0.9 or SGLang 0.4.x (software of January to August 2025) on NVIDIA or AMD Instinct GPUs;
+fixed-batch runs, offline runs with every prompt submitted at once, and closed-loop serving at a stated
+--max-concurrency with fixed lengths; every qualifying cell. Sources (all DeepSeek-R1/V3; no other model
+qualified): DataCrunch's two SGLang posts on 8 x H200 (bench_one_batch at batch 1, CUDA graphs on and off, and
+their plotting script's offline and batch-1 serving runs), vLLM PR 13747 (TRITON_MLA against FlashMLA,
+benchmark_throughput on 8 x H200) and Tencent's TKE playbook (vLLM 0.9.0.1 on 16 x H20 over two nodes, and two
+such replicas behind one service). dstack's online runs, found by the same search, are in fresh32_benchmarks.csv.
+Scored once with the model of that commit: decode 48.8% MAPE (105 rows), prefill 64.6% (4), offline throughput
+241% (6); early-2025 DeepSeek stacks ran 1.5-3x slower than the fitted engines predict. It then joined the
+SHA-256 split. Before that score SGLang's --disable-cuda-graph was routed to `sglang-eager` and its
+--enable-dp-attention to the `ep` mode; after it SGLang 0.4.2/0.4.3 were routed to `sglang-0.4.1` (which now fits
+its cost per step too) and vLLM 0.8/0.9 to `vllm-v1` (their default V1 engine), so its evaluation rows informed
+those two choices.""",
+              "fresh31_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 11:40 UTC) by a helper who computed no prediction; committed (87688fb) before
+it was scored. Rule: sources in no other file; any model on vLLM's ROCm builds of releases up to 0.6.x (2024, V0
+engine) or TGI's 2024 ROCm builds, on MI300X or MI325X; kinds as fresh30_benchmarks.csv. Sources: the ROCm blog
+'Enhancing vLLM Inference on AMD GPUs' (Llama-3-8B BF16 and FP8, benchmark_latency at batch 8; its two cells
+stated as bounds, 'over 4.60 s' and 'under 3.40 s', were left out before scoring) and Azure's ND MI300X v5 tables
+(Llama-3.1 8B/70B/405B FP8 with FP8 KV cache, benchmark_throughput of 1000 prompts). Scored once with the model of
+that commit: decode 136% MAPE (2 rows), offline throughput 20.8% (18). It then joined the SHA-256 split. Its blog
+rows, upstream vLLM built with Dockerfile.rocm, then got the engine `vllm-rocm-upstream` (fitted on them alone);
+it was designed knowing that fresh18_benchmarks.csv's held-out MI300X rows are such builds and run far slower than
+`vllm-rocm` predicts, so fresh18's later MI300X scores are a weaker test.""",
+              "fresh32_benchmarks.csv": """\
+Collected with fresh30_benchmarks.csv (rule fixed 11:40 UTC): dstack's online DeepSeek-R1 runs (bench_serving, 500
+prompts at --max-concurrency 4-128, 3200 input tokens and 800-6400 output tokens, SGLang 0.4.2/0.4.3 and vLLM
+0.7.3/0.7.4 on 8 x H200 and 8 x MI300X). The same campaign (machines, builds, dates) as fresh13_benchmarks.csv's
+offline runs, so it is held out whole: fitting it would leak into fresh13's test. Scored once with the model of
+87688fb: decode 73.1% MAPE (72 rows)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -114,6 +114,36 @@ def test_serve_rows_are_predicted_as_a_closed_loop_and_batch_rows_as_a_fixed_bat
     assert isinstance(skipped, str) and "TTFT" in skipped and "TPOT" in skipped
 
 
+def test_replicas_split_the_clients_and_add_their_throughput() -> None:
+    """Two TP-1 replicas behind one load balancer on 2 devices, 64 clients: each replica serves 32 of them on one
+    device, so the TPOT is one replica's at 32 clients and the output throughput twice its; one client keeps one
+    replica busy."""
+    label = "vLLM v0.11.0 (V1 engine; 2 replicas x TP 1; vllm bench serve, 640 prompts at --max-concurrency 64)"
+    row = {**ROW, "num_devices": "2", "engine": label}
+    kw = {**KW, "engine": "vllm-v1"}
+    one = closed_loop(SPEC, H100, concurrency=32, input_len=1024, output_len=1024, requests=320, **kw)
+    assert predict_plan(plan_row(row))[0] == pytest.approx(one.tpot_s * 1e3, rel=1e-9)
+    rate = plan_row({**row, "metric": "output tokens/s"})
+    assert predict_plan(rate)[0] == pytest.approx(2 * one.output_tokens_s, rel=1e-9)
+    alone = closed_loop(SPEC, H100, concurrency=1, input_len=1024, output_len=1024, requests=10, **kw)
+    one_client = label.replace("640 prompts at --max-concurrency 64", "10 prompts at --max-concurrency 1")
+    single = plan_row({**row, "metric": "output tokens/s", "batch_size": "1", "engine": one_client})
+    assert predict_plan(single)[0] == pytest.approx(alone.output_tokens_s, rel=1e-9)
+    uneven = plan_row({**row, "num_devices": "3"})
+    assert isinstance(uneven, str) and "replicas" in uneven
+
+
+def test_vllm_v0_runs_at_most_256_sequences_at_once() -> None:
+    """vLLM's V0 scheduler (max_num_seqs 256) runs a fixed batch of 1024 short sequences of an 8B model, which an
+    H100's KV cache would hold, in four waves of 256: the throughput of one batch of 256."""
+    row = {**ROW, "engine": "vLLM 0.6.3 (CUDA graphs; TP 1)", "batch_size": "1024", "input_len": "128",
+           "output_len": "128", "metric": "output tokens/s"}
+    big, small = plan_row(row), plan_row({**row, "batch_size": "256"})
+    assert big.kwargs["engine"] == "vllm-v0"
+    assert predict_plan(big)[1]["concurrent"] == 256
+    assert predict_plan(big)[0] == pytest.approx(predict_plan(small)[0], rel=1e-9)
+
+
 def test_predict_prints_the_closed_loop_run_of_its_batch_as_clients() -> None:
     import json
 

@@ -85,9 +85,10 @@ def test_validation_only_specs_match_the_published_parameter_counts() -> None:
 # engines whose fit takes over 5 s on 2 cores are reproduced by `make test-slow`.
 FIT_MIN_ROWS = {"llama.cpp-rocm": 30, "sglang-0.4": 30, "tensorrt-llm-0.1x": 20, "tensorrt-llm-0.6": 10,
                 "tensorrt-llm-0.9": 30, "turbomind": 15, "vllm-eager": 5, "vllm-rocm": 2, "vllm-rocm-v1": 15,
-                "vllm-v0": 30, "sglang-eager": 1, "llama.cpp-metal-2023": 2, "sglang-0.4.1": 1, "vllm-v0-awq": 5,
+                "vllm-v0": 30, "sglang-eager": 1, "llama.cpp-metal-2023": 2, "sglang-0.4.1": 5, "vllm-v0-awq": 5,
                 "llama.cpp-hip": 10, "llama.cpp-2023": 10, "vllm-v1": 5, "sglang-0.5-mi30x": 20,
-                "optimum-habana": 50, "sglang-jax": 30, "vllm-tpu": 30}
+                "optimum-habana": 50, "sglang-jax": 30, "vllm-tpu": 30, "vllm-0.9": 50,
+                "vllm-rocm-upstream": 2}
 SLOW_FIT_MIN_ROWS = {"llama.cpp": 10, "llama.cpp-metal": 4, "tensorrt-llm": 5, "sglang-0.5": 50, "atom": 50}
 
 
