@@ -28,41 +28,12 @@ from retarget.perf.validate import FRESH, PHASE_GROUPS, RowPlan, held_out_file, 
 from retarget.perf.validate_report import to_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_FILES = (ROOT / "bench" / "data" / "measured_benchmarks.csv",
-                 ROOT / "bench" / "data" / "moe_multi_gpu_decode.csv",
-                 ROOT / "bench" / "data" / "fresh_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh2_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh3_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh4_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh5_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh6_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh7_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh8_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh9_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh10_benchmarks.csv",
-                 ROOT / "bench" / "data" / "serving2025_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh11_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh12_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh13_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh14_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh15_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh16_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh17_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh18_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh19_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh20_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh21_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh22_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh23_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh24_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh25_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh26_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh27_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh28_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh29_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh30_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh31_benchmarks.csv",
-                 ROOT / "bench" / "data" / "fresh32_benchmarks.csv")
+DATA = ROOT / "bench" / "data"
+# every committed measurements file, in the order the report shows them (fitted files first, then by date)
+DEFAULT_FILES = tuple(DATA / name for name in (
+    "measured_benchmarks.csv", "moe_multi_gpu_decode.csv", "fresh_benchmarks.csv",
+    *(f"fresh{n}_benchmarks.csv" for n in range(2, 11)), "serving2025_benchmarks.csv",
+    *(f"fresh{n}_benchmarks.csv" for n in range(11, 33))))
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
