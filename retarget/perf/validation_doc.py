@@ -378,7 +378,7 @@ Scored once with the model of that commit: decode 48.8% MAPE (105 rows), prefill
 241% (6); early-2025 DeepSeek stacks ran 1.5-3x slower than the fitted engines predict. It then joined the
 SHA-256 split. Before that score SGLang's --disable-cuda-graph was routed to `sglang-eager` and its
 --enable-dp-attention to the `ep` mode; after it SGLang 0.4.2/0.4.3 were routed to `sglang-0.4.1` (which now fits
-its cost per step too) and vLLM 0.8/0.9 to `vllm-v1` (their default V1 engine), so its evaluation rows informed
+its cost per step and a compute scale too) and vLLM 0.8/0.9 to `vllm-v1` (their default V1 engine), so its evaluation rows informed
 those two choices.""",
               "fresh31_benchmarks.csv": """\
 Collected on 2026-12-03 (rule fixed 11:40 UTC) by a helper who computed no prediction; committed (87688fb) before
