@@ -191,6 +191,12 @@ def _memoised_rows(fn: Any) -> Any:
     return wrapper
 
 
+def _prefixes(rule: dict[str, Any]) -> str | tuple[str, ...]:
+    """An engine rule's `prefix`: one label start, or a list of alternatives."""
+    prefix = rule["prefix"]
+    return tuple(prefix) if isinstance(prefix, list) else prefix
+
+
 @_memoised_rows
 def plan_row(row: dict[str, str]) -> RowPlan | str:
     """The prediction plan for ROW, or the reason it cannot be expressed (one a user can act on)."""
@@ -202,7 +208,7 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     fmt = _first(m["formats"], lambda r: re.search(r["pattern"], row["quant_format"], re.I))
     if fmt is None:
         return f"quant format {row['quant_format']!r} not mapped"
-    eng = _first(m["engines"], lambda r: row["engine"].startswith(r["prefix"]) and _fields_match(
+    eng = _first(m["engines"], lambda r: row["engine"].startswith(_prefixes(r)) and _fields_match(
         {ENGINE_RULE_FIELDS[k]: v for k, v in r.items() if k in ENGINE_RULE_FIELDS}, row))
     if "skip" in eng:
         return eng["skip"]

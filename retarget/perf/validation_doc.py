@@ -378,8 +378,8 @@ Scored once with the model of that commit: decode 48.8% MAPE (105 rows), prefill
 241% (6); early-2025 DeepSeek stacks ran 1.5-3x slower than the fitted engines predict. It then joined the
 SHA-256 split. Before that score SGLang's --disable-cuda-graph was routed to `sglang-eager` and its
 --enable-dp-attention to the `ep` mode; after it SGLang 0.4.2/0.4.3 were routed to `sglang-0.4.1` (which now fits
-its cost per step and a compute scale too) and vLLM 0.8/0.9 to `vllm-v1` (their default V1 engine), so its evaluation rows informed
-those two choices.""",
+its cost per step and a compute scale too) and vLLM 0.8/0.9 to their own engine `vllm-0.9` (the first releases
+whose default is the V1 engine), so its evaluation rows informed those two choices.""",
               "fresh31_benchmarks.csv": """\
 Collected on 2026-12-03 (rule fixed 11:40 UTC) by a helper who computed no prediction; committed (87688fb) before
 it was scored. Rule: sources in no other file; any model on vLLM's ROCm builds of releases up to 0.6.x (2024, V0
