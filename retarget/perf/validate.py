@@ -215,7 +215,7 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     devices = _int(row["num_devices"])
     if not devices:
         return "device count not a number"
-    fleet = re.search(r"\b(\d{1,3}) replicas x ", row["engine"])  # data-parallel copies of the whole deployment
+    fleet = re.search(r"\b([1-9]\d{0,2}) replicas x ", row["engine"])  # data-parallel copies of the whole deployment
     replicas = int(fleet.group(1)) if fleet else 1
     if devices % replicas:
         return f"{devices} devices do not split into {replicas} equal replicas"

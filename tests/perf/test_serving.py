@@ -131,6 +131,7 @@ def test_replicas_split_the_clients_and_add_their_throughput() -> None:
     assert predict_plan(single)[0] == pytest.approx(alone.output_tokens_s, rel=1e-9)
     uneven = plan_row({**row, "num_devices": "3"})
     assert isinstance(uneven, str) and "replicas" in uneven
+    assert not isinstance(plan_row({**row, "engine": label.replace("2 replicas", "0 replicas")}), str)  # not a count
 
 
 def test_vllm_v0_runs_at_most_256_sequences_at_once() -> None:
