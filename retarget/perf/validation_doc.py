@@ -33,7 +33,7 @@ DATA = ROOT / "bench" / "data"
 DEFAULT_FILES = tuple(DATA / name for name in (
     "measured_benchmarks.csv", "moe_multi_gpu_decode.csv", "fresh_benchmarks.csv",
     *(f"fresh{n}_benchmarks.csv" for n in range(2, 11)), "serving2025_benchmarks.csv",
-    *(f"fresh{n}_benchmarks.csv" for n in range(11, 33))))
+    *(f"fresh{n}_benchmarks.csv" for n in range(11, 34))))
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -396,7 +396,17 @@ Collected with fresh30_benchmarks.csv (rule fixed 11:40 UTC): dstack's online De
 prompts at --max-concurrency 4-128, 3200 input tokens and 800-6400 output tokens, SGLang 0.4.2/0.4.3 and vLLM
 0.7.3/0.7.4 on 8 x H200 and 8 x MI300X). The same campaign (machines, builds, dates) as fresh13_benchmarks.csv's
 offline runs, so it is held out whole: fitting it would leak into fresh13's test. Scored once with the model of
-87688fb: decode 73.1% MAPE (72 rows)."""}
+87688fb: decode 73.1% MAPE (72 rows).""",
+              "fresh33_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 14:45 UTC) by a helper who computed no prediction; committed before it was
+scored. Rule: sources in no other file and not dstack's; mixture-of-experts models on vLLM 0.7-0.9 (January to
+July 2025) on NVIDIA GPUs; fixed-batch runs and closed-loop serving at a fixed concurrency with fixed lengths;
+every qualifying cell. Sources (DeepSeek-R1 only; no other model qualified): a blog post on 8 x H20 (vLLM 0.8.2
+with --enforce-eager, bench_serving with every prompt sent at once, 1-1024 prompts, no --ignore-eos: output
+lengths are the printed means) and Tenstorrent's GPU reference runs of DeepSeek-R1-0528 (vLLM 0.9 on 16 x H100,
+TP 16 over two nodes). A companion search for vLLM's 2025 ROCm builds found no qualifying source not already used.
+Before scoring, vLLM runs on CUDA with --enforce-eager were routed to `vllm-eager` (no other row changed
+engine)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
