@@ -406,8 +406,10 @@ def measured_value(row: dict[str, str]) -> float | None:
 
 
 def _fields_match(entry: dict[str, Any], row: dict[str, str], ignore: tuple[str, ...] = ()) -> bool:
-    """Whether every field of ENTRY (but IGNORE) occurs in ROW's field of that name (substring match)."""
-    return all(str(v) in row[k] for k, v in entry.items() if k not in ignore)
+    """Whether every field of ENTRY (but IGNORE) occurs in ROW's field of that name (substring match; a list:
+    each of its items occurs)."""
+    return all(all(str(item) in row[k] for item in (v if isinstance(v, list) else [v]))
+               for k, v in entry.items() if k not in ignore)
 
 
 def is_outlier(row: dict[str, str]) -> str:

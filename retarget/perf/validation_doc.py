@@ -234,7 +234,8 @@ fresh13_benchmarks.csv's. Sources: three more editions of ROCm/vllm's MI300X lat
 0.9.0.1 and 0.9.1, May-July 2025; Llama 3.1 70B/405B FP8, TP8, batch 1-128; 96 rows), one per vLLM release
 not yet in any file; the collector saw the editions' batch-1 latencies while telling them apart and chose
 by version. Scored once at decode 11.9% MAPE (96 rows). Like fresh11_benchmarks.csv it tests less than a
-new source would: fresh9_benchmarks.csv holds the March 2025 edition of the same table, fitted.""",
+new source would: fresh9_benchmarks.csv holds the March 2025 edition of the same table, fitted. Its vLLM 0.9.1
+rows (V1 engine) were later routed to `vllm-rocm-v1`, knowing this file's scores.""",
               "fresh16_benchmarks.csv": """\
 Collected on 2026-12-03 (rule fixed 01:48 UTC) by someone who computed no prediction; committed before the
 model of that morning (c1683da) was scored on it; held out whole and scored once. Rule: sources in no other
@@ -264,7 +265,8 @@ pull requests 17530 and 17535 (Qwen3-30B-A3B and 235B-A22B FP8 on MI300X, offlin
 8 x H200), SGLang pull requests 7687 and 6939 (DeepSeek-V3 on 16 x H200 and 8 x B200) and LMSYS's MTP blog
 (DeepSeek-V3 decode on 16 x H200; its MTP rows not predicted). Several tables were visible only in part.
 Scored once: decode 92.2% (24 rows), prefill 70.8% (4 rows); missed. MoE serving on ROCm (untuned fused-MoE
-configs in vLLM of May 2025, DeepSeek-R1 on vLLM V1) is predicted 1.6-3.4x fast.""",
+configs in vLLM of May 2025, DeepSeek-R1 on vLLM V1) is predicted 1.6-3.4x fast. Its DeepSeek-R1 rows on
+rocm/vllm with VLLM_USE_V1=1 were later routed to `vllm-rocm-v1`, knowing this file's scores.""",
               "fresh20_benchmarks.csv": """\
 Collected on 2026-12-03 (rule fixed 01:57 UTC) the same way; dense models. Sources: the v0.20 edition of
 TensorRT-LLM's perf-overview page, read whole from a fork's copy (Llama 3.1 8B/3.3 70B/3.1 405B, FP8 on H100
@@ -406,7 +408,10 @@ with --enforce-eager, bench_serving with every prompt sent at once, 1-1024 promp
 lengths are the printed means) and Tenstorrent's GPU reference runs of DeepSeek-R1-0528 (vLLM 0.9 on 16 x H100,
 TP 16 over two nodes). A companion search for vLLM's 2025 ROCm builds found no qualifying source not already used.
 Before scoring, vLLM runs on CUDA with --enforce-eager were routed to `vllm-eager` (no other row changed
-engine)."""}
+engine). Scored once with the model of that commit (d5482a1): decode 142% MAPE (52 rows; eager DeepSeek steps
+4-5x slower than predicted at small batches); its TTFT rows are skipped. It then joined the SHA-256 split and
+`vllm-eager` got a fitted cost per visited expert (an eager MoE layer launches its routing, sorting, quantising
+and grouped-GEMM kernels one by one each step), so its evaluation rows informed that choice."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -96,6 +96,13 @@ def test_an_engine_inherits_its_parents_factors_and_attributes() -> None:
     ({"engine": "SGLang 0.4.2.post4 (ROCm; TP 8)", "hardware": "AMD Instinct MI300X 192GB"}, "sglang-0.4.1"),
     ({"engine": "SGLang 0.4.3.post2 (TP 8; CUDA graphs off (--disable-cuda-graph))"}, "sglang-eager"),
     ({"engine": "vLLM 0.9.0.1 (V1 engine (0.9 default); TP 16)"}, "vllm-0.9"),
+    ({"engine": "vLLM 0.8.2 (TP 8; CUDA graphs off (--enforce-eager); bench_serving)"}, "vllm-eager"),
+    ({"engine": "vLLM (ROCm) 0.9.1 (rocm/vllm-dev 20250620_aiter release, V1 engine, TP8, benchmark_latency)",
+      "hardware": "AMD Instinct MI300X 192GB"}, "vllm-rocm-v1"),
+    ({"engine": "vLLM (ROCm) rocm/vllm:latest of Aug 2025 (V1 via VLLM_USE_V1=1; TP8)",
+      "hardware": "AMD Instinct MI300X 192GB"}, "vllm-rocm-v1"),
+    ({"engine": "vLLM (ROCm) v0.9.2.dev364 (V0 engine, VLLM_USE_V1=0; TP1)", "hardware": "AMD Instinct MI300X 192GB"},
+     "vllm-rocm"),
     ({"engine": "vLLM v0.15.1 (V1 engine; TP8; vllm bench serve, 640 prompts at --max-concurrency 64)"}, "vllm-v1"),
     ({"engine": "vLLM 0.10.1.1 (V1 engine; TP1; vllm bench latency)"}, "vllm-v1"),
     ({"engine": "vLLM (ROCm) v0.11.1rc (V1 engine; TP8; vllm bench latency)",
@@ -137,6 +144,8 @@ def test_geforce_blackwell_accumulates_fp16_at_twice_the_fp32_accumulate_rate() 
     ("vLLM (ROCm) v0.11.1rc (V1 engine; TP8; vllm bench latency)", "tp", True),
     ("SGLang 0.4.3.post2 (TP 8; --enable-dp-attention (DP 8 attention))", "ep", False),
     ("vLLM (ROCm) v0.11.1rc (V1 engine; TP8; vllm bench throughput)", "tp", False),
+    ("vLLM (ROCm) 0.9.1 (V1 engine, full CUDA graph compilation config, TP8, benchmark_latency)", "tp", True),
+    ("vLLM (ROCm) 0.9.1 (V1 engine, TP8, benchmark_throughput)", "tp", False),
 ])
 def test_release_labels_state_the_parallel_layout_and_the_prompt_cache(engine: str, parallelism: str,
                                                                        cached: bool) -> None:
