@@ -33,7 +33,7 @@ DATA = ROOT / "bench" / "data"
 DEFAULT_FILES = tuple(DATA / name for name in (
     "measured_benchmarks.csv", "moe_multi_gpu_decode.csv", "fresh_benchmarks.csv",
     *(f"fresh{n}_benchmarks.csv" for n in range(2, 11)), "serving2025_benchmarks.csv",
-    *(f"fresh{n}_benchmarks.csv" for n in range(11, 34))))
+    *(f"fresh{n}_benchmarks.csv" for n in range(11, 36))))
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -411,7 +411,24 @@ Before scoring, vLLM runs on CUDA with --enforce-eager were routed to `vllm-eage
 engine). Scored once with the model of that commit (d5482a1): decode 142% MAPE (52 rows; eager DeepSeek steps
 4-5x slower than predicted at small batches); its TTFT rows are skipped. It then joined the SHA-256 split and
 `vllm-eager` got a fitted cost per visited expert (an eager MoE layer launches its routing, sorting, quantising
-and grouped-GEMM kernels one by one each step), so its evaluation rows informed that choice."""}
+and grouped-GEMM kernels one by one each step), so its evaluation rows informed that choice.""",
+              "fresh34_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 15:15 UTC) by a helper who computed no prediction; committed before it was
+scored; held out whole. Rule: sources in no other file; llama.cpp or another local engine on Apple M3 Max, M4
+Max or M5, or on x86 CPUs; llama-bench tables and batch-1 runs with stated lengths; every qualifying cell.
+Sources: ik_llama.cpp pull requests (mainline llama.cpp against the fork on a Ryzen 9 7950X and a Threadripper
+PRO 5975WX; a dual Xeon Gold 6226R), a llama.cpp Metal pull request on an M3 Max (a 1B model whose checkpoint is
+not named) and a crowd-sourced benchmark's CPU results (Llama-3.1-8B Q4_K_M on six laptop and desktop CPUs). No
+M4 Max, M5 or Sapphire Rapids table qualified.""",
+              "fresh35_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 15:15 UTC) by a helper who computed no prediction; committed before it was
+scored; held out whole. Rule: sources in no other file; any engine on the devices that had no validation row
+(A100 40GB SXM, L4, TPU v5e/v5p, Ascend 910B, MLU370); fixed-batch runs and serving at a fixed concurrency with
+fixed lengths; every qualifying cell. Only one source qualified: a GitHub repository's vLLM 0.16 runs of
+Mistral-7B on one L4 (batch 1-8, 128-512 output tokens, FP16 and AWQ-Marlin INT4; the prompt length, about 27
+tokens, is the collector's estimate). Its FP16 file contradicts itself and exceeds the memory bound, so it was
+left out (validation_map.yaml `outliers`) before scoring. TPU v5e sources used ShareGPT or OpenOrca prompts
+(variable lengths) and the Ascend 910B tables found were load sweeps, so none qualified."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
