@@ -33,7 +33,7 @@ DATA = ROOT / "bench" / "data"
 DEFAULT_FILES = tuple(DATA / name for name in (
     "measured_benchmarks.csv", "moe_multi_gpu_decode.csv", "fresh_benchmarks.csv",
     *(f"fresh{n}_benchmarks.csv" for n in range(2, 11)), "serving2025_benchmarks.csv",
-    *(f"fresh{n}_benchmarks.csv" for n in range(11, 36))))
+    *(f"fresh{n}_benchmarks.csv" for n in range(11, 37))))
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -428,7 +428,15 @@ fixed lengths; every qualifying cell. Only one source qualified: a GitHub reposi
 Mistral-7B on one L4 (batch 1-8, 128-512 output tokens, FP16 and AWQ-Marlin INT4; the prompt length, about 27
 tokens, is the collector's estimate). Its FP16 file contradicts itself and exceeds the memory bound, so it was
 left out (validation_map.yaml `outliers`) before scoring. TPU v5e sources used ShareGPT or OpenOrca prompts
-(variable lengths) and the Ascend 910B tables found were load sweeps, so none qualified."""}
+(variable lengths) and the Ascend 910B tables found were load sweeps, so none qualified.""",
+              "fresh36_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 15:51 UTC) by a helper who computed no prediction; committed before it was
+scored. Rule: sources in no other file and not dstack's; any model on vLLM 0.10 or later (the V1 engine) on
+NVIDIA GPUs; fixed-batch runs and closed-loop serving at a fixed concurrency with fixed lengths (--ignore-eos);
+every qualifying cell. One publisher qualified: CloudRift's experiment pages (vLLM 0.17 and 0.23 at TP 1:
+Qwen3-8B on A100 80GB and 40GB at one client, Qwen3-30B-A3B on H200 at one client with 4096 in and out, and
+gemma-4-12B on an RTX 5090, whose rows are skipped: no spec for that model). Before scoring, releases 0.20 and
+later were routed to `vllm-v1` (they had fallen through to `tuned`; no other row changed engine)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -105,6 +105,8 @@ def test_an_engine_inherits_its_parents_factors_and_attributes() -> None:
      "vllm-rocm"),
     ({"engine": "vLLM v0.15.1 (V1 engine; TP8; vllm bench serve, 640 prompts at --max-concurrency 64)"}, "vllm-v1"),
     ({"engine": "vLLM 0.10.1.1 (V1 engine; TP1; vllm bench latency)"}, "vllm-v1"),
+    ({"engine": "vLLM 0.23.0 (V1 engine; TP 1; vllm bench serve, 8 prompts at --max-concurrency 1)"}, "vllm-v1"),
+    ({"engine": "vLLM 0.2.7 (TP 2)"}, "vllm-v0"),
     ({"engine": "vLLM (ROCm) v0.11.1rc (V1 engine; TP8; vllm bench latency)",
       "hardware": "AMD Instinct MI300X 192GB"}, "vllm-rocm-v1"),
     ({"engine": "TensorRT-LLM 1.2.0 (PyTorch backend; DEP4 = attention data parallel 4 + expert parallel 4)"},
