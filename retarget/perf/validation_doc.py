@@ -431,12 +431,13 @@ left out (validation_map.yaml `outliers`) before scoring. TPU v5e sources used S
 (variable lengths) and the Ascend 910B tables found were load sweeps, so none qualified.""",
               "fresh36_benchmarks.csv": """\
 Collected on 2026-12-03 (rule fixed 15:51 UTC) by a helper who computed no prediction; committed before it was
-scored. Rule: sources in no other file and not dstack's; any model on vLLM 0.10 or later (the V1 engine) on
-NVIDIA GPUs; fixed-batch runs and closed-loop serving at a fixed concurrency with fixed lengths (--ignore-eos);
-every qualifying cell. One publisher qualified: CloudRift's experiment pages (vLLM 0.17 and 0.23 at TP 1:
-Qwen3-8B on A100 80GB and 40GB at one client, Qwen3-30B-A3B on H200 at one client with 4096 in and out, and
-gemma-4-12B on an RTX 5090, whose rows are skipped: no spec for that model). Before scoring, releases 0.20 and
-later were routed to `vllm-v1` (they had fallen through to `tuned`; no other row changed engine)."""}
+scored; held out whole. Rule: sources in no other file and not dstack's; any model on vLLM 0.10 or later (the
+V1 engine) on NVIDIA GPUs; fixed-batch runs and closed-loop serving at a fixed concurrency with fixed lengths
+(--ignore-eos); every qualifying cell. One publisher qualified: CloudRift's experiment pages (vLLM 0.17 and 0.23
+at TP 1: Qwen3-8B on A100 80GB and 40GB at one client, Qwen3-30B-A3B on H200 at one client with 4096 in and out,
+and gemma-4-12B on an RTX 5090, whose rows are skipped: no spec for that model). Before scoring, releases 0.20 and
+later were routed to `vllm-v1` (they had fallen through to `tuned`; no other row changed engine). Scored once
+with the model of that commit (c10d239): decode 10.7% MAPE (16 rows); held out whole."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
