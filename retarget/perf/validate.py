@@ -102,7 +102,7 @@ class RowPlan:
     kwargs: dict[str, Any]
     max_batch: int = 0
     cached_prompt: bool = False  # the timed runs find every prompt in the prefix cache (engine rule `prompt_cache_hit`)
-    requests: int | None = None  # requests a closed-loop serving run sends in all (serve_* kinds; None: not stated)
+    requests: int | None = None  # prompts an offline or closed-loop serving run sends in all (None: not stated)
     replicas: int = 1  # serving replicas behind one load balancer, each on devices / replicas (serve_* kinds)
 
 
@@ -250,8 +250,10 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
                 "columns to predict it at the mean lengths")
     if phase == "offline-throughput" and row["batch_size"] == "max" and metric == "output tokens/s":
         seqs = re.search(r"max-num-seqs (\d{1,6})", row["engine"])  # a batch limit the run states overrides the default
+        prompts = re.search(r"\b(\d{1,7}) prompts\b", row["engine"])  # the run's stated prompt count
         return RowPlan(spec, profile, "offline", 0, inp, out, kwargs,
-                       max_batch=int(seqs.group(1)) if seqs else eng.get("max_batch", 256))
+                       max_batch=int(seqs.group(1)) if seqs else eng.get("max_batch", 256),
+                       requests=int(prompts.group(1)) if prompts else None)
     if not batch:
         return f"batch {row['batch_size']!r} not a number: the model predicts fixed batch sizes (state the batch)"
     kinds = {
@@ -332,8 +334,12 @@ def predict_plan(
     """Predicted value of the row's metric, and the workload it was computed at."""
     k = {**plan.kwargs, "engine_factors": engine_factors}
     if plan.kind in ("generate", "offline"):
-        batch = max_batch(plan) if plan.kind == "offline" else plan.batch
-        fits = admitted(plan, batch) if plan.kind == "generate" else batch
+        if plan.kind == "offline":  # every prompt handed over at once: waves of what the KV pool holds
+            fits = max_batch(plan)
+            batch = plan.requests or fits
+        else:
+            batch = plan.batch
+            fits = admitted(plan, batch)
         full, rest = divmod(batch, fits)
         seconds = sum(waves * size * plan.output_len / generation_tokens_s(
             plan.spec, plan.profile, batch=size, input_len=plan.input_len, output_len=plan.output_len,

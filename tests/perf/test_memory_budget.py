@@ -53,3 +53,23 @@ def test_predict_fits_by_the_engines_own_pool() -> None:
     assert trt.usable_per_device_gb * 1e9 == pytest.approx(placed + 0.9 * (80 * 2**30 - placed))
     assert vllm.usable_per_device_gb * 1e9 == pytest.approx(0.9 * 80 * 2**30)
     assert trt.fits and not vllm.fits and vllm.devices_needed == 2
+
+
+@pytest.mark.parametrize("prompts", [40, 1000])
+def test_offline_run_processes_its_stated_prompts_in_waves_of_what_fits(prompts: int) -> None:
+    """An offline run that states its prompt count hands them all over at once: the engine runs waves of what
+    its KV pool holds, so the run's throughput is prompts x output over the summed time of the full waves and
+    the last partial one, each timed at its own batch by generation_tokens_s."""
+    from retarget.perf.model import generation_tokens_s
+    from retarget.perf.validate import predict_plan
+
+    plan = plan_row({**ROW, "num_devices": "4",
+                     "engine": f"vLLM 0.6.3 (TP 4; offline benchmark_throughput, {prompts} prompts)"})
+    fits = max_batch(plan)
+    assert 40 < fits < 1000  # one case below the pool, one above it
+    full, rest = divmod(prompts, fits)
+    k = {key: plan.kwargs[key] for key in ("devices", "weight_format", "kv_format", "engine", "parallelism")}
+    seconds = sum(waves * size * 1000 / generation_tokens_s(plan.spec, plan.profile, batch=size, input_len=1000,
+                                                            output_len=1000, **k)
+                  for waves, size in ((full, fits), (1, rest)) if waves and size)
+    assert predict_plan(plan)[0] == pytest.approx(prompts * 1000 / seconds)
