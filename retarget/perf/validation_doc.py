@@ -33,7 +33,7 @@ DATA = ROOT / "bench" / "data"
 DEFAULT_FILES = tuple(DATA / name for name in (
     "measured_benchmarks.csv", "moe_multi_gpu_decode.csv", "fresh_benchmarks.csv",
     *(f"fresh{n}_benchmarks.csv" for n in range(2, 11)), "serving2025_benchmarks.csv",
-    *(f"fresh{n}_benchmarks.csv" for n in range(11, 37))))
+    *(f"fresh{n}_benchmarks.csv" for n in range(11, 38))))
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -437,7 +437,17 @@ V1 engine) on NVIDIA GPUs; fixed-batch runs and closed-loop serving at a fixed c
 at TP 1: Qwen3-8B on A100 80GB and 40GB at one client, Qwen3-30B-A3B on H200 at one client with 4096 in and out,
 and gemma-4-12B on an RTX 5090, whose rows are skipped: no spec for that model). Before scoring, releases 0.20 and
 later were routed to `vllm-v1` (they had fallen through to `tuned`; no other row changed engine). Scored once
-with the model of that commit (c10d239): decode 10.7% MAPE (16 rows); held out whole."""}
+with the model of that commit (c10d239): decode 10.7% MAPE (16 rows); held out whole.""",
+              "fresh37_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 17:57 UTC) by two helpers who computed no prediction; committed before it
+was scored; held out whole. Rule: sources in no other file; mixture-of-experts models (DeepSeek-V3/R1,
+Mixtral-8x7B) on vLLM's V0 releases 0.7.0-0.7.3 and main builds of late January to March 2025 (CUDA), on vLLM's
+2024-25 ROCm V0 builds or on SGLang 0.4.1-0.4.3's ROCm builds; fixed-batch runs and serving at a stated
+concurrency with fixed lengths; every qualifying cell. Two sources qualified: a deployment repository's vLLM
+0.7.3 runs of an AWQ DeepSeek-V3 on 8 x H100 (serving at one to five clients; chart labels, prompt count not
+stated, output not forced) and an SGLang pull request's two bench_one_batch runs of DeepSeek-V3 on eight AMD GPUs
+(MI300X inferred from the date; build inferred). The search of vLLM's own pull requests and issues found no
+thread whose stored text shows both the numbers and the run's settings."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
