@@ -173,6 +173,9 @@ def predict_cmd(
     parallelism: Annotated[str, typer.Option(help="tp (tensor parallel, experts split in the group), pp (layers "
                                              "split, llama.cpp) or ep (data-parallel attention, expert-parallel "
                                              "MoE with all-to-all)")] = "tp",
+    pp: Annotated[int, typer.Option("--pp", help="pipeline stages: the layers split into this many stages, each run "
+                                    "by devices/pp devices in --parallelism tp or ep (multi-node: tensor parallel "
+                                    "in a node, pipeline across nodes)")] = 1,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a profile FIELD=VALUE")] = None,
     output_len: Annotated[int | None, typer.Option(help="tokens generated per request: also predict serving "
                                                    "--batch clients in a closed loop (as vllm bench serve "
@@ -182,11 +185,11 @@ def predict_cmd(
     """Predicted time to first token, tokens/s, memory fit and the bottleneck per op class."""
     from retarget.perf.show import show_prediction
 
-    check_options(devices=(devices, 1, 4096), batch=(batch, 1, 2**20), ctx=(ctx, 1, 2**24),
+    check_options(devices=(devices, 1, 4096), pp=(pp, 1, 4096), batch=(batch, 1, 2**20), ctx=(ctx, 1, 2**24),
                   prompt_len=(prompt_len, 1, 2**24), output_len=(1 if output_len is None else output_len, 1, 2**24))
     run_or_exit(show_prediction, model, target, set_ or [], as_json, console, devices=devices, batch=batch,
                 ctx=ctx, prompt_len=prompt_len, recipe=recipe, kv_format=kv, engine=engine, parallelism=parallelism,
-                output_len=output_len)
+                stages=pp, output_len=output_len)
 
 
 @app.command("validate")

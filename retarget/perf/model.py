@@ -51,11 +51,18 @@ def _comm_time(
     parallelism: Parallelism,
     eff: Efficiency,
     profile: HardwareProfile,
+    stages: int = 1,
 ) -> OpTime:
     """Collectives of one step: tensor parallel = one ring all-reduce of the step's activations after each
     mixer and after each MLP (routed experts are expert-parallel inside the TP group: each rank runs its
     experts on the tokens it already holds, and the combine is that same all-reduce); pipeline = one
-    activation hop per stage boundary; expert parallel = two all-to-alls per MoE layer (`_all_to_all`)."""
+    activation hop per stage boundary; expert parallel = two all-to-alls per MoE layer (`_all_to_all`).
+    STAGES > 1: DEVICES is one pipeline stage's group; the step also hands its activations from each stage to
+    the next (`_stage_hops`)."""
+    if stages > 1:
+        group = _comm_time(spec, step, devices, parallelism, eff, profile)
+        hops = _stage_hops(spec, step, devices, stages, eff, profile)
+        return OpTime("comm", 0.0, group.bytes + hops.bytes, group.time_s + hops.time_s, "interconnect")
     if devices == 1:
         return OpTime("comm", 0.0, 0.0, 0.0, "interconnect")
     if not profile.interconnect_gb_s:
@@ -82,6 +89,23 @@ def _comm_time(
         moved += across
         seconds += across / (link * node.nic_per_link) + calls * eff.internode_latency_us * 1e-6
     return OpTime("comm", 0.0, moved, seconds, "interconnect")
+
+
+def _stage_hops(spec: ModelSpec, step: Step, group: int, stages: int, eff: Efficiency,
+                profile: HardwareProfile) -> OpTime:
+    """The STAGES - 1 activation hand-offs of a step whose layers are split into STAGES pipeline stages of GROUP
+    devices each: point to point over the device link within a node, over the NIC (and at the cross-node
+    latency) once the stages' groups fill nodes of their own."""
+    link = (profile.interconnect_gb_s or 0.0) / 2 * 1e9 * eff.interconnect
+    if not link:
+        raise RetargetError(f"{profile.id} has no device-to-device bandwidth; set --set interconnect_gb_s=...",
+                            field="interconnect_gb_s")
+    node = multi_node()
+    msg = step.tokens * spec.hidden_size * ACT_BYTES
+    across = group * stages > node.devices_per_node
+    rate = link * node.nic_per_link if across else link
+    latency = (eff.internode_latency_us if across else eff.collective_latency_us) + eff.stage_hop_us
+    return OpTime("comm", 0.0, msg * (stages - 1), (stages - 1) * (msg / rate + latency * 1e-6), "interconnect")
 
 
 def _moe_groups(spec: ModelSpec) -> list[BlockGroup]:
@@ -164,7 +188,10 @@ def _phase(
     eff: Efficiency,
     devices: int,
     parallelism: Parallelism,
+    stages: int = 1,
 ) -> PhaseTime:
+    """One step of STEP: the op classes of every layer on one device of a DEVICES group (a pipeline stage's group
+    when STAGES > 1: a token passes every stage in turn), their collectives and the engine's fixed costs."""
     costs = _step_costs(spec, step, fmts, devices, parallelism)
 
     rates = profile.peak_tflops if eff.narrow_float_peaks else {
@@ -188,7 +215,7 @@ def _phase(
     }
     eff = replace(eff, moe=eff.moe * tile_share(spec, step, eff))
     ops = [_op_time(op, eff, profile, peaks[name]) for name, op in costs.items()]
-    ops.append(_comm_time(spec, step, devices, parallelism, eff, profile))
+    ops.append(_comm_time(spec, step, devices, parallelism, eff, profile, stages))
     fixed = (eff.overhead_us_per_layer * spec.num_layers
              + eff.moe_overhead_us_per_expert * moe_expert_slots(spec, eff.dense_experts)
              + eff.overhead_us_per_step)
@@ -220,12 +247,16 @@ def activation_bytes(spec: ModelSpec, batch: int, prompt_len: int, devices: int)
 
 
 def cache_bytes_per_device(spec: ModelSpec, context: int, bytes_per_elem: float, devices: int,
-                           parallelism: Parallelism = "tp") -> float:
+                           parallelism: Parallelism = "tp", stages: int = 1) -> float:
     """KV cache and recurrent state of one CONTEXT-token sequence held on each of DEVICES. A layer split or
     expert parallelism (data-parallel attention) spreads a sequence's cache over the devices; tensor
     parallelism splits it by KV head, so a layer with fewer KV heads than ranks keeps a copy per group of
     ranks and an MLA layer, whose one latent serves every head, a whole copy on every rank (the reason for
-    SGLang's data-parallel attention, https://lmsys.org/blog/2024-12-04-sglang-v0-4/)."""
+    SGLang's data-parallel attention, https://lmsys.org/blog/2024-12-04-sglang-v0-4/). STAGES > 1: the layers
+    are split into that many pipeline stages of DEVICES / STAGES devices each, every stage holding its layers'
+    share."""
+    if stages > 1:
+        return cache_bytes_per_device(spec, context, bytes_per_elem, devices // stages, parallelism) / stages
     state = spec.state_bytes_per_sequence(bytes_per_elem) / devices
     if parallelism != "tp" or devices == 1:
         return state + spec.kv_cache_bytes(context, bytes_per_elem) / devices
@@ -259,13 +290,17 @@ def _memory(
     devices: int,
     parallelism: Parallelism,
     eff: Efficiency,
+    stages: int = 1,
 ) -> MemoryBreakdown:
+    """Weights, KV cache and activations per device (a pipeline stage holds 1/STAGES of the layers)."""
     weights = weight_bytes(spec, fmts)
     seq = max(ctx, prompt_len)
-    kv = batch * devices * cache_bytes_per_device(spec, seq, fmts["kv"].bytes, devices, parallelism)  # all copies
-    act = activation_bytes(spec, batch, prompt_len, devices)
-    # expert parallel: every device holds all non-expert weights, 1/devices of the experts and of the sequences
-    shared = weights - spec.expert_params * fmts["experts"].bytes if parallelism == "ep" else 0.0
+    kv = batch * devices * cache_bytes_per_device(spec, seq, fmts["kv"].bytes, devices, parallelism,
+                                                  stages)  # all copies
+    act = activation_bytes(spec, batch, prompt_len, devices // stages)
+    # expert parallel: every device of a stage holds all of its layers' non-expert weights, 1/devices of the
+    # experts and of the sequences
+    shared = (weights - spec.expert_params * fmts["experts"].bytes) / stages if parallelism == "ep" else 0.0
     placed = shared + (weights - shared) / devices + act
     pool = kv_pool_bytes(profile.memory_bytes, placed, eff)
     # devices needed: the fewest d with kv / d <= pool(d), where pool(d) = room - share * (weights - shared) / d
@@ -348,15 +383,24 @@ def predict(
     mla_absorb: bool = True,
     engine_factors: dict[str, float] | None = None,
     ubatch_tokens: int | None = None,
+    stages: int = 1,
 ) -> Prediction:
     """Predict prefill (TTFT for BATCH prompts of PROMPT_LEN) and decode (one step with CTX cached tokens
     per sequence) of SPEC on DEVICES x PROFILE. `parallelism` 'tp' = tensor parallel attention/dense layers
     with expert parallel MoE; 'pp' = layers split across devices (llama.cpp's multi-GPU mode); 'ep' = data
-    parallel attention with expert-parallel MoE and all-to-all dispatch/combine (DeepEP-style serving)."""
-    if min(batch, ctx, prompt_len, devices) < 1:
-        raise RetargetError("batch, ctx, prompt_len and devices must be >= 1", field="workload")
+    parallel attention with expert-parallel MoE and all-to-all dispatch/combine (DeepEP-style serving).
+    STAGES > 1 (with tp or ep): the layers split into that many pipeline stages, each run by DEVICES / STAGES
+    devices in that mode (vLLM's and TensorRT-LLM's multi-node layout: tensor parallel in a node, pipeline
+    parallel across nodes)."""
+    if min(batch, ctx, prompt_len, devices, stages) < 1:
+        raise RetargetError("batch, ctx, prompt_len, devices and stages must be >= 1", field="workload")
     if parallelism not in ("tp", "pp", "ep"):
         raise RetargetError(f"unknown parallelism {parallelism!r}; choose tp, pp or ep", field="--parallelism")
+    if stages > 1 and parallelism == "pp":
+        raise RetargetError("pipeline stages split a tp or ep group's layers; --parallelism pp already splits them "
+                            "over every device", field="--pp")
+    if devices % stages:
+        raise RetargetError(f"{devices} devices do not split into {stages} equal pipeline stages", field="--pp")
     if not profile.mem_bw_gb_s:
         raise RetargetError(
             f"{profile.id} has no memory bandwidth; set --set mem_bw_gb_s=...", field="mem_bw_gb_s"
@@ -367,25 +411,27 @@ def predict(
     if devices > 1 and eff.parallelisms is not None and parallelism not in eff.parallelisms:
         raise RetargetError(f"{engine} on several devices is modelled with --parallelism "
                             f"{' or '.join(eff.parallelisms)} only", field="--parallelism")
-    tp = devices if parallelism == "tp" else 1
+    group = devices // stages  # the devices of one pipeline stage
+    tp = group if parallelism == "tp" else 1
     kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes,
                    dense_experts=eff.dense_experts)
     chunk = ubatch_tokens or eff.ubatch_tokens or PREFILL_CHUNK
     # micro-batched stages: a step of BATCH sequences takes as long as one micro-batch takes through every stage
-    step_batch = micro_batch(batch, devices) if parallelism == "pp" and eff.micro_batched_pipeline else batch
+    pipeline = devices if parallelism == "pp" else stages
+    step_batch = micro_batch(batch, pipeline) if eff.micro_batched_pipeline else batch
     prefill_step = Step(step_batch, min(prompt_len, chunk), 0, **kernels)
     chunks = math.ceil(prompt_len / chunk)
-    prefill = _phase(spec, profile, prefill_step, fmts, eff, devices, parallelism)
+    prefill = _phase(spec, profile, prefill_step, fmts, eff, group, parallelism, stages)
     if chunks > 1:  # later chunks attend to earlier ones; cost them at the mean cached length
         later = Step(step_batch, chunk, (prompt_len - chunk) // 2 + chunk // 2, **kernels)
-        prefill = prefill.plus(_phase(spec, profile, later, fmts, eff, devices, parallelism), chunks - 1)
+        prefill = prefill.plus(_phase(spec, profile, later, fmts, eff, group, parallelism, stages), chunks - 1)
     if parallelism == "pp" and devices > 1 and chunks > 1 and eff.pipeline_copies > 1:
         prefill = prefill.scaled(pipelined_share(chunks, devices, eff.pipeline_copies))
     if eff.prefill_overhead_us_per_layer:  # the first-token cost: once per request, not per chunk
         first_token = eff.prefill_overhead_us_per_layer * spec.num_layers * 1e-6
         prefill = PhaseTime([*prefill.ops, OpTime("request", 0.0, 0.0, first_token, "fixed")])
-    decode = _phase(spec, profile, Step(step_batch, 1, ctx, **kernels), fmts, eff, devices, parallelism)
-    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism, eff)
+    decode = _phase(spec, profile, Step(step_batch, 1, ctx, **kernels), fmts, eff, group, parallelism, stages)
+    memory = _memory(spec, profile, fmts, batch, ctx, prompt_len, devices, parallelism, eff, stages)
     w_name, _ = compute_format(wfmt, profile.peak_tflops)
     node = multi_node()
     assumptions = [
@@ -405,6 +451,8 @@ def predict(
            if eff.prefill_overhead_us_per_layer else "")
         + ")",
         f"{devices} device(s), {parallelism}"
+        + (f" within each of {stages} pipeline stages of {group} (layers split across the stages)" if stages > 1
+           else "")
         + (", every expert runs every token (dense MoE kernel)" if spec.is_moe and eff.dense_experts else "")
         + (", MoE experts expert-parallel" if spec.is_moe and devices > 1 and parallelism == "tp" else "")
         + (", attention and dense layers data-parallel (weights replicated), routed experts split with a dispatch"
@@ -412,7 +460,7 @@ def predict(
         + (
             f", {math.ceil(devices / node.devices_per_node)} nodes of {node.devices_per_node}"
             f" (NIC = {node.nic_per_link:.3g} x device link)"
-            if parallelism in ("tp", "ep") and devices > node.devices_per_node
+            if parallelism in ("tp", "ep") and group > node.devices_per_node
             else ""
         ),
         (f"KV cache pool {eff.kv_share_of_free:.0%} of the memory weights and activations leave"
@@ -439,6 +487,7 @@ def predict(
             kv_format=fmts["kv"].name,
             expert_format=fmts["experts"].name,
             parallelism=parallelism,
+            stages=stages,
             engine=engine,
         ),
         prefill,

@@ -231,6 +231,11 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
     )
     if ubatch := re.search(r"-ub (\d{1,6})\b", row["engine"]):  # a llama.cpp run's stated tokens per forward
         kwargs["ubatch_tokens"] = int(ubatch.group(1))
+    stages = re.search(r"\b(?:TP|D?EP) ?\d{1,4} ?x ?PP ?(\d{1,3})\b", row["engine"])  # e.g. "TP8 x PP2"
+    if stages and int(stages.group(1)) > 1 and eng["parallelism"] != "pp":  # pipeline stages of a TP/EP group each
+        if devices % int(stages.group(1)):
+            return f"{devices} devices do not split into {stages.group(1)} pipeline stages"
+        kwargs["stages"] = int(stages.group(1))
     spec, profile = model_spec(model_name), load_profile(profile_id)
     phase, metric, batch = row["phase"], row["metric"], _int(row["batch_size"])
     inp, out = _lengths(row)
@@ -288,9 +293,10 @@ def max_batch(plan: RowPlan) -> int:
     k = plan.kwargs
     fmts = resolve_formats(k["weight_format"], k["kv_format"], k["expert_format"], k["attention_format"])
     devices = k["devices"]
+    stages = k.get("stages", 1)
     per_seq = cache_bytes_per_device(plan.spec, plan.input_len + plan.output_len, fmts["kv"].bytes, devices,
-                                     k["parallelism"])
-    placed = (activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices)
+                                     k["parallelism"], stages)
+    placed = (activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices // stages)
               + weight_bytes(plan.spec, fmts) / devices)  # per device
     pool = kv_pool_bytes(plan.profile.memory_bytes, placed, efficiency(plan.profile.family, k["engine"]))
     return max(1, int(min(plan.max_batch, pool // per_seq)))
