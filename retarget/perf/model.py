@@ -95,18 +95,18 @@ def _comm_time(
 def _stage_hops(spec: ModelSpec, step: Step, group: int, stages: int, eff: Efficiency,
                 profile: HardwareProfile) -> OpTime:
     """The STAGES - 1 activation hand-offs of a step whose layers are split into STAGES pipeline stages of GROUP
-    devices each: point to point over the device link within a node, over the NIC (and at the cross-node
-    latency) once the stages' groups fill nodes of their own."""
+    devices each, the stages filling nodes in order: a boundary between two nodes goes over the NIC at the
+    cross-node latency, the others point to point over the device link."""
     link = (profile.interconnect_gb_s or 0.0) / 2 * 1e9 * eff.interconnect
     if not link:
         raise RetargetError(f"{profile.id} has no device-to-device bandwidth; set --set interconnect_gb_s=...",
                             field="interconnect_gb_s")
     node = multi_node()
     msg = step.tokens * spec.hidden_size * ACT_BYTES
-    across = group * stages > node.devices_per_node
-    rate = link * node.nic_per_link if across else link
-    latency = (eff.internode_latency_us if across else eff.collective_latency_us) + eff.stage_hop_us
-    return OpTime("comm", 0.0, msg * (stages - 1), (stages - 1) * (msg / rate + latency * 1e-6), "interconnect")
+    across = min(stages - 1, math.ceil(group * stages / node.devices_per_node) - 1)  # boundaries between nodes
+    seconds = (across * (msg / (link * node.nic_per_link) + (eff.internode_latency_us + eff.stage_hop_us) * 1e-6)
+               + (stages - 1 - across) * (msg / link + (eff.collective_latency_us + eff.stage_hop_us) * 1e-6))
+    return OpTime("comm", 0.0, msg * (stages - 1), seconds, "interconnect")
 
 
 def _moe_groups(spec: ModelSpec) -> list[BlockGroup]:

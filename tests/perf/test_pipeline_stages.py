@@ -25,13 +25,13 @@ def _op(pred, op_class: str) -> float:
     return next(op.time_s for op in pred.decode.ops if op.op_class == op_class)
 
 
-@pytest.mark.parametrize(("devices", "stages", "across"), [(8, 2, False), (16, 2, True), (16, 4, True)])
+@pytest.mark.parametrize(("devices", "stages", "across"), [(8, 2, 0), (16, 2, 1), (16, 4, 1), (32, 4, 3)])
 def test_a_staged_step_is_its_groups_step_plus_one_hand_off_per_stage_boundary(devices: int, stages: int,
-                                                                              across: bool) -> None:
+                                                                              across: int) -> None:
     """A token passes every stage in turn, each stage's group running its layers tensor-parallel: the decode step
     costs what the group's tensor-parallel step over all layers costs, plus stages - 1 hand-offs of the step's
-    activations (bf16, hidden size per token) over the device link, or over the NIC at the cross-node latency
-    once the groups fill nodes of their own."""
+    activations (bf16, hidden size per token): ACROSS of them between 8-GPU nodes, over the NIC at the
+    cross-node latency, the others over the device link."""
     spec, h100 = get_spec("llama-3.1-70b"), load_profile("h100-sxm")
     eff, node = efficiency("nvidia-hopper"), multi_node()
     group = devices // stages
@@ -39,9 +39,8 @@ def test_a_staged_step_is_its_groups_step_plus_one_hand_off_per_stage_boundary(d
     flat = predict(spec, h100, devices=group, batch=8, ctx=2000, prompt_len=1000)
     link = h100.interconnect_gb_s / 2 * 1e9 * eff.interconnect
     msg = 8 * spec.hidden_size * 2
-    rate, latency = ((link * node.nic_per_link, eff.internode_latency_us) if across
-                     else (link, eff.collective_latency_us))
-    hops = (stages - 1) * (msg / rate + (latency + eff.stage_hop_us) * 1e-6)
+    hops = (across * (msg / (link * node.nic_per_link) + (eff.internode_latency_us + eff.stage_hop_us) * 1e-6)
+            + (stages - 1 - across) * (msg / link + (eff.collective_latency_us + eff.stage_hop_us) * 1e-6))
     assert _op(staged, "comm") == pytest.approx(_op(flat, "comm") + hops, rel=1e-9)
     assert staged.tpot_s == pytest.approx(flat.tpot_s + hops, rel=1e-9)
 
