@@ -7,7 +7,7 @@ nodes; a hand-off per stage boundary for layer split) and the engine's fixed cos
 launches, synchronisation), per expert a token visits in each MoE layer, and per step; the first token also
 pays a cost per layer once per request. Tensor parallelism beyond one node all-reduces hierarchically over the
 nodes' NICs; pipeline stages of tensor-parallel groups (TP x PP) instead hand the activations from stage to
-stage, over the NIC once the groups fill nodes. GEMMs at an FP8/FP4 peak reach a family-specific share of the
+stage, over the NIC between nodes. GEMMs at an FP8/FP4 peak reach a family-specific share of the
 16-bit efficiency, and an engine whose decode attention has no GQA kernel for the model's query heads per KV
 head reads the KV cache once per query head. Efficiency factors, kernel attributes and node assumptions:
 efficiency.yaml."""
