@@ -45,6 +45,14 @@ def _op_time(op: OpCost, eff: Efficiency, profile: HardwareProfile, peak_tflops:
     return OpTime(op.op_class, op.flops, op.bytes, max(t_compute, t_memory), bound)
 
 
+def _link(profile: HardwareProfile, eff: Efficiency) -> float:
+    """Bytes/s one way over the device-to-device link, at the engine's share of it."""
+    if not profile.interconnect_gb_s:
+        raise RetargetError(f"{profile.id} has no device-to-device bandwidth; set --set interconnect_gb_s=...",
+                            field="interconnect_gb_s")
+    return profile.interconnect_gb_s / 2 * 1e9 * eff.interconnect
+
+
 def _comm_time(
     spec: ModelSpec,
     step: Step,
@@ -66,19 +74,13 @@ def _comm_time(
         return OpTime("comm", 0.0, group.bytes + hops.bytes, group.time_s + hops.time_s, "interconnect")
     if devices == 1:
         return OpTime("comm", 0.0, 0.0, 0.0, "interconnect")
-    if not profile.interconnect_gb_s:
-        raise RetargetError(
-            f"{profile.id} has no device-to-device bandwidth; set --set interconnect_gb_s=...",
-            field="interconnect_gb_s",
-        )
-    link = profile.interconnect_gb_s / 2 * 1e9 * eff.interconnect  # one direction
+    if parallelism == "pp":  # a layer split: every device is a stage of its own
+        return _stage_hops(spec, step, 1, devices, eff, profile)
+    link = _link(profile, eff)
     latency = eff.collective_latency_us * 1e-6
     msg = step.tokens * spec.hidden_size * ACT_BYTES
     if parallelism == "ep":
         return _all_to_all(spec, step, devices, eff, link)
-    if parallelism == "pp":
-        hop = latency + eff.stage_hop_us * 1e-6
-        return OpTime("comm", 0.0, msg * (devices - 1), (devices - 1) * (msg / link + hop), "interconnect")
     calls = sum(g.count * (1 + (g.mlp is not None)) for g in spec.blocks)
     node = multi_node()
     local = min(devices, node.devices_per_node)
@@ -97,10 +99,7 @@ def _stage_hops(spec: ModelSpec, step: Step, group: int, stages: int, eff: Effic
     """The STAGES - 1 activation hand-offs of a step whose layers are split into STAGES pipeline stages of GROUP
     devices each, the stages filling nodes in order: a boundary between two nodes goes over the NIC at the
     cross-node latency, the others point to point over the device link."""
-    link = (profile.interconnect_gb_s or 0.0) / 2 * 1e9 * eff.interconnect
-    if not link:
-        raise RetargetError(f"{profile.id} has no device-to-device bandwidth; set --set interconnect_gb_s=...",
-                            field="interconnect_gb_s")
+    link = _link(profile, eff)
     node = multi_node()
     msg = step.tokens * spec.hidden_size * ACT_BYTES
     across = min(stages - 1, math.ceil(group * stages / node.devices_per_node) - 1)  # boundaries between nodes

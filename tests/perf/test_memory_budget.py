@@ -8,8 +8,8 @@ import pytest
 
 from retarget.hw_profiles import load_profile
 from retarget.perf import predict
-from retarget.perf.model import USABLE_MEMORY, activation_bytes, resolve_formats, weight_bytes
-from retarget.perf.validate import max_batch, model_spec, plan_row
+from retarget.perf.model import USABLE_MEMORY, activation_bytes, generation_tokens_s, resolve_formats, weight_bytes
+from retarget.perf.validate import max_batch, model_spec, plan_row, predict_plan
 
 ROW = {"source_url": "https://example.org/t", "model": "Llama-3.1-70B", "params": "70B",
        "quant_format": "FP8 (some checkpoint)", "hardware": "NVIDIA H100 SXM 80GB", "num_devices": "1",
@@ -60,9 +60,6 @@ def test_offline_run_processes_its_stated_prompts_in_waves_of_what_fits(prompts:
     """An offline run that states its prompt count hands them all over at once: the engine runs waves of what
     its KV pool holds, so the run's throughput is prompts x output over the summed time of the full waves and
     the last partial one, each timed at its own batch by generation_tokens_s."""
-    from retarget.perf.model import generation_tokens_s
-    from retarget.perf.validate import predict_plan
-
     plan = plan_row({**ROW, "num_devices": "4",
                      "engine": f"vLLM 0.6.3 (TP 4; offline benchmark_throughput, {prompts} prompts)"})
     fits = max_batch(plan)
