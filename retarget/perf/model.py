@@ -280,6 +280,19 @@ def kv_pool_bytes(capacity: float, placed: float, eff: Efficiency) -> float:
     return capacity * (eff.memory_fraction or USABLE_MEMORY) - placed
 
 
+def placed_bytes(spec: ModelSpec, fmts: dict[str, NumberFormat], batch: int, prompt_len: int, devices: int,
+                 parallelism: Parallelism, stages: int = 1) -> tuple[float, float]:
+    """Bytes each of DEVICES holds before its KV cache, as (held whole, split over the devices): activations of
+    one forward and, under expert parallelism, every non-expert weight of its pipeline stage are held whole; the
+    rest of the weights is split over all DEVICES."""
+    weights = weight_bytes(spec, fmts)
+    act = activation_bytes(spec, batch, prompt_len, devices // stages)
+    if parallelism != "ep":
+        return act, weights
+    experts = spec.expert_params * fmts["experts"].bytes
+    return act + (weights - experts) / stages, experts
+
+
 def _memory(
     spec: ModelSpec,
     profile: HardwareProfile,
@@ -293,21 +306,18 @@ def _memory(
     stages: int = 1,
 ) -> MemoryBreakdown:
     """Weights, KV cache and activations per device (a pipeline stage holds 1/STAGES of the layers)."""
-    weights = weight_bytes(spec, fmts)
     seq = max(ctx, prompt_len)
     kv = batch * devices * cache_bytes_per_device(spec, seq, fmts["kv"].bytes, devices, parallelism,
                                                   stages)  # all copies
-    act = activation_bytes(spec, batch, prompt_len, devices // stages)
-    # expert parallel: every device of a stage holds all of its layers' non-expert weights, 1/devices of the
-    # experts and of the sequences
-    shared = (weights - spec.expert_params * fmts["experts"].bytes) / stages if parallelism == "ep" else 0.0
-    placed = shared + (weights - shared) / devices + act
+    whole, split = placed_bytes(spec, fmts, batch, prompt_len, devices, parallelism, stages)
+    placed = whole + split / devices
     pool = kv_pool_bytes(profile.memory_bytes, placed, eff)
-    # devices needed: the fewest d with kv / d <= pool(d), where pool(d) = room - share * (weights - shared) / d
-    room = kv_pool_bytes(profile.memory_bytes, act + shared, eff)
+    # devices needed: the fewest d with kv / d <= pool(d), where pool(d) = room - share * split / d
+    room = kv_pool_bytes(profile.memory_bytes, whole, eff)
     share = eff.kv_share_of_free or 1.0
-    needed = math.ceil((share * (weights - shared) + kv) / max(room, 1.0)) if room > 0 else -1
-    return MemoryBreakdown(weights / 1e9, kv / 1e9, act / 1e9, (placed + kv / devices) / 1e9,
+    needed = math.ceil((share * split + kv) / max(room, 1.0)) if room > 0 else -1
+    act = activation_bytes(spec, batch, prompt_len, devices // stages)
+    return MemoryBreakdown(weight_bytes(spec, fmts) / 1e9, kv / 1e9, act / 1e9, (placed + kv / devices) / 1e9,
                            (placed + pool) / 1e9, kv / devices <= pool, needed)
 
 

@@ -31,13 +31,12 @@ from retarget.outdir import check_output_file, write_files
 from retarget.perf.efficiency import efficiency, kernel_attributes
 from retarget.perf.labels import match_hardware, model_key
 from retarget.perf.model import (
-    activation_bytes,
     cache_bytes_per_device,
     generation_tokens_s,
     kv_pool_bytes,
+    placed_bytes,
     predict,
     resolve_formats,
-    weight_bytes,
 )
 from retarget.perf.serving import closed_loop
 
@@ -296,9 +295,9 @@ def max_batch(plan: RowPlan) -> int:
     stages = k.get("stages", 1)
     per_seq = cache_bytes_per_device(plan.spec, plan.input_len + plan.output_len, fmts["kv"].bytes, devices,
                                      k["parallelism"], stages)
-    placed = (activation_bytes(plan.spec, plan.max_batch, plan.input_len, devices // stages)
-              + weight_bytes(plan.spec, fmts) / devices)  # per device
-    pool = kv_pool_bytes(plan.profile.memory_bytes, placed, efficiency(plan.profile.family, k["engine"]))
+    whole, split = placed_bytes(plan.spec, fmts, plan.max_batch, plan.input_len, devices, k["parallelism"], stages)
+    pool = kv_pool_bytes(plan.profile.memory_bytes, whole + split / devices,
+                         efficiency(plan.profile.family, k["engine"]))
     return max(1, int(min(plan.max_batch, pool // per_seq)))
 
 

@@ -55,6 +55,27 @@ def test_predict_fits_by_the_engines_own_pool() -> None:
     assert trt.fits and not vllm.fits and vllm.devices_needed == 2
 
 
+def test_expert_parallel_devices_hold_every_non_expert_weight() -> None:
+    """Under expert parallelism (attention data-parallel) each of 8 devices holds all non-expert weights of
+    DeepSeek-V3 (attention, dense layers, shared experts, embedding and head) and 1/8 of the routed experts, and
+    1/8 of the sequences' latent cache; the KV pool is what that leaves, not what splitting every weight 8 ways
+    would leave."""
+    long = {**ROW, "model": "DeepSeek-V3/R1", "num_devices": "8", "hardware": "NVIDIA B200 180GB",
+            "input_len": "16000", "output_len": "16000", "engine": "TensorRT-LLM 1.0 (DEP: DEP8; PyTorch backend)"}
+    plan = plan_row(long)
+    spec, fmts = plan.spec, resolve_formats("fp8", plan.kwargs["kv_format"], None)
+    assert plan.kwargs["parallelism"] == "ep"
+    assert spec.expert_params == 58 * 256 * 3 * 7168 * 2048  # 58 MoE layers of 256 routed experts
+    experts = spec.expert_params * fmts["experts"].bytes
+    weights = weight_bytes(spec, fmts)
+    act = activation_bytes(spec, plan.max_batch, 16000, 8)
+    capacity = load_profile("b200").memory_bytes
+    per_seq = 61 * (512 + 64) * fmts["kv"].bytes * 32000 / 8  # one latent + rope key a token and layer
+    held = 0.9 * (capacity - act - (weights - experts) - experts / 8) // per_seq
+    split = 0.9 * (capacity - act - weights / 8) // per_seq
+    assert max_batch(plan) == int(held) < int(split) < plan.max_batch
+
+
 @pytest.mark.parametrize("prompts", [40, 1000])
 def test_offline_run_processes_its_stated_prompts_in_waves_of_what_fits(prompts: int) -> None:
     """An offline run that states its prompt count hands them all over at once: the engine runs waves of what
