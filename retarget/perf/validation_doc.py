@@ -33,7 +33,7 @@ DATA = ROOT / "bench" / "data"
 DEFAULT_FILES = tuple(DATA / name for name in (
     "measured_benchmarks.csv", "moe_multi_gpu_decode.csv", "fresh_benchmarks.csv",
     *(f"fresh{n}_benchmarks.csv" for n in range(2, 11)), "serving2025_benchmarks.csv",
-    *(f"fresh{n}_benchmarks.csv" for n in range(11, 38))))
+    *(f"fresh{n}_benchmarks.csv" for n in range(11, 39))))
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.
@@ -449,7 +449,16 @@ stated, output not forced) and an SGLang pull request's two bench_one_batch runs
 (MI300X inferred from the date; build inferred). The search of vLLM's own pull requests and issues found no
 thread whose stored text shows both the numbers and the run's settings. Scored once with the model of that
 commit (774c448): decode 44.2% MAPE (9 rows, MdAPE 34.5): the vLLM 0.7.3 rows 35-91% fast, as vLLM 0.7's
-DeepSeek rows of fresh13, fresh30 and fresh32; the SGLang rows within 22%."""}
+DeepSeek rows of fresh13, fresh30 and fresh32; the SGLang rows within 22%.""",
+              "fresh38_benchmarks.csv": """\
+Collected on 2026-12-03 (rule fixed 20:10 UTC) by two helpers who computed no prediction; committed before it
+was scored; held out whole. Rule: sources in no other file; measurements published from June 2025 on, of current
+releases (vLLM 0.10+, SGLang 0.4.8+, TensorRT-LLM 1.0+, llama.cpp builds of June 2025 on) on devices with a
+profile, of models the map knows; fixed-batch runs and serving at a stated concurrency with fixed lengths; every
+qualifying cell. Two sources qualified: GPUStack's Performance Lab pages (vLLM 0.10.2/0.11.0, SGLang 0.5.3 and
+TensorRT-LLM 1.2.0rc1 serving DeepSeek-R1-0528, gpt-oss-120b, Qwen3-235B-A22B and Qwen3-32B on H200, H100 and
+A100, baseline and tuned flags, all prompts sent at once, output not forced) and a vLLM pull request's runs of
+Qwen3-32B in FP8 on 8 x H100 at 32 clients (a main build after v0.23.0, read as the V1 engine)."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:
