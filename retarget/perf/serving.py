@@ -1,36 +1,42 @@
 """Serving at a fixed concurrency: the closed loop of `vllm bench serve --max-concurrency C` and its kin.
 
 C clients each send their next request when the last one has finished, so C requests are in flight and none
-queues beyond them. An engine with continuous batching and chunked prefill (vLLM V1, SGLang, TensorRT-LLM's
-PyTorch backend) runs one decode step for every sequence that is generating and fits the prompts of newly
-arrived requests, as many as its token budget per step allows, into the same steps. With P prompt tokens, O
-output tokens, a decode step of the C sequences taking `step` and one prompt's prefill taking `prefill`:
+queues beyond them (a run that sends all its N prompts at once is the case C = N). An engine with continuous
+batching and chunked prefill (vLLM V1, SGLang, TensorRT-LLM's PyTorch backend) runs one decode step for every
+sequence that is generating and fits the prompts of newly arrived requests into the same forwards, at most its
+token budget per forward (B tokens: vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size, TensorRT-LLM's
+max_num_tokens), so k = B // P prompts of P tokens share one forward. With O output tokens, a decode step of the
+C sequences taking `step` and one prompt's share of a forward of k prompts taking `share`:
 
 * after the run's first requests the arrivals spread over the steps (even with fixed lengths: the prompts of
-  the first C, which arrive together, are prefilled a budget's worth per step, so they finish, and send their
-  next requests, a step apart). Each prefill then stalls the C - 1 sequences that are decoding; the k-th of
-  the first C prompts stalls only the k - 1 started before it. Over a run of N requests of O tokens the stall
-  per output token is prefill * (C - 1) * (N - C / 2) / (N * (O - 1)), so TPOT = step + that stall (about
-  step + C * prefill / O in a long run);
-* a request arriving in that state waits for the running step and its own prefill: TTFT = prefill + step (a
-  steady-state figure: see below); the run's first C requests arrive together and the k-th waits for k - 1
-  prefills, which raises the mean TTFT by (C / N) * (C - 1) / 2 prefills;
+  the first C, which arrive together, are prefilled k per forward, so they finish, and send their next
+  requests, a forward apart). Each prompt then adds its share to a step of the C - 1 sequences that are
+  decoding; the k-th of the first C prompts stalls only the k - 1 started before it. Over a run of N requests
+  of O tokens, a = (C - 1) * (N - C / 2) / (N * (O - 1)) prompts arrive per output token, at most k of which
+  fit the step: TPOT = step + min(a, k) * share;
+* a request arriving in that state waits for the running step and the forward that prefills it with the
+  others arriving beside it (min(a, k) of them, at least its own); the run's first C requests arrive together
+  and the j-th waits for j prompts' shares and j / k steps, which raises the mean TTFT by
+  (C / N) * (C - 1) / 2 * (share + step / k);
 * Little's law (in-flight requests = completion rate x time in the system) gives the completion rate
-  C / (TTFT + (O - 1) * TPOT), and the output throughput is O times it.
+  C / (TTFT + (O - 1) * TPOT); the run lasts (N - C) / rate plus the time of its last request, which waited for
+  the whole first wave when all its requests arrived together, and then decoded without prefills beside it.
 
-Not modelled: a run's ramp-down (fewer than C left at its end), and, with fixed lengths, that the requests
-whose prompts were prefilled in the same step finish together and arrive again together, so a request may
-also wait for up to a step's token budget of other prompts (a server setting) before its first token.
+Not modelled: with fixed lengths, that the requests whose prompts were prefilled in the same forward finish
+together and arrive again together, so a request may also wait for up to k - 1 other prompts before its first
+token.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from retarget.hw_profiles import HardwareProfile
 from retarget.models.spec import ModelSpec
-from retarget.perf.model import predict
+from retarget.perf.efficiency import kernel_attributes
+from retarget.perf.model import PREFILL_CHUNK, predict
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,14 @@ class ServingPoint:
     output_tokens_s: float
 
 
+def prompts_per_forward(input_len: int, engine: str = "tuned", ubatch_tokens: int | None = None) -> int:
+    """Prompts of INPUT_LEN tokens that one forward of ENGINE prefills together: its token budget per step
+    (`ubatch_tokens`, else model.PREFILL_CHUNK, as vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size
+    and TensorRT-LLM's max_num_tokens) over the prompt length, at least one."""
+    budget = ubatch_tokens or int(kernel_attributes(engine).get("ubatch_tokens", 0)) or PREFILL_CHUNK
+    return max(1, budget // max(input_len, 1))
+
+
 def closed_loop(spec: ModelSpec, profile: HardwareProfile, *, concurrency: int, input_len: int, output_len: int,
                 requests: int | None = None, **kwargs: Any) -> ServingPoint:
     """SPEC served on PROFILE to CONCURRENCY clients in a closed loop, prompts of INPUT_LEN tokens, OUTPUT_LEN
@@ -49,11 +63,25 @@ def closed_loop(spec: ModelSpec, profile: HardwareProfile, *, concurrency: int, 
     run long enough for its start not to matter). KWARGS: `predict`'s format, device and engine arguments."""
     ctx = max(1, input_len + output_len // 2)
     out = max(output_len, 1)
-    prefill_s = predict(spec, profile, batch=1, ctx=ctx, prompt_len=max(input_len, 1), **kwargs).ttft_s
-    step_s = predict(spec, profile, batch=concurrency, ctx=ctx, prompt_len=max(input_len, 1), **kwargs).tpot_s
+    prompt = max(input_len, 1)
+    per_forward = prompts_per_forward(prompt, kwargs.get("engine", "tuned"), kwargs.get("ubatch_tokens"))
     sent = requests or 0
     start = min(concurrency, sent) / sent if sent else 0.0  # share of the requests that arrive together
-    tpot_s = step_s + prefill_s * (concurrency - 1) * (1 - start / 2) / max(out - 1, 1)
-    ttft_s = prefill_s + step_s + start * (concurrency - 1) / 2 * prefill_s
+    arriving = (concurrency - 1) * (1 - start / 2) / max(out - 1, 1)  # prompts per output token of a request
+    sharing = min(per_forward, max(1, math.ceil(arriving)))  # prompts in the forward that prefills a request's
+
+    def prefill(prompts: int) -> float:  # one forward prefilling PROMPTS prompts together
+        return predict(spec, profile, batch=prompts, ctx=ctx, prompt_len=prompt, **kwargs).ttft_s
+
+    share_s = prefill(per_forward) / per_forward  # a prompt's share of a full forward: the cost it adds to a step
+    step_s = predict(spec, profile, batch=concurrency, ctx=ctx, prompt_len=prompt, **kwargs).tpot_s
+    tpot_s = step_s + min(arriving, per_forward) * share_s
+    stagger = start * (concurrency - 1) / 2 * (share_s + step_s / per_forward)  # the first wave's mean wait
+    ttft_s = prefill(sharing) + step_s + stagger
     rate = concurrency / (ttft_s + (out - 1) * tpot_s)
-    return ServingPoint(ttft_s, tpot_s, rate * output_len)
+    if not sent:
+        return ServingPoint(ttft_s, tpot_s, rate * output_len)
+    # the run ends with its last request: one of a single wave waited twice the wave's mean stagger, and once the
+    # prompts have run out its tokens wait for no prefill
+    last = ttft_s + stagger + (out - 1) * (step_s if sent <= concurrency else tpot_s)
+    return ServingPoint(ttft_s, tpot_s, sent * output_len / (max(sent - concurrency, 0) / rate + last))

@@ -458,7 +458,14 @@ profile, of models the map knows; fixed-batch runs and serving at a stated concu
 qualifying cell. Two sources qualified: GPUStack's Performance Lab pages (vLLM 0.10.2/0.11.0, SGLang 0.5.3 and
 TensorRT-LLM 1.2.0rc1 serving DeepSeek-R1-0528, gpt-oss-120b, Qwen3-235B-A22B and Qwen3-32B on H200, H100 and
 A100, baseline and tuned flags, all prompts sent at once, output not forced) and a vLLM pull request's runs of
-Qwen3-32B in FP8 on 8 x H100 at 32 clients (a main build after v0.23.0, read as the V1 engine)."""}
+Qwen3-32B in FP8 on 8 x H100 at 32 clients (a main build after v0.23.0, read as the V1 engine). Scored once with
+the model of that commit (7a5e849): decode 617% MAPE (118 rows, MdAPE 52.7): the mean TPOT of runs that send
+every prompt at once was predicted up to 335x slow, because each waiting prompt was costed as a prefill forward
+of its own stalling every decoding request. The serving model was then changed from these misses (a forward
+holds as many prompts as the engine's token budget, a decoding request waits for at most one budget of them per
+token, a run ends with its last request, TensorRT-LLM admits only requests whose cache fits) and refitted
+without this file, which stays held out: it is a weaker test of those terms. Fitting on it as well was tried
+and not kept: its GPUStack rows, still far off, pulled vLLM V1's fitted costs away from its other rows."""}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

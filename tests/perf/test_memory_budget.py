@@ -4,6 +4,8 @@ weights and activations leave, https://nvidia.github.io/TensorRT-LLM/examples/kv
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from retarget.hw_profiles import load_profile
@@ -91,3 +93,17 @@ def test_offline_run_processes_its_stated_prompts_in_waves_of_what_fits(prompts:
                                                             output_len=1000, **k)
                   for waves, size in ((full, fits), (1, rest)) if waves and size)
     assert predict_plan(plan)[0] == pytest.approx(prompts * 1000 / seconds)
+
+
+@pytest.mark.parametrize("engine_label", ["TensorRT-LLM 1.2.0 (trtllm-serve", "SGLang v0.5.3 (launch_server"])
+def test_serving_engines_admit_only_requests_whose_cache_fits(engine_label: str) -> None:
+    """100 prompts of 32000 tokens sent at once to Qwen3-32B in BF16 on one A100 80GB: the 65.5 GB of weights
+    leave room for the cache (256 kB a token, 8.2 GB a request) of one or two requests, so TensorRT-LLM (its
+    default GUARANTEED_NO_EVICT policy) and SGLang run what the KV pool holds and queue the rest."""
+    plan = plan_row({**ROW, "model": "Qwen3-32B", "quant_format": "BF16 (--dtype auto)",
+                     "hardware": "NVIDIA A100 SXM 80GB", "phase": "decode", "batch_size": "100",
+                     "input_len": "32000", "output_len": "79", "metric": "TPOT ms",
+                     "engine": f"{engine_label}; 100 prompts at --max-concurrency 100)"})
+    assert plan.spec.kv_cache_bytes(1, 2) == 64 * 8 * 128 * 2 * 2  # 64 layers, 8 KV heads of 128, K and V
+    concurrent = predict_plan(plan)[1]["concurrent"]
+    assert concurrent in (1, 2) and concurrent == max_batch(replace(plan, max_batch=100))

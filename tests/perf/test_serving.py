@@ -10,7 +10,7 @@ import pytest
 from retarget.hw_profiles import load_profile
 from retarget.models.registry import get_spec
 from retarget.perf import predict
-from retarget.perf.serving import closed_loop
+from retarget.perf.serving import closed_loop, prompts_per_forward
 from retarget.perf.validate import plan_row, predict_plan
 
 
@@ -55,9 +55,10 @@ KW = dict(weight_format="bf16", kv_format="bf16", engine="tuned")
 
 
 def _times(clients: int, inp: int, out: int) -> tuple[float, float]:
-    """One prompt's prefill and one decode step of CLIENTS sequences, as closed_loop takes them."""
-    ctx = inp + out // 2
-    return (predict(SPEC, H100, batch=1, ctx=ctx, prompt_len=inp, **KW).ttft_s,
+    """One prompt's share of a forward that prefills as many prompts as the token budget holds, and one decode
+    step of CLIENTS sequences, as closed_loop takes them."""
+    ctx, per_forward = inp + out // 2, prompts_per_forward(inp)
+    return (predict(SPEC, H100, batch=per_forward, ctx=ctx, prompt_len=inp, **KW).ttft_s / per_forward,
             predict(SPEC, H100, batch=clients, ctx=ctx, prompt_len=inp, **KW).tpot_s)
 
 
@@ -74,6 +75,21 @@ def test_fixed_lengths_match_a_simulated_server(clients: int, requests: int) -> 
     assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.05)
     first_steps = min(clients, requests) / requests * (clients / per_step + 1) / 2 * step_s
     assert point.ttft_s * 0.95 <= sim["ttft"] <= point.ttft_s + (per_step - 1) * prefill_s + first_steps
+
+
+@pytest.mark.parametrize("inp,out", [(128, 4), (2000, 100)])
+def test_a_burst_of_short_prompts_matches_a_simulated_server(inp: int, out: int) -> None:
+    """All of 1000 requests sent at once (`vllm bench serve` without a request rate): the engine prefills as many
+    prompts per forward as its token budget holds (8192 / 128 = 64), so a request's output tokens wait for one
+    forward's worth of other prompts each, not for all of them, and the run lasts until its last request, which
+    waited for every prompt before it."""
+    clients = 1000
+    point = closed_loop(SPEC, H100, concurrency=clients, input_len=inp, output_len=out, requests=clients, **KW)
+    share_s, step_s = _times(clients, inp, out)
+    sim = _simulate(clients, [out] * clients, step_s, share_s, prompts_per_forward(inp))
+    assert point.tpot_s == pytest.approx(sim["tpot"], rel=0.15)
+    assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.15)
+    assert point.ttft_s == pytest.approx(sim["ttft"], rel=0.15)
 
 
 def test_random_lengths_spread_the_clients_out_as_a_simulated_server_does() -> None:
