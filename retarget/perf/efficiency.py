@@ -51,7 +51,6 @@ class Efficiency:
     # GQA/MQA layer of another size reads its KV head's cache once per query head
     gqa_kernel_group_sizes: tuple[int, ...] | None = None
     parallelisms: tuple[str, ...] | None = None  # how the engine splits a model across devices (None: every way)
-    ubatch_tokens: int = 0  # tokens per prefill forward (0: the model's PREFILL_CHUNK)
     pipeline_copies: int = 1  # prefill forwards in flight at once across a layer split (1: one at a time)
     narrow_float_peaks: bool = True  # whether its matmuls can run at a device's FP8/FP4 peak
     matmul_peak: str | None = None  # the one peak every matmul runs at, else fp32 (None: the format's best)
@@ -139,7 +138,6 @@ def efficiency(
         gqa_kernel_group_sizes=(None if (sizes := kernels.get("gqa_kernel_group_sizes")) is None
                                 else tuple(sizes)),
         parallelisms=None if (ways := kernels.get("parallelisms")) is None else tuple(ways),
-        ubatch_tokens=int(kernels.get("ubatch_tokens", 0)),
         pipeline_copies=int(kernels.get("pipeline_copies", 1)),
         narrow_float_peaks=bool(kernels.get("narrow_float_peaks", True)),
         matmul_peak=None if (fixed := kernels.get("matmul_peak")) is None else str(fixed),

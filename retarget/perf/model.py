@@ -21,7 +21,7 @@ from typing import Literal
 from retarget.errors import RetargetError
 from retarget.hw_profiles.schema import HardwareProfile
 from retarget.models.spec import BlockGroup, ModelSpec
-from retarget.perf.efficiency import Efficiency, capped, efficiency, multi_node
+from retarget.perf.efficiency import Efficiency, capped, efficiency, kernel_attributes, multi_node
 from retarget.perf.formats import NumberFormat, compute_format, get_format
 from retarget.perf.ops import ACT_BYTES, OpCost, Step, reads_per_query_head, step_costs
 from retarget.perf.prediction import MemoryBreakdown, OpTime, PhaseTime, Prediction
@@ -321,6 +321,13 @@ def _memory(
                            (placed + pool) / 1e9, kv / devices <= pool, needed)
 
 
+def prefill_chunk(engine: str, ubatch_tokens: int | None = None) -> int:
+    """Prompt tokens ENGINE prefills per forward: UBATCH_TOKENS where a row states it, else the engine's kernel
+    attribute `ubatch_tokens`, else PREFILL_CHUNK (vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size,
+    TensorRT-LLM's max_num_tokens)."""
+    return ubatch_tokens or int(kernel_attributes(engine).get("ubatch_tokens", 0)) or PREFILL_CHUNK
+
+
 def pipelined_share(chunks: int, stages: int, in_flight: int) -> float:
     """Share of the sequential prefill time left when CHUNKS forwards stream through STAGES equal pipeline
     stages with at most IN_FLIGHT of them started and unfinished: a chunk enters the first stage once that
@@ -425,7 +432,7 @@ def predict(
     tp = group if parallelism == "tp" else 1
     kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes,
                    dense_experts=eff.dense_experts)
-    chunk = ubatch_tokens or eff.ubatch_tokens or PREFILL_CHUNK
+    chunk = prefill_chunk(engine, ubatch_tokens)
     # micro-batched stages: a step of BATCH sequences takes as long as one micro-batch takes through every stage
     pipeline = devices if parallelism == "pp" else stages
     step_batch = micro_batch(batch, pipeline) if eff.micro_batched_pipeline else batch

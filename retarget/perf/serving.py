@@ -35,8 +35,7 @@ from typing import Any
 
 from retarget.hw_profiles import HardwareProfile
 from retarget.models.spec import ModelSpec
-from retarget.perf.efficiency import kernel_attributes
-from retarget.perf.model import PREFILL_CHUNK, predict
+from retarget.perf.model import predict, prefill_chunk
 
 
 @dataclass(frozen=True)
@@ -49,11 +48,9 @@ class ServingPoint:
 
 
 def prompts_per_forward(input_len: int, engine: str = "tuned", ubatch_tokens: int | None = None) -> int:
-    """Prompts of INPUT_LEN tokens that one forward of ENGINE prefills together: its token budget per step
-    (`ubatch_tokens`, else model.PREFILL_CHUNK, as vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size
-    and TensorRT-LLM's max_num_tokens) over the prompt length, at least one."""
-    budget = ubatch_tokens or int(kernel_attributes(engine).get("ubatch_tokens", 0)) or PREFILL_CHUNK
-    return max(1, budget // max(input_len, 1))
+    """Prompts of INPUT_LEN tokens that one forward of ENGINE prefills together: its token budget per forward
+    (model.prefill_chunk) over the prompt length, at least one."""
+    return max(1, prefill_chunk(engine, ubatch_tokens) // max(input_len, 1))
 
 
 def closed_loop(spec: ModelSpec, profile: HardwareProfile, *, concurrency: int, input_len: int, output_len: int,
