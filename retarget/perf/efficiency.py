@@ -16,7 +16,8 @@ OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
 # engine entry keys that are choices, not factors
 KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "ubatch_tokens", "pipeline_copies",
                      "narrow_float_peaks", "admits_what_fits", "matmul_peak", "kv_share_of_free",
-                     "micro_batched_pipeline", "dense_experts", "memory_fraction", "max_num_seqs")
+                     "micro_batched_pipeline", "dense_experts", "memory_fraction", "max_num_seqs",
+                     "batch_defaults")
 # the engine's fixed costs (an entry without one pays none)
 ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
                 "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer", "moe_tile_tokens")

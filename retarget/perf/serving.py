@@ -5,8 +5,9 @@ queues beyond them (a run that sends all its N prompts at once is the case C = N
 batching and chunked prefill (vLLM V1, SGLang, TensorRT-LLM's PyTorch backend) runs one decode step for every
 sequence that is generating and fits the prompts of newly arrived requests into the same forwards, at most its
 token budget per forward (B tokens: vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size, TensorRT-LLM's
-max_num_tokens), so k = B // P prompts of P tokens share one forward. With O output tokens, a decode step of the
-C sequences taking `step` and one prompt's share of a forward of k prompts taking `share`:
+max_num_tokens), so k = B // P prompts of P tokens share one forward, and a prompt longer than B is prefilled in
+chunks of B over P / B forwards (k = B / P). With O output tokens, a decode step of the C sequences taking `step`
+and one prompt's share of a forward of max(1, k) prompts taking `share`:
 
 * after the run's first requests the arrivals spread over the steps (even with fixed lengths: the prompts of
   the first C, which arrive together, are prefilled k per forward, so they finish, and send their next
@@ -19,8 +20,10 @@ C sequences taking `step` and one prompt's share of a forward of k prompts takin
   and the j-th waits for j prompts' shares and j / k steps, which raises the mean TTFT by
   (C / N) * (C - 1) / 2 * (share + step / k);
 * Little's law (in-flight requests = completion rate x time in the system) gives the completion rate
-  C / (TTFT + (O - 1) * TPOT); the run lasts (N - C) / rate plus the time of its last request, which waited for
-  the whole first wave when all its requests arrived together, and then decoded without prefills beside it.
+  C / (TTFT + (O - 1) * TPOT), at most the k requests a full forward (step + k * share) admits: where prompts
+  arrive faster (a > k, short outputs), they queue, and the mean TTFT is what Little's law leaves of C / rate.
+  The run lasts (N - C) / rate plus the time of its last request, which waited for the whole first wave when
+  all its requests arrived together, and then decoded without prefills beside it.
 
 Not modelled: with fixed lengths, that the requests whose prompts were prefilled in the same forward finish
 together and arrive again together, so a request may also wait for up to k - 1 other prompts before its first
@@ -47,10 +50,12 @@ class ServingPoint:
     output_tokens_s: float
 
 
-def prompts_per_forward(input_len: int, engine: str = "tuned", ubatch_tokens: int | None = None) -> int:
-    """Prompts of INPUT_LEN tokens that one forward of ENGINE prefills together: its token budget per forward
-    (model.prefill_chunk) over the prompt length, at least one."""
-    return max(1, prefill_chunk(engine, ubatch_tokens) // max(input_len, 1))
+def prompts_per_forward(input_len: int, engine: str = "tuned", ubatch_tokens: int | None = None) -> float:
+    """Prompts of INPUT_LEN tokens that one forward of ENGINE prefills: as many whole ones as its token budget
+    per forward (model.prefill_chunk) holds, or, for a prompt longer than the budget, the share of it that one
+    forward's chunk takes."""
+    budget, prompt = prefill_chunk(engine, ubatch_tokens), max(input_len, 1)
+    return budget / prompt if prompt > budget else budget // prompt
 
 
 def closed_loop(spec: ModelSpec, profile: HardwareProfile, *, concurrency: int, input_len: int, output_len: int,
@@ -65,17 +70,23 @@ def closed_loop(spec: ModelSpec, profile: HardwareProfile, *, concurrency: int, 
     sent = requests or 0
     start = min(concurrency, sent) / sent if sent else 0.0  # share of the requests that arrive together
     arriving = (concurrency - 1) * (1 - start / 2) / max(out - 1, 1)  # prompts per output token of a request
-    sharing = min(per_forward, max(1, math.ceil(arriving)))  # prompts in the forward that prefills a request's
+    whole = max(1, int(per_forward))  # prompts in one forward's batch (a longer one: one, over several forwards)
+    sharing = min(whole, max(1, math.ceil(arriving)))  # prompts in the forward that prefills a request's
 
     def prefill(prompts: int) -> float:  # one forward prefilling PROMPTS prompts together
         return predict(spec, profile, batch=prompts, ctx=ctx, prompt_len=prompt, **kwargs).ttft_s
 
-    share_s = prefill(per_forward) / per_forward  # a prompt's share of a full forward: the cost it adds to a step
+    share_s = prefill(whole) / whole  # a prompt's share of a full forward: the cost it adds to the steps
     step_s = predict(spec, profile, batch=concurrency, ctx=ctx, prompt_len=prompt, **kwargs).tpot_s
     tpot_s = step_s + min(arriving, per_forward) * share_s
     stagger = start * (concurrency - 1) / 2 * (share_s + step_s / per_forward)  # the first wave's mean wait
     ttft_s = prefill(sharing) + step_s + stagger
     rate = concurrency / (ttft_s + (out - 1) * tpot_s)
+    capacity = per_forward / (step_s + per_forward * share_s)  # requests a second when every forward is full
+    if rate > capacity and not 0 < sent <= concurrency:  # past the first wave prompts arrive faster than the
+        # forwards take them: they queue for their first token (the first wave's wait is its stagger)
+        rate = capacity
+        ttft_s = concurrency / rate - (out - 1) * tpot_s
     if not sent:
         return ServingPoint(ttft_s, tpot_s, rate * output_len)
     # the run ends with its last request: one of a single wave waited twice the wave's mean stagger, and once the

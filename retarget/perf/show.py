@@ -17,6 +17,7 @@ from retarget.perf.confidence import confidence
 from retarget.perf.model import DEVICE_COUNTS, check_context, predict, smallest_fit
 from retarget.perf.prediction import Prediction
 from retarget.perf.recipes import NATIVE, PredictFormats, resolve_recipe
+from retarget.perf.scheduler import batch_limits
 from retarget.perf.serving import closed_loop
 
 
@@ -93,11 +94,18 @@ def _does_not_fit(spec: ModelSpec, profile: HardwareProfile, pred: Prediction, f
 
 def _serving(spec: ModelSpec, profile: HardwareProfile, kwargs: dict[str, Any], workload: dict[str, Any],
              output_len: int) -> dict[str, float]:
-    """The closed-loop serving run of WORKLOAD's batch as clients (retarget.perf.serving), as printed numbers."""
+    """The closed-loop serving run of WORKLOAD's batch as clients (retarget.perf.serving), as printed numbers: the
+    engine's served limits on PROFILE apply where it states them (retarget.perf.scheduler), so clients beyond its
+    cap on running sequences wait in its queue."""
     fixed = {k: v for k, v in workload.items() if k not in ("batch", "ctx", "prompt_len")}
-    point = closed_loop(spec, profile, concurrency=workload.get("batch", 1), output_len=output_len,
+    clients = workload.get("batch", 1)
+    limits = batch_limits(workload.get("engine", "tuned"), profile, "serve")
+    if limits and "ubatch_tokens" not in fixed:
+        fixed["ubatch_tokens"] = limits.tokens_per_forward
+    running = min(clients, limits.max_seqs) if limits and limits.max_seqs else clients
+    point = closed_loop(spec, profile, concurrency=running, output_len=output_len,
                         input_len=workload.get("prompt_len", 4096), **kwargs, **fixed)
-    return {"clients": workload.get("batch", 1), "output_len": output_len, "ttft_ms": point.ttft_s * 1e3,
+    return {"clients": clients, "running": running, "output_len": output_len, "ttft_ms": point.ttft_s * 1e3,
             "tpot_ms": point.tpot_s * 1e3, "output_tokens_s": point.output_tokens_s}
 
 
@@ -125,7 +133,10 @@ def show_prediction(model: str, target: str, overrides: list[str], as_json: bool
     for table in prediction_tables(pred):
         console.print(table)
     if serving:
-        console.print(f"Serving {serving['clients']} clients in a closed loop ({workload.get('prompt_len', 4096)} "
+        queued = (f", {serving['running']} of them run at once (the engine's cap), the rest queue"
+                  if serving["running"] < serving["clients"] else "")
+        console.print(f"Serving {serving['clients']} clients in a closed loop{queued} "
+                      f"({workload.get('prompt_len', 4096)} "
                       f"prompt + {output_len} output tokens each; predicted): TTFT {serving['ttft_ms']:,.1f} ms in the "
                       f"steady state (more when prompts arrive in bursts), "
                       f"TPOT {serving['tpot_ms']:,.2f} ms, {serving['output_tokens_s']:,.0f} output tokens/s",

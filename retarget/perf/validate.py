@@ -38,6 +38,7 @@ from retarget.perf.model import (
     predict,
     resolve_formats,
 )
+from retarget.perf.scheduler import batch_limits
 from retarget.perf.serving import closed_loop
 
 HERE = Path(__file__).parent
@@ -99,7 +100,8 @@ class RowPlan:
     input_len: int
     output_len: int
     kwargs: dict[str, Any]
-    max_batch: int = 0
+    max_batch: int = 0  # offline runs: sequences at once at most, before the KV pool's limit
+    max_seqs: int | None = None  # the scheduler's cap on sequences at once (None: the engine's `max_num_seqs`)
     cached_prompt: bool = False  # the timed runs find every prompt in the prefix cache (engine rule `prompt_cache_hit`)
     requests: int | None = None  # prompts an offline or closed-loop serving run sends in all (None: not stated)
     replicas: int = 1  # serving replicas behind one load balancer, each on devices / replicas (serve_* kinds)
@@ -199,6 +201,26 @@ def _prefixes(rule: dict[str, Any]) -> str | tuple[str, ...]:
 @_memoised_rows
 def plan_row(row: dict[str, str]) -> RowPlan | str:
     """The prediction plan for ROW, or the reason it cannot be expressed (one a user can act on)."""
+    plan = _plan(row)
+    return plan if isinstance(plan, str) else _with_batch_limits(plan, row["engine"])
+
+
+def _with_batch_limits(plan: RowPlan, label: str) -> RowPlan:
+    """PLAN under its scheduler's limits: the sequences at once and tokens per forward its run states
+    (--max-num-seqs, --max-num-batched-tokens in LABEL), else its engine's defaults on the device for a served or
+    an offline run (scheduler.batch_limits)."""
+    usage = "serve" if plan.kind in SERVING_KINDS.values() else "offline"
+    limits = batch_limits(plan.kwargs["engine"], plan.profile, usage)
+    stated = re.search(r"max[-_]num[-_]seqs[ =](\d{1,6})\b", label)
+    max_seqs = int(stated.group(1)) if stated else limits.max_seqs if limits else None
+    kwargs = dict(plan.kwargs)
+    if limits and "ubatch_tokens" not in kwargs:
+        kwargs["ubatch_tokens"] = limits.tokens_per_forward
+    return replace(plan, kwargs=kwargs, max_seqs=max_seqs,
+                   max_batch=max_seqs if max_seqs and plan.kind == "offline" else plan.max_batch)
+
+
+def _plan(row: dict[str, str]) -> RowPlan | str:
     m = _map()
     try:
         profile_id, model_name = _hardware(row["hardware"]), _model(row["model"])
@@ -228,7 +250,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
         engine=eng["engine"],
         parallelism=eng["parallelism"],
     )
-    if ubatch := re.search(r"-ub (\d{1,6})\b", row["engine"]):  # a llama.cpp run's stated tokens per forward
+    # the run's stated tokens per forward: llama.cpp's -ub, vLLM's --max-num-batched-tokens
+    if ubatch := re.search(r"(?:-ub|max[-_]num[-_]batched[-_]tokens)[ =](\d{1,7})\b", row["engine"]):
         kwargs["ubatch_tokens"] = int(ubatch.group(1))
     stages = re.search(r"\b(?:TP|D?EP) ?\d{1,4} ?x ?PP ?(\d{1,3})\b", row["engine"])  # e.g. "TP8 x PP2"
     if stages and int(stages.group(1)) > 1 and eng["parallelism"] != "pp":  # pipeline stages of a TP/EP group each
@@ -253,10 +276,8 @@ def plan_row(row: dict[str, str]) -> RowPlan | str:
         return ("input/output lengths vary (dataset or production mix): add mean_input_len and mean_output_len "
                 "columns to predict it at the mean lengths")
     if phase == "offline-throughput" and row["batch_size"] == "max" and metric == "output tokens/s":
-        seqs = re.search(r"max-num-seqs (\d{1,6})", row["engine"])  # a batch limit the run states overrides the default
         prompts = re.search(r"\b(\d{1,7}) prompts\b", row["engine"])  # the run's stated prompt count
-        return RowPlan(spec, profile, "offline", 0, inp, out, kwargs,
-                       max_batch=int(seqs.group(1)) if seqs else eng.get("max_batch", 256),
+        return RowPlan(spec, profile, "offline", 0, inp, out, kwargs, max_batch=eng.get("max_batch", 256),
                        requests=int(prompts.group(1)) if prompts else None)
     if not batch:
         return f"batch {row['batch_size']!r} not a number: the model predicts fixed batch sizes (state the batch)"
@@ -302,11 +323,11 @@ def max_batch(plan: RowPlan) -> int:
 
 
 def admitted(plan: RowPlan, batch: int) -> int:
-    """Sequences the engine runs at once out of BATCH: all of them, at most its scheduler's cap (kernel attribute
-    `max_num_seqs`), and, where it admits only what the KV pool holds (`admits_what_fits`), that many; the rest
-    wait in its queue."""
+    """Sequences the engine runs at once out of BATCH: all of them, at most its scheduler's cap (the plan's
+    `max_seqs`, else kernel attribute `max_num_seqs`), and, where it admits only what the KV pool holds
+    (`admits_what_fits`), that many; the rest wait in its queue."""
     kernels = kernel_attributes(plan.kwargs["engine"])
-    batch = min(batch, int(kernels.get("max_num_seqs", batch)))
+    batch = min(batch, plan.max_seqs or int(kernels.get("max_num_seqs", batch)))
     if kernels.get("admits_what_fits"):
         return max_batch(replace(plan, max_batch=batch))
     return batch
@@ -320,7 +341,7 @@ def _memoised(fn: Any) -> Any:
     @functools.wraps(fn)
     def wrapper(plan: RowPlan, engine_factors: dict[str, float] | None = None) -> tuple[float, dict[str, Any]]:
         key = (id(plan.spec), id(plan.profile), plan.kind, plan.batch, plan.input_len, plan.output_len,
-               plan.max_batch, plan.cached_prompt, plan.requests, plan.replicas, *plan.kwargs.values(),
+               plan.max_batch, plan.max_seqs, plan.cached_prompt, plan.requests, plan.replicas, *plan.kwargs.values(),
                *(engine_factors or {}).items())
         if key not in memo:
             if len(memo) >= 100_000:

@@ -15,27 +15,33 @@ from retarget.perf.validate import plan_row, predict_plan
 
 
 def _simulate(clients: int, lengths: list[int], step_s: float, prefill_s: float,
-              prefills_per_step: int = 8) -> dict[str, float]:
+              prefills_per_step: int = 8, chunks: int = 1) -> dict[str, float]:
     """Independent reference: a continuous-batching server stepping in discrete steps. Each step runs the
     prefills of up to PREFILLS_PER_STEP requests that arrived before it (PREFILL_S each, the engine's token
     budget per step; those requests then have their first token) and one decode token for every request
-    already past its first token (STEP_S per step whatever their number). CLIENTS clients each send their next
-    request the moment the last one has its tokens; request i generates LENGTHS[i] tokens."""
+    already past its first token (STEP_S per step whatever their number); a prompt longer than the budget
+    (CHUNKS > 1) is prefilled one chunk a step (PREFILL_S / CHUNKS each), the oldest first. CLIENTS clients each
+    send their next request the moment the last one has its tokens; request i generates LENGTHS[i] tokens."""
     requests = len(lengths)
     arrivals = [(0.0, c) for c in range(min(clients, requests))]
     heapq.heapify(arrivals)
-    sent, now = len(arrivals), 0.0
+    sent, now, chunked = len(arrivals), 0.0, 0  # chunks of the oldest waiting prompt already prefilled
     decoding: dict[int, list[float]] = {}  # request -> [arrival, first token, tokens so far]
     done: list[tuple[float, float, float]] = []  # (ttft, tpot, finish)
     while len(done) < requests:
-        waiting = []
-        while arrivals and arrivals[0][0] <= now and len(waiting) < prefills_per_step:
+        waiting, prefill = [], 0.0
+        if chunks > 1 and arrivals and arrivals[0][0] <= now:
+            chunked, prefill = chunked + 1, prefill_s / chunks
+            if chunked == chunks:
+                waiting, chunked = [heapq.heappop(arrivals)], 0
+        while chunks == 1 and arrivals and arrivals[0][0] <= now and len(waiting) < prefills_per_step:
             waiting.append(heapq.heappop(arrivals))
-        if not waiting and not decoding:
+            prefill += prefill_s
+        if not prefill and not decoding:
             now = arrivals[0][0]
             continue
         running = list(decoding)
-        now += step_s * bool(running) + prefill_s * len(waiting)
+        now += step_s * bool(running) + prefill
         for rid in running:
             decoding[rid][2] += 1
             if decoding[rid][2] == lengths[rid]:
@@ -90,6 +96,39 @@ def test_a_burst_of_short_prompts_matches_a_simulated_server(inp: int, out: int)
     assert point.tpot_s == pytest.approx(sim["tpot"], rel=0.15)
     assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.15)
     assert point.ttft_s == pytest.approx(sim["ttft"], rel=0.15)
+
+
+@pytest.mark.parametrize("budget,clients,inp,out", [(512, 256, 128, 4), (2048, 256, 128, 4), (2048, 128, 2000, 10)])
+def test_prompts_arriving_faster_than_the_forwards_take_them_queue(budget: int, clients: int, inp: int,
+                                                                    out: int) -> None:
+    """1000 requests of short outputs behind a small token budget (vLLM's 2048 on an A100, or a stated 512): each
+    finished request sends the next at once, so more prompts arrive per decode step than a forward prefills; the
+    rest wait for a later forward, and the run proceeds at what full forwards admit, as in the simulated server."""
+    kw = {**KW, "ubatch_tokens": budget}
+    point = closed_loop(SPEC, H100, concurrency=clients, input_len=inp, output_len=out, requests=1000, **kw)
+    per_forward = prompts_per_forward(inp, "tuned", budget)
+    ctx = inp + out // 2
+    share_s = predict(SPEC, H100, batch=per_forward, ctx=ctx, prompt_len=inp, **kw).ttft_s / per_forward
+    step_s = predict(SPEC, H100, batch=clients, ctx=ctx, prompt_len=inp, **kw).tpot_s
+    sim = _simulate(clients, [out] * 1000, step_s, share_s, per_forward)
+    assert point.tpot_s == pytest.approx(sim["tpot"], rel=0.05)
+    assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.05)
+    assert point.ttft_s == pytest.approx(sim["ttft"], rel=0.2)
+
+
+@pytest.mark.parametrize("clients,requests", [(16, 16), (16, 64)])
+def test_prompts_longer_than_the_budget_stall_a_decode_step_by_one_chunk(clients: int, requests: int) -> None:
+    """Prompts of 32768 tokens behind an 8192-token budget are prefilled over four forwards, one chunk each: a
+    decoding request's token waits for one chunk, not for a whole prompt, as in the simulated server."""
+    inp, out = 32768, 256
+    point = closed_loop(SPEC, H100, concurrency=clients, input_len=inp, output_len=out, requests=requests, **KW)
+    assert prompts_per_forward(inp) == 0.25
+    ctx = inp + out // 2
+    prefill_s = predict(SPEC, H100, batch=1, ctx=ctx, prompt_len=inp, **KW).ttft_s
+    step_s = predict(SPEC, H100, batch=clients, ctx=ctx, prompt_len=inp, **KW).tpot_s
+    sim = _simulate(clients, [out] * requests, step_s, prefill_s, chunks=4)
+    assert point.tpot_s == pytest.approx(sim["tpot"], rel=0.1)
+    assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.1)
 
 
 def test_random_lengths_spread_the_clients_out_as_a_simulated_server_does() -> None:
