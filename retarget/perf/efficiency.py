@@ -14,7 +14,7 @@ from retarget.errors import RetargetError
 EFFICIENCY_FILE = Path(__file__).parent / "efficiency.yaml"
 OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
 # engine entry keys that are choices, not factors
-KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "ubatch_tokens", "pipeline_copies",
+KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "tokens_per_forward", "pipeline_copies",
                      "narrow_float_peaks", "admits_what_fits", "matmul_peak", "kv_share_of_free",
                      "micro_batched_pipeline", "dense_experts", "memory_fraction", "max_num_seqs",
                      "batch_defaults")

@@ -321,11 +321,11 @@ def _memory(
                            (placed + pool) / 1e9, kv / devices <= pool, needed)
 
 
-def prefill_chunk(engine: str, ubatch_tokens: int | None = None) -> int:
-    """Prompt tokens ENGINE prefills per forward: UBATCH_TOKENS where a row states it, else the engine's kernel
-    attribute `ubatch_tokens`, else PREFILL_CHUNK (vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size,
+def prefill_chunk(engine: str, tokens_per_forward: int | None = None) -> int:
+    """Prompt tokens ENGINE prefills per forward: TOKENS_PER_FORWARD where a run states it, else the engine's kernel
+    attribute `tokens_per_forward`, else PREFILL_CHUNK (vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size,
     TensorRT-LLM's max_num_tokens)."""
-    return ubatch_tokens or int(kernel_attributes(engine).get("ubatch_tokens", 0)) or PREFILL_CHUNK
+    return tokens_per_forward or int(kernel_attributes(engine).get("tokens_per_forward", 0)) or PREFILL_CHUNK
 
 
 def pipelined_share(chunks: int, stages: int, in_flight: int) -> float:
@@ -399,7 +399,7 @@ def predict(
     engine: str = "tuned",
     mla_absorb: bool = True,
     engine_factors: dict[str, float] | None = None,
-    ubatch_tokens: int | None = None,
+    tokens_per_forward: int | None = None,
     stages: int = 1,
 ) -> Prediction:
     """Predict prefill (TTFT for BATCH prompts of PROMPT_LEN) and decode (one step with CTX cached tokens
@@ -432,7 +432,7 @@ def predict(
     tp = group if parallelism == "tp" else 1
     kernels = dict(tp=tp, mla_absorb=mla_absorb, gqa_kernel_groups=eff.gqa_kernel_group_sizes,
                    dense_experts=eff.dense_experts)
-    chunk = prefill_chunk(engine, ubatch_tokens)
+    chunk = prefill_chunk(engine, tokens_per_forward)
     # micro-batched stages: a step of BATCH sequences takes as long as one micro-batch takes through every stage
     pipeline = devices if parallelism == "pp" else stages
     step_batch = micro_batch(batch, pipeline) if eff.micro_batched_pipeline else batch

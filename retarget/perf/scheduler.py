@@ -58,6 +58,6 @@ BATCH_DEFAULTS: dict[str, Callable[[HardwareProfile, Usage], BatchLimits]] = {"v
 
 def batch_limits(engine: str, profile: HardwareProfile, usage: Usage) -> BatchLimits | None:
     """ENGINE's default limits on PROFILE for USAGE, or None where it names no rule (its kernel attributes
-    `max_num_seqs` and `ubatch_tokens`, or the model's defaults, apply)."""
+    `max_num_seqs` and `tokens_per_forward`, or the model's defaults, apply)."""
     rule = kernel_attributes(engine).get("batch_defaults")
     return BATCH_DEFAULTS[str(rule)](profile, usage) if rule else None

@@ -50,11 +50,11 @@ class ServingPoint:
     output_tokens_s: float
 
 
-def prompts_per_forward(input_len: int, engine: str = "tuned", ubatch_tokens: int | None = None) -> float:
+def prompts_per_forward(input_len: int, engine: str = "tuned", tokens_per_forward: int | None = None) -> float:
     """Prompts of INPUT_LEN tokens that one forward of ENGINE prefills: as many whole ones as its token budget
     per forward (model.prefill_chunk) holds, or, for a prompt longer than the budget, the share of it that one
     forward's chunk takes."""
-    budget, prompt = prefill_chunk(engine, ubatch_tokens), max(input_len, 1)
+    budget, prompt = prefill_chunk(engine, tokens_per_forward), max(input_len, 1)
     return budget / prompt if prompt > budget else budget // prompt
 
 
@@ -66,7 +66,7 @@ def closed_loop(spec: ModelSpec, profile: HardwareProfile, *, concurrency: int, 
     ctx = max(1, input_len + output_len // 2)
     out = max(output_len, 1)
     prompt = max(input_len, 1)
-    per_forward = prompts_per_forward(prompt, kwargs.get("engine", "tuned"), kwargs.get("ubatch_tokens"))
+    per_forward = prompts_per_forward(prompt, kwargs.get("engine", "tuned"), kwargs.get("tokens_per_forward"))
     sent = requests or 0
     start = min(concurrency, sent) / sent if sent else 0.0  # share of the requests that arrive together
     arriving = (concurrency - 1) * (1 - start / 2) / max(out - 1, 1)  # prompts per output token of a request

@@ -100,8 +100,8 @@ def _serving(spec: ModelSpec, profile: HardwareProfile, kwargs: dict[str, Any], 
     fixed = {k: v for k, v in workload.items() if k not in ("batch", "ctx", "prompt_len")}
     clients = workload.get("batch", 1)
     limits = batch_limits(workload.get("engine", "tuned"), profile, "serve")
-    if limits and "ubatch_tokens" not in fixed:
-        fixed["ubatch_tokens"] = limits.tokens_per_forward
+    if limits and "tokens_per_forward" not in fixed:
+        fixed["tokens_per_forward"] = limits.tokens_per_forward
     running = min(clients, limits.max_seqs) if limits and limits.max_seqs else clients
     point = closed_loop(spec, profile, concurrency=running, output_len=output_len,
                         input_len=workload.get("prompt_len", 4096), **kwargs, **fixed)

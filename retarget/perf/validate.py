@@ -214,8 +214,8 @@ def _with_batch_limits(plan: RowPlan, label: str) -> RowPlan:
     stated = re.search(r"max[-_]num[-_]seqs[ =](\d{1,6})\b", label)
     max_seqs = int(stated.group(1)) if stated else limits.max_seqs if limits else None
     kwargs = dict(plan.kwargs)
-    if limits and "ubatch_tokens" not in kwargs:
-        kwargs["ubatch_tokens"] = limits.tokens_per_forward
+    if limits and "tokens_per_forward" not in kwargs:
+        kwargs["tokens_per_forward"] = limits.tokens_per_forward
     return replace(plan, kwargs=kwargs, max_seqs=max_seqs,
                    max_batch=max_seqs if max_seqs and plan.kind == "offline" else plan.max_batch)
 
@@ -251,8 +251,8 @@ def _plan(row: dict[str, str]) -> RowPlan | str:
         parallelism=eng["parallelism"],
     )
     # the run's stated tokens per forward: llama.cpp's -ub, vLLM's --max-num-batched-tokens
-    if ubatch := re.search(r"(?:-ub|max[-_]num[-_]batched[-_]tokens)[ =](\d{1,7})\b", row["engine"]):
-        kwargs["ubatch_tokens"] = int(ubatch.group(1))
+    if budget := re.search(r"(?:-ub|max[-_]num[-_]batched[-_]tokens)[ =](\d{1,7})\b", row["engine"]):
+        kwargs["tokens_per_forward"] = int(budget.group(1))
     stages = re.search(r"\b(?:TP|D?EP) ?\d{1,4} ?x ?PP ?(\d{1,3})\b", row["engine"])  # e.g. "TP8 x PP2"
     if stages and int(stages.group(1)) > 1 and eng["parallelism"] != "pp":  # pipeline stages of a TP/EP group each
         if devices % int(stages.group(1)):

@@ -250,7 +250,7 @@ def test_llama_cpp_layer_split_overlaps_the_prompts_forwards() -> None:
     kw = dict(batch=1, ctx=4096, devices=8, weight_format="q4_k_m", kv_format="fp16", parallelism="pp",
               engine_factors=IDEAL)
     split = predict(spec, mi300x, prompt_len=4096, engine="llama.cpp-rocm", **kw)
-    serial = predict(spec, mi300x, prompt_len=4096, engine="llama.cpp-2023", ubatch_tokens=512, **kw)
+    serial = predict(spec, mi300x, prompt_len=4096, engine="llama.cpp-2023", tokens_per_forward=512, **kw)
     assert split.ttft_s / serial.ttft_s == pytest.approx((2 + 3 / 8) / 8, rel=1e-9)
     one = predict(spec, mi300x, prompt_len=512, engine="llama.cpp-rocm", **kw)
     assert one.ttft_s == pytest.approx(
@@ -278,13 +278,13 @@ def test_a_stated_ubatch_is_the_prefill_forward_size() -> None:
            "hardware": "NVIDIA RTX 4090 24GB", "num_devices": "1", "phase": "prefill", "batch_size": "1",
            "input_len": "2048", "output_len": "0", "metric": "tokens/s", "value": "1000",
            "engine": "llama.cpp (CUDA, build 6210; llama-bench -fa 1 -b 2048 -ub 2048)"}
-    assert plan_row(row).kwargs["ubatch_tokens"] == 2048
-    assert "ubatch_tokens" not in plan_row({**row, "engine": "llama.cpp (CUDA, build 6210)"}).kwargs
+    assert plan_row(row).kwargs["tokens_per_forward"] == 2048
+    assert "tokens_per_forward" not in plan_row({**row, "engine": "llama.cpp (CUDA, build 6210)"}).kwargs
     spec, rtx = get_spec("gpt-oss-120b"), load_profile("rtx-pro-6000")
     kw = dict(batch=1, ctx=2048, prompt_len=2048, weight_format="mxfp4", kv_format="fp16", engine="llama.cpp",
               engine_factors=IDEAL)
-    small = predict(spec, rtx, ubatch_tokens=512, **kw).prefill.ops
-    large = predict(spec, rtx, ubatch_tokens=2048, **kw).prefill.ops
+    small = predict(spec, rtx, tokens_per_forward=512, **kw).prefill.ops
+    large = predict(spec, rtx, tokens_per_forward=2048, **kw).prefill.ops
     moe_bytes = {op.op_class: op.bytes for op in small}["moe"] / {op.op_class: op.bytes for op in large}["moe"]
     assert 3.0 < moe_bytes <= 4.0  # expert weights read by each of 4 forwards; the activations once in all
 

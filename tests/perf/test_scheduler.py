@@ -64,18 +64,18 @@ def test_a100_server_runs_256_of_a_burst_and_prefills_four_500_token_prompts_per
     assert a100.max_seqs == 256 and h100.max_seqs == 1024
     assert admitted(a100, 1000) == 256 < admitted(h100, 1000) < 1000
     assert predict_plan(a100)[1]["concurrent"] == 256
-    assert prompts_per_forward(500, "vllm-v1", a100.kwargs["ubatch_tokens"]) == 4
-    assert prompts_per_forward(500, "vllm-v1", h100.kwargs["ubatch_tokens"]) == 16
+    assert prompts_per_forward(500, "vllm-v1", a100.kwargs["tokens_per_forward"]) == 4
+    assert prompts_per_forward(500, "vllm-v1", h100.kwargs["tokens_per_forward"]) == 16
 
 
 def test_limits_a_run_states_override_the_defaults() -> None:
     stated = plan_row({**SERVED, "engine": "vLLM 0.11.0 (vllm serve --max-num-batched-tokens 4096 "
                                            "--max-num-seqs 128; 1000 prompts at --max-concurrency 1000)"})
-    assert stated.kwargs["ubatch_tokens"] == 4096 and stated.max_seqs == 128
+    assert stated.kwargs["tokens_per_forward"] == 4096 and stated.max_seqs == 128
     assert admitted(stated, 1000) <= 128
     underscored = plan_row({**SERVED, "engine": "vLLM 0.11.0 (max_num_seqs 64; max_num_batched_tokens 512; "
                                                 "1000 prompts at --max-concurrency 1000)"})
-    assert (underscored.max_seqs, underscored.kwargs["ubatch_tokens"]) == (64, 512)
+    assert (underscored.max_seqs, underscored.kwargs["tokens_per_forward"]) == (64, 512)
 
 
 def test_predict_serves_clients_beyond_the_cap_from_the_queue() -> None:
@@ -88,5 +88,5 @@ def test_predict_serves_clients_beyond_the_cap_from_the_queue() -> None:
     assert (a100["clients"], a100["running"]) == (500, 256) and h100["running"] == 500
     spec, a100_profile = get_spec("llama-3.1-8b"), load_profile("a100-80g-sxm")
     point = closed_loop(spec, a100_profile, concurrency=256, input_len=500, output_len=100, engine="vllm-v1",
-                        weight_format="bf16", kv_format="bf16", ubatch_tokens=2048)
+                        weight_format="bf16", kv_format="bf16", tokens_per_forward=2048)
     assert a100["tpot_ms"] == pytest.approx(point.tpot_s * 1e3)

@@ -104,7 +104,7 @@ def test_prompts_arriving_faster_than_the_forwards_take_them_queue(budget: int, 
     """1000 requests of short outputs behind a small token budget (vLLM's 2048 on an A100, or a stated 512): each
     finished request sends the next at once, so more prompts arrive per decode step than a forward prefills; the
     rest wait for a later forward, and the run proceeds at what full forwards admit, as in the simulated server."""
-    kw = {**KW, "ubatch_tokens": budget}
+    kw = {**KW, "tokens_per_forward": budget}
     point = closed_loop(SPEC, H100, concurrency=clients, input_len=inp, output_len=out, requests=1000, **kw)
     per_forward = prompts_per_forward(inp, "tuned", budget)
     ctx = inp + out // 2
