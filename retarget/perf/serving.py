@@ -25,6 +25,11 @@ and one prompt's share of a forward of max(1, k) prompts taking `share`:
   The run lasts (N - C) / rate plus the time of its last request, which waited for the whole first wave when
   all its requests arrived together, and then decoded without prefills beside it.
 
+With data-parallel attention (parallelism `ep`: SGLang's --enable-dp-attention, TensorRT-LLM's attention DP) each
+of the R devices prefills the prompts of its own requests, SGLang with B / R of the budget; prompts on different
+devices run side by side, so `share` is that of the m prompts in prefill at once: those that arrive while one
+is prefilled (a times the R / k forwards it takes, by Little's law), at least one, at most max(R, k).
+
 Not modelled: with fixed lengths, that the requests whose prompts were prefilled in the same forward finish
 together and arrive again together, so a request may also wait for up to k - 1 other prompts before its first
 token.
@@ -71,12 +76,17 @@ def closed_loop(spec: ModelSpec, profile: HardwareProfile, *, concurrency: int, 
     start = min(concurrency, sent) / sent if sent else 0.0  # share of the requests that arrive together
     arriving = (concurrency - 1) * (1 - start / 2) / max(out - 1, 1)  # prompts per output token of a request
     whole = max(1, int(per_forward))  # prompts in one forward's batch (a longer one: one, over several forwards)
+    in_prefill = whole
+    if kwargs.get("parallelism") == "ep":  # data-parallel attention: each device prefills its own requests' prompts
+        ranks = kwargs.get("devices", 1)  # with 1/ranks of the budget (SGLang), side by side with the others': as
+        # many at once as arrive while one is prefilled (Little's law), at most one a device or a full forward
+        in_prefill = min(max(ranks, whole), max(1, round(arriving * max(1.0, ranks / per_forward))))
     sharing = min(whole, max(1, math.ceil(arriving)))  # prompts in the forward that prefills a request's
 
     def prefill(prompts: int) -> float:  # one forward prefilling PROMPTS prompts together
         return predict(spec, profile, batch=prompts, ctx=ctx, prompt_len=prompt, **kwargs).ttft_s
 
-    share_s = prefill(whole) / whole  # a prompt's share of a full forward: the cost it adds to the steps
+    share_s = prefill(in_prefill) / in_prefill  # a prompt's share of the forwards it shares: what it adds to steps
     step_s = predict(spec, profile, batch=concurrency, ctx=ctx, prompt_len=prompt, **kwargs).tpot_s
     tpot_s = step_s + min(arriving, per_forward) * share_s
     stagger = start * (concurrency - 1) / 2 * (share_s + step_s / per_forward)  # the first wave's mean wait

@@ -15,25 +15,33 @@ from retarget.perf.validate import plan_row, predict_plan
 
 
 def _simulate(clients: int, lengths: list[int], step_s: float, prefill_s: float,
-              prefills_per_step: int = 8, chunks: int = 1) -> dict[str, float]:
+              prefills_per_step: int = 8, chunks: int = 1, ranks: int = 1) -> dict[str, float]:
     """Independent reference: a continuous-batching server stepping in discrete steps. Each step runs the
     prefills of up to PREFILLS_PER_STEP requests that arrived before it (PREFILL_S each, the engine's token
     budget per step; those requests then have their first token) and one decode token for every request
     already past its first token (STEP_S per step whatever their number); a prompt longer than the budget
-    (CHUNKS > 1) is prefilled one chunk a step (PREFILL_S / CHUNKS each), the oldest first. CLIENTS clients each
-    send their next request the moment the last one has its tokens; request i generates LENGTHS[i] tokens."""
+    (CHUNKS > 1) is prefilled one chunk a step (PREFILL_S / CHUNKS each), the oldest first, or, with RANKS
+    data-parallel attention ranks, the RANKS oldest side by side, one chunk each in the step's PREFILL_S / CHUNKS.
+    CLIENTS clients each send their next request the moment the last one has its tokens; request i generates
+    LENGTHS[i] tokens."""
     requests = len(lengths)
     arrivals = [(0.0, c) for c in range(min(clients, requests))]
     heapq.heapify(arrivals)
-    sent, now, chunked = len(arrivals), 0.0, 0  # chunks of the oldest waiting prompt already prefilled
+    sent, now = len(arrivals), 0.0
+    chunked: dict[int, int] = {}  # request -> chunks of its prompt already prefilled
     decoding: dict[int, list[float]] = {}  # request -> [arrival, first token, tokens so far]
     done: list[tuple[float, float, float]] = []  # (ttft, tpot, finish)
     while len(done) < requests:
         waiting, prefill = [], 0.0
-        if chunks > 1 and arrivals and arrivals[0][0] <= now:
-            chunked, prefill = chunked + 1, prefill_s / chunks
-            if chunked == chunks:
-                waiting, chunked = [heapq.heappop(arrivals)], 0
+        if chunks > 1:
+            started = heapq.nsmallest(ranks, [a for a in arrivals if a[0] <= now])
+            for arrival in started:
+                chunked[arrival[1]] = chunked.get(arrival[1], 0) + 1
+                if chunked[arrival[1]] == chunks:
+                    arrivals.remove(arrival)
+                    waiting.append(arrival)
+            heapq.heapify(arrivals)
+            prefill = prefill_s / chunks if started else 0.0
         while chunks == 1 and arrivals and arrivals[0][0] <= now and len(waiting) < prefills_per_step:
             waiting.append(heapq.heappop(arrivals))
             prefill += prefill_s
@@ -129,6 +137,26 @@ def test_prompts_longer_than_the_budget_stall_a_decode_step_by_one_chunk(clients
     sim = _simulate(clients, [out] * requests, step_s, prefill_s, chunks=4)
     assert point.tpot_s == pytest.approx(sim["tpot"], rel=0.1)
     assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.1)
+
+
+@pytest.mark.parametrize("clients", [4, 16, 64])
+def test_data_parallel_attention_prefills_prompts_side_by_side(clients: int) -> None:
+    """Expert parallelism with data-parallel attention over 8 devices (SGLang's --enable-dp-attention, which gives
+    each rank 1/8 of the 8192-token budget): a prompt of 32768 tokens takes 32 forwards on its device, and the
+    prompts that arrive meanwhile run side by side on the others; output lengths of 128-384 spread the arrivals.
+    Few clients: a lone prompt holds up the decode steps for all its 32 forwards; many: the devices share them,
+    as in the simulated server with 8 ranks."""
+    spec, inp, out = get_spec("qwen3-30b-a3b"), 32768, 256
+    kw = {**KW, "devices": 8, "parallelism": "ep"}
+    draw = random.Random(7)
+    lengths = [draw.randint(out // 2, 3 * out // 2) for _ in range(20 * clients)]
+    point = closed_loop(spec, H100, concurrency=clients, input_len=inp, output_len=out, requests=len(lengths), **kw)
+    ctx = inp + out // 2
+    side_by_side = predict(spec, H100, batch=8, ctx=ctx, prompt_len=inp, **kw).ttft_s
+    step_s = predict(spec, H100, batch=clients, ctx=ctx, prompt_len=inp, **kw).tpot_s
+    sim = _simulate(clients, lengths, step_s, side_by_side, chunks=32, ranks=8)
+    assert point.tpot_s == pytest.approx(sim["tpot"], rel=0.1)
+    assert point.output_tokens_s == pytest.approx(sim["throughput"], rel=0.15)
 
 
 def test_random_lengths_spread_the_clients_out_as_a_simulated_server_does() -> None:
