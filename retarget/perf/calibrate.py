@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -103,12 +104,26 @@ def fit(path: Path | list[Path], engine: str = "llama.cpp", rounds: int = 6, poi
 
 def fit_shared(paths: list[Path], key: str = "collective_latency_us", evaluations: int = 10) -> tuple[float, float]:
     """The value of the shared factor KEY that minimises the summed calibration loss of every fitted engine
-    (each refitted at each trial value; golden-section search over SHARED_FACTORS[key]'s range), and that loss."""
+    (each refitted at each trial value), and that loss: a golden-section search over SHARED_FACTORS[key]'s
+    range, then steps of 10% while one lowers the loss (the refitted engines make the loss uneven, so the
+    search alone can stop beside a lower value)."""
     def total(value: float) -> float:
         return sum(fit(paths, engine, shared={key: value})[1] for engine in fitted_engines())
 
+    value, loss = _golden_section(total, SHARED_FACTORS[key], evaluations)
+    while True:
+        step = min((total(v), v) for v in (round(value * 0.9, 1), round(value * 1.1, 1)))
+        if step[0] >= loss:
+            return value, loss
+        loss, value = step
+
+
+def _golden_section(total: Callable[[float], float], span: FreeFactor, evaluations: int) -> tuple[float, float]:
+    """The lowest of EVALUATIONS values of TOTAL visited by a golden-section search over SPAN, rounded to 0.1,
+    and TOTAL there."""
+
     ratio = (math.sqrt(5) - 1) / 2
-    lo, hi = SHARED_FACTORS[key].low, SHARED_FACTORS[key].high
+    lo, hi = span.low, span.high
     a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
     fa, fb = total(a), total(b)
     for _ in range(evaluations - 2):
@@ -120,7 +135,8 @@ def fit_shared(paths: list[Path], key: str = "collective_latency_us", evaluation
             lo, a, fa = a, b, fb
             b = lo + ratio * (hi - lo)
             fb = total(b)
-    return (round(a, 1), fa) if fa <= fb else (round(b, 1), fb)
+    best = round(a if fa <= fb else b, 1)
+    return best, total(best)
 
 
 def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9,
