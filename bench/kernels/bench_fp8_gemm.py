@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from retarget.kernels import _device
-from retarget.kernels.fp8_gemm import bytes, flops, fp8_gemm, quantize
+from retarget.kernels.fp8_gemm import bytes, flops, fp8_gemm, fp8_gemm_ref, quantize
 
 
 # 4096^3 and 8192^3 (the goal), and DeepGEMM's DeepSeek-V3 shapes (kernels_anchors.md 2.2)
@@ -25,5 +25,7 @@ def test_fp8_gemm(measure, mode, m, n, k):
                   lambda: fp8_gemm(xq, sx, wq, sw, blockwise),
                   lambda: torch._scaled_mm(xq, wt, scale_a=one, scale_b=one, out_dtype=torch.bfloat16),
                   "torch._scaled_mm per-tensor", flops(m, n, k),
-                  bytes(m, n, k, blockwise, 1 if ue8m0 else 4), "fp8_e4m3")
-    assert row["p50_ms"] > 0
+                  bytes(m, n, k, blockwise, 1 if ue8m0 else 4), "fp8_e4m3",
+                  lambda: (fp8_gemm(xq, sx, wq, sw, blockwise),
+                           fp8_gemm_ref(xq, sx, wq, sw, blockwise, out_dtype=torch.float64)))
+    assert row["p50_ms"] > 0 and row["rel_err"] <= row["rel_err_tol"]

@@ -26,5 +26,7 @@ def test_mla_decode(measure, batch, ctx):
     row = measure("mla_decode", {"B": batch, "ctx": ctx, "H": H, "R": R, "P": P}, "bf16",
                   lambda: mla_decode_latent(q_lat, q_pe, cache, lens, scale),
                   lambda: _torch_latent(q_lat, q_pe, cache, scale), "torch einsum + softmax (absorbed)",
-                  2 * batch * H * ctx * (2 * R + P), decode_bytes(lens.cpu(), R, P), "bf16")
-    assert row["p50_ms"] > 0
+                  2 * batch * H * ctx * (2 * R + P), decode_bytes(lens.cpu(), R, P), "bf16",
+                  lambda: (mla_decode_latent(q_lat, q_pe, cache, lens, scale),
+                           _torch_latent(q_lat.double(), q_pe.double(), cache.double(), scale)))
+    assert row["p50_ms"] > 0 and row["rel_err"] <= row["rel_err_tol"]

@@ -5,7 +5,7 @@ retarget/models/registry/gpt-oss-20b.yaml)."""
 import pytest
 import torch
 
-from retarget.kernels.mxfp4_gemm import bytes, flops, mxfp4_gemm, pack, quantize_mxfp4
+from retarget.kernels.mxfp4_gemm import bytes, flops, mxfp4_gemm, mxfp4_gemm_ref, pack, quantize_mxfp4
 
 
 @pytest.mark.parametrize("m", [1, 16, 256, 4096])
@@ -16,5 +16,6 @@ def test_mxfp4_gemm(measure, m, n, k):
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     dense = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
     row = measure("mxfp4_gemm", {"M": m, "N": n, "K": k}, "mxfp4 (bf16 act)", lambda: mxfp4_gemm(x, w),
-                  lambda: x @ dense.T, "torch.matmul bf16", flops(m, n, k), bytes(m, n, k), "bf16")
-    assert row["p50_ms"] > 0
+                  lambda: x @ dense.T, "torch.matmul bf16", flops(m, n, k), bytes(m, n, k), "bf16",
+                  lambda: (mxfp4_gemm(x, w), mxfp4_gemm_ref(x, codes.cuda(), scales.cuda(), out_dtype=torch.float32)))
+    assert row["p50_ms"] > 0 and row["rel_err"] <= row["rel_err_tol"]

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from retarget.kernels.w4a16_gemm import bytes, flops, pack, w4a16_gemm
+from retarget.kernels.w4a16_gemm import bytes, flops, pack, w4a16_gemm, w4a16_gemm_ref
 
 
 @pytest.mark.parametrize("n, k", [(8192, 8192), (28672, 8192)])
@@ -20,5 +20,6 @@ def test_w4a16_gemm(measure, bits, m, n, k):
     dense = torch.randn(n, k, device="cuda", dtype=torch.float16)
     row = measure(f"w{bits}a16_gemm", {"M": m, "N": n, "K": k, "g": group}, f"int{bits}-g{group}-sym",
                   lambda: w4a16_gemm(x, w), lambda: x @ dense.T, "torch.matmul fp16",
-                  flops(m, n, k), bytes(m, n, k, bits, group), "fp16")
-    assert row["p50_ms"] > 0
+                  flops(m, n, k), bytes(m, n, k, bits, group), "fp16",
+                  lambda: (w4a16_gemm(x, w), w4a16_gemm_ref(x.float(), q, scale, zero, group)))
+    assert row["p50_ms"] > 0 and row["rel_err"] <= row["rel_err_tol"]

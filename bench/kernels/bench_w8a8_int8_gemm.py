@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from retarget.kernels.w8a8_int8_gemm import bytes, flops, int8_gemm
+from retarget.kernels.w8a8_int8_gemm import bytes, flops, int8_gemm, int8_gemm_ref
 
 
 @pytest.mark.parametrize("m", [16, 512, 2048, 8192])
@@ -16,5 +16,7 @@ def test_int8_gemm(measure, m, n, k):
     w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
     row = measure("w8a8_int8_gemm", {"M": m, "N": n, "K": k}, "int8 per-token x per-channel",
                   lambda: int8_gemm(xq, sx, wq, sw, out_dtype=torch.bfloat16), lambda: x @ w.T,
-                  "torch.matmul bf16", flops(m, n, k), bytes(m, n, k), "int8")
-    assert row["p50_ms"] > 0
+                  "torch.matmul bf16", flops(m, n, k), bytes(m, n, k), "int8",
+                  lambda: (int8_gemm(xq, sx, wq, sw, out_dtype=torch.bfloat16),
+                           int8_gemm_ref(xq, sx, wq, sw, out_dtype=torch.float64)))
+    assert row["p50_ms"] > 0 and row["rel_err"] <= row["rel_err_tol"]

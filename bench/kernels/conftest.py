@@ -56,11 +56,19 @@ def _time_ms(fn: Callable[[], Any]) -> tuple[float, float, float]:
     return p50, p20, p80
 
 
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64 (NaN if either holds a NaN)."""
+    out, ref = out.double(), ref.double()
+    return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref))
+
+
 @pytest.fixture
 def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
-    """measure(kernel, shape, fmt, fn, baseline, baseline_name, flops, nbytes, peak_fmt) -> result row.
+    """measure(kernel, shape, fmt, fn, baseline, baseline_name, flops, nbytes, peak_fmt, check) -> result row.
 
-    Times FN and BASELINE, registers FN with pytest-benchmark, appends the row to the results file."""
+    CHECK returns (the kernel's output, an independent reference computed in float32/64); their relative error
+    goes into the row and must stay under TOL. Times FN and BASELINE, registers FN with pytest-benchmark and
+    appends the row to the results file (also when the check fails, so the file shows it)."""
     import triton
 
     import retarget
@@ -69,7 +77,9 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
     profile = _profile(name)
 
     def run(kernel: str, shape: dict[str, int], fmt: str, fn: Callable[[], Any], baseline: Callable[[], Any],
-            baseline_name: str, flops: int, nbytes: int, peak_fmt: str) -> dict[str, Any]:
+            baseline_name: str, flops: int, nbytes: int, peak_fmt: str,
+            check: Callable[[], tuple[torch.Tensor, torch.Tensor]], tol: float = 2e-2) -> dict[str, Any]:
+        error = relative_error(*check())
         p50, p20, p80 = _time_ms(fn)
         base50 = _time_ms(baseline)[0]
         tflops, gbps = flops / p50 / 1e9, nbytes / p50 / 1e6
@@ -80,7 +90,7 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
             "tflops": tflops, "gbps": gbps, "baseline": baseline_name, "baseline_p50_ms": base50,
             "speedup": base50 / p50, "profile": profile.id if profile else None,
             "share_of_peak_tflops": tflops / peak if peak else None, "peak_fmt": peak_fmt,
-            "share_of_peak_bandwidth": gbps / bw if bw else None,
+            "share_of_peak_bandwidth": gbps / bw if bw else None, "rel_err": error, "rel_err_tol": tol,
             "provenance": "measured", "device_name": name, "torch_version": torch.__version__,
             "triton_version": triton.__version__, "retarget_version": retarget.__version__,
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -89,6 +99,7 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
                                                          "share_of_peak_bandwidth")})
         benchmark.pedantic(lambda: (fn(), torch.cuda.synchronize()), rounds=20, warmup_rounds=3)
         append_rows(name, [row])
+        assert error <= tol, f"{kernel} {shape} {fmt}: relative error {error:.3g} against the reference > {tol}"
         return row
 
     return run

@@ -29,7 +29,7 @@ def masked_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos:
     kk = k.double().repeat_interleave(hq // hkv, dim=1)
     vv = v.double().repeat_interleave(hq // hkv, dim=1)
     logits = torch.einsum("bhqd,bhkd->bhqk", q.double(), kk) * scale
-    j = torch.arange(k.shape[2])
+    j = torch.arange(k.shape[2], device=k.device)
     p = pos[:, None, :, None].long()
     allowed = (j < lens[:, None, None, None]) & (j <= p)
     if window is not None:
@@ -59,8 +59,8 @@ def prefill_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     Sq positions (a prefix of Sk - Sq tokens already cached). Returned in q's dtype."""
     b, _, sq, _ = q.shape
     sk = k.shape[2]
-    pos = torch.arange(sk - sq, sk).expand(b, sq)
-    lens = torch.full((b,), sk)
+    pos = torch.arange(sk - sq, sk, device=q.device).expand(b, sq)
+    lens = torch.full((b,), sk, device=q.device)
     return masked_attention_ref(q, k, v, pos, lens, window, sinks, scale).to(q.dtype)
 
 

@@ -37,7 +37,7 @@ def route_ref(logits: torch.Tensor, top_k: int, n_group: int = 1, topk_group: in
     choice = scores + bias.float() if bias is not None else scores
     groups = choice.view(t, n_group, e // n_group)
     group_score = groups.topk(2, dim=-1).values.sum(-1) if group_top2 else groups.amax(-1)
-    keep = torch.zeros(t, n_group, dtype=torch.bool)
+    keep = torch.zeros(t, n_group, dtype=torch.bool, device=logits.device)
     keep.scatter_(1, group_score.topk(topk_group, dim=-1).indices, True)
     choice = groups.masked_fill(~keep[..., None], float("-inf")).view(t, e)
     ids = choice.topk(top_k, dim=-1).indices

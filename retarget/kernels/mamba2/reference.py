@@ -25,7 +25,7 @@ def ssd_scan_ref(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.Te
     bb = b.double().repeat_interleave(rep, dim=2)
     cc = c.double().repeat_interleave(rep, dim=2)
     state = (initial_state.double().clone() if initial_state is not None
-             else torch.zeros(bsz, heads, p, b.shape[-1], dtype=torch.float64))
+             else torch.zeros(bsz, heads, p, b.shape[-1], dtype=torch.float64, device=x.device))
     ys = []
     for t in range(length):
         state, y = _step(state, x[:, t].double(), dt[:, t].double(), a.double(), bb[:, t], cc[:, t], d)

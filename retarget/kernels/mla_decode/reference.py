@@ -26,7 +26,7 @@ def mla_decode_ref(q_nope: torch.Tensor, q_pe: torch.Tensor, ckv: torch.Tensor, 
     v = torch.einsum("btr,hdr->bhtd", ckv.double(), w_uv.double())
     logits = (torch.einsum("bhd,bhtd->bht", q_nope.double(), k_nope)
               + torch.einsum("bhp,btp->bht", q_pe.double(), k_pe.double())) * scale
-    live = torch.arange(ckv.shape[1])[None, None, :] < lens[:, None, None]
+    live = torch.arange(ckv.shape[1], device=ckv.device)[None, None, :] < lens[:, None, None]
     probs = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1)
     return torch.einsum("bht,bhtd->bhd", probs, v).to(q_nope.dtype)
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One short lease on a GPU machine whose image already holds torch and triton: every kernel benchmark
+# (checked against its reference, then timed) and the seed models end to end, each stage under its own time
+# limit, results copied to OUTDIR as they land. Wheels for what the image lacks (pydantic, this project's
+# transformers pin) may sit in .whl/.
+#
+#     bash bench/kernels/device_run.sh OUTDIR [KERNEL_SECONDS] [MODEL_SECONDS]
+set -u
+out=${1:?OUTDIR}
+kernel_s=${2:-330}
+model_s=${3:-170}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:${PYTHONPATH:-}
+collect() { cp bench/results/nvidia-*.json bench/results/nvidia-*-models.md "$out"/ 2>/dev/null; true; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,temperature.gpu --format=csv \
+  | tee "$out/env.txt"
+python3 -c "import torch, triton, transformers, sys; print('python', sys.version.split()[0], 'torch', torch.__version__,
+'triton', triton.__version__, 'transformers', transformers.__version__)" | tee -a "$out/env.txt"
+
+files="bench_w4a16_gemm.py bench_fp8_gemm.py bench_w8a8_int8_gemm.py bench_attention.py bench_mla_decode.py
+       bench_fused_moe.py bench_mxfp4_gemm.py bench_mamba2.py"
+timeout "$kernel_s" python3 -m pytest $(for f in $files; do echo "bench/kernels/$f"; done) -p no:cacheprovider \
+  -o addopts='' -q -rfE --timeout 120 --benchmark-columns=median --junitxml="$out/kernels.xml" 2>&1 \
+  | tee "$out/kernels.log" | grep -vE "^\s*$" | tail -40
+collect
+timeout "$model_s" python3 bench/kernels/bench_models.py --layers 2 2>&1 | tee "$out/models.log" | tail -20
+collect
+python3 - "$out" <<'EOF'
+import json, pathlib, sys
+for path in sorted(pathlib.Path(sys.argv[1]).glob("nvidia-*.json")):
+    for r in json.loads(path.read_text()):
+        if "kernel" in r:
+            print(f"{r['kernel']:18} {json.dumps(r['shape'], separators=(',', ':')):52} {r['fmt'][:22]:22} "
+                  f"{r['p50_ms']:8.4f} ms x{r['speedup']:5.2f} bw {r['share_of_peak_bandwidth'] or 0:4.2f} "
+                  f"fl {r['share_of_peak_tflops'] or 0:4.2f} err {r['rel_err']:.1e}")
+EOF
