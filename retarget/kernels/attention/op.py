@@ -9,7 +9,7 @@ import triton
 
 from retarget.kernels import _device
 from retarget.kernels._aot import AotCase, mma_name, pointer_type
-from retarget.kernels._config import KernelConfig, check_family
+from retarget.kernels._config import KernelConfig, check_family, pick
 from retarget.kernels.attention import configs
 from retarget.kernels.attention._combine import combine_kernel
 from retarget.kernels.attention._decode import decode_split_kernel
@@ -77,7 +77,7 @@ def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window:
     _, hkv, sk, _ = k.shape
     if hq % hkv or v.shape != k.shape or sq > sk or k.shape[3] != d:
         raise ValueError(f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    cfg = config or configs.PREFILL[check_family(_family(q))]
+    cfg = config or pick(configs.PREFILL[check_family(_family(q))], triton.next_power_of_2(d))
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     out = torch.empty_like(q)
     sink = sinks.float().contiguous() if sinks is not None else out
@@ -101,7 +101,7 @@ def aot_cases(family: str) -> list[AotCase]:
     dt = torch.bfloat16
     hq, hkv, d = _GPT_OSS["hq"], _GPT_OSS["hkv"], _GPT_OSS["d"]
     dec = configs.DECODE[check_family(family)]
-    pre = configs.PREFILL[family]
+    pre = pick(configs.PREFILL[family], d)
     bf = pointer_type(dt)
     dec_types = {"q_ptr": bf, "k_ptr": bf, "v_ptr": bf, "lens_ptr": "*i32", "o_ptr": "*fp32", "lse_ptr": "*fp32",
                  "sm_scale": "fp32", "window": "i32", **dict.fromkeys(_STRIDES, "i32")}
