@@ -49,11 +49,33 @@ def _profile(device_name: str) -> Any:
 
 
 def _time_ms(fn: Callable[[], Any]) -> tuple[float, float, float]:
-    """p50, p20, p80 in ms with CUDA events and an L2 flush between runs (triton.testing.do_bench)."""
+    """p50, p20, p80 in ms with CUDA events and an L2 flush between runs (triton.testing.do_bench): launched
+    from Python each time, so the host's launch cost counts where it exceeds the kernel's."""
     import triton.testing
 
     p50, p20, p80 = triton.testing.do_bench(fn, quantiles=[0.5, 0.2, 0.8])
     return p50, p20, p80
+
+
+def _graph_ms(fn: Callable[[], Any], runs: int = 100) -> float | None:
+    """Median ms of FN captured once in a CUDA graph and replayed RUNS times, the L2 flushed before each replay
+    (what a serving engine's captured decode step sees); None where FN cannot be captured (it syncs the host)."""
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            fn()
+    except Exception:  # a host sync inside FN (.item(), .tolist()) invalidates the capture
+        torch.cuda.synchronize()
+        return None
+    flush = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(runs)]
+    for start, end in events:
+        flush.zero_()
+        start.record()
+        graph.replay()
+        end.record()
+    torch.cuda.synchronize()
+    return float(torch.tensor([s.elapsed_time(e) for s, e in events]).median())
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -82,6 +104,7 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
         error = relative_error(*check())
         p50, p20, p80 = _time_ms(fn)
         base50 = _time_ms(baseline)[0]
+        graph50, base_graph50 = _graph_ms(fn), _graph_ms(baseline)
         tflops, gbps = flops / p50 / 1e9, nbytes / p50 / 1e6
         peak = profile.peak(peak_fmt) if profile else None
         bw = profile.mem_bw_gb_s if profile else None
@@ -91,6 +114,10 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
             "speedup": base50 / p50, "profile": profile.id if profile else None,
             "share_of_peak_tflops": tflops / peak if peak else None, "peak_fmt": peak_fmt,
             "share_of_peak_bandwidth": gbps / bw if bw else None, "rel_err": error, "rel_err_tol": tol,
+            "graph_p50_ms": graph50, "baseline_graph_p50_ms": base_graph50,
+            "graph_speedup": base_graph50 / graph50 if graph50 and base_graph50 else None,
+            "graph_share_of_peak_bandwidth": nbytes / graph50 / 1e6 / bw if graph50 and bw else None,
+            "graph_share_of_peak_tflops": flops / graph50 / 1e9 / peak if graph50 and peak else None,
             "provenance": "measured", "device_name": name, "torch_version": torch.__version__,
             "triton_version": triton.__version__, "retarget_version": retarget.__version__,
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

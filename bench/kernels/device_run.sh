@@ -33,8 +33,9 @@ python3 - "$out" <<'EOF'
 import json, pathlib, sys
 for path in sorted(pathlib.Path(sys.argv[1]).glob("nvidia-*.json")):
     for r in json.loads(path.read_text()):
-        if "kernel" in r:
+        if "graph_p50_ms" in r:
             print(f"{r['kernel']:18} {json.dumps(r['shape'], separators=(',', ':')):52} {r['fmt'][:22]:22} "
-                  f"{r['p50_ms']:8.4f} ms x{r['speedup']:5.2f} bw {r['share_of_peak_bandwidth'] or 0:4.2f} "
-                  f"fl {r['share_of_peak_tflops'] or 0:4.2f} err {r['rel_err']:.1e}")
+                  f"{r['p50_ms']:8.4f} ms x{r['speedup']:5.2f} graph {r.get('graph_p50_ms') or 0:8.4f} ms "
+                  f"x{r.get('graph_speedup') or 0:5.2f} bw {r.get('graph_share_of_peak_bandwidth') or 0:4.2f} "
+                  f"fl {r.get('graph_share_of_peak_tflops') or 0:4.2f} err {r['rel_err']:.1e}")
 EOF

@@ -52,7 +52,7 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     group = hq // hkv
     block_h = max(cfg.block_m, triton.next_power_of_2(group))
     sms = _device.num_sms(q.device.index or 0) if q.is_cuda else 4
-    s = splits or num_splits(b * hkv, t, cfg.block_n, sms)
+    s = splits or num_splits(b * hkv, min(t, window or t), cfg.block_n, sms)   # a window bounds the live keys
     q = q.contiguous()
     k_cache, v_cache = k_cache.contiguous(), v_cache.contiguous()
     partial = torch.empty(b, hq, s, d, device=q.device, dtype=torch.float32)
