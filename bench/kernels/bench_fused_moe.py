@@ -22,5 +22,6 @@ def test_fused_moe_bf16(measure, tokens):
                   lambda: fused_moe(x, a, b, weights, ids, E), lambda: moe_ref(x, w13, w2, weights, ids),
                   "per-expert loop (torch matmuls)", flops(tokens, TOP_K, H, INTER), bytes(tokens, TOP_K, E, H, INTER),
                   "bf16", lambda: (fused_moe(x, a, b, weights, ids, E),
-                                   moe_ref(x.float(), w13, w2, weights, ids)))
+                                   moe_ref(x.float(), w13, w2, weights, ids)),
+                  graph=False)                      # both sides read the routing back to the host
     assert row["p50_ms"] > 0 and row["rel_err"] <= row["rel_err_tol"]

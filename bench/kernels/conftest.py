@@ -89,8 +89,9 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
     """measure(kernel, shape, fmt, fn, baseline, baseline_name, flops, nbytes, peak_fmt, check) -> result row.
 
     CHECK returns (the kernel's output, an independent reference computed in float32/64); their relative error
-    goes into the row and must stay under TOL. Times FN and BASELINE, registers FN with pytest-benchmark and
-    appends the row to the results file (also when the check fails, so the file shows it)."""
+    goes into the row and must stay under TOL. Times FN and BASELINE (also from a CUDA graph unless GRAPH is
+    False: a failed capture leaves torch's CUDA generator unusable for the rest of the process), registers FN
+    with pytest-benchmark and appends the row to the results file (also when the check fails)."""
     import triton
 
     import retarget
@@ -100,11 +101,12 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
 
     def run(kernel: str, shape: dict[str, int], fmt: str, fn: Callable[[], Any], baseline: Callable[[], Any],
             baseline_name: str, flops: int, nbytes: int, peak_fmt: str,
-            check: Callable[[], tuple[torch.Tensor, torch.Tensor]], tol: float = 2e-2) -> dict[str, Any]:
+            check: Callable[[], tuple[torch.Tensor, torch.Tensor]], tol: float = 2e-2,
+            graph: bool = True) -> dict[str, Any]:
         error = relative_error(*check())
         p50, p20, p80 = _time_ms(fn)
         base50 = _time_ms(baseline)[0]
-        graph50, base_graph50 = _graph_ms(fn), _graph_ms(baseline)
+        graph50, base_graph50 = (_graph_ms(fn), _graph_ms(baseline)) if graph else (None, None)
         tflops, gbps = flops / p50 / 1e9, nbytes / p50 / 1e6
         peak = profile.peak(peak_fmt) if profile else None
         bw = profile.mem_bw_gb_s if profile else None

@@ -4,11 +4,12 @@
 # limit, results copied to OUTDIR as they land. Wheels for what the image lacks (pydantic, this project's
 # transformers pin) may sit in .whl/.
 #
-#     bash bench/kernels/device_run.sh OUTDIR [KERNEL_SECONDS] [MODEL_SECONDS]     (0 seconds: skip that stage)
+#     bash bench/kernels/device_run.sh OUTDIR [KERNEL_SECONDS] [MODEL_SECONDS] [PYTEST_K]   (0 seconds: skip a stage)
 set -u
 out=${1:?OUTDIR}
 kernel_s=${2:-330}
 model_s=${3:-170}
+select=${4:-}
 mkdir -p "$out"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -24,7 +25,7 @@ python3 -c "import torch, triton, transformers, sys; print('python', sys.version
 'triton', triton.__version__, 'transformers', transformers.__version__)" | tee -a "$out/env.txt"
 
 [ "$kernel_s" -gt 0 ] && timeout "$kernel_s" python3 -m pytest bench/kernels --deselect bench/kernels/bench_models.py::test_models_end_to_end \
-  -p no:cacheprovider -o addopts='' -q -rfE --timeout 120 --benchmark-columns=median --junitxml="$out/kernels.xml" 2>&1 \
+  -k "$select" -p no:cacheprovider -o addopts='' -q -rfE --timeout 120 --benchmark-columns=median --junitxml="$out/kernels.xml" 2>&1 \
   | tee "$out/kernels.log" | grep -vE "^\s*$" | tail -40
 collect
 [ "$model_s" -gt 0 ] && timeout "$model_s" python3 bench/kernels/bench_models.py --layers 2 2>&1 | tee "$out/models.log" | tail -20
