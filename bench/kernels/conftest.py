@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from _results import append_rows
+from _results import append_rows, results_file, write_kernel_table
 
 # device-name fragment -> hardware profile id (first match wins, so the longer names come first)
 DEVICE_PROFILES = (("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("H200", "h200-sxm"),
@@ -37,6 +37,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for item in items:
             if "bench/kernels" in str(item.path):
                 item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Rewrite the device's kernel table once the rows are in."""
+    if torch.cuda.is_available() and results_file(torch.cuda.get_device_name()).exists():
+        write_kernel_table(results_file(torch.cuda.get_device_name()))
 
 
 def _profile(device_name: str) -> Any:
