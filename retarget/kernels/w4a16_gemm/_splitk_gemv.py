@@ -2,15 +2,14 @@
 enough programs in flight to saturate DRAM (GemLite's split-K GEMV, https://github.com/mobiusml/gemlite).
 
 Each program reduces a slice of K tiles for one BLOCK_N strip and atomically adds its partial sums
-into a float32 workspace [M, N] (zeroed by the launcher). Each tile multiplies the raw codes and applies its
-group's scale and zero once per channel (_dequant.tile_code_products). BLOCK_M = 1 multiplies on the vector
-units (tl.sum); BLOCK_M = 16 pads the rows to the tensor-core minimum and uses tl.dot.
+into a float32 workspace [M, N] (zeroed by the launcher). BLOCK_M = 1 multiplies on the vector units
+(tl.sum); BLOCK_M = 16 pads the rows to the tensor-core minimum and uses tl.dot.
 """
 
 import triton
 import triton.language as tl
 
-from retarget.kernels.w4a16_gemm._dequant import dequant_tile, tile_code_products, tile_scale_zero
+from retarget.kernels.w4a16_gemm._dequant import dequant_tile
 
 
 @triton.jit
@@ -33,17 +32,16 @@ def splitk_gemv_kernel(
     per_split = tl.cdiv(k_tiles, SPLIT_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for t in range(pid_k * per_split, tl.minimum((pid_k + 1) * per_split, k_tiles)):
-        if BITS == 4 and BLOCK_K < 32 and BLOCK_M > 1:   # half a tile is under the 16-wide MMA K step
-            offs_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
-            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :],
-                        mask=(offs_m[:, None] < M) & (offs_k[None, :] < K), other=0.0)
+        offs_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :],
+                    mask=(offs_m[:, None] < M) & (offs_k[None, :] < K), other=0.0)
+        if BLOCK_M == 1:
+            w = dequant_tile(w_ptr, s_ptr, z_ptr, t * BLOCK_K, offs_n, K, N, stride_wk, stride_sg,
+                             BITS, GROUP, BLOCK_K, BLOCK_N, tl.float32)
+            acc += tl.sum(tl.trans(x.to(tl.float32)) * w, axis=0)[None, :]
+        else:
             w = dequant_tile(w_ptr, s_ptr, z_ptr, t * BLOCK_K, offs_n, K, N, stride_wk, stride_sg,
                              BITS, GROUP, BLOCK_K, BLOCK_N, x_ptr.dtype.element_ty)
             acc = tl.dot(x, w, acc)
-        else:
-            products, sums = tile_code_products(x_ptr, w_ptr, offs_m, t * BLOCK_K, offs_n, M, K, N, stride_xm,
-                                                stride_wk, BITS, BLOCK_M, BLOCK_K, BLOCK_N)
-            s, z = tile_scale_zero(s_ptr, z_ptr, t * BLOCK_K, offs_n, N, stride_sg, GROUP)
-            acc += (products - sums[:, None] * z[None, :]) * s[None, :]
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     tl.atomic_add(acc_ptr + offs_m[:, None] * stride_am + offs_n[None, :], acc, mask=mask, sem="relaxed")

@@ -1,12 +1,12 @@
-"""Tiled GEMM for M > 16: each program owns a BLOCK_M x BLOCK_N output tile; every K step feeds the raw codes
-to the tensor cores in the activation dtype and applies the group's scale and zero to the float32 products
-(_dequant.tile_code_products); bias and the cast to the output dtype are fused into the epilogue."""
+"""Tiled GEMM for M > 16: each program owns a BLOCK_M x BLOCK_N output tile, dequantizes the weight
+tile in registers every K step and feeds the tensor cores in the activation dtype; bias and the
+cast to the output dtype are fused into the epilogue."""
 
 import triton
 import triton.language as tl
 
 from retarget.kernels._tl import tile_ids
-from retarget.kernels.w4a16_gemm._dequant import dequant_tile, tile_code_products, tile_scale_zero
+from retarget.kernels.w4a16_gemm._dequant import dequant_tile
 
 
 @triton.jit
@@ -26,18 +26,12 @@ def tiled_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        if BITS == 4 and BLOCK_K < 32:                  # half a tile is under the 16-wide MMA K step
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :],
-                        mask=(offs_m[:, None] < M) & (offs_k[None, :] < K), other=0.0)
-            w = dequant_tile(w_ptr, s_ptr, z_ptr, k0, offs_n, K, N, stride_wk, stride_sg,
-                             BITS, GROUP, BLOCK_K, BLOCK_N, x_ptr.dtype.element_ty)
-            acc = tl.dot(x, w, acc)
-        else:
-            products, sums = tile_code_products(x_ptr, w_ptr, offs_m, k0, offs_n, M, K, N, stride_xm, stride_wk,
-                                                BITS, BLOCK_M, BLOCK_K, BLOCK_N)
-            s, z = tile_scale_zero(s_ptr, z_ptr, k0, offs_n, N, stride_sg, GROUP)
-            acc += (products - sums[:, None] * z[None, :]) * s[None, :]
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :],
+                    mask=(offs_m[:, None] < M) & (offs_k[None, :] < K), other=0.0)
+        w = dequant_tile(w_ptr, s_ptr, z_ptr, k0, offs_n, K, N, stride_wk, stride_sg,
+                         BITS, GROUP, BLOCK_K, BLOCK_N, x_ptr.dtype.element_ty)
+        acc = tl.dot(x, w, acc)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
