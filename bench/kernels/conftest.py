@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 from _results import append_rows, results_file, write_kernel_table
+from _timing import graph_ms
 
 # device-name fragment -> hardware profile id (first match wins, so the longer names come first)
 DEVICE_PROFILES = (("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("H200", "h200-sxm"),
@@ -63,27 +64,6 @@ def _time_ms(fn: Callable[[], Any]) -> tuple[float, float, float]:
     return p50, p20, p80
 
 
-def _graph_ms(fn: Callable[[], Any], runs: int = 100) -> float | None:
-    """Median ms of FN captured once in a CUDA graph and replayed RUNS times, the L2 flushed before each replay
-    (what a serving engine's captured decode step sees); None where FN cannot be captured (it syncs the host)."""
-    graph = torch.cuda.CUDAGraph()
-    try:
-        with torch.cuda.graph(graph):
-            fn()
-    except Exception:  # a host sync inside FN (.item(), .tolist()) invalidates the capture
-        torch.cuda.synchronize()
-        return None
-    flush = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(runs)]
-    for start, end in events:
-        flush.zero_()
-        start.record()
-        graph.replay()
-        end.record()
-    torch.cuda.synchronize()
-    return float(torch.tensor([s.elapsed_time(e) for s, e in events]).median())
-
-
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     """||out - ref|| / ||ref|| in float64 (NaN if either holds a NaN)."""
     out, ref = out.double(), ref.double()
@@ -112,7 +92,7 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
         error = relative_error(*check())
         p50, p20, p80 = _time_ms(fn)
         base50 = _time_ms(baseline)[0]
-        graph50, base_graph50 = (_graph_ms(fn), _graph_ms(baseline)) if graph else (None, None)
+        graph50, base_graph50 = (graph_ms(fn), graph_ms(baseline)) if graph else (None, None)
         tflops, gbps = flops / p50 / 1e9, nbytes / p50 / 1e6
         peak = profile.peak(peak_fmt) if profile else None
         bw = profile.mem_bw_gb_s if profile else None
