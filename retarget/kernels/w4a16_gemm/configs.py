@@ -6,11 +6,15 @@ BLOCK_K is clamped to the group size at launch so a K tile never straddles two g
 from retarget.kernels._config import KernelConfig
 
 SPLITK_MAX_M = 16       # M up to this uses the split-K GEMV kernel, larger M the tiled kernel
-SPLITK_WAVES = 4        # split K until the grid holds this many programs per SM (memory-level parallelism)
+# split K until the grid holds this many programs per SM (memory-level parallelism). NVIDIA: measured on an H200
+# (bench/kernels/sweep_w4a16.py, bench/results/nvidia-h200-sweep-w4a16.json): at M = 1 small programs of two
+# warps with 16-32 K splits stream 8192x8192 int4 in 36 us and 28672x8192 in 88-95 us, against 44 and 150 us
+# with 4 waves and four warps; at M = 16, 16 splits 57 us against 69.
+SPLITK_WAVES = {"nvidia": 16, "amd-cdna": 4, "amd-rdna": 4}
 
 SPLITK = {
     # BLOCK_M = 1: pure GEMV on the vector units; 16: the smallest tensor-core tile
-    "nvidia": [(1, KernelConfig(1, 128, 128, num_warps=4, num_stages=2)),
+    "nvidia": [(1, KernelConfig(1, 128, 128, num_warps=2, num_stages=2)),
                (16, KernelConfig(16, 64, 128, num_warps=4, num_stages=3))],
     "amd-cdna": [(1, KernelConfig(1, 128, 128, num_warps=4, num_stages=2)),
                  (16, KernelConfig(16, 64, 128, num_warps=4, num_stages=2))],

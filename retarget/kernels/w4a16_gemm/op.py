@@ -38,13 +38,13 @@ def candidates(variant: str, m: int, group_size: int, family: str) -> list[Kerne
     return list(dict.fromkeys(_clamp_k(c, group_size) for c in cands))
 
 
-def split_k(n: int, k: int, cfg: KernelConfig, sms: int) -> int:
-    """K splits that give about SPLITK_WAVES programs per SM without leaving a split empty."""
+def split_k(n: int, k: int, cfg: KernelConfig, sms: int, family: str) -> int:
+    """K splits that give about the family's SPLITK_WAVES programs per SM without leaving a split empty."""
     if cfg.split_k:
         return cfg.split_k
     n_tiles = triton.cdiv(n, cfg.block_n)
     k_tiles = triton.cdiv(k, cfg.block_k)
-    return max(1, min(k_tiles, triton.cdiv(configs.SPLITK_WAVES * sms, n_tiles)))
+    return max(1, min(k_tiles, triton.cdiv(configs.SPLITK_WAVES[family] * sms, n_tiles)))
 
 
 def w4a16_gemm(x: torch.Tensor, w: PackedWeight, bias: torch.Tensor | None = None,
@@ -71,7 +71,7 @@ def w4a16_gemm(x: torch.Tensor, w: PackedWeight, bias: torch.Tensor | None = Non
     common = dict(BITS=w.bits, GROUP=w.group_size, **cfg.constexprs(), **cfg.options())
     if variant == "splitk_gemv":
         acc = torch.zeros(m, n, device=x.device, dtype=torch.float32)
-        splits = split_k(n, k, cfg, _device.num_sms(x.device.index or 0) if on_gpu else 4)
+        splits = split_k(n, k, cfg, _device.num_sms(x.device.index or 0) if on_gpu else 4, family)
         grid = (triton.cdiv(n, cfg.block_n), splits)
         splitk_gemv_kernel[grid](x2, w.qweight, w.scale, w.zero, acc, m, n, k,
                                  x2.stride(0), w.qweight.stride(0), w.scale.stride(0), acc.stride(0), splits,
