@@ -17,7 +17,7 @@ OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
 KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "tokens_per_forward", "pipeline_copies",
                      "narrow_float_peaks", "admits_what_fits", "matmul_peak", "kv_share_of_free",
                      "micro_batched_pipeline", "dense_experts", "memory_fraction", "max_num_seqs",
-                     "batch_defaults")
+                     "batch_defaults", "host_issued")
 # the engine's fixed costs (an entry without one pays none)
 ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
                 "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer", "moe_tile_tokens")
@@ -60,6 +60,9 @@ class Efficiency:
     # across pipeline stages a step's sequences run as one micro-batch per stage, all in flight at once
     micro_batched_pipeline: bool = False
     dense_experts: bool = False  # every expert runs every token (static shapes), its output masked by the routing
+    # kernels issued one by one from the host each step (no CUDA graphs): the device's work runs while the host
+    # issues the next kernels, so a step takes the longer of the two, not their sum
+    host_issued: bool = False
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -146,6 +149,7 @@ def efficiency(
         memory_fraction=None if (share := kernels.get("memory_fraction")) is None else float(share),
         micro_batched_pipeline=bool(kernels.get("micro_batched_pipeline", False)),
         dense_experts=bool(kernels.get("dense_experts", False)),
+        host_issued=bool(kernels.get("host_issued", False)),
     )
 
 

@@ -218,8 +218,10 @@ def _phase(
     ops.append(_comm_time(spec, step, devices, parallelism, eff, profile, stages))
     fixed = (eff.overhead_us_per_layer * spec.num_layers
              + eff.moe_overhead_us_per_expert * moe_expert_slots(spec, eff.dense_experts)
-             + eff.overhead_us_per_step)
-    ops.append(OpTime("overhead", 0.0, 0.0, fixed * 1e-6, "fixed"))
+             + eff.overhead_us_per_step) * 1e-6
+    if eff.host_issued:  # the device works while the host issues: only the host time it does not cover is added
+        fixed = max(0.0, fixed - sum(op.time_s for op in ops))
+    ops.append(OpTime("overhead", 0.0, 0.0, fixed, "fixed"))
     return PhaseTime(ops)
 
 

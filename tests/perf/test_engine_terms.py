@@ -417,3 +417,20 @@ def test_an_engine_that_claims_less_of_the_device_has_a_smaller_kv_pool() -> Non
     assert jax.usable_per_device_gb == pytest.approx(0.8 * v6e.memory_bytes / 1e9, rel=1e-9)
     assert vllm.usable_per_device_gb == pytest.approx(0.9 * v6e.memory_bytes / 1e9, rel=1e-9)
     assert jax.per_device_gb == pytest.approx(vllm.per_device_gb, rel=1e-12)
+
+
+def test_host_issued_kernels_take_the_longer_of_the_host_and_the_device() -> None:
+    """Without CUDA graphs (`host_issued`) a step takes max(the host's issue time, the device's work): a small
+    batch is host-bound at the fixed cost alone, a large one device-bound with no fixed cost added; with
+    graphs (`tuned`) the two add up."""
+    spec, h100 = get_spec("llama-3.1-8b"), load_profile("h100-sxm")
+    host = {**IDEAL, "overhead_us_per_layer": 500.0}  # 16 ms per step over 32 layers
+    kw = dict(ctx=1024, prompt_len=1024, engine_factors=host)
+    for batch in (1, 512):
+        device = predict(spec, h100, batch=batch, engine_factors=IDEAL, ctx=1024, prompt_len=1024).tpot_s
+        summed = predict(spec, h100, batch=batch, **kw).tpot_s
+        eager = predict(spec, h100, batch=batch, engine="vllm-eager", **kw).tpot_s
+        assert summed == pytest.approx(device + 0.016, rel=1e-9)
+        assert eager == pytest.approx(max(device, 0.016), rel=1e-9)
+    assert predict(spec, h100, batch=1, engine_factors=IDEAL, ctx=1024).tpot_s < 0.016 < predict(
+        spec, h100, batch=512, engine_factors=IDEAL, ctx=1024, prompt_len=1024).tpot_s
