@@ -1,4 +1,4 @@
-"""Split-KV decode attention (window, sinks, GQA) against torch SDPA over the same cache. Issue goal on
+"""Split-KV decode attention (window, sinks, GQA) against torch SDPA over the same cache. Goal on
 H100/H200: >= 80% of HBM bandwidth at 8k+ context (share_of_peak_bandwidth in the results row)."""
 
 import pytest

@@ -1,5 +1,5 @@
 """FP8 GEMM (per-channel, and 1x128 / 128x128 block scales) against torch._scaled_mm per-tensor
-(cuBLASLt). Issue 5 goal on H100: block-scaled >= 0.8x _scaled_mm at 4096^3 and larger."""
+(cuBLASLt). Goal on H100: block-scaled >= 0.8x _scaled_mm at 4096^3 and larger."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from retarget.kernels import _device
 from retarget.kernels.fp8_gemm import bytes, flops, fp8_gemm, fp8_gemm_ref, quantize
 
 
-# 4096^3 and 8192^3 (the issue's goal), and DeepGEMM's DeepSeek-V3 shapes (kernels_anchors.md 2.2)
+# 4096^3 and 8192^3 (the goal's shapes), and DeepGEMM's DeepSeek-V3 shapes (kernels_anchors.md 2.2)
 @pytest.mark.parametrize("m, n, k", [(4096, 4096, 4096), (8192, 8192, 8192), (4096, 7168, 16384),
                                      (64, 7168, 16384)])
 @pytest.mark.parametrize("mode", ["channel", "block128", "block128-ue8m0"])

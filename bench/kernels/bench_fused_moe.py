@@ -1,4 +1,4 @@
-"""Fused MoE (sort/align + grouped GEMMs) against a per-expert loop of torch matmuls. Issue goal on
+"""Fused MoE (sort/align + grouped GEMMs) against a per-expert loop of torch matmuls. Goal on
 H100/H200: >= 2x the per-expert loop at batch 64 (speedup in the results row)."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Mamba2 chunked scan against the sequential scan (one state-update kernel per token). Issue goal on
+"""Mamba2 chunked scan against the sequential scan (one state-update kernel per token). Goal on
 H100/H200: >= 5x the sequential scan at 4k tokens (speedup in the results row)."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""MLA decode over the latent cache against the same absorbed attention in torch ops. Issue goal on
+"""MLA decode over the latent cache against the same absorbed attention in torch ops. Goal on
 H100/H200: >= 80% of HBM bandwidth over the latent cache (share_of_peak_bandwidth)."""
 
 import math

@@ -1,4 +1,4 @@
-"""W8A8 INT8 against bf16 torch.matmul. Issue 5 goal on H100: >= 1.5x bf16 at M >= 512."""
+"""W8A8 INT8 against bf16 torch.matmul. Goal on H100: >= 1.5x bf16 at M >= 512."""
 
 import pytest
 import torch

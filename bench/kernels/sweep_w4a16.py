@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from _timing import graph_ms
 
-# (M, N, K, bits): issue shapes of the GEMV goal (M = 1) and the largest M the split-K kernel serves
+# (M, N, K, bits): the shapes of the GEMV goal (M = 1) and the largest M the split-K kernel serves
 SHAPES = ((1, 8192, 8192, 4), (1, 28672, 8192, 4), (16, 8192, 8192, 4))
 GROUP = 128
 AXES = {1: {"block_n": (64, 128, 256), "block_k": (128,), "num_warps": (2, 4, 8), "num_stages": (2, 4),
