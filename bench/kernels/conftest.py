@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import torch
+from _measure import graph_ms, relative_error
 from _results import append_rows, results_file, write_kernel_table
-from _timing import graph_ms
 
 # device-name fragment -> hardware profile id (first match wins, so the longer names come first)
 DEVICE_PROFILES = (("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("H200", "h200-sxm"),
@@ -42,8 +42,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Rewrite the device's kernel table once the rows are in."""
-    if torch.cuda.is_available() and results_file(torch.cuda.get_device_name()).exists():
-        write_kernel_table(results_file(torch.cuda.get_device_name()))
+    path = results_file(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
+    if path is not None and path.exists():
+        write_kernel_table(path)
 
 
 def _profile(device_name: str) -> Any:
@@ -62,12 +63,6 @@ def _time_ms(fn: Callable[[], Any]) -> tuple[float, float, float]:
 
     p50, p20, p80 = triton.testing.do_bench(fn, quantiles=[0.5, 0.2, 0.8])
     return p50, p20, p80
-
-
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """||out - ref|| / ||ref|| in float64 (NaN if either holds a NaN)."""
-    out, ref = out.double(), ref.double()
-    return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import torch
-from _timing import graph_ms
+from _measure import graph_ms, relative_error
 
 # (M, N, K, bits): the shapes of the GEMV goal (M = 1) and the largest M the split-K kernel serves
 SHAPES = ((1, 8192, 8192, 4), (1, 28672, 8192, 4), (16, 8192, 8192, 4))
@@ -44,7 +44,7 @@ def _timed(x: torch.Tensor, w, ref: torch.Tensor, cfg) -> tuple[float, float | N
     except Exception as exc:  # a tile that does not fit the device (registers, shared memory)
         print(f"  {cfg}: {type(exc).__name__}")
         return float("nan"), None
-    err = float((out.double() - ref).norm() / ref.norm())
+    err = relative_error(out, ref)
     return err, graph_ms(lambda: w4a16_gemm(x, w, config=("splitk_gemv", cfg))) if err < 2e-2 else None
 
 

@@ -1,4 +1,5 @@
-"""Kernel timing from CUDA-graph replays: the host's launch cost out, the L2 flushed before every replay."""
+"""How a kernel row is measured: its error against a reference, and its time from CUDA-graph replays (the host's
+launch cost out, the L2 flushed before every replay)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,9 @@ def graph_ms(fn: Callable[[], Any], runs: int = 100) -> float | None:
         end.record()
     torch.cuda.synchronize()
     return float(torch.tensor([s.elapsed_time(e) for s, e in events]).median())
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64 (NaN if either holds a NaN)."""
+    out, ref = out.double(), ref.double()
+    return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref))
