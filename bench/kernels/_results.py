@@ -76,5 +76,9 @@ def write_kernel_table(path: Path) -> Path | None:
 
 
 if __name__ == "__main__":
-    written = write_kernel_table(results_file(sys.argv[1]))
-    print(written or f"no kernel rows in {results_file(sys.argv[1])}")
+    path = results_file(sys.argv[1]) if len(sys.argv) == 2 else None
+    if path is None or not path.exists():
+        print(f"usage: python bench/kernels/_results.py DEVICE_NAME (a device with a file in {RESULTS})")
+        sys.exit(2)
+    written = write_kernel_table(path)
+    print(written or f"no kernel rows in {path}")
