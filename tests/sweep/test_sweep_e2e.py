@@ -86,6 +86,7 @@ def test_table_has_every_job_with_its_numbers_or_its_error(killed_and_resumed: t
     assert (result.root / "pareto.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # starting a Ray runtime takes 40-80 s on 2 cores
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed: pip install '.[ray]'")
 def test_small_sweep_on_a_local_ray_runtime_matches_the_local_pool(spec: Path, killed_and_resumed: tuple,
                                                                    tmp_path: Path) -> None:
