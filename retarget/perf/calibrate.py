@@ -3,8 +3,8 @@
 Each fitted engine has a rule in validation_map.yaml `calibration`: which rows it is fitted on, which of its
 factors (compute scale, memory scale, overhead per layer) are free, and how it is cross-validated.
 Objective: sum over the engine's calibration rows (outliers excluded) of log(predicted / measured)^2,
-minimised by coordinate search on a shrinking grid (a few hundred model evaluations). Nothing else in
-efficiency.yaml is fitted; evaluation rows never enter the objective.
+minimised by coordinate search on a shrinking grid, then polished by Nelder-Mead steps (a few hundred model
+evaluations). Nothing else in efficiency.yaml is fitted; evaluation rows never enter the objective.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry, kernel_attributes, own_entry, reload
 from retarget.perf.validate import (
@@ -140,9 +142,10 @@ def _golden_section(total: Callable[[float], float], span: FreeFactor, evaluatio
 
 
 def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9,
-              shared: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
+              shared: dict[str, float] | None = None, polish: int = 30) -> tuple[dict[str, float], float]:
     """ENGINE's factors minimising `loss` over PLANS (only the rule's `free` factors move; the others keep
-    their efficiency.yaml values, SHARED sets the shared ones ENGINE's entries leave unset), and that loss."""
+    their efficiency.yaml values, SHARED sets the shared ones ENGINE's entries leave unset), and that loss:
+    ROUNDS of coordinate search over POINTS values each, then POLISH Nelder-Mead steps per free factor."""
     free = calibration_rule(engine)["free"]  # type: ignore[index]
     start = {k: FREE_FACTORS[k].start for k in free}
     # free factors first (efficiency.yaml order); a shared value yields to one the engine or its parent sets
@@ -151,17 +154,64 @@ def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9,
     current = loss(plans, best)
     for _ in range(rounds):
         for key in free:
-            lo, hi = FREE_FACTORS[key].low, FREE_FACTORS[key].high
-            grid = [
-                min(hi, max(lo, best[key] + spans[key] * (2 * i / (points - 1) - 1))) for i in range(points)
-            ]
+            grid = [_clip(key, best[key] + spans[key] * (2 * i / (points - 1) - 1)) for i in range(points)]
             for value in grid:
                 trial = {**best, key: value}
                 trial_loss = loss(plans, trial)
                 if trial_loss < current:
                     best, current = trial, trial_loss
             spans[key] /= 3
+    if polish and len(free) > 1:
+        best, current = _nelder_mead(plans, free, best, current, steps=polish * len(free))
     return {k: round(v, 3) for k, v in best.items() if k not in (shared or {}) or k in free}, current
+
+
+def _clip(key: str, value: float) -> float:
+    """VALUE within FREE_FACTORS[KEY]'s range."""
+    return min(FREE_FACTORS[key].high, max(FREE_FACTORS[key].low, value))
+
+
+def _nelder_mead(plans: Plans, free: list[str], best: dict[str, float], current: float,
+                 steps: int) -> tuple[dict[str, float], float]:
+    """BEST (of loss CURRENT) improved by STEPS Nelder-Mead steps over the FREE factors, each scaled to its
+    range (a point outside it is clipped), and its loss. One factor at a time stalls in a valley where two
+    factors trade off (a cost per layer against a cost per visited expert); the simplex follows it."""
+    low = np.array([FREE_FACTORS[k].low for k in free])
+    width = np.array([FREE_FACTORS[k].high - FREE_FACTORS[k].low for k in free])
+
+    def factors(x: np.ndarray) -> dict[str, float]:
+        return {**best, **dict(zip(free, (low + np.clip(x, 0.0, 1.0) * width).tolist(), strict=True))}
+
+    def cost(x: np.ndarray) -> float:
+        return loss(plans, factors(x))
+
+    start = (np.array([best[k] for k in free]) - low) / width
+    simplex = [start] + [start + np.where(start[i] < 0.95, 0.05, -0.05) * np.eye(len(free))[i]
+                         for i in range(len(free))]
+    values = [current] + [cost(x) for x in simplex[1:]]
+    for _ in range(steps):
+        order = np.argsort(values)
+        simplex, values = [simplex[i] for i in order], [values[i] for i in order]
+        centroid = np.mean(simplex[:-1], axis=0)
+        reflected = np.clip(2 * centroid - simplex[-1], 0.0, 1.0)
+        reflected_cost = cost(reflected)
+        if reflected_cost < values[0]:
+            expanded = np.clip(3 * centroid - 2 * simplex[-1], 0.0, 1.0)
+            expanded_cost = cost(expanded)
+            simplex[-1], values[-1] = ((expanded, expanded_cost) if expanded_cost < reflected_cost
+                                       else (reflected, reflected_cost))
+        elif reflected_cost < values[-2]:
+            simplex[-1], values[-1] = reflected, reflected_cost
+        else:
+            contracted = (centroid + simplex[-1]) / 2
+            contracted_cost = cost(contracted)
+            if contracted_cost < values[-1]:
+                simplex[-1], values[-1] = contracted, contracted_cost
+            else:  # shrink towards the best point
+                simplex = [simplex[0]] + [(simplex[0] + x) / 2 for x in simplex[1:]]
+                values = [values[0]] + [cost(x) for x in simplex[1:]]
+    i = int(np.argmin(values))
+    return (factors(simplex[i]), values[i]) if values[i] < current else (best, current)
 
 
 def prior_factors(engine: str) -> dict[str, float]:
