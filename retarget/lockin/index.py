@@ -20,7 +20,6 @@ from retarget.lockin.recipe import CellRecipe, Workload, best_recipe
 from retarget.lockin.variants import features_of, neutralise, reference
 from retarget.models.spec import ModelSpec
 from retarget.perf import Prediction
-from retarget.perf.ops import distinct_layers
 
 MODEL_NAME = "retarget.lockin v1 (retarget.perf roofline v1)"
 
@@ -55,7 +54,7 @@ class Evaluator:
 def compact(spec: ModelSpec) -> ModelSpec:
     """SPEC with identical layer groups merged (interleaved patterns become one group per layer kind):
     every prediction is a sum over layers, so it is unchanged, and predict walks far fewer groups."""
-    merged = [g.model_copy(update={"count": n}) for g, n in distinct_layers(spec)]
+    merged = [g.model_copy(update={"count": n}) for g, n in spec.layer_kinds]
     return spec if len(merged) == len(spec.blocks) else spec.model_copy(update={"blocks": merged})
 
 

@@ -14,16 +14,38 @@ never copied from a publisher. Counting conventions (documented once, used every
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from retarget.errors import RetargetError
 
 SPEC_VERSION = 1
+
+_T = TypeVar("_T")
+
+
+def _once_per_spec(fn: Callable[[ModelSpec], _T]) -> Callable[[ModelSpec], _T]:
+    """FN(spec) computed once per spec object: a spec is frozen, and `model_copy` makes a new object (a
+    cached_property would be copied along with the instance dict, stale after an update). The memo holds the
+    spec itself, so an id is never reused while its entry lives."""
+    memo: dict[int, tuple[ModelSpec, _T]] = {}
+
+    @functools.wraps(fn)
+    def wrapper(spec: ModelSpec) -> _T:
+        hit = memo.get(id(spec))
+        if hit is None or hit[0] is not spec:
+            if len(memo) >= 4096:
+                memo.clear()
+            hit = memo[id(spec)] = (spec, fn(spec))
+        return hit[1]
+
+    return wrapper
+
 
 AttentionKind = Literal["mha", "gqa", "mqa", "mla", "sliding", "sinks", "linear"]
 
@@ -271,6 +293,18 @@ class ModelSpec(_Frozen):
         return sum(g.count for g in self.blocks)
 
     @property
+    @_once_per_spec
+    def layer_kinds(self) -> tuple[tuple[BlockGroup, int], ...]:
+        """Each distinct layer kind once (its first group), with how many layers have it (interleaved patterns
+        merged)."""
+        counts: dict[tuple[object, object, object], tuple[BlockGroup, int]] = {}
+        for g in self.blocks:
+            key = (g.attention, g.ssm, g.mlp)
+            first, n = counts.get(key, (g, 0))
+            counts[key] = (first, n + g.count)
+        return tuple(counts.values())
+
+    @property
     def attention_kind(self) -> str:
         """The attention kind held by most attention layers ('none' for a pure SSM model)."""
         kinds = Counter[str]()
@@ -307,11 +341,13 @@ class ModelSpec(_Frozen):
         return blocks + self.hidden_size + self.params_embedding + self.params_lm_head
 
     @property
+    @_once_per_spec
     def params_total(self) -> int:
         """All weights of the main model (no MTP/draft heads, no vision tower)."""
         return self._params(active=False)
 
     @property
+    @_once_per_spec
     def params_active(self) -> int:
         """Weights one token touches (top-k real experts), embedding and lm_head included."""
         return self._params(active=True)
@@ -322,10 +358,17 @@ class ModelSpec(_Frozen):
         return self.params_active - (0 if self.tie_word_embeddings else self.params_embedding)
 
     @property
+    @_once_per_spec
     def expert_params(self) -> int:
         """Weights inside routed experts (the tensor group MoE formats such as MXFP4 apply to)."""
         return sum(g.count * g.mlp.experts * g.mlp.expert_params(self.hidden_size)
                    for g in self.blocks if g.mlp is not None and g.mlp.kind == "moe")
+
+    @property
+    @_once_per_spec
+    def attention_params(self) -> int:
+        """Weights of all attention sublayers (projections, norms, sinks)."""
+        return sum(g.count * g.attention.params(self.hidden_size) for g in self.blocks if g.attention is not None)
 
     def param_groups(self) -> dict[str, int]:
         """Weights per tensor group: routed `experts`, `embeddings` (table + untied lm_head), and every

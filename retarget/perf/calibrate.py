@@ -66,6 +66,8 @@ FREE_FACTORS = {
 # together: each trial value refits every engine, and the summed loss is minimised (`fit_shared`).
 SHARED_FACTORS = {"collective_latency_us": FreeFactor(2.0, 120.0, 10.0, 10.0)}
 MAX_CV_ROWS = 40  # rows per engine entering cross-validation (a larger file is sampled evenly)
+FIT_POLISH = 30  # Nelder-Mead steps per free factor after the coordinate search
+CV_POLISH = 10  # and in a cross-validation refit (one per engine and source: the suite reruns them all)
 Plans = list[tuple[RowPlan, float]]
 Rows = list[tuple[tuple[str, int, str], RowPlan, float]]
 
@@ -142,7 +144,7 @@ def _golden_section(total: Callable[[float], float], span: FreeFactor, evaluatio
 
 
 def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9,
-              shared: dict[str, float] | None = None, polish: int = 30) -> tuple[dict[str, float], float]:
+              shared: dict[str, float] | None = None, polish: int = FIT_POLISH) -> tuple[dict[str, float], float]:
     """ENGINE's factors minimising `loss` over PLANS (only the rule's `free` factors move; the others keep
     their efficiency.yaml values, SHARED sets the shared ones ENGINE's entries leave unset), and that loss:
     ROUNDS of coordinate search over POINTS values each, then POLISH Nelder-Mead steps per free factor."""
@@ -221,12 +223,12 @@ def prior_factors(engine: str) -> dict[str, float]:
     return {**engine_entry(engine), **{k: FREE_FACTORS[k].prior for k in free}}
 
 
-def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
+def cross_validate(paths: list[Path], polish: int = CV_POLISH) -> list[dict[str, object]]:
     """Leave one source out, for every fitted engine: each source's rows of that engine (calibration and
     evaluation) predicted with the engine's factors refitted on the calibration rows of the other sources
     (the priors when they are fewer than the engine's free factors). One entry per fold with the held-out
     row keys [file, index] and their absolute percentage errors. At most MAX_CV_ROWS calibration rows per
-    fold enter the refit."""
+    fold enter the refit, polished by POLISH Nelder-Mead steps per free factor."""
     out: list[dict[str, object]] = []
     for engine in fitted_engines():
         every = engine_rows(paths, engine, calibration_only=False)
@@ -235,7 +237,7 @@ def cross_validate(paths: list[Path]) -> list[dict[str, object]]:
             train = [(plan, m) for key, plan, m in every if key in calibration and key[2] != held]
             train = train[:: max(1, -(-len(train) // MAX_CV_ROWS))]
             enough = len(train) >= len(calibration_rule(engine)["free"])  # type: ignore[index]
-            factors = fit_plans(train, engine)[0] if enough else prior_factors(engine)
+            factors = fit_plans(train, engine, polish=polish)[0] if enough else prior_factors(engine)
             test = [(key, plan, m) for key, plan, m in every if key[2] == held]
             errors = [abs(predict_plan(plan, factors)[0] / m - 1) * 100 for _, plan, m in test]
             fold = {"engine": engine, "scheme": "source", "held_out": held, "factors": factors, "prior": not enough}

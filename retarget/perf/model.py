@@ -225,16 +225,11 @@ def _phase(
     return PhaseTime(ops)
 
 
-def attention_params(spec: ModelSpec) -> int:
-    """Weights of all attention sublayers (projections, norms, sinks)."""
-    return sum(g.count * g.attention.params(spec.hidden_size) for g in spec.blocks if g.attention is not None)
-
-
 def weight_bytes(spec: ModelSpec, fmts: dict[str, NumberFormat]) -> float:
     """Bytes of all weights: embedding/LM head at the head format, routed experts at the expert format,
     attention sublayers at the attention format."""
     emb = spec.params_embedding + spec.params_lm_head
-    experts, attention = spec.expert_params, attention_params(spec)
+    experts, attention = spec.expert_params, spec.attention_params
     rest = spec.params_total - emb - experts - attention
     return (emb * fmts["head"].bytes + experts * fmts["experts"].bytes + attention * fmts["attention"].bytes
             + rest * fmts["weights"].bytes)

@@ -164,16 +164,6 @@ def _ssm(group: BlockGroup, hidden: int, step: Step, w_bytes: float, state_bytes
     return [gemm, scan]
 
 
-def distinct_layers(spec: ModelSpec) -> list[tuple[BlockGroup, int]]:
-    """Each distinct layer kind once, with how many layers have it (interleaved patterns merged)."""
-    counts: dict[tuple[object, object, object], tuple[BlockGroup, int]] = {}
-    for g in spec.blocks:
-        key = (g.attention, g.ssm, g.mlp)
-        first, n = counts.get(key, (g, 0))
-        counts[key] = (first, n + g.count)
-    return list(counts.values())
-
-
 def step_costs(
     spec: ModelSpec, step: Step, w_bytes: float, expert_bytes: float, head_bytes: float, kv_bytes: float,
     attention_bytes: float | None = None,
@@ -183,7 +173,7 @@ def step_costs(
     multiply-adds are timed with the other dense matmuls (op class gemm)."""
     totals: dict[str, OpCost] = {}
     hidden = spec.hidden_size
-    for group, count in distinct_layers(spec):
+    for group, count in spec.layer_kinds:
         ops: list[OpCost] = []
         if group.attention is not None:
             ops += _attention(group.attention, hidden, step, attention_bytes or w_bytes, kv_bytes)

@@ -22,7 +22,7 @@ from typing import Any
 
 from retarget.hw_profiles import load_profile
 from retarget.outdir import write_files
-from retarget.perf.calibrate import cross_validate
+from retarget.perf.calibrate import CV_POLISH, FIT_POLISH, cross_validate
 from retarget.perf.confidence import SUMMARY_FILE, group_key
 from retarget.perf.validate import FRESH, PHASE_GROUPS, RowPlan, held_out_file, plan_row, read_measurements, run
 from retarget.perf.validate_report import to_markdown
@@ -597,7 +597,8 @@ def build(paths: list[Path], cross_validation: list[dict[str, Any]] | None = Non
         *targets_table(reports),
         "",
         "Pooled over the fitted files, with leave-one-source-out cross-validation (each source's rows",
-        "predicted by its engine refitted without that source; priors where too few other rows are left):",
+        f"predicted by its engine refitted without that source, polished by {CV_POLISH} Nelder-Mead steps per factor",
+        f"against the final fit's {FIT_POLISH}; priors where too few other rows are left):",
         "",
         *pooled,
         "",

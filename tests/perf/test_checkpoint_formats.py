@@ -12,7 +12,7 @@ import transformers
 from retarget.hw_profiles import load_profile
 from retarget.models.spec import ModelSpec
 from retarget.perf import predict
-from retarget.perf.model import attention_params, resolve_formats, weight_bytes
+from retarget.perf.model import resolve_formats, weight_bytes
 from retarget.perf.validate import model_spec, plan_row
 
 ROW = {"source_url": "https://example.org/t", "model": "Llama-3.1-405B", "params": "405B",
@@ -35,7 +35,7 @@ def test_attention_params_match_transformers() -> None:
     small = dict(hidden_size=256, num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=2,
                  intermediate_size=512, vocab_size=1000, tie_word_embeddings=False)
     spec = ModelSpec.from_hf_config({"model_type": "llama", **small})
-    assert attention_params(spec) == _transformers_attention_params(small)
+    assert spec.attention_params == _transformers_attention_params(small)
 
 
 def test_meta_fp8_checkpoint_keeps_attention_wide() -> None:
@@ -51,7 +51,7 @@ def test_wide_attention_adds_its_bytes_to_weights_and_decode() -> None:
     each; a batch-1 decode step on 8 x H100 reads 1/8 of those extra bytes per device at the memory rate."""
     spec = model_spec("llama-3.1-405b")
     extra = 126 * (2 * 16384 * 16384 + 2 * 16384 * 1024)
-    assert attention_params(spec) == extra
+    assert spec.attention_params == extra
     fp8, mixed = resolve_formats("fp8", "bf16", None), resolve_formats("fp8", "bf16", None, "bf16")
     assert weight_bytes(spec, mixed) - weight_bytes(spec, fp8) == pytest.approx(extra)
     h100 = load_profile("h100-sxm")
