@@ -17,7 +17,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from retarget.perf.efficiency import EFFICIENCY_FILE, engine_entry, kernel_attributes, own_entry, reload
+from retarget.perf.efficiency import (
+    EFFICIENCY_FILE,
+    KERNEL_ATTRIBUTES,
+    engine_entry,
+    kernel_attributes,
+    own_entry,
+    reload,
+)
 from retarget.perf.validate import (
     RowPlan,
     calibration_rule,
@@ -144,14 +151,16 @@ def _golden_section(total: Callable[[float], float], span: FreeFactor, evaluatio
 
 
 def fit_plans(plans: Plans, engine: str, rounds: int = 6, points: int = 9,
-              shared: dict[str, float] | None = None, polish: int = FIT_POLISH) -> tuple[dict[str, float], float]:
+              shared: dict[str, float] | None = None, polish: int = FIT_POLISH,
+              base: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
     """ENGINE's factors minimising `loss` over PLANS (only the rule's `free` factors move; the others keep
-    their efficiency.yaml values, SHARED sets the shared ones ENGINE's entries leave unset), and that loss:
-    ROUNDS of coordinate search over POINTS values each, then POLISH Nelder-Mead steps per free factor."""
+    BASE's values, by default its efficiency.yaml entry; SHARED sets the shared ones those leave unset), and
+    that loss: ROUNDS of coordinate search over POINTS values each, then POLISH Nelder-Mead steps per free
+    factor."""
     free = calibration_rule(engine)["free"]  # type: ignore[index]
     start = {k: FREE_FACTORS[k].start for k in free}
     # free factors first (efficiency.yaml order); a shared value yields to one the engine or its parent sets
-    best = {**start, **(shared or {}), **engine_entry(engine), **start}
+    best = {**start, **(shared or {}), **(engine_entry(engine) if base is None else base), **start}
     spans = {k: (FREE_FACTORS[k].high - FREE_FACTORS[k].low) / 2 for k in free}
     current = loss(plans, best)
     for _ in range(rounds):
@@ -216,28 +225,44 @@ def _nelder_mead(plans: Plans, free: list[str], best: dict[str, float], current:
     return (factors(simplex[i]), values[i]) if values[i] < current else (best, current)
 
 
-def prior_factors(engine: str) -> dict[str, float]:
-    """ENGINE's factors with every fitted one at its prior (what a source is predicted with when no other
-    source is left to fit on)."""
-    free = calibration_rule(engine)["free"]  # type: ignore[index]
-    return {**engine_entry(engine), **{k: FREE_FACTORS[k].prior for k in free}}
+def factors_without(engine: str, held: str, folds: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
+    """ENGINE's factors as a calibration that never saw source HELD sets them: its fold holding HELD out (FOLDS,
+    keyed by engine and source) where it has one, else its efficiency.yaml entry over its parent's factors
+    without HELD (a parent fitted on HELD's rows of its own would otherwise pass them on)."""
+    if (engine, held) in folds:
+        return folds[(engine, held)]
+    own = own_entry(engine)
+    parent = own.pop("inherits", None)
+    return {**(factors_without(parent, held, folds) if parent else {}),
+            **{k: v for k, v in own.items() if k not in KERNEL_ATTRIBUTES}}
 
 
 def cross_validate(paths: list[Path], polish: int = CV_POLISH) -> list[dict[str, object]]:
     """Leave one source out, for every fitted engine: each source's rows of that engine (calibration and
-    evaluation) predicted with the engine's factors refitted on the calibration rows of the other sources
-    (the priors when they are fewer than the engine's free factors). One entry per fold with the held-out
-    row keys [file, index] and their absolute percentage errors. At most MAX_CV_ROWS calibration rows per
-    fold enter the refit, polished by POLISH Nelder-Mead steps per free factor."""
+    evaluation) predicted with the engine's factors refitted on the calibration rows of the other sources, over
+    what it inherits as fitted without that source too. With fewer rows left than free factors, a free factor
+    takes its parent's value without that source, or its prior where no parent sets it: a release nobody
+    measured is predicted as its predecessor. One entry per fold with the held-out row keys [file, index] and
+    their absolute percentage errors. At most MAX_CV_ROWS calibration rows per fold enter the refit, polished
+    by POLISH Nelder-Mead steps per free factor."""
     out: list[dict[str, object]] = []
-    for engine in fitted_engines():
+    folds: dict[tuple[str, str], dict[str, float]] = {}
+    for engine in fitted_engines():  # parents first (validation_map.yaml `calibration` order)
+        free = calibration_rule(engine)["free"]  # type: ignore[index]
         every = engine_rows(paths, engine, calibration_only=False)
         calibration = {key for key, _, _ in engine_rows(paths, engine)}
+        own = own_entry(engine)
+        parent = own.pop("inherits", None)
+        own = {k: v for k, v in own.items() if k not in KERNEL_ATTRIBUTES and k not in free}
         for held in sorted({key[2] for key, _, _ in every}):
             train = [(plan, m) for key, plan, m in every if key in calibration and key[2] != held]
             train = train[:: max(1, -(-len(train) // MAX_CV_ROWS))]
-            enough = len(train) >= len(calibration_rule(engine)["free"])  # type: ignore[index]
-            factors = fit_plans(train, engine, polish=polish)[0] if enough else prior_factors(engine)
+            inherited = factors_without(parent, held, folds) if parent else {}
+            base = {**inherited, **own}
+            enough = len(train) >= len(free)
+            factors = (fit_plans(train, engine, polish=polish, base=base)[0] if enough
+                       else {**base, **{k: inherited.get(k, FREE_FACTORS[k].prior) for k in free}})
+            folds[(engine, held)] = factors
             test = [(key, plan, m) for key, plan, m in every if key[2] == held]
             errors = [abs(predict_plan(plan, factors)[0] / m - 1) * 100 for _, plan, m in test]
             fold = {"engine": engine, "scheme": "source", "held_out": held, "factors": factors, "prior": not enough}

@@ -45,3 +45,25 @@ def test_the_polish_keeps_factors_in_their_ranges(monkeypatch: pytest.MonkeyPatc
     high = calibrate.FREE_FACTORS["moe_overhead_us_per_expert"].high
     assert factors["moe_overhead_us_per_expert"] == pytest.approx(high)
     assert 0 <= factors["overhead_us_per_layer"] <= calibrate.FREE_FACTORS["overhead_us_per_layer"].high
+
+
+def test_a_fold_inherits_its_parents_factors_fitted_without_the_same_source(folds: list[dict]) -> None:
+    """Leave-one-source-out leaks nothing through inheritance: a child engine's fold takes every factor it does
+    not fit or set itself from its parent's fold for the same source, and a fold with too few rows to fit takes
+    its free factors from there too (sglang-0.5-mi30x's one source is also one of sglang-0.5's)."""
+    by_fold = {(f["engine"], f["held_out"]): f for f in folds}
+    checked = 0
+    for fold in folds:
+        own = calibrate.own_entry(fold["engine"])
+        parent = by_fold.get((own.get("inherits"), fold["held_out"]))
+        if parent is None:
+            continue
+        free = calibrate.calibration_rule(fold["engine"])["free"]
+        for key, value in parent["factors"].items():
+            if key not in own and (key not in free or fold["prior"]):
+                assert fold["factors"][key] == value, (fold["engine"], fold["held_out"], key)
+                checked += 1
+    assert checked >= 10
+    mi30x = by_fold[("sglang-0.5-mi30x", "vngcloud/InferenceX-app")]
+    assert mi30x["prior"] and mi30x["factors"]["overhead_us_per_step"] == \
+        by_fold[("sglang-0.5", "vngcloud/InferenceX-app")]["factors"]["overhead_us_per_step"] > 0
