@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -127,6 +129,27 @@ def test_moe_active_and_expert_bytes():
     other = spec.params_total - spec.expert_params
     assert mixed == pytest.approx((spec.expert_params * 4.25 + other * 16) / 8)
     assert spec.weight_bytes(16) == 2 * spec.params_total
+
+
+def _kinds(spec: ModelSpec) -> dict[tuple[object, object, object], int]:
+    """Layers per (attention, ssm, mlp), counted layer by layer."""
+    return dict(Counter((layer.attention, layer.ssm, layer.mlp) for layer in spec.layers()))
+
+
+def test_counts_follow_a_copy_with_other_layers():
+    """Counts are computed once per spec object; a `model_copy` with other blocks is a new spec whose counts are
+    its own (the Jamba pattern's layer kinds, then a copy with its MoE layers made dense)."""
+    jamba = ModelSpec.from_hf_config({"model_type": "jamba", **TINY_CONFIGS["jamba"]})
+    assert {(g.attention, g.ssm, g.mlp): n for g, n in jamba.layer_kinds} == _kinds(jamba)
+    assert len(jamba.layer_kinds) == 3 < len(jamba.blocks)
+    before = (jamba.params_total, jamba.expert_params)
+    dense = [g.model_copy(update={"mlp": g.mlp.model_copy(update={
+        "kind": "dense", "experts": 0, "top_k": 0, "intermediate": g.mlp.intermediate or g.mlp.expert_intermediate})})
+        for g in jamba.blocks]
+    copy = jamba.model_copy(update={"blocks": dense})
+    assert copy.expert_params == 0 and copy.params_total < before[0]
+    assert {(g.attention, g.ssm, g.mlp): n for g, n in copy.layer_kinds} == _kinds(copy)
+    assert (jamba.params_total, jamba.expert_params) == before
 
 
 def test_json_round_trip():
