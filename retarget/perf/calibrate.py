@@ -231,10 +231,15 @@ def factors_without(engine: str, held: str, folds: dict[tuple[str, str], dict[st
     without HELD (a parent fitted on HELD's rows of its own would otherwise pass them on)."""
     if (engine, held) in folds:
         return folds[(engine, held)]
+    parent, own = _own_factors(engine)
+    return {**(factors_without(parent, held, folds) if parent else {}), **own}
+
+
+def _own_factors(engine: str) -> tuple[str | None, dict[str, float]]:
+    """The engine ENGINE inherits from (None: none), and the factors its own efficiency.yaml entry sets."""
     own = own_entry(engine)
     parent = own.pop("inherits", None)
-    return {**(factors_without(parent, held, folds) if parent else {}),
-            **{k: v for k, v in own.items() if k not in KERNEL_ATTRIBUTES}}
+    return parent, {k: v for k, v in own.items() if k not in KERNEL_ATTRIBUTES}
 
 
 def cross_validate(paths: list[Path], polish: int = CV_POLISH) -> list[dict[str, object]]:
@@ -251,9 +256,8 @@ def cross_validate(paths: list[Path], polish: int = CV_POLISH) -> list[dict[str,
         free = calibration_rule(engine)["free"]  # type: ignore[index]
         every = engine_rows(paths, engine, calibration_only=False)
         calibration = {key for key, _, _ in engine_rows(paths, engine)}
-        own = own_entry(engine)
-        parent = own.pop("inherits", None)
-        own = {k: v for k, v in own.items() if k not in KERNEL_ATTRIBUTES and k not in free}
+        parent, own = _own_factors(engine)
+        own = {k: v for k, v in own.items() if k not in free}
         for held in sorted({key[2] for key, _, _ in every}):
             train = [(plan, m) for key, plan, m in every if key in calibration and key[2] != held]
             train = train[:: max(1, -(-len(train) // MAX_CV_ROWS))]
