@@ -72,7 +72,10 @@ def test_an_engine_inherits_its_parents_factors_and_attributes() -> None:
     awq, parent = engine_entry("vllm-v0-awq"), engine_entry("vllm-v0")
     assert awq == {**parent, "memory": awq["memory"]} and awq["memory"] < parent["memory"]
     assert kernel_attributes("vllm-v0-awq") == kernel_attributes("vllm-v0")
-    assert engine_entry("vllm-v0")["moe_overhead_us_per_expert"] == engine_entry("tuned")["moe_overhead_us_per_expert"]
+    assert engine_entry("vllm-v0")["overhead_us_per_layer"] == engine_entry("tuned")["overhead_us_per_layer"]
+    rocm = engine_entry("vllm-rocm")  # the V0 engine on ROCm: vllm-v0's fused-MoE cost, its own scales
+    assert rocm["moe_overhead_us_per_expert"] == engine_entry("vllm-v0")["moe_overhead_us_per_expert"]
+    assert rocm["compute"] != engine_entry("vllm-v0")["compute"]
 
 
 @pytest.mark.parametrize("fields, engine", [
