@@ -17,7 +17,7 @@ OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
 KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "tokens_per_forward", "pipeline_copies",
                      "narrow_float_peaks", "admits_what_fits", "matmul_peak", "kv_share_of_free",
                      "micro_batched_pipeline", "dense_experts", "memory_fraction", "max_num_seqs",
-                     "batch_defaults", "host_issued")
+                     "batch_defaults", "host_issued", "block_fp8_vs_bf16")
 # the engine's fixed costs (an entry without one pays none)
 ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
                 "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer", "moe_tile_tokens")
@@ -48,6 +48,8 @@ class Efficiency:
     gemm_memory: float = 1.0  # the dense GEMMs' weight streaming as a share of `memory` (their own kernels)
     fp16_accumulate: bool = False
     narrow_float_gemm: float = 1.0  # share of the 16-bit GEMM efficiency reached at an 8-bit/4-bit float peak
+    # block-scaled FP8 matmuls at this share of the 16-bit rate (the engine's block kernels; None: the FP8 rate)
+    block_fp8_vs_bf16: float | None = None
     # query heads per KV head that the decode attention kernel serves with one cache read (None: every size); a
     # GQA/MQA layer of another size reads its KV head's cache once per query head
     gqa_kernel_group_sizes: tuple[int, ...] | None = None
@@ -150,6 +152,7 @@ def efficiency(
         micro_batched_pipeline=bool(kernels.get("micro_batched_pipeline", False)),
         dense_experts=bool(kernels.get("dense_experts", False)),
         host_issued=bool(kernels.get("host_issued", False)),
+        block_fp8_vs_bf16=None if (share := kernels.get("block_fp8_vs_bf16")) is None else float(share),
     )
 
 

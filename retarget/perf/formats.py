@@ -12,6 +12,8 @@ Bits per element follow each format's block layout:
 * mxfp4: 32 x e2m1 + one e8m0 scale = 4.25 bits (OCP MX spec v1.0,
   https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf);
   nvfp4: 16 x e2m1 + one fp8 scale = 4.5 bits (NVIDIA, https://developer.nvidia.com/blog/introducing-nvfp4-for-efficient-and-accurate-low-precision-inference/).
+* fp8-block128: e4m3 weights with one fp32 scale per 128 x 128 block (DeepSeek-V3's checkpoints, Qwen3's -FP8
+  ones): 8 bits (the scales add 0.002); its matmuls need block-scaled kernels, whose rate is the engine's.
 * intB-gG (B = 2, 3, 4, 8): B bits + an fp16 scale, and for -asym an fp16 zero, per G weights (group
   quantisation; weight-only, so the matmuls run at the bf16 rate).
 Weight-only formats (int4, GGUF k-quants) dequantise to bf16 and run at the bf16 rate; so do FP4 formats on
@@ -37,6 +39,7 @@ class NumberFormat:
     bits: float
     compute: tuple[str, ...] = _BF16_CHAIN
     head_bits: float | None = None  # LM head / embedding bits; None = same as `bits`
+    block_scaled: bool = False  # one scale per 128 x 128 weight block: matmuls need the engine's block kernels
 
     @property
     def bytes(self) -> float:
@@ -50,6 +53,7 @@ FORMATS: dict[str, NumberFormat] = {
         NumberFormat("bf16", 16),
         NumberFormat("fp16", 16, ("fp16", "bf16", "fp32")),
         NumberFormat("fp8", 8, ("fp8_e4m3", *_BF16_CHAIN), head_bits=16),
+        NumberFormat("fp8-block128", 8, ("fp8_e4m3", *_BF16_CHAIN), head_bits=16, block_scaled=True),
         NumberFormat("int8", 8, ("int8", *_BF16_CHAIN), head_bits=16),
         NumberFormat("nvfp4", 4.5, ("fp4", *_BF16_CHAIN), head_bits=16),
         NumberFormat("mxfp4", 4.25, ("fp4", *_BF16_CHAIN), head_bits=16),
@@ -83,6 +87,8 @@ def get_format(name: str) -> NumberFormat:
         bits, group = int(m.group(1)), int(m.group(2))
         zero = 16 if m.group(3) != "-sym" else 0
         return NumberFormat(key, bits + (16 + zero) / group, head_bits=16)
+    if key.startswith("fp8") and "block" in key:  # 'fp8-e4m3-block128', 'fp8-block128-ue8m0' (DeepSeek-V3.1)
+        return FORMATS["fp8-block128"]
     for prefix, base in (("fp8", "fp8"), ("int8", "int8"), ("mxfp4", "mxfp4"), ("nvfp4", "nvfp4")):
         if key.startswith(prefix):
             return FORMATS[base]

@@ -200,6 +200,8 @@ def _phase(
     def peak(fmt: NumberFormat) -> float:
         if eff.matmul_peak:  # the engine's matmuls run at one peak whatever the format (e.g. TF32 SGEMM)
             return rates.get(eff.matmul_peak) or compute_format(get_format("fp32"), rates)[1]
+        if fmt.block_scaled and eff.block_fp8_vs_bf16:  # the engine's block-scaled FP8 kernels
+            return peak(get_format("bf16")) * eff.block_fp8_vs_bf16
         name, rate = compute_format(fmt, rates)
         if eff.fp16_accumulate and name in ("bf16", "fp16"):  # weights dequantised to fp16, fp16 accumulate
             return max(rate, profile.peak_tflops.get("fp16_acc16", 0.0))
@@ -481,7 +483,10 @@ def predict(
          if eff.kv_share_of_free else f"usable memory {eff.memory_fraction or USABLE_MEMORY:.0%} of capacity")
         + f"; prefill in chunks of <= {PREFILL_CHUNK} tokens",
     ]
-    if w_name in NARROW_FLOAT_PEAKS and eff.narrow_float_gemm != 1.0:
+    if eff.block_fp8_vs_bf16 and (wfmt.block_scaled or fmts["experts"].block_scaled):
+        assumptions.append(f"block-scaled FP8 matmuls at {eff.block_fp8_vs_bf16:g} x the bf16 rate, not the "
+                           f"fp8_e4m3 rate ({engine}'s block kernels)")
+    elif w_name in NARROW_FLOAT_PEAKS and eff.narrow_float_gemm != 1.0:
         assumptions.append(f"{w_name} GEMMs at {eff.narrow_float_gemm:g} x the 16-bit share of peak ({profile.family})")
     if spec.attention_kind != "mla" and any(g.attention is not None and reads_per_query_head(
             g.attention, eff.gqa_kernel_group_sizes) for g in spec.blocks):

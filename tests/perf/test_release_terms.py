@@ -68,6 +68,24 @@ def test_sgemm_builds_run_prompts_at_the_tf32_peak() -> None:
     assert gemm.time_s == pytest.approx(gemm.flops / (a100.peak_tflops["tf32"] * 1e12), rel=1e-9)
 
 
+def test_block_scaled_fp8_runs_on_the_releases_block_kernels() -> None:
+    """Releases before DeepGEMM (`vllm-v0` here) run 128 x 128 block-scaled FP8 prompt matmuls at 0.6 of the bf16
+    peak (vLLM PR 23280's H100 table); per-tensor FP8 on that engine, and block FP8 on `tuned`, keep the FP8 peak."""
+    spec, h100 = get_spec("llama-3.1-8b"), load_profile("h100-sxm")
+
+    def gemm(fmt: str, engine: str):
+        ops = predict(spec, h100, batch=1, ctx=512, prompt_len=4096, weight_format=fmt, kv_format="bf16",
+                      engine=engine, engine_factors=IDEAL).prefill.ops
+        return next(op for op in ops if op.op_class == "gemm")
+
+    block = gemm("fp8-e4m3-block128", "vllm-v0")
+    assert block.time_s == pytest.approx(block.flops / (h100.peak_tflops["bf16"] * 0.6 * 1e12), rel=1e-9)
+    fp8, narrow = gemm("fp8", "vllm-v0"), efficiency("nvidia-hopper", "vllm-v0").narrow_float_gemm
+    assert fp8.time_s == pytest.approx(fp8.flops / (h100.peak_tflops["fp8_e4m3"] * narrow * 1e12), rel=1e-9)
+    assert gemm("fp8-e4m3-block128", "tuned").time_s == pytest.approx(gemm("fp8", "tuned").time_s, rel=1e-9)
+    assert kernel_attributes("vllm-rocm")["block_fp8_vs_bf16"] == 0.6  # the V0 engine on ROCm: the same kernels
+
+
 def test_an_engine_inherits_its_parents_factors_and_attributes() -> None:
     awq, parent = engine_entry("vllm-v0-awq"), engine_entry("vllm-v0")
     assert awq == {**parent, "memory": awq["memory"]} and awq["memory"] < parent["memory"]
