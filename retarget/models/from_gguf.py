@@ -70,7 +70,9 @@ def hf_config_from_gguf(metadata: dict[str, Any], tensor_names: Iterable[str] | 
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
 # general.file_type (llama.cpp LLAMA_FTYPE) -> the weight format retarget.perf knows it as
-FILE_TYPES = {0: "fp32", 1: "fp16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 14: "q4_k_s", 15: "q4_k_m", 32: "bf16"}
+FILE_TYPES = {0: "fp32", 1: "fp16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1", 10: "q2_k", 11: "q3_k_s",
+              12: "q3_k_m", 13: "q3_k_l", 14: "q4_k_s", 15: "q4_k_m", 16: "q5_k_s", 17: "q5_k_m", 18: "q6_k",
+              32: "bf16"}
 
 
 class _Cursor:

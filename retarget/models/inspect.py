@@ -33,17 +33,17 @@ REPORTED_FORMATS = ("bf16", "fp8-e4m3", "int4-g128-asym", "mxfp4")
 
 def format_bits(fmt: str) -> float:
     """Bits per weight of a format name such as 'fp8-e4m3-block128' or 'mxfp4' (keyed by its first part);
-    GGUF block formats (q4_0, q4_1, q8_0, q4_k_s, q4_k_m) as retarget.perf.formats counts them."""
+    GGUF block formats and k-quant mixes (q4_0, q4_k_m, ...) as retarget.perf.formats counts them."""
     bits = FORMAT_BITS.get(fmt.split("-")[0])
     if bits is not None:
         return bits
-    from retarget.perf.formats import get_format
+    from retarget.perf.formats import GGUF_FORMATS, get_format
 
     try:
         return get_format(fmt).bits
     except RetargetError:
-        raise RetargetError(f"unknown weight format {fmt!r}; known: {', '.join(FORMAT_BITS)}, q4_0, q4_1, q8_0, "
-                            "q4_k_s, q4_k_m", field="native_format") from None
+        known = ", ".join((*FORMAT_BITS, *GGUF_FORMATS))
+        raise RetargetError(f"unknown weight format {fmt!r}; known: {known}", field="native_format") from None
 
 
 def _quantised(fmt: str) -> dict[str, float]:

@@ -4,11 +4,15 @@ peak rate the matmuls run at on a device (the first format in `compute` the devi
 Bits per element follow each format's block layout:
 * q4_0: 32 x 4-bit + one fp16 scale = 18 bytes / 32 weights = 4.5 bits (ggml `block_q4_0`,
   https://github.com/ggml-org/llama.cpp/blob/master/ggml/src/ggml-common.h); q8_0 likewise 34 / 32 -> 8.5;
-  q4_1 adds an fp16 minimum: 20 / 32 bytes -> 5.0 bits.
-* q4_k_m: mixed Q4_K/Q6_K file; 4.90 bits is the measured file size (4.58 GiB for 8.03B params, XiongjieDai
-  README, https://github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference) divided by the parameter count.
-  q4_k_s likewise: 4.68 bits from llama.cpp's quantize tool, which lists Q4_K_S at 4.37G and Q4_K_M at 4.58G for
-  Llama-3-8B (QUANT_OPTIONS, https://github.com/ggml-org/llama.cpp/blob/master/tools/quantize/quantize.cpp).
+  q4_1 adds an fp16 minimum: 20 / 32 bytes -> 5.0 bits; q5_0 adds 32 high bits to q4_0: 22 / 32 -> 5.5; q5_1
+  24 / 32 -> 6.0; q6_k: 256 weights in 210 bytes (`block_q6_K`) -> 6.5625.
+* k-quant mixes (q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m) keep some tensors in a wider type, so their bits are the
+  file size over the parameter count: llama.cpp's quantize tool lists Llama-3-8B (8.03B params) at Q2_K 2.96G,
+  Q3_K_S 3.41G, Q3_K_M 3.74G, Q3_K_L 4.03G, Q4_K_S 4.37G, Q5_K_S 5.21G, Q5_K_M 5.33G (QUANT_OPTIONS,
+  https://github.com/ggml-org/llama.cpp/blob/03161a4eb9a2ec66ef97789f347c5a28279f06ea/tools/quantize/quantize.cpp;
+  G = GiB), i.e. 3.17, 3.65, 4.00, 4.31, 4.68, 5.57 and 5.70 bits. q4_k_m: 4.90 bits, the measured file size
+  (4.58 GiB, the same as the tool's figure; XiongjieDai README,
+  https://github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference).
 * mxfp4: 32 x e2m1 + one e8m0 scale = 4.25 bits (OCP MX spec v1.0,
   https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf);
   nvfp4: 16 x e2m1 + one fp8 scale = 4.5 bits (NVIDIA, https://developer.nvidia.com/blog/introducing-nvfp4-for-efficient-and-accurate-low-precision-inference/).
@@ -60,8 +64,17 @@ FORMATS: dict[str, NumberFormat] = {
         NumberFormat("q8_0", 8.5),
         NumberFormat("q4_0", 4.5),
         NumberFormat("q4_1", 5.0),
-        NumberFormat("q4_k_m", 4.9),
+        NumberFormat("q5_0", 5.5),
+        NumberFormat("q5_1", 6.0),
+        NumberFormat("q6_k", 6.5625),
+        NumberFormat("q2_k", 3.17),
+        NumberFormat("q3_k_s", 3.65),
+        NumberFormat("q3_k_m", 4.0),
+        NumberFormat("q3_k_l", 4.31),
         NumberFormat("q4_k_s", 4.68),
+        NumberFormat("q4_k_m", 4.9),
+        NumberFormat("q5_k_s", 5.57),
+        NumberFormat("q5_k_m", 5.7),
     )
 }
 _ALIASES = {
@@ -74,7 +87,11 @@ _ALIASES = {
     "e4m3": "fp8",
     "fp4": "nvfp4",
     "w8a8": "int8",
+    "q3_k": "q3_k_m",  # llama.cpp's quantize aliases
+    "q4_k": "q4_k_m",
+    "q5_k": "q5_k_m",
 }
+GGUF_FORMATS = tuple(name for name in FORMATS if name.startswith("q"))  # llama.cpp's block types and mixes
 
 
 def get_format(name: str) -> NumberFormat:

@@ -75,12 +75,21 @@ def test_row_labels_state_kv_cache_and_speculative_decoding() -> None:
     assert gguf.kwargs["weight_format"] == "q4_1"
 
 
-def test_q4_k_s_is_read_at_its_file_size() -> None:
-    """llama.cpp's quantize tool lists Q4_K_S at 4.37G and Q4_K_M at 4.58G (GiB) for Llama-3-8B's 8.03B
-    weights; the formats keep that ratio, and a Q4_K_S row maps to it."""
+# llama.cpp's quantize tool: file size in GiB of Llama-3-8B (8.03B weights) per type (QUANT_OPTIONS, quantize.cpp)
+QUANTIZE_TOOL_GIB = {"q2_k": 2.96, "q3_k_s": 3.41, "q3_k_m": 3.74, "q3_k_l": 4.03, "q4_k_s": 4.37, "q4_k_m": 4.58,
+                     "q5_k_s": 5.21, "q5_k_m": 5.33, "q6_k": 6.14, "q5_0": 5.21, "q5_1": 5.65}
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZE_TOOL_GIB))
+def test_gguf_types_match_the_quantize_tools_file_sizes(name: str) -> None:
+    """Each GGUF type's bits per weight, whether from its block layout (q5_0, q5_1, q6_k) or from the file size
+    (the k-quant mixes), matches the size llama.cpp's quantize tool lists for Llama-3-8B within 1.5% (the block
+    types' files keep the LM head in a wider type); a row or a GGUF file type naming it maps to it."""
+    from retarget.models.from_gguf import FILE_TYPES
     from retarget.perf.formats import get_format
 
-    assert get_format("q4_k_s").bits == pytest.approx(4.37 * 2**30 * 8 / 8.03e9, rel=0.01)
-    assert get_format("q4_k_s").bits / get_format("q4_k_m").bits == pytest.approx(4.37 / 4.58, rel=0.01)
+    assert get_format(name).bits == pytest.approx(QUANTIZE_TOOL_GIB[name] * 2**30 * 8 / 8.03e9, rel=0.015)
+    assert name in FILE_TYPES.values()
     base = {**ROW, "model": "Llama-3.1-8B", "num_devices": "1", "engine": "llama.cpp (CUDA, build 5000)"}
-    assert plan_row({**base, "quant_format": "Q4_K_S (llama 8B)"}).kwargs["weight_format"] == "q4_k_s"
+    label = f"{name.upper()} (llama 8B {name.upper()})"
+    assert plan_row({**base, "quant_format": label}).kwargs["weight_format"] == name
