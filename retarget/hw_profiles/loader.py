@@ -31,7 +31,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "memory_gb": (1e-3, 1e5, False, False), "mem_bw_gb_s": (1e-3, 1e6, False, False),
     "onchip_mb": (0, 1e6, False, False), "interconnect_gb_s": (1e-3, 1e6, False, False),
     "tdp_w": (1e-3, 1e5, False, False), "peak_tflops": (1e-3, 1e6, False, False),
-    "launch_year": (1950, 2100, False, True), "version": (1, 1, False, True)}
+    "launch_year": (1950, 2100, False, True), "version": (1, 1, False, True), "cores": (1, 1e5, False, True)}
 
 
 def _field_name(loc: tuple[Any, ...]) -> str | None:

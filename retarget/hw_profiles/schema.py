@@ -25,7 +25,7 @@ Family = Literal[
 ]
 
 # The scalar fields that must carry provenance when set.
-NUMERIC_FIELDS: tuple[str, ...] = ("memory_gb", "mem_bw_gb_s", "onchip_mb", "interconnect_gb_s", "tdp_w")
+NUMERIC_FIELDS: tuple[str, ...] = ("memory_gb", "mem_bw_gb_s", "onchip_mb", "interconnect_gb_s", "tdp_w", "cores")
 
 
 class FieldSource(BaseModel):
@@ -61,6 +61,9 @@ class HardwareProfile(BaseModel):
     interconnect_gb_s: float | None = Field(
         default=None, gt=0, description="device-to-device bandwidth, bidirectional aggregate GB/s")
     tdp_w: float | None = Field(default=None, gt=0)
+    cores: int | None = Field(
+        default=None, gt=0, description="CPU cores of one device (one socket); the peaks assume a run on all of them. "
+        "None for accelerators")
     native_formats: list[str] = Field(default_factory=list)
     compiler_target: str | None = Field(
         default=None,

@@ -34,12 +34,13 @@ def profile_detail(profile: HardwareProfile) -> Table:
     for col in ("field", "value", "kind", "source / note"):
         table.add_column(col, overflow="fold")
     rows = [(name, getattr(profile, name)) for name in ("memory_gb", "mem_bw_gb_s", "onchip_mb",
-                                                          "interconnect_gb_s", "tdp_w")]
+                                                          "interconnect_gb_s", "tdp_w", "cores")]
     rows += [(f"peak_tflops.{fmt}", profile.peak_tflops.get(fmt)) for fmt in PEAK_FORMATS]  # type: ignore
     for name, value in rows:
         src = profile.provenance.get(name)
         detail = f"{src.source}" + (f"  ({src.note})" if src and src.note else "") if src else ""
-        table.add_row(name, _num(value, 2) if value is not None else "-", src.kind if src else "", detail)
+        table.add_row(name, _num(value, 0 if name == "cores" else 2) if value is not None else "-",
+                      src.kind if src else "", detail)
     for name in ("family", "arch", "fp8_variant", "native_formats", "compiler_target", "triton_backend",
                  "onnxruntime_eps", "software_stack", "notes"):
         value = getattr(profile, name)

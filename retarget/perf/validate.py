@@ -220,6 +220,17 @@ def _with_batch_limits(plan: RowPlan, label: str) -> RowPlan:
                    max_batch=max_seqs if max_seqs and plan.kind == "offline" else plan.max_batch)
 
 
+def _fewer_threads_than_cores(label: str, profile: HardwareProfile, devices: int) -> str:
+    """Why a CPU run whose engine LABEL states fewer threads ('8 threads') than the cores of its DEVICES x PROFILE is
+    not predicted, or '' (no thread count stated, or a profile without a core count: accelerators)."""
+    stated = re.search(r"\b(\d{1,4}) threads\b", label)
+    if not stated or not profile.cores or int(stated.group(1)) >= profile.cores * devices:
+        return ""
+    return (f"the run uses {stated.group(1)} threads of {profile.cores * devices} cores, but the {profile.id} profile "
+            "describes the whole chip: on fewer threads than cores a run reaches neither its compute peak nor, on few "
+            "cores, its memory bandwidth; not predicted (a run on every core is)")
+
+
 def _plan(row: dict[str, str]) -> RowPlan | str:
     m = _map()
     try:
@@ -259,6 +270,8 @@ def _plan(row: dict[str, str]) -> RowPlan | str:
             return f"{devices} devices do not split into {stages.group(1)} pipeline stages"
         kwargs["stages"] = int(stages.group(1))
     spec, profile = model_spec(model_name), load_profile(profile_id)
+    if few_threads := _fewer_threads_than_cores(row["engine"], profile, devices):
+        return few_threads
     phase, metric, batch = row["phase"], row["metric"], _int(row["batch_size"])
     inp, out = _lengths(row)
     peaks = [src.kind for key, src in profile.provenance.items() if key.startswith("peak_tflops")]

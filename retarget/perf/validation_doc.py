@@ -194,8 +194,12 @@ worked on the code before the release terms of that evening were committed; held
 after them. Rule: sources in no other file; llama.cpp llama-bench tables from GitHub pull requests,
 discussions, issues or READMEs; every pp/tg cell whose hardware has a profile and whose model is known.
 Sources: pull 16649 (gpt-oss-20b MXFP4 on an RTX 4090, tg32-tg128, master and PR), pull 6017 (CodeLlama-7B
-F16 and Q8_0 on one A100 PCIe, pp512-pp8192 and tg128) and pull 10238 (17 M2 Ultra cells of `qwen2 7B`, not
-predicted: the label names no checkpoint). Scored once at decode 6.1% (7 rows) and prefill 11.6% (6 rows).""",
+F16 and Q8_0 on one A100 PCIe, pp512-pp8192 and tg128) and pull 10238 (17 M2 Ultra cells of `qwen2 7B`).
+Scored once at decode 6.1% (7 rows) and prefill 11.6% (6 rows), without the `qwen2 7B` cells (the label names
+no checkpoint). On 2026-12-05 that label was mapped to Qwen2.5-7B, whose layer shapes Qwen2-7B shares, and its
+cells were scored with nothing else changed: 2 decode rows within 14%, prompts of 1 token within 24% and of 511-512
+within 8%, and the 7 prompts of 2-8 tokens 3.0-5.1x slower than predicted (each such forward took 55-66 ms on that
+Metal build against 12-15 ms for one token; the model costs it like one memory-bound step). Not modelled.""",
               "fresh13_benchmarks.csv": """\
 Collected on 2026-12-02 (rule fixed 21:32, committed 21:44 UTC) by someone who computed no prediction and
 worked on the code before the release terms of that evening were committed. Rule: sources in no other file;
@@ -419,7 +423,9 @@ Max or M5, or on x86 CPUs; llama-bench tables and batch-1 runs with stated lengt
 Sources: ik_llama.cpp pull requests (mainline llama.cpp against the fork on a Ryzen 9 7950X and a Threadripper
 PRO 5975WX; a dual Xeon Gold 6226R), a llama.cpp Metal pull request on an M3 Max (a 1B model whose checkpoint is
 not named) and a crowd-sourced benchmark's CPU results (Llama-3.1-8B Q4_K_M on six laptop and desktop CPUs). No
-M4 Max, M5 or Sapphire Rapids table qualified.""",
+M4 Max, M5 or Sapphire Rapids table qualified. First scored on 2026-12-05, when profiles of these CPUs were added
+(vendor specifications; no factor fitted): mainline llama.cpp runs are predicted with the `llama.cpp` engine's
+factors, fitted on GPU rows; ik_llama.cpp runs and runs on fewer threads than the chip has cores are skipped.""",
               "fresh35_benchmarks.csv": """\
 Collected on 2026-12-03 (rule fixed 15:15 UTC) by a helper who computed no prediction; committed before it was
 scored; held out whole. Rule: sources in no other file; any engine on the devices that had no validation row
