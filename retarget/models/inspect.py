@@ -37,12 +37,12 @@ def format_bits(fmt: str) -> float:
     bits = FORMAT_BITS.get(fmt.split("-")[0])
     if bits is not None:
         return bits
-    from retarget.perf.formats import GGUF_FORMATS, get_format
+    from retarget.perf.formats import FORMATS, get_format
 
     try:
         return get_format(fmt).bits
     except RetargetError:
-        known = ", ".join((*FORMAT_BITS, *GGUF_FORMATS))
+        known = ", ".join(dict.fromkeys((*FORMAT_BITS, *FORMATS)))
         raise RetargetError(f"unknown weight format {fmt!r}; known: {known}", field="native_format") from None
 
 

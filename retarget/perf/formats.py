@@ -91,7 +91,6 @@ _ALIASES = {
     "q4_k": "q4_k_m",
     "q5_k": "q5_k_m",
 }
-GGUF_FORMATS = tuple(name for name in FORMATS if name.startswith("q"))  # llama.cpp's block types and mixes
 
 
 def get_format(name: str) -> NumberFormat:
