@@ -164,15 +164,18 @@ def predict_cmd(
                                         "compile recipe (gptq-int4-g128-asym, w8a8-int8, fp8-block128, keep, "
                                         "...+kv-fp8) or a number format (bf16, fp8, q4_k_m, nvfp4)")] = "native",
     kv: Annotated[str, typer.Option(help="KV-cache format: bf16, fp8, int8")] = "bf16",
-    engine: Annotated[str, typer.Option(help="software stack and release whose factors apply (an engine of "
+    engine: Annotated[str | None, typer.Option(help="software stack and release whose factors apply (an engine of "
                                         "retarget/perf/efficiency.yaml): tuned (vendor-tuned vLLM/SGLang/NIM), vllm-v1 "
                                         "(vLLM 0.10+), vllm-v0, "
                                         "vllm-eager, sglang-0.4, tensorrt-llm, tensorrt-llm-0.1x, llama.cpp, "
                                         "llama.cpp-metal, turbomind, vllm-rocm-v1, optimum-habana (Intel Gaudi), "
-                                        "sglang-jax, vllm-tpu (TPUs), ...")] = "tuned",
-    parallelism: Annotated[str, typer.Option(help="tp (tensor parallel, experts split in the group), pp (layers "
-                                             "split, llama.cpp) or ep (data-parallel attention, expert-parallel "
-                                             "MoE with all-to-all)")] = "tp",
+                                        "sglang-jax, vllm-tpu (TPUs), ...; default: the device family's "
+                                        "(llama.cpp-metal on Apple, llama.cpp on CPUs, llama.cpp-hip on Radeon, "
+                                        "optimum-habana on Gaudi, else tuned)")] = None,
+    parallelism: Annotated[str | None, typer.Option(help="tp (tensor parallel, experts split in the group), pp "
+                                                    "(layers split, llama.cpp) or ep (data-parallel attention, "
+                                                    "expert-parallel MoE with all-to-all); default: the engine's "
+                                                    "first (pp for llama.cpp, else tp)")] = None,
     pp: Annotated[int, typer.Option("--pp", help="pipeline stages: the layers split into this many stages, each run "
                                     "by devices/pp devices in --parallelism tp or ep (multi-node: tensor parallel "
                                     "in a node, pipeline across nodes)")] = 1,

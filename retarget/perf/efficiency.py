@@ -94,6 +94,17 @@ def own_entry(engine: str) -> dict[str, Any]:
     return dict(_table()["engines"].get(engine, {}))
 
 
+def default_engine(family: str) -> str:
+    """The engine `predict` applies on a device FAMILY unless told otherwise (efficiency.yaml `family_engines`)."""
+    return str(_table().get("family_engines", {}).get(family, "tuned"))
+
+
+def default_parallelism(engine: str) -> str:
+    """How ENGINE splits a model across devices unless told otherwise: the first way it models, else tp."""
+    ways = kernel_attributes(engine).get("parallelisms")
+    return str(ways[0]) if ways else "tp"
+
+
 def engine_entry(engine: str) -> dict[str, float]:
     """The factors efficiency.yaml records for ENGINE (its kernel attributes left out); an engine that
     `inherits` another takes that engine's factors and overrides the ones it states."""

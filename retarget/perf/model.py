@@ -356,14 +356,15 @@ def check_context(spec: ModelSpec, ctx: int, prompt_len: int) -> None:
 
 
 def smallest_fit(spec: ModelSpec, profile: HardwareProfile, formats: dict[str, dict[str, str | None]], *,
-                 batch: int, ctx: int, prompt_len: int) -> dict[str, int]:
+                 batch: int, ctx: int, prompt_len: int, engine: str = "tuned",
+                 parallelism: Parallelism = "tp") -> dict[str, int]:
     """Per recipe of FORMATS (recipe -> weight_format/expert_format/kv_format), the fewest of DEVICE_COUNTS
-    devices whose memory holds SPEC at this workload (the default engine's KV pool); recipes that fit on none are
-    left out."""
-    out, eff = {}, efficiency(profile.family)
+    devices whose memory holds SPEC at this workload (ENGINE's KV pool); recipes that fit on none are left out."""
+    out, eff = {}, efficiency(profile.family, engine)
     for recipe, kw in formats.items():
         fmts = resolve_formats(kw["weight_format"] or "bf16", kw["kv_format"] or "bf16", kw["expert_format"])
-        fits = (d for d in DEVICE_COUNTS if _memory(spec, profile, fmts, batch, ctx, prompt_len, d, "tp", eff).fits)
+        fits = (d for d in DEVICE_COUNTS
+                if _memory(spec, profile, fmts, batch, ctx, prompt_len, d, parallelism, eff).fits)
         if (devices := next(fits, None)) is not None:
             out[recipe] = devices
     return out
@@ -481,7 +482,7 @@ def predict(
         ),
         (f"KV cache pool {eff.kv_share_of_free:.0%} of the memory weights and activations leave"
          if eff.kv_share_of_free else f"usable memory {eff.memory_fraction or USABLE_MEMORY:.0%} of capacity")
-        + f"; prefill in chunks of <= {PREFILL_CHUNK} tokens",
+        + f"; prefill in chunks of <= {chunk} tokens",
     ]
     if eff.block_fp8_vs_bf16 and (wfmt.block_scaled or fmts["experts"].block_scaled):
         assumptions.append(f"block-scaled FP8 matmuls at {eff.block_fp8_vs_bf16:g} x the bf16 rate, not the "

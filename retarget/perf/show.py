@@ -14,6 +14,7 @@ from retarget.hw_profiles import HardwareProfile, load_profile, parse_overrides
 from retarget.models.inspect import resolve_spec
 from retarget.models.spec import ModelSpec
 from retarget.perf.confidence import confidence
+from retarget.perf.efficiency import default_engine, default_parallelism
 from retarget.perf.model import DEVICE_COUNTS, check_context, predict, smallest_fit
 from retarget.perf.prediction import Prediction
 from retarget.perf.recipes import NATIVE, PredictFormats, resolve_recipe
@@ -84,7 +85,8 @@ def _does_not_fit(spec: ModelSpec, profile: HardwareProfile, pred: Prediction, f
     tries = {formats.recipe: formats.kwargs(kv)}
     for name in ("fp8", "int4-g128-asym"):
         tries.setdefault(name, resolve_recipe(name, spec).kwargs(kv))
-    fit = smallest_fit(spec, profile, tries, batch=w["batch"], ctx=w["ctx"], prompt_len=w["prompt_len"])
+    fit = smallest_fit(spec, profile, tries, batch=w["batch"], ctx=w["ctx"], prompt_len=w["prompt_len"],
+                       engine=w["engine"], parallelism=w["parallelism"])
     where = ("fits with " + ", ".join(f"--devices {d} --recipe {r}" for r, d in sorted(fit.items(), key=lambda x: x[1]))
              if fit else f"nothing tried fits on {DEVICE_COUNTS[-1]} devices")
     return RetargetError(f"{spec.name} with recipe {formats.recipe} needs {mem.per_device_gb:,.1f} GB per device on "
@@ -114,16 +116,19 @@ def show_prediction(model: str, target: str, overrides: list[str], as_json: bool
                     **workload: Any) -> Prediction:
     """Predict MODEL on TARGET (with `--set` OVERRIDES) at RECIPE (see retarget.perf.recipes) for WORKLOAD
     (predict's keyword arguments) and print it; with OUTPUT_LEN also a closed-loop serving run of the batch as
-    clients. A context beyond the model's maximum, or a configuration that does not fit in memory, is an error
+    clients. An engine or parallelism left as None is the device family's default (efficiency.default_engine).
+    A context beyond the model's maximum, or a configuration that does not fit in memory, is an error
     naming what to change."""
     spec = resolve_spec(model)
     profile = load_profile(target, parse_overrides(overrides))
     check_context(spec, workload.get("ctx", 4096), workload.get("prompt_len", 4096))
     formats = resolve_recipe(recipe, spec)
+    engine = workload.get("engine") or default_engine(profile.family)
+    workload = {**workload, "engine": engine, "parallelism": workload.get("parallelism") or default_parallelism(engine)}
     pred = predict(spec, profile, **formats.kwargs(kv_format), **workload)
     if not pred.memory.fits:
         raise _does_not_fit(spec, profile, pred, formats, kv_format)
-    conf = confidence(profile, workload.get("engine", "tuned"))
+    conf = confidence(profile, engine)
     serving = _serving(spec, profile, formats.kwargs(kv_format), workload, output_len) if output_len else None
     if as_json:
         extra = {"serving": serving} if serving else {}
@@ -141,6 +146,8 @@ def show_prediction(model: str, target: str, overrides: list[str], as_json: bool
                       f"steady state (more when prompts arrive in bursts), "
                       f"TPOT {serving['tpot_ms']:,.2f} ms, {serving['output_tokens_s']:,.0f} output tokens/s",
                       highlight=False)
-    console.print(f"Recipe: {formats.recipe}. Confidence: {conf['summary']}", highlight=False)
+    chosen = "" if engine != default_engine(profile.family) else f" ({profile.family}'s default; --engine for another)"
+    console.print(f"Recipe: {formats.recipe}. Engine: {engine}{chosen}. Confidence: {conf['summary']}",
+                  highlight=False)
     console.print("Assumptions: " + "; ".join(pred.assumptions), highlight=False)
     return pred

@@ -123,14 +123,17 @@ def _resolve_spec(model: str) -> None:
 
 
 def _run_predict(job: Job, artifacts: Path | None, console: Console) -> dict[str, Any]:
-    """`retarget predict` of the job at the recipe's weight format (options: batch, ctx, prompt_len, kv, ...)."""
+    """`retarget predict` of the job at the recipe's weight format (options: batch, ctx, prompt_len, kv, ...; the
+    engine, unless named, is the device family's default as in `retarget predict`)."""
     from retarget.hw_profiles import load_profile
+    from retarget.perf.efficiency import default_engine, default_parallelism
     from retarget.perf.model import predict
     from retarget.perf.show import resolve_spec
     from retarget.plan import plan_recipe
 
     profile = load_profile(job.target)
-    options = {"kv_format": "bf16", **job.options}
+    engine = job.options.get("engine") or default_engine(profile.family)
+    options = {"kv_format": "bf16", **job.options, "engine": engine, "parallelism": default_parallelism(engine)}
     weight_format = plan_recipe(job.recipe, profile, has_source_blocks=True).weight_format
     return predict(resolve_spec(job.model), profile, weight_format=weight_format, **options).to_dict()
 

@@ -65,9 +65,31 @@ def test_recipe_sets_the_weight_bytes(recipe, bits):
 
 
 def test_an_unvalidated_engine_names_the_engines_validated_on_that_family():
-    """No Gaudi row is predicted with the default `tuned` engine; the confidence line says so and names the
-    engines whose published Gaudi runs were predicted."""
-    data = json.loads(_predict("llama-3.1-8b", "--target", "gaudi3", "--json").output)
+    """No Gaudi row is predicted with the `tuned` engine; the confidence line says so and names the engines whose
+    published Gaudi runs were predicted."""
+    data = json.loads(_predict("llama-3.1-8b", "--target", "gaudi3", "--engine", "tuned", "--json").output)
     summary = data["confidence"]["summary"]
     assert "intel-gaudi / tuned has been predicted: unvalidated" in summary
     assert "validated with --engine optimum-habana" in summary
+
+
+@pytest.mark.parametrize("target, engine", [("gaudi3", "optimum-habana"), ("m2-ultra", "llama.cpp-metal"),
+                                            ("ryzen-9-7950x", "llama.cpp"), ("rx-7900xtx", "llama.cpp-hip"),
+                                            ("h100-sxm", "tuned")])
+def test_without_engine_predict_applies_the_family_stack_it_was_validated_on(target, engine):
+    data = json.loads(_predict("llama-3.1-8b", "--target", target, "--recipe", "q4_k_m", "--json").output)
+    assert data["workload"]["engine"] == engine
+    assert "validated on published measurements of" in data["confidence"]["summary"]
+    same = json.loads(_predict("llama-3.1-8b", "--target", target, "--recipe", "q4_k_m", "--engine", engine,
+                               "--json").output)
+    assert same["decode_tokens_s"] == data["decode_tokens_s"]
+
+
+def test_llama_cpp_engines_split_layers_across_devices_by_default():
+    """llama.cpp is modelled only as a layer split: two Radeons get pp without being told."""
+    data = json.loads(_predict("llama-3.1-70b", "--target", "rx-7900xtx", "--devices", "2", "--recipe", "q4_k_m",
+                               "--json").output)
+    assert data["workload"]["parallelism"] == "pp"
+    told = _predict("llama-3.1-70b", "--target", "rx-7900xtx", "--devices", "2", "--recipe", "q4_k_m",
+                    "--parallelism", "tp")
+    assert told.exit_code == 2 and "--parallelism pp only" in told.output
