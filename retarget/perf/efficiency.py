@@ -17,7 +17,7 @@ OP_CLASSES = ("gemm", "moe", "head", "attention", "ssm")
 KERNEL_ATTRIBUTES = ("gqa_kernel_group_sizes", "parallelisms", "tokens_per_forward", "pipeline_copies",
                      "narrow_float_peaks", "admits_what_fits", "matmul_peak", "kv_share_of_free",
                      "micro_batched_pipeline", "dense_experts", "memory_fraction", "max_num_seqs",
-                     "batch_defaults", "host_issued", "block_fp8_vs_bf16")
+                     "batch_defaults", "host_issued", "block_fp8_vs_bf16", "matvec_tokens", "matmul_token_tile")
 # the engine's fixed costs (an entry without one pays none)
 ENGINE_COSTS = ("overhead_us_per_layer", "moe_overhead_us_per_expert", "overhead_us_per_step", "stage_hop_us",
                 "stream_gb_s_per_fp32_tflop", "prefill_overhead_us_per_layer", "moe_tile_tokens")
@@ -65,6 +65,10 @@ class Efficiency:
     # kernels issued one by one from the host each step (no CUDA graphs): the device's work runs while the host
     # issues the next kernels, so a step takes the longer of the two, not their sum
     host_issued: bool = False
+    # dense matmuls over more than matvec_tokens tokens run a tiled kernel whose multiply-adds cover the tokens
+    # padded up to whole tiles of matmul_token_tile (0: no padding; llama.cpp's Metal kernel choice)
+    matvec_tokens: int = 0
+    matmul_token_tile: int = 0
 
     def compute(self, op_class: str) -> float:
         return getattr(self, op_class)
@@ -164,6 +168,8 @@ def efficiency(
         dense_experts=bool(kernels.get("dense_experts", False)),
         host_issued=bool(kernels.get("host_issued", False)),
         block_fp8_vs_bf16=None if (share := kernels.get("block_fp8_vs_bf16")) is None else float(share),
+        matvec_tokens=int(kernels.get("matvec_tokens", 0)),
+        matmul_token_tile=int(kernels.get("matmul_token_tile", 0)),
     )
 
 

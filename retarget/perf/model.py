@@ -45,6 +45,15 @@ def _op_time(op: OpCost, eff: Efficiency, profile: HardwareProfile, peak_tflops:
     return OpTime(op.op_class, op.flops, op.bytes, max(t_compute, t_memory), bound)
 
 
+def tiled_matmul(op: OpCost, tokens: int, eff: Efficiency) -> OpCost:
+    """OP (dense matmuls over TOKENS tokens) as the engine's kernels run it: beyond `matvec_tokens` tokens a tiled
+    kernel whose multiply-adds cover the tokens padded up to whole tiles of `matmul_token_tile`."""
+    tile = eff.matmul_token_tile
+    if not tile or tokens <= max(1, eff.matvec_tokens):
+        return op
+    return replace(op, flops=op.flops * math.ceil(tokens / tile) * tile / tokens)
+
+
 def _link(profile: HardwareProfile, eff: Efficiency) -> float:
     """Bytes/s one way over the device-to-device link, at the engine's share of it."""
     if not profile.interconnect_gb_s:
@@ -193,6 +202,9 @@ def _phase(
     """One step of STEP: the op classes of every layer on one device of a DEVICES group (a pipeline stage's group
     when STAGES > 1: a token passes every stage in turn), their collectives and the engine's fixed costs."""
     costs = _step_costs(spec, step, fmts, devices, parallelism)
+    for name, tokens in (("gemm", step.tokens), ("head", step.batch)):
+        if name in costs:
+            costs[name] = tiled_matmul(costs[name], tokens, eff)
 
     rates = profile.peak_tflops if eff.narrow_float_peaks else {
         k: v for k, v in profile.peak_tflops.items() if k not in NARROW_FLOAT_PEAKS}

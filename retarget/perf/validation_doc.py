@@ -33,7 +33,7 @@ DATA = ROOT / "bench" / "data"
 DEFAULT_FILES = tuple(DATA / name for name in (
     "measured_benchmarks.csv", "moe_multi_gpu_decode.csv", "fresh_benchmarks.csv",
     *(f"fresh{n}_benchmarks.csv" for n in range(2, 11)), "serving2025_benchmarks.csv",
-    *(f"fresh{n}_benchmarks.csv" for n in range(11, 39))))
+    *(f"fresh{n}_benchmarks.csv" for n in range(11, 40))))
 TARGETS = {"decode": 15.0, "prefill": 25.0}  # MAPE % on evaluation rows
 HELD_OUT = {"evaluation": "evaluation split", FRESH: "every row (fresh)"}
 # How a file's rows were collected (and its history), shown above its section.

@@ -434,3 +434,26 @@ def test_host_issued_kernels_take_the_longer_of_the_host_and_the_device() -> Non
         assert eager == pytest.approx(max(device, 0.016), rel=1e-9)
     assert predict(spec, h100, batch=1, engine_factors=IDEAL, ctx=1024).tpot_s < 0.016 < predict(
         spec, h100, batch=512, engine_factors=IDEAL, ctx=1024, prompt_len=1024).tpot_s
+
+
+def _prefill_gemm_gflop(tokens: int, engine: str) -> float:
+    pred = predict(get_spec("llama-3.1-8b"), load_profile("m2-ultra"), prompt_len=tokens, weight_format="q4_k_m",
+                   engine=engine)
+    return next(op.flops for op in pred.prefill.ops if op.op_class == "gemm") / 1e9
+
+
+def test_metal_mul_mm_pads_tokens_to_tiles_of_32() -> None:
+    """ggml-metal's mul_mm threadgroups each cover 32 tokens (llama.cpp PR 27441: "The stock tile pads N to 32");
+    a matmul over 1 token, or up to 8 since PR 10581, runs mat-vec kernels with no tile."""
+    one = _prefill_gemm_gflop(1, "llama.cpp-metal")
+    # Llama-3.1-8B's dense matmuls: 2 x 6.98e9 FLOPs per token (its 8.03B less the 128256 x 4096 embedding and LM head)
+    assert one == pytest.approx(2 * (8.03e9 - 2 * 128256 * 4096) / 1e9, rel=0.01)
+    assert _prefill_gemm_gflop(8, "llama.cpp-metal") == pytest.approx(8 * one)
+    assert _prefill_gemm_gflop(9, "llama.cpp-metal") == pytest.approx(32 * one)
+    assert _prefill_gemm_gflop(33, "llama.cpp-metal") == pytest.approx(64 * one)
+    assert _prefill_gemm_gflop(511, "llama.cpp-metal") == pytest.approx(512 * one)
+    # before PR 10491 (2024-11-25) every matmul over more than one token ran mul_mm; until PR 10581, over 4
+    assert _prefill_gemm_gflop(2, "llama.cpp-metal-2024") == pytest.approx(32 * one)
+    assert _prefill_gemm_gflop(4, "llama.cpp-metal-2024-11") == pytest.approx(4 * one)
+    assert _prefill_gemm_gflop(5, "llama.cpp-metal-2024-11") == pytest.approx(32 * one)
+    assert _prefill_gemm_gflop(9, "llama.cpp") == pytest.approx(9 * one)  # the CUDA build's tiles are not padded
