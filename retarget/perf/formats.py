@@ -5,7 +5,9 @@ Bits per element follow each format's block layout:
 * q4_0: 32 x 4-bit + one fp16 scale = 18 bytes / 32 weights = 4.5 bits (ggml `block_q4_0`,
   https://github.com/ggml-org/llama.cpp/blob/master/ggml/src/ggml-common.h); q8_0 likewise 34 / 32 -> 8.5;
   q4_1 adds an fp16 minimum: 20 / 32 bytes -> 5.0 bits; q5_0 adds 32 high bits to q4_0: 22 / 32 -> 5.5; q5_1
-  24 / 32 -> 6.0; q6_k: 256 weights in 210 bytes (`block_q6_K`) -> 6.5625.
+  24 / 32 -> 6.0; q6_k: 256 weights in 210 bytes (`block_q6_K`) -> 6.5625; the non-linear iq4_nl: 32 x 4-bit
+  indices + one fp16 scale = 18 / 32 -> 4.5, iq4_xs: 256 weights in 136 bytes (fp16 scale, 6-bit sub-block
+  scales) -> 4.25 (the quantize tool states both: "4.50 bpw" and "4.25 bpw non-linear quantization").
 * k-quant mixes (q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m) keep some tensors in a wider type, so their bits are the
   file size over the parameter count: llama.cpp's quantize tool lists Llama-3-8B (8.03B params) at Q2_K 2.96G,
   Q3_K_S 3.41G, Q3_K_M 3.74G, Q3_K_L 4.03G, Q4_K_S 4.37G, Q5_K_S 5.21G, Q5_K_M 5.33G (QUANT_OPTIONS,
@@ -67,6 +69,8 @@ FORMATS: dict[str, NumberFormat] = {
         NumberFormat("q5_0", 5.5),
         NumberFormat("q5_1", 6.0),
         NumberFormat("q6_k", 6.5625),
+        NumberFormat("iq4_nl", 4.5),
+        NumberFormat("iq4_xs", 4.25),
         NumberFormat("q2_k", 3.17),
         NumberFormat("q3_k_s", 3.65),
         NumberFormat("q3_k_m", 4.0),

@@ -199,7 +199,11 @@ Scored once at decode 6.1% (7 rows) and prefill 11.6% (6 rows), without the `qwe
 no checkpoint). On 2026-12-05 that label was mapped to Qwen2.5-7B, whose layer shapes Qwen2-7B shares, and its
 cells were scored with nothing else changed: 2 decode rows within 14%, prompts of 1 token within 24% and of 511-512
 within 8%, and the 7 prompts of 2-8 tokens 3.0-5.1x slower than predicted (each such forward took 55-66 ms on that
-Metal build against 12-15 ms for one token; the model costs it like one memory-bound step). Not modelled.""",
+Metal build against 12-15 ms for one token; the model costs it like one memory-bound step). Then, from these
+misses, llama.cpp Metal's kernel choice was modelled from its source (engines `llama.cpp-metal-2024` and
+`-2024-11`: before PR 10491 any matmul over more than one token ran mul_mm, whose tiles cover 32 tokens), nothing
+fitted: those 7 prompts went to 1.9-2.0x fast (GPU cores left idle by one 32-token tile are not modelled); prefill
+130% -> 39% MAPE. This file is a weaker test of that rule; fresh39_benchmarks.csv was collected to test it.""",
               "fresh13_benchmarks.csv": """\
 Collected on 2026-12-02 (rule fixed 21:32, committed 21:44 UTC) by someone who computed no prediction and
 worked on the code before the release terms of that evening were committed. Rule: sources in no other file;
@@ -477,7 +481,23 @@ device (vLLM V1's sequences at once and tokens per forward, SGLang's prompt chun
 queue for prompts that arrive faster than full forwards take them, a one-chunk stall for prompts longer than
 the budget, and data-parallel attention's prompts prefilled side by side, one device's each; all sourced or
 checked against the simulated server, none fitted on this file (the last moved fresh32's SGLang 0.4.3 rows from
-13% to 31%)."""}
+13% to 31%).""",
+              "fresh39_benchmarks.csv": """\
+Collected on 2026-12-05 (rule fixed 22:56 UTC) by a helper who computed no prediction, while the Metal kernel
+choice (mul_mm's 32-token tiles beyond each release's mat-vec limit) was written from fresh12's misses;
+committed (b7fb962) before it was scored, with that rule (f17cd22) and the mapping of its releases to engines.
+Rule: llama.cpp pull requests and issues about Metal matmuls at prompts of 2-32 tokens, sources in no other file,
+every llama-bench cell of a profiled device and a known model. Sources: pull 10581 (qwen2 7B Q8_0 and IQ4_NL on
+an M2 Ultra, the label inferred, pp1-pp8, the master of the four days after PR 10491 and the PR's mv_ext
+kernels), pull 3524 (llama 7B Q4_0 on an M2 Ultra, pp1-pp9; its PR column, a first version never merged, is
+skipped) and issue 4624 (Mistral-7B Q4_0 on an M3 Max, whose prefill is not predicted: no published peak).
+Scored once: prefill 49.2% MAPE (24 rows, MdAPE 63.6); without the tile rule 134.8%. Misses: prompts on mul_mm
+run 1.7x slower than predicted (the idle GPU cores again), while in October 2023 a 2-token prompt ran as fast as
+one token (that master chose kernels otherwise), and the mat-vec kernels' cost grows with each token (a Q8_0
+prompt of 8 tokens took 2.2x one token's time on mv_ext), which the model does not price. Its IQ4_NL rows were
+then predicted once the IQ4 types had formats (4.5 and 4.25 bits, the quantize tool's figures): 30 rows, 68.7%;
+the mv_ext IQ4_NL prompts of 6-8 tokens ran 2.2-3.2x slower than predicted.""",
+}
 
 
 def _scored(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -93,3 +93,17 @@ def test_gguf_types_match_the_quantize_tools_file_sizes(name: str) -> None:
     base = {**ROW, "model": "Llama-3.1-8B", "num_devices": "1", "engine": "llama.cpp (CUDA, build 5000)"}
     label = f"{name.upper()} (llama 8B {name.upper()})"
     assert plan_row({**base, "quant_format": label}).kwargs["weight_format"] == name
+
+
+@pytest.mark.parametrize("name, bpw", [("iq4_nl", 4.50), ("iq4_xs", 4.25)])
+def test_non_linear_gguf_types_take_the_quantize_tools_bits(name: str, bpw: float) -> None:
+    """llama.cpp's quantize tool states the IQ4 types in bits per weight ("4.50 bpw non-linear quantization");
+    their GGUF file types (25, 30) and row labels map to them."""
+    from retarget.models.from_gguf import FILE_TYPES
+    from retarget.perf.formats import get_format
+
+    assert get_format(name).bits == bpw
+    assert FILE_TYPES[{"iq4_nl": 25, "iq4_xs": 30}[name]] == name
+    base = {**ROW, "model": "Llama-3.1-8B", "num_devices": "1", "engine": "llama.cpp (CUDA, build 5000)"}
+    label = f"{name.upper()} (llama 8B {name.upper()})"
+    assert plan_row({**base, "quant_format": label}).kwargs["weight_format"] == name
