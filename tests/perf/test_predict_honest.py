@@ -93,3 +93,19 @@ def test_llama_cpp_engines_split_layers_across_devices_by_default():
     told = _predict("llama-3.1-70b", "--target", "rx-7900xtx", "--devices", "2", "--recipe", "q4_k_m",
                     "--parallelism", "tp")
     assert told.exit_code == 2 and "--parallelism pp only" in told.output
+
+
+
+def test_every_family_default_is_a_known_engine_validated_on_that_family():
+    """A family's own default (not the fallback `tuned`) must name an engine that published runs on that family
+    were predicted with (validation_summary.json, written by the validation doc)."""
+    from retarget.hw_profiles import list_profiles
+    from retarget.perf.confidence import SUMMARY_FILE, group_key
+    from retarget.perf.efficiency import default_engine, engines
+
+    groups = json.loads(SUMMARY_FILE.read_text())["groups"]
+    families = {profile.family for profile in list_profiles()}
+    chosen = {family: default_engine(family) for family in families}
+    assert set(chosen.values()) <= set(engines())
+    assert {"apple", "cpu", "amd-rdna3", "intel-gaudi"} <= {f for f, e in chosen.items() if e != "tuned"}
+    assert all(group_key(f, e) in groups for f, e in chosen.items() if e != "tuned")
