@@ -65,8 +65,8 @@ class Efficiency:
     # kernels issued one by one from the host each step (no CUDA graphs): the device's work runs while the host
     # issues the next kernels, so a step takes the longer of the two, not their sum
     host_issued: bool = False
-    # dense matmuls over more than matvec_tokens tokens run a tiled kernel whose multiply-adds cover the tokens
-    # padded up to whole tiles of matmul_token_tile (0: no padding; llama.cpp's Metal kernel choice)
+    # forwards of up to matvec_tokens tokens run matrix-vector kernels (no tiles); dense matmuls over more run a
+    # tiled kernel whose multiply-adds cover the tokens padded up to whole tiles of matmul_token_tile (0: no padding)
     matvec_tokens: int = 0
     matmul_token_tile: int = 0
 
@@ -103,10 +103,12 @@ def default_engine(family: str) -> str:
     return str(_table().get("family_engines", {}).get(family, "tuned"))
 
 
-def default_parallelism(engine: str) -> str:
-    """How ENGINE splits a model across devices unless told otherwise: the first way it models, else tp."""
+def engine_and_parallelism(family: str, engine: str | None = None, parallelism: str | None = None) -> tuple[str, str]:
+    """The engine and parallelism `predict` applies on a device FAMILY: those given, else the family's default
+    engine and the first way that engine splits a model across devices (tp where it states none)."""
+    engine = engine or default_engine(family)
     ways = kernel_attributes(engine).get("parallelisms")
-    return str(ways[0]) if ways else "tp"
+    return engine, parallelism or (str(ways[0]) if ways else "tp")
 
 
 def engine_entry(engine: str) -> dict[str, float]:

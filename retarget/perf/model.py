@@ -30,7 +30,6 @@ USABLE_MEMORY = 0.90  # assumed: share of device memory left for weights, cache 
 PREFILL_CHUNK = 8192  # assumed: engines prefill in chunks of at most this many tokens per sequence...
 STEP_TOKENS = 8192  # ...and hold at most this many tokens' activations per forward (max_num_batched_tokens)
 
-MATVEC_MAX_TOKENS = 8  # llama.cpp's matrix-vector kernels (MMVQ_MAX_BATCH_SIZE) serve forwards up to this many tokens
 NARROW_FLOAT_PEAKS = ("fp8_e4m3", "fp4")  # peaks whose GEMMs reach `Efficiency.narrow_float_gemm` of the 16-bit share
 Parallelism = Literal["tp", "pp", "ep"]
 
@@ -133,7 +132,7 @@ def tile_share(spec: ModelSpec, step: Step, eff: Efficiency) -> float:
     tokens, so n tokens run at n / (n + n0) of the per-token rate; an expert gets top-k / experts of the
     forward's tokens, a dense matrix all of them. Matrix-vector forwards (few tokens) have no tiles: 1."""
     groups = _moe_groups(spec)
-    if not eff.moe_tile_tokens or not groups or step.tokens <= MATVEC_MAX_TOKENS:
+    if not eff.moe_tile_tokens or not groups or step.tokens <= eff.matvec_tokens:
         return 1.0
     experts = sum(g.count * g.mlp.experts for g in groups)
     per_expert = step.tokens * sum(layers * k for layers, k in _moe_layers(spec, eff.dense_experts)) / experts

@@ -14,7 +14,7 @@ from retarget.hw_profiles import HardwareProfile, load_profile, parse_overrides
 from retarget.models.inspect import resolve_spec
 from retarget.models.spec import ModelSpec
 from retarget.perf.confidence import confidence
-from retarget.perf.efficiency import default_engine, default_parallelism
+from retarget.perf.efficiency import default_engine, engine_and_parallelism
 from retarget.perf.model import DEVICE_COUNTS, check_context, predict, smallest_fit
 from retarget.perf.prediction import Prediction
 from retarget.perf.recipes import NATIVE, PredictFormats, resolve_recipe
@@ -116,15 +116,15 @@ def show_prediction(model: str, target: str, overrides: list[str], as_json: bool
                     **workload: Any) -> Prediction:
     """Predict MODEL on TARGET (with `--set` OVERRIDES) at RECIPE (see retarget.perf.recipes) for WORKLOAD
     (predict's keyword arguments) and print it; with OUTPUT_LEN also a closed-loop serving run of the batch as
-    clients. An engine or parallelism left as None is the device family's default (efficiency.default_engine).
+    clients. An engine or parallelism left as None is the device family's (efficiency.engine_and_parallelism).
     A context beyond the model's maximum, or a configuration that does not fit in memory, is an error
     naming what to change."""
     spec = resolve_spec(model)
     profile = load_profile(target, parse_overrides(overrides))
     check_context(spec, workload.get("ctx", 4096), workload.get("prompt_len", 4096))
     formats = resolve_recipe(recipe, spec)
-    engine = workload.get("engine") or default_engine(profile.family)
-    workload = {**workload, "engine": engine, "parallelism": workload.get("parallelism") or default_parallelism(engine)}
+    engine, parallelism = engine_and_parallelism(profile.family, workload.get("engine"), workload.get("parallelism"))
+    workload = {**workload, "engine": engine, "parallelism": parallelism}
     pred = predict(spec, profile, **formats.kwargs(kv_format), **workload)
     if not pred.memory.fits:
         raise _does_not_fit(spec, profile, pred, formats, kv_format)

@@ -126,14 +126,14 @@ def _run_predict(job: Job, artifacts: Path | None, console: Console) -> dict[str
     """`retarget predict` of the job at the recipe's weight format (options: batch, ctx, prompt_len, kv, ...; the
     engine, unless named, is the device family's default as in `retarget predict`)."""
     from retarget.hw_profiles import load_profile
-    from retarget.perf.efficiency import default_engine, default_parallelism
+    from retarget.perf.efficiency import engine_and_parallelism
     from retarget.perf.model import predict
     from retarget.perf.show import resolve_spec
     from retarget.plan import plan_recipe
 
     profile = load_profile(job.target)
-    engine = job.options.get("engine") or default_engine(profile.family)
-    options = {"kv_format": "bf16", **job.options, "engine": engine, "parallelism": default_parallelism(engine)}
+    engine, parallelism = engine_and_parallelism(profile.family, job.options.get("engine"))
+    options = {"kv_format": "bf16", **job.options, "engine": engine, "parallelism": parallelism}
     weight_format = plan_recipe(job.recipe, profile, has_source_blocks=True).weight_format
     return predict(resolve_spec(job.model), profile, weight_format=weight_format, **options).to_dict()
 
